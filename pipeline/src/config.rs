@@ -1,0 +1,167 @@
+//! Configuration loading: a TOML file plus `CLIPGUARD_*` environment overrides.
+//!
+//! An environment variable `CLIPGUARD_SECTION__KEY=value` sets `section.key` (double underscore
+//! between levels; the value is read as a TOML value when it parses as one, else as a string).
+//! Unknown keys, from the file or the environment, are rejected by name, all of them at once,
+//! together with every problem the config's own validation finds.
+//!
+//! Why not `#[serde(deny_unknown_fields)]`: serde stops at the first unknown field, and an
+//! operator fixing a config file wants the whole list in one go. `serde_ignored` reports every
+//! ignored key while still deserializing strictly typed structs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::PipelineError;
+
+/// Environment variables with the `CLIPGUARD_` prefix that are not config keys.
+pub const RESERVED_ENV: &[&str] = &["CLIPGUARD_LOG", "CLIPGUARD_CONFIG", "CLIPGUARD_MODELS"];
+
+/// A config that can check itself and report every problem.
+pub trait Validate {
+    fn validate(&self, problems: &mut Vec<String>);
+}
+
+/// Loads `T` from `file` (optional) and the `CLIPGUARD_*` variables in `env`, then validates.
+pub fn load<T: DeserializeOwned + Validate>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, PipelineError> {
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| PipelineError::Config(vec![format!("{}: {e}", path.display())]))?;
+            text.parse::<toml::Table>()
+                .map_err(|e| PipelineError::Config(vec![format!("{}: {e}", path.display())]))?
+        }
+        None => toml::Table::new(),
+    };
+    let mut origins = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("CLIPGUARD_") else { continue };
+        if RESERVED_ENV.contains(&name.as_str()) || rest.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if path.iter().any(String::is_empty) {
+            problems.push(format!("{name}: malformed name (empty key between `__`)"));
+            continue;
+        }
+        origins.insert(path.join("."), name.clone());
+        if let Err(e) = set_path(&mut table, &path, parse_env_value(&value)) {
+            problems.push(format!("{name}: {e}"));
+        }
+    }
+    let mut unknown = Vec::new();
+    let parsed: Result<T, _> =
+        serde_ignored::deserialize(toml::Value::Table(table), |p| unknown.push(p.to_string()));
+    let config = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(e.to_string());
+            return Err(PipelineError::Config(problems));
+        }
+    };
+    for key in unknown {
+        match origins.get(&key) {
+            Some(var) => problems.push(format!("unknown key `{key}` (from {var})")),
+            None => problems.push(format!("unknown key `{key}`")),
+        }
+    }
+    config.validate(&mut problems);
+    if problems.is_empty() { Ok(config) } else { Err(PipelineError::Config(problems)) }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut cur = table;
+    for (i, part) in parents.iter().enumerate() {
+        let entry = cur.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{}` is not a table", path[..=i].join(".")))?;
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default)]
+    struct Inner {
+        rate: f64,
+        name: String,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default)]
+    struct Top {
+        inner: Inner,
+        count: u32,
+    }
+
+    impl Validate for Top {
+        fn validate(&self, problems: &mut Vec<String>) {
+            if self.count > 10 {
+                problems.push(format!("count: {} is over 10", self.count));
+            }
+        }
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn env_overrides_file_with_typed_values() {
+        let f = write("count = 2\n[inner]\nrate = 1.5\n");
+        let env = [
+            ("CLIPGUARD_INNER__RATE".to_string(), "3.25".to_string()),
+            ("CLIPGUARD_INNER__NAME".to_string(), "plain words".to_string()),
+            ("CLIPGUARD_LOG".to_string(), "debug".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let top: Top = load(Some(f.path()), env).unwrap();
+        assert_eq!(top.inner.rate, 3.25);
+        assert_eq!(top.inner.name, "plain words");
+        assert_eq!(top.count, 2);
+    }
+
+    #[test]
+    fn every_unknown_key_and_problem_is_reported_at_once() {
+        let f = write("count = 11\nbogus = 1\n[inner]\nrat = 2.0\n");
+        let env = [("CLIPGUARD_INNER__COLOUR".to_string(), "red".to_string())];
+        let err = load::<Top>(Some(f.path()), env).unwrap_err();
+        let PipelineError::Config(problems) = err else { panic!("{err}") };
+        let text = problems.join("\n");
+        for needle in ["unknown key `bogus`", "unknown key `inner.rat`",
+            "unknown key `inner.colour` (from CLIPGUARD_INNER__COLOUR)", "count: 11 is over 10"] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+        assert_eq!(problems.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let f = write("[inner]\nrate = \"fast\"\n");
+        let err = load::<Top>(Some(f.path()), []).unwrap_err().to_string();
+        assert!(err.contains("rate"), "{err}");
+    }
+}

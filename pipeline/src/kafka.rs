@@ -1,0 +1,594 @@
+//! The Kafka host: the production data plane for any [`Stage`].
+//!
+//! Per message: decode the input, run the stage (bounded retries with backoff for retryable
+//! failures, a per-attempt timeout, panics caught), produce every output record and wait for the
+//! broker's acknowledgements, then mark the offset finished. Commits only ever move to the lowest
+//! unfinished offset of each partition ([`OffsetTracker`]). A message that cannot be processed
+//! goes to `clips.dlq` with the reason, and the stage's poison outputs (an error signal) are
+//! produced so the clip still gets a fail-closed verdict: a partition never stalls.
+//!
+//! Kafka features relied on (all supported by Apache Kafka and by the test broker): consumer
+//! groups with committed offsets, idempotent produce with `acks=all`, record headers, topic
+//! creation through the admin API. Transactions are not used; duplicates are expected downstream
+//! and de-duplicated by `(clip_id, stage)`.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clipguard_schemas::DeadLetter;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, TopicPartitionList};
+use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::error::{PipelineError, StageError};
+use crate::offsets::OffsetTracker;
+use crate::stage::{Emitter, Outputs, ProcessCtx, Record, Stage};
+use crate::telemetry::{PartitionLabels, StageMetrics};
+use crate::topics;
+use crate::trace::{TRACEPARENT, TraceContext};
+
+/// How to reach the brokers and how topics are created.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Partitions for topics clipguard creates. Keep it equal across topics: a clip's messages
+    /// then share a partition number everywhere, and one monitor sees all of a clip's signals.
+    pub partitions: i32,
+    /// Replication factor for topics clipguard creates.
+    pub replication: i32,
+    /// Create missing topics at start (turn off where topics are managed, e.g. by Strimzi).
+    pub create_topics: bool,
+    /// Consumer session timeout; a killed worker's partitions move after this long.
+    pub session_timeout_ms: u32,
+    /// Extra librdkafka properties (security, SASL, ...), passed through unchanged.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            partitions: 6,
+            replication: 1,
+            create_topics: true,
+            session_timeout_ms: 10_000,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.brokers.trim().is_empty() {
+            problems.push("kafka.brokers: must name at least one broker".into());
+        }
+        if self.partitions < 1 {
+            problems.push(format!("kafka.partitions: {} is not >= 1", self.partitions));
+        }
+        if self.replication < 1 {
+            problems.push(format!("kafka.replication: {} is not >= 1", self.replication));
+        }
+        if !(1_000..=300_000).contains(&self.session_timeout_ms) {
+            problems.push(format!(
+                "kafka.session_timeout_ms: {} is outside 1000..=300000",
+                self.session_timeout_ms
+            ));
+        }
+    }
+
+    /// Base client configuration shared by consumers, producers and admin clients.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &self.brokers);
+        cc.set("log_level", "4");
+        for (k, v) in &self.client {
+            cc.set(k, v);
+        }
+        cc
+    }
+
+    /// An idempotent producer tuned for low latency.
+    pub fn producer(&self) -> Result<FutureProducer, PipelineError> {
+        let mut cc = self.client_config();
+        cc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("delivery.timeout.ms", "30000")
+            .set("message.max.bytes", "1000000");
+        Ok(cc.create()?)
+    }
+
+    /// Creates the pipeline's topics where missing (compacted ones with `cleanup.policy=compact`).
+    pub async fn ensure_topics(&self) -> Result<(), PipelineError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let new: Vec<NewTopic<'_>> = topics::ALL
+            .iter()
+            .map(|(name, compacted)| {
+                let t = NewTopic::new(name, self.partitions, TopicReplication::Fixed(self.replication));
+                if *compacted { t.set("cleanup.policy", "compact") } else { t }
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+        for result in admin.create_topics(&new, &opts).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(PipelineError::Kafka(KafkaError::AdminOp(code)))
+                        .inspect_err(|_| tracing::error!(topic = %name, error = %code, "topic creation failed"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the Kafka host runs a stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HostConfig {
+    /// Messages processed at once per worker (bounded in-flight work).
+    pub max_in_flight: usize,
+    /// Attempts per message before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubles each time.
+    pub retry_backoff_ms: u64,
+    /// How often finished offsets are committed.
+    pub commit_interval_ms: u64,
+    /// On SIGTERM, how long in-flight work may take to finish before the worker exits anyway
+    /// (unfinished work is redone by the next owner).
+    pub drain_timeout_s: u64,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 8,
+            max_attempts: 3,
+            retry_backoff_ms: 200,
+            commit_interval_ms: 100,
+            drain_timeout_s: 30,
+        }
+    }
+}
+
+impl HostConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_in_flight == 0 {
+            problems.push("host.max_in_flight: must be >= 1".into());
+        }
+        if self.max_attempts == 0 {
+            problems.push("host.max_attempts: must be >= 1".into());
+        }
+        if self.commit_interval_ms == 0 {
+            problems.push("host.commit_interval_ms: must be >= 1".into());
+        }
+    }
+}
+
+/// Produces records with trace headers and waits for every acknowledgement.
+#[derive(Clone)]
+pub struct KafkaEmitter {
+    producer: FutureProducer,
+    stage: &'static str,
+    metrics: StageMetrics,
+}
+
+impl std::fmt::Debug for KafkaEmitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaEmitter").field("stage", &self.stage).finish_non_exhaustive()
+    }
+}
+
+const DELIVERY_ATTEMPTS: u32 = 5;
+
+impl KafkaEmitter {
+    pub fn new(producer: FutureProducer, stage: &'static str, metrics: StageMetrics) -> Self {
+        Self { producer, stage, metrics }
+    }
+
+    /// Sends all records; resolves when all are acknowledged. Records that fail are retried;
+    /// after [`DELIVERY_ATTEMPTS`] the error is returned (the worker must stop: its offsets are
+    /// not committed, so the next owner redoes the work).
+    pub async fn send_all(&self, mut records: Vec<Record>, trace: &TraceContext) -> Result<(), PipelineError> {
+        for record in &records {
+            if record.payload.len() > topics::MAX_MESSAGE_BYTES {
+                return Err(PipelineError::Delivery {
+                    attempts: 0,
+                    message: format!(
+                        "record for {} is {} bytes, over the {} byte limit",
+                        record.topic,
+                        record.payload.len(),
+                        topics::MAX_MESSAGE_BYTES
+                    ),
+                });
+            }
+        }
+        let mut last_error = String::new();
+        for attempt in 1..=DELIVERY_ATTEMPTS {
+            let sends = records.iter().map(|r| {
+                let trace = r.trace.unwrap_or(*trace);
+                let headers = OwnedHeaders::new()
+                    .insert(Header { key: TRACEPARENT, value: Some(&trace.header()) })
+                    .insert(Header { key: "clipguard-stage", value: Some(self.stage) });
+                let rec = FutureRecord::to(r.topic).key(&r.key).payload(&r.payload).headers(headers);
+                self.producer.send(rec, Duration::from_secs(10))
+            });
+            let results = futures::future::join_all(sends).await;
+            let mut failed = Vec::new();
+            for (record, result) in records.into_iter().zip(results) {
+                match result {
+                    Ok(_) => {
+                        self.metrics.produced.inc();
+                    }
+                    Err((err, _)) => {
+                        last_error = format!("{}: {err}", record.topic);
+                        failed.push(record);
+                    }
+                }
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            tracing::warn!(stage = self.stage, attempt, failed = failed.len(), error = %last_error, "delivery failed, retrying");
+            records = failed;
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+        Err(PipelineError::Delivery { attempts: DELIVERY_ATTEMPTS, message: last_error })
+    }
+}
+
+impl Emitter for KafkaEmitter {
+    fn emit(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), PipelineError>> {
+        let trace = TraceContext::new_root();
+        Box::pin(async move { self.send_all(records, &trace).await })
+    }
+}
+
+/// Consumer context: commits finished work before partitions are taken away, and turns
+/// librdkafka statistics into lag gauges.
+struct HostContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: StageMetrics,
+    stage: &'static str,
+}
+
+impl ClientContext for HostContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in stats.topics {
+            for (partition, p) in t.partitions {
+                if partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                self.metrics
+                    .lag
+                    .get_or_create(&PartitionLabels { topic: topic.clone(), partition: partition.to_string() })
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for HostContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let mut commit = TopicPartitionList::new();
+            {
+                let mut tracker = lock(&self.tracker);
+                for elem in list.elements() {
+                    let tp = (elem.topic().to_string(), elem.partition());
+                    if let Some(safe) = tracker.revoke(&tp) {
+                        let _ = commit.add_partition_offset(&tp.0, tp.1, rdkafka::Offset::Offset(safe));
+                    }
+                }
+            }
+            if commit.count() > 0 {
+                if let Err(err) = consumer.commit(&commit, CommitMode::Sync) {
+                    tracing::warn!(stage = self.stage, error = %err, "commit on revoke failed");
+                }
+            }
+            tracing::info!(stage = self.stage, partitions = list.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            tracing::info!(stage = self.stage, partitions = list.count(), "partitions assigned");
+        }
+    }
+}
+
+fn lock(m: &Mutex<OffsetTracker>) -> std::sync::MutexGuard<'_, OffsetTracker> {
+    // A panic while holding the lock leaves the tracker consistent (every method is one step).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `stage` as a Kafka consumer-group member until `shutdown` turns true, then drains.
+#[derive(Debug)]
+pub struct KafkaHost {
+    pub kafka: KafkaConfig,
+    pub host: HostConfig,
+}
+
+impl KafkaHost {
+    pub async fn run<S: Stage>(
+        &self,
+        stage: Arc<S>,
+        metrics: StageMetrics,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let name = stage.name();
+        let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+        let mut cc = self.kafka.client_config();
+        cc.set("group.id", format!("clipguard-{name}"))
+            .set("client.id", format!("clipguard-{name}"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.min.bytes", "1")
+            .set("session.timeout.ms", self.kafka.session_timeout_ms.to_string())
+            .set("heartbeat.interval.ms", (self.kafka.session_timeout_ms / 5).max(500).to_string())
+            .set("statistics.interval.ms", "5000");
+        let context = HostContext { tracker: tracker.clone(), metrics: metrics.clone(), stage: name };
+        let consumer: Arc<StreamConsumer<HostContext>> = Arc::new(cc.create_with_context(context)?);
+        consumer.subscribe(&[stage.input_topic()])?;
+
+        let emitter = Arc::new(KafkaEmitter::new(self.kafka.producer()?, name, metrics.clone()));
+        stage.start(emitter.clone());
+
+        let commit_task = tokio::spawn(commit_loop(
+            consumer.clone(),
+            tracker.clone(),
+            Duration::from_millis(self.host.commit_interval_ms),
+            shutdown.clone(),
+        ));
+        let semaphore = Arc::new(Semaphore::new(stage.max_in_flight().unwrap_or(self.host.max_in_flight)));
+        let (fatal_tx, mut fatal_rx) = mpsc::channel::<PipelineError>(1);
+        let mut tasks = JoinSet::new();
+        tracing::info!(stage = name, topic = stage.input_topic(), "stage consuming");
+
+        let outcome: Result<(), PipelineError> = loop {
+            let permit = tokio::select! {
+                p = semaphore.clone().acquire_owned() => p.map_err(|e| PipelineError::Server(e.to_string()))?,
+                _ = shutdown.changed() => break Ok(()),
+                Some(err) = fatal_rx.recv() => break Err(err),
+            };
+            let message = tokio::select! {
+                m = consumer.recv() => m,
+                _ = shutdown.changed() => break Ok(()),
+                Some(err) = fatal_rx.recv() => break Err(err),
+            };
+            while tasks.try_join_next().is_some() {}
+            let message = match message {
+                Ok(m) => m.detach(),
+                Err(err) => {
+                    tracing::warn!(stage = name, error = %err, "consumer error");
+                    metrics.error("consumer");
+                    continue;
+                }
+            };
+            let ticket = lock(&tracker).begin((message.topic().to_string(), message.partition()), message.offset());
+            metrics.in_flight.inc();
+            let job = Job {
+                stage: stage.clone(),
+                emitter: emitter.clone(),
+                metrics: metrics.clone(),
+                host: self.host.clone(),
+            };
+            let tracker = tracker.clone();
+            let fatal_tx = fatal_tx.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let result = job.handle(message).await;
+                job.metrics.in_flight.dec();
+                match result {
+                    Ok(()) => {
+                        lock(&tracker).finish(&ticket);
+                        job.metrics.processed.inc();
+                        job.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
+                    }
+                    Err(err) => {
+                        let _ = fatal_tx.try_send(err);
+                    }
+                }
+                drop(permit);
+            });
+        };
+
+        tracing::info!(stage = name, in_flight = metrics.in_flight.get(), "draining");
+        let drain = Duration::from_secs(self.host.drain_timeout_s);
+        let drained = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(stage = name, "drain timed out; unfinished work will be redone by the next owner");
+            tasks.abort_all();
+        }
+        commit_task.abort();
+        commit_now(&consumer, &tracker, CommitMode::Sync);
+        consumer.unsubscribe();
+        let _ = emitter.producer.flush(Duration::from_secs(5));
+        tracing::info!(stage = name, "stage stopped");
+        outcome
+    }
+}
+
+fn commit_now(consumer: &StreamConsumer<HostContext>, tracker: &Mutex<OffsetTracker>, mode: CommitMode) {
+    let positions = lock(tracker).committable();
+    if positions.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in &positions {
+        let _ = list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset));
+    }
+    if let Err(err) = consumer.commit(&list, mode) {
+        tracing::warn!(error = %err, "offset commit failed; will retry");
+        // Make the positions reported again next time.
+        let mut t = lock(tracker);
+        for (tp, _) in positions {
+            t.forget_committed(&tp);
+        }
+    }
+}
+
+async fn commit_loop(
+    consumer: Arc<StreamConsumer<HostContext>>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => commit_now(&consumer, &tracker, CommitMode::Async),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+struct Job<S> {
+    stage: Arc<S>,
+    emitter: Arc<KafkaEmitter>,
+    metrics: StageMetrics,
+    host: HostConfig,
+}
+
+impl<S: Stage> Job<S> {
+    /// Processes one message to acknowledged outputs (or a dead letter). `Err` only when the
+    /// broker would not take our records: the worker must stop.
+    async fn handle(&self, message: OwnedMessage) -> Result<(), PipelineError> {
+        let name = self.stage.name();
+        self.metrics.received.inc();
+        let clip_id = match message.key() {
+            Some(k) if !k.is_empty() => String::from_utf8_lossy(k).into_owned(),
+            _ => format!("unkeyed-{}-{}-{}", message.topic(), message.partition(), message.offset()),
+        };
+        let parent = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == TRACEPARENT))
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(TraceContext::parse);
+        let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
+        let span = tracing::info_span!("process", stage = name, clip_id = %clip_id, trace_id = %trace.trace_id_hex());
+        self.run_attempts(&message, clip_id, trace).instrument(span).await
+    }
+
+    async fn run_attempts(
+        &self,
+        message: &OwnedMessage,
+        clip_id: String,
+        trace: TraceContext,
+    ) -> Result<(), PipelineError> {
+        let payload = message.payload().unwrap_or_default();
+        let input = match <S::Input as prost::Message>::decode(payload) {
+            Ok(input) => input,
+            Err(err) => {
+                let error = StageError::input("malformed_message", format!("cannot decode {}: {err}", message.topic()));
+                return self.dead_letter(message, &clip_id, &error, 0, &trace).await;
+            }
+        };
+
+        let mut attempt = 0;
+        let error = loop {
+            attempt += 1;
+            let ctx = ProcessCtx {
+                clip_id: clip_id.clone(),
+                attempt,
+                trace,
+                emitter: self.emitter.clone(),
+            };
+            let fut = AssertUnwindSafe(self.stage.process(input.clone(), &ctx)).catch_unwind();
+            let error = match tokio::time::timeout(self.stage.attempt_timeout(), fut).await {
+                Ok(Ok(Ok(output))) => {
+                    let records = output.into_records();
+                    return match self.emitter.send_all(records, &trace).await {
+                        Ok(()) => Ok(()),
+                        Err(PipelineError::Delivery { attempts: 0, message: msg }) => {
+                            // A stage produced an oversized record: a bug; never stall on it.
+                            let error = StageError::internal("oversized_output", msg);
+                            self.dead_letter(message, &clip_id, &error, attempt, &trace).await
+                        }
+                        Err(err) => Err(err),
+                    };
+                }
+                Ok(Ok(Err(err))) => err,
+                Ok(Err(panic)) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    StageError::internal("panic", format!("stage panicked: {what}"))
+                }
+                Err(_) => StageError::internal(
+                    "attempt_timeout",
+                    format!("attempt took longer than {:?}", self.stage.attempt_timeout()),
+                ),
+            };
+            self.metrics.error(error.kind);
+            tracing::warn!(attempt, error = %error, retryable = error.retryable, "attempt failed");
+            if !error.retryable || attempt >= self.host.max_attempts {
+                break error;
+            }
+            let backoff = self.host.retry_backoff_ms.saturating_mul(1 << (attempt - 1).min(10));
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+        };
+        self.dead_letter(message, &clip_id, &error, attempt, &trace).await
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        clip_id: &str,
+        error: &StageError,
+        attempts: u32,
+        trace: &TraceContext,
+    ) -> Result<(), PipelineError> {
+        let name = self.stage.name();
+        tracing::error!(stage = name, clip_id = %clip_id, error = %error, attempts, "dead-lettering message");
+        self.metrics.dead_letters.inc();
+        if error.domain == crate::ErrorDomain::Input {
+            self.metrics.error(error.kind);
+        }
+        let mut payload = message.payload().unwrap_or_default().to_vec();
+        // Keep the dead letter itself under the limit; the reason says it was cut.
+        let mut reason = format!("{}: {}", error.kind, error.message);
+        if payload.len() > topics::MAX_MESSAGE_BYTES - 64 * 1024 {
+            reason.push_str(&format!(" (payload of {} bytes not kept)", payload.len()));
+            payload.clear();
+        }
+        let letter = DeadLetter {
+            stage: name.to_string(),
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: clip_id.to_string(),
+            payload,
+            reason,
+            attempts,
+            failed_at_ms: crate::now_ms(),
+        };
+        let mut records = vec![Record::encode(topics::DLQ, clip_id, &letter)];
+        records.extend(self.stage.poison_outputs(clip_id, error));
+        self.emitter.send_all(records, trace).await
+    }
+}

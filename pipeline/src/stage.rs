@@ -1,0 +1,140 @@
+//! The [`Stage`] trait: what every stage implements, whatever hosts it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use clipguard_schemas::{ClipContext, Signal, StageError as StageErrorMsg};
+use futures::future::BoxFuture;
+
+use crate::error::{PipelineError, StageError};
+use crate::topics;
+use crate::trace::TraceContext;
+
+/// One record to produce: topic, key (the clip id) and encoded payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub topic: &'static str,
+    pub key: String,
+    pub payload: Vec<u8>,
+    /// Trace context for the `traceparent` header; the host fills in its own span when `None`.
+    pub trace: Option<TraceContext>,
+}
+
+impl Record {
+    pub fn encode<M: prost::Message>(topic: &'static str, key: impl Into<String>, msg: &M) -> Self {
+        Self { topic, key: key.into(), payload: msg.encode_to_vec(), trace: None }
+    }
+}
+
+/// A stage's typed output, turned into records by the Kafka host.
+pub trait Outputs {
+    fn into_records(self) -> Vec<Record>;
+}
+
+impl Outputs for Vec<Record> {
+    fn into_records(self) -> Vec<Record> {
+        self
+    }
+}
+
+impl Outputs for () {
+    fn into_records(self) -> Vec<Record> {
+        Vec::new()
+    }
+}
+
+/// Produces records and resolves when the broker acknowledged all of them. Stages that emit
+/// outside the request/response flow (the monitor, on timeouts) use it.
+pub trait Emitter: Send + Sync {
+    fn emit(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), PipelineError>>;
+}
+
+/// What a host tells a stage about the message being processed.
+#[derive(Clone)]
+pub struct ProcessCtx {
+    /// The message key: the clip id.
+    pub clip_id: String,
+    /// 1 for the first attempt at this message in this worker.
+    pub attempt: u32,
+    pub trace: TraceContext,
+    /// Where to produce records outside the returned outputs.
+    pub emitter: Arc<dyn Emitter>,
+}
+
+impl std::fmt::Debug for ProcessCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessCtx")
+            .field("clip_id", &self.clip_id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pipeline stage. Settings are immutable; state (models, buffers) lives inside the
+/// implementation behind `&self`.
+pub trait Stage: Send + Sync + 'static {
+    /// The message consumed from [`Stage::input_topic`].
+    type Input: prost::Message + Default + Clone + Send + 'static;
+    /// What one input becomes.
+    type Output: Outputs + Send + 'static;
+
+    /// The stage name: consumer group suffix, metric prefix, signal `stage` field.
+    fn name(&self) -> &'static str;
+
+    fn input_topic(&self) -> &'static str;
+
+    /// The longest one attempt may take before the host gives up on it.
+    fn attempt_timeout(&self) -> std::time::Duration;
+
+    /// Overrides the host's in-flight bound (the monitor holds a slot per clip it is joining).
+    fn max_in_flight(&self) -> Option<usize> {
+        None
+    }
+
+    /// Processes one input. Bad input is not an error here: a stage turns it into an error
+    /// signal in its outputs. `Err` means the attempt failed (retryable or a bug); after bounded
+    /// retries the host dead-letters the message and emits [`Stage::poison_outputs`].
+    fn process(
+        &self,
+        input: Self::Input,
+        ctx: &ProcessCtx,
+    ) -> impl Future<Output = Result<Self::Output, StageError>> + Send;
+
+    /// Records emitted when a message cannot be processed at all, so the clip still gets a
+    /// (fail-closed) verdict. By default an error signal from this stage.
+    fn poison_outputs(&self, clip_id: &str, error: &StageError) -> Vec<Record> {
+        vec![error_signal_record(self.name(), clip_id, error, None)]
+    }
+
+    /// Starts background work (timers) once the host is ready to emit.
+    fn start(self: &Arc<Self>, _emitter: Arc<dyn Emitter>) {}
+}
+
+/// An error signal record for `clips.signals`.
+pub fn error_signal_record(
+    stage: &str,
+    clip_id: &str,
+    error: &StageError,
+    context: Option<ClipContext>,
+) -> Record {
+    let signal = Signal {
+        clip_id: clip_id.to_string(),
+        stage: stage.to_string(),
+        attempt: 1,
+        error: Some(StageErrorMsg { kind: error.kind.to_string(), message: error.message.clone() }),
+        context,
+        produced_at_ms: crate::now_ms(),
+        ..Default::default()
+    };
+    Record::encode(topics::SIGNALS, clip_id, &signal)
+}
+
+/// An emitter for hosts without a broker (in-process, gRPC): refuses to emit.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEmitter;
+
+impl Emitter for NoEmitter {
+    fn emit(&self, _records: Vec<Record>) -> BoxFuture<'_, Result<(), PipelineError>> {
+        Box::pin(async { Err(PipelineError::Server("this host cannot emit records".into())) })
+    }
+}

@@ -1,0 +1,502 @@
+//! `clipguard`: one binary for every stage, the demo, and the pipeline's edges.
+//!
+//! Layout of the workspace (see ARCHITECTURE.md): `schemas/` (protobuf messages), `pipeline/`
+//! (runtime and hosts), `stages/<name>/` (one crate per stage), this binary (`src/`) and the
+//! end-to-end tests (`tests/`).
+
+mod config;
+mod edges;
+mod output;
+mod stages;
+
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clipguard_pipeline::embedded::EmbeddedBroker;
+use clipguard_pipeline::kafka::KafkaHost;
+use clipguard_pipeline::store::MediaStore;
+use clipguard_pipeline::telemetry::{StageMetrics, init_tracing, serve_metrics};
+use clipguard_schemas::{AgeBand, MediaRef, Surface};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::edges::SubmitOptions;
+use crate::output::Printer;
+
+#[derive(Debug, Parser)]
+#[command(name = "clipguard", version, about = "Kafka-native moderation pipeline for AI-generated video")]
+struct Cli {
+    /// Config file (TOML); every key can be overridden by CLIPGUARD_SECTION__KEY.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Write logs as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every stage and moderate the inputs. Without --brokers, an embedded broker runs
+    /// in-process; stages use the same Kafka code path as production.
+    Run {
+        /// Kafka bootstrap servers; none = embedded broker.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// One JSON verdict per line.
+        #[arg(long)]
+        json: bool,
+        /// Serve Prometheus metrics here while running.
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
+        /// Give up waiting for verdicts after this many seconds (default: media deadline +
+        /// monitor timeout + 60).
+        #[arg(long)]
+        timeout_s: Option<f64>,
+        #[command(flatten)]
+        audience: AudienceArgs,
+        /// Clip files or folders of clips.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Run one stage worker: a Kafka consumer-group member plus optional gRPC and metrics.
+    Stage {
+        /// media | monitor (hashmatch, transcribe, classify come with later work).
+        name: String,
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Serve the stage's gRPC service, health and reflection here.
+        #[arg(long)]
+        grpc_addr: Option<SocketAddr>,
+        /// Serve Prometheus metrics here.
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
+    },
+    /// Publish clips on clips.submitted; prints `clip_id source` per file.
+    Submit {
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        audience: AudienceArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print verdicts from clips.verdicts (from the beginning).
+    Verdicts {
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Keep reading new verdicts.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Moderate files locally without Kafka (in-process host).
+    Scan {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        audience: AudienceArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Manage the pipeline's topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Check the configuration and report every problem at once.
+    Validate,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create every pipeline topic that is missing.
+    Create {
+        #[arg(long)]
+        brokers: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AgeArg {
+    Adult,
+    Under18,
+    Unspecified,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SurfaceArg {
+    Private,
+    Feed,
+    Download,
+    Unspecified,
+}
+
+#[derive(Debug, Args)]
+struct AudienceArgs {
+    /// Age band of the requester.
+    #[arg(long, value_enum, default_value = "unspecified")]
+    age_band: AgeArg,
+    /// Where the clip will be shown.
+    #[arg(long, value_enum, default_value = "unspecified")]
+    surface: SurfaceArg,
+    /// The prompt the clip was generated from.
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// The generator's scene description.
+    #[arg(long, default_value = "")]
+    scene: String,
+}
+
+impl AudienceArgs {
+    fn options(&self) -> SubmitOptions {
+        SubmitOptions {
+            age_band: match self.age_band {
+                AgeArg::Adult => AgeBand::Adult,
+                AgeArg::Under18 => AgeBand::Under18,
+                AgeArg::Unspecified => AgeBand::Unspecified,
+            },
+            surface: match self.surface {
+                SurfaceArg::Private => Surface::Private,
+                SurfaceArg::Feed => Surface::Feed,
+                SurfaceArg::Download => Surface::Download,
+                SurfaceArg::Unspecified => Surface::Unspecified,
+            },
+            prompt: self.prompt.clone(),
+            scene_description: self.scene.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut cfg = config::load(cli.config.as_deref())?;
+    if cli.log_json {
+        cfg.telemetry.log_format = clipguard_pipeline::telemetry::LogFormat::Json;
+    }
+    // One-shot commands print verdicts on stdout; keep stderr for warnings unless asked.
+    let one_shot = !matches!(cli.command, Command::Stage { .. });
+    if one_shot && cfg.telemetry.log_level == "info" {
+        cfg.telemetry.log_level = "warn".into();
+    }
+    init_tracing(&cfg.telemetry);
+    match cli.command {
+        Command::Run { brokers, json, metrics_addr, timeout_s, audience, inputs } => {
+            run(cfg, brokers, json, metrics_addr, timeout_s, audience.options(), inputs).await
+        }
+        Command::Stage { name, brokers, grpc_addr, metrics_addr } => {
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            stage(cfg, &name, grpc_addr, metrics_addr).await
+        }
+        Command::Submit { brokers, json, audience, files } => {
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            submit(cfg, json, audience.options(), files).await
+        }
+        Command::Verdicts { brokers, follow, json } => {
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            verdicts(cfg, follow, json).await
+        }
+        Command::Scan { json, audience, files } => scan(cfg, json, audience.options(), files).await,
+        Command::Topics { command: TopicsCommand::Create { brokers } } => {
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            cfg.kafka.ensure_topics().await?;
+            println!("topics ready on {}", cfg.kafka.brokers);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate => {
+            println!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Resolves when the stop flag turns true.
+fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+async fn stage(
+    cfg: Config,
+    name: &str,
+    grpc_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let built = stages::build(name, &cfg)?;
+    if cfg.kafka.create_topics {
+        cfg.kafka.ensure_topics().await.context("creating topics")?;
+    }
+    let mut registry = Registry::default();
+    let metrics = StageMetrics::register(&mut registry, built.name);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(addr) = metrics_addr {
+        let bound = serve_metrics(addr, Arc::new(registry), stopped(&stop_rx)).await?;
+        tracing::info!(addr = %bound, "metrics serving");
+    }
+    let services = built.services.clone();
+    let grpc = match grpc_addr {
+        Some(addr) => {
+            Some(clipguard_pipeline::grpc::serve(addr, built.routes, &services, stopped(&stop_rx)).await?)
+        }
+        None => None,
+    };
+    let host = KafkaHost { kafka: cfg.kafka.clone(), host: cfg.host.clone() };
+    let worker = tokio::spawn((built.run_kafka)(host, metrics, stop_rx));
+    tokio::pin!(worker);
+    let result = tokio::select! {
+        r = &mut worker => r,
+        _ = shutdown_signal() => {
+            tracing::info!(stage = name, "shutdown requested");
+            if let Some(g) = &grpc {
+                for service in services.iter().copied().chain([""]) {
+                    g.health.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
+                }
+            }
+            let _ = stop_tx.send(true);
+            worker.await
+        }
+    };
+    let _ = stop_tx.send(true);
+    result.context("stage task")??;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    mut cfg: Config,
+    brokers: Option<String>,
+    json: bool,
+    metrics_addr: Option<SocketAddr>,
+    timeout_s: Option<f64>,
+    opts: SubmitOptions,
+    inputs: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let files = edges::expand_inputs(&inputs)?;
+    anyhow::ensure!(!files.is_empty(), "no input files");
+    let _broker = match brokers {
+        Some(b) => {
+            cfg.kafka.brokers = b;
+            if cfg.kafka.create_topics {
+                cfg.kafka.ensure_topics().await.context("creating topics")?;
+            }
+            None
+        }
+        None => {
+            let broker = EmbeddedBroker::start(cfg.kafka.partitions)?;
+            cfg.kafka.brokers = broker.bootstrap_servers();
+            cfg.kafka.create_topics = false;
+            tracing::info!(brokers = %cfg.kafka.brokers, "embedded broker started");
+            Some(broker)
+        }
+    };
+
+    // Every stage, each a consumer-group member on the same code path as `clipguard stage`.
+    let mut registry = Registry::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = Vec::new();
+    for name in stages::NAMES {
+        let built = stages::build(name, &cfg)?;
+        let metrics = StageMetrics::register(&mut registry, built.name);
+        let host = KafkaHost { kafka: cfg.kafka.clone(), host: cfg.host.clone() };
+        workers.push(tokio::spawn((built.run_kafka)(host, metrics, stop_rx.clone())));
+    }
+    if let Some(addr) = metrics_addr {
+        serve_metrics(addr, Arc::new(registry), stopped(&stop_rx)).await?;
+    }
+
+    let (consumer, _) = edges::verdict_reader(&cfg.kafka, edges::From::End).await?;
+    let store = MediaStore::open(&cfg.store)?;
+    let producer = cfg.kafka.producer()?;
+    let mut expected: HashMap<String, PathBuf> = HashMap::new();
+    for file in &files {
+        let clip_id = edges::new_clip_id();
+        let clip = edges::clip_for_file(file, &clip_id, &store, &opts).await?;
+        edges::publish(&producer, &clip).await?;
+        expected.insert(clip_id, file.clone());
+    }
+
+    let wait = timeout_s.unwrap_or(cfg.media.deadline_s + cfg.monitor.timeout_s + 60.0);
+    let mut printer = Printer::new(json);
+    let mut seen = HashSet::new();
+    let reading = edges::read_verdicts(&consumer, None, None, |v| {
+        if expected.contains_key(&v.clip_id) && seen.insert(v.clip_id.clone()) {
+            printer.verdict(&v);
+        }
+        seen.len() < expected.len()
+    });
+    let timed_out = tokio::time::timeout(Duration::from_secs_f64(wait), reading).await.is_err();
+    let _ = stop_tx.send(true);
+    for w in workers {
+        if let Ok(Err(e)) = w.await {
+            tracing::error!(error = %e, "stage failed");
+        }
+    }
+    let missing: Vec<_> = expected.iter().filter(|(id, _)| !seen.contains(*id)).collect();
+    if missing.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (id, file) in &missing {
+        eprintln!("no verdict for {} (clip {id}){}", file.display(), if timed_out { " before the timeout" } else { "" });
+    }
+    Ok(ExitCode::from(2))
+}
+
+async fn submit(cfg: Config, json: bool, opts: SubmitOptions, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let files = edges::expand_inputs(&files)?;
+    if cfg.kafka.create_topics {
+        cfg.kafka.ensure_topics().await.context("creating topics")?;
+    }
+    let store = MediaStore::open(&cfg.store)?;
+    let producer = cfg.kafka.producer()?;
+    for file in files {
+        let clip_id = edges::new_clip_id();
+        let clip = edges::clip_for_file(&file, &clip_id, &store, &opts).await?;
+        edges::publish(&producer, &clip).await?;
+        if json {
+            println!("{}", serde_json::json!({"clip_id": clip_id, "source": clip.source}));
+        } else {
+            println!("{clip_id} {}", clip.source);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verdicts(cfg: Config, follow: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let (consumer, ends) = edges::verdict_reader(&cfg.kafka, edges::From::Beginning).await?;
+    let mut printer = Printer::new(json);
+    let ends = if follow { None } else { Some(&ends) };
+    edges::read_verdicts(&consumer, ends, None, |v| {
+        printer.verdict(&v);
+        true
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn scan(mut cfg: Config, json: bool, opts: SubmitOptions, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let files = edges::expand_inputs(&files)?;
+    let store = MediaStore::open(&cfg.store)?;
+    let media = clipguard_media::MediaStage::new(cfg.media.clone(), store)?;
+    // Only the stages scan runs in-process are expected.
+    cfg.monitor.expected_stages = vec![clipguard_media::NAME.to_string()];
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let bar = indicatif::ProgressBar::new(files.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let mut printer = Printer::new(json);
+    for file in files {
+        if let Some(b) = &bar {
+            b.set_message(file.display().to_string());
+        }
+        let clip_id = edges::new_clip_id();
+        let size = std::fs::metadata(&file).with_context(|| file.display().to_string())?.len();
+        let clip = if size > cfg.media.max_bytes {
+            // Too large to read: the media stage reports it without fetching.
+            clipguard_schemas::ClipSubmitted {
+                clip_id: clip_id.clone(),
+                source: file.display().to_string(),
+                media: Some(MediaRef {
+                    location: Some(clipguard_schemas::media_ref::Location::Uri(format!("file://{}", file.display()))),
+                    size_bytes: size,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        } else {
+            let mut inline_opts = opts.clone();
+            inline_opts.prompt = opts.prompt.clone();
+            let bytes = tokio::fs::read(&file).await?;
+            clipguard_schemas::ClipSubmitted {
+                clip_id: clip_id.clone(),
+                source: file.display().to_string(),
+                media: Some(MediaRef {
+                    sha256: clipguard_pipeline::store::sha256_hex(&bytes),
+                    size_bytes: bytes.len() as u64,
+                    location: Some(clipguard_schemas::media_ref::Location::Inline(bytes)),
+                    content_type: String::new(),
+                }),
+                audience: Some(clipguard_schemas::AudienceContext {
+                    age_band: opts.age_band as i32,
+                    surface: opts.surface as i32,
+                    ..Default::default()
+                }),
+                prompt: opts.prompt.clone(),
+                scene_description: opts.scene_description.clone(),
+                ..Default::default()
+            }
+        };
+        let result = media.process_clip(&clip).await;
+        let signals: Vec<_> = result.signal.into_iter().collect();
+        let verdict = clipguard_monitor::decide::decide(&clip_id, &signals, &cfg.monitor, true);
+        if let Some(b) = &bar {
+            b.suspend(|| printer.verdict(&verdict));
+            b.inc(1);
+        } else {
+            printer.verdict(&verdict);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(ExitCode::SUCCESS)
+}

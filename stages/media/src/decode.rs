@@ -1,0 +1,495 @@
+//! Decoding one clip with GStreamer: `filesrc ! decodebin`, then per stream, added as decodebin
+//! exposes it, `videoconvert ! I420 ! appsink` and `audioconvert ! audioresample ! S16LE 16 kHz
+//! mono ! appsink`; other streams go to `fakesink`. Limits are enforced as soon as the facts are
+//! known (resolution from the first frame's caps, duration from the first query that answers,
+//! frame count as frames arrive, wall-clock deadline on the controlling thread), and the
+//! pipeline is torn down at once when one is exceeded.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+use crate::error::MediaError;
+use crate::frames::{I420, LumaGrid, Pick, Sampler, encode_jpeg, i420_to_rgb_thumbnail, thumbnail_size};
+
+/// What decoding is allowed to cost and what it keeps.
+#[derive(Debug, Clone)]
+pub struct DecodeSettings {
+    pub sample_fps: f64,
+    pub scene_cut_threshold: f32,
+    pub min_scene_gap_s: f64,
+    pub max_sampled_frames: u32,
+    pub thumbnail_short_side: u32,
+    pub jpeg_quality: u8,
+    pub extract_audio: bool,
+    pub max_duration_s: f64,
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_frames: u64,
+    pub deadline: Duration,
+}
+
+/// One picked frame, as a JPEG thumbnail.
+#[derive(Debug, Clone)]
+pub struct PickedFrame {
+    pub index: u32,
+    pub timestamp_s: f64,
+    pub scene_cut: bool,
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Everything decoding produced.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub duration_s: f64,
+    pub frames_decoded: u64,
+    pub frames: Vec<PickedFrame>,
+    /// 16 kHz mono S16LE PCM; `None` when the clip has no audio stream.
+    pub audio: Option<Vec<u8>>,
+    pub container: String,
+    pub video_codec: String,
+    pub audio_codec: String,
+}
+
+#[derive(Debug, Default)]
+struct VideoState {
+    sampler: Option<Sampler>,
+    frames: u64,
+    last_pts_s: f64,
+    frame_duration_s: f64,
+    width: u32,
+    height: u32,
+    fps: f64,
+    picked: Vec<PickedFrame>,
+}
+
+#[derive(Default)]
+struct Shared {
+    abort: Mutex<Option<MediaError>>,
+    video: Mutex<VideoState>,
+    audio: Mutex<Option<Vec<u8>>>,
+    names: Mutex<(String, String, String)>,
+    unknown: Mutex<Vec<String>>,
+    video_linked: AtomicBool,
+    no_more_pads: AtomicBool,
+}
+
+impl Shared {
+    fn abort(&self, e: MediaError) {
+        let mut slot = lock(&self.abort);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+    fn aborted(&self) -> bool {
+        lock(&self.abort).is_some()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes sure GStreamer and the elements the stage needs are present. Call at worker start so a
+/// missing plugin stops the worker with the reason, not at the first clip.
+pub fn init() -> Result<(), MediaError> {
+    gst::init().map_err(|e| MediaError::Internal(format!("gstreamer init: {e}")))?;
+    for element in ["filesrc", "decodebin", "appsink", "videoconvert", "audioconvert", "audioresample", "fakesink"] {
+        if gst::ElementFactory::find(element).is_none() {
+            return Err(MediaError::Internal(format!(
+                "GStreamer element `{element}` is missing (install gstreamer1.0-plugins-base)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn make(factory: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|e| MediaError::Internal(format!("cannot create {factory}: {e}")))
+}
+
+/// Decodes the file at `path` under `settings`.
+pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, MediaError> {
+    let started = Instant::now();
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_string_lossy().as_ref())
+        .build()
+        .map_err(|e| MediaError::Internal(format!("cannot create filesrc: {e}")))?;
+    let decodebin = make("decodebin")?;
+    pipeline.add_many([&src, &decodebin]).map_err(|e| MediaError::Internal(e.to_string()))?;
+    src.link(&decodebin).map_err(|e| MediaError::Internal(e.to_string()))?;
+
+    let shared = Arc::new(Shared::default());
+    lock(&shared.video).sampler = Some(Sampler::new(
+        settings.sample_fps,
+        settings.scene_cut_threshold,
+        settings.min_scene_gap_s,
+        settings.max_sampled_frames,
+    ));
+
+    if let Some(bin) = decodebin.downcast_ref::<gst::Bin>() {
+        let shared = shared.clone();
+        bin.connect_element_added(move |_, element| {
+            let Some(factory) = element.factory() else { return };
+            let klass = factory.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
+            let name = factory.name().to_string();
+            let mut names = lock(&shared.names);
+            if klass.contains("Demuxer") && names.0.is_empty() {
+                names.0 = name;
+            } else if klass.contains("Decoder") && klass.contains("Video") && names.1.is_empty() {
+                names.1 = name;
+            } else if klass.contains("Decoder") && klass.contains("Audio") && names.2.is_empty() {
+                names.2 = name;
+            }
+        });
+    }
+    {
+        let shared = shared.clone();
+        decodebin.connect("unknown-type", false, move |args| {
+            if let Some(caps) = args.get(2).and_then(|v| v.get::<gst::Caps>().ok()) {
+                let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+                lock(&shared.unknown).push(name);
+            }
+            None
+        });
+    }
+    {
+        let shared = shared.clone();
+        decodebin.connect_no_more_pads(move |_| shared.no_more_pads.store(true, Ordering::SeqCst));
+    }
+    {
+        let shared = shared.clone();
+        let weak = pipeline.downgrade();
+        let settings = settings.clone();
+        decodebin.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak.upgrade() else { return };
+            if let Err(e) = link_stream(&pipeline, pad, &shared, &settings) {
+                shared.abort(e);
+            }
+        });
+    }
+
+    let result = run_bus(&pipeline, &shared, settings, started);
+    let _ = pipeline.set_state(gst::State::Null);
+    let (container, video_codec, audio_codec) = lock(&shared.names).clone();
+    let outcome = result.and_then(|duration_s| {
+        let mut video = std::mem::take(&mut *lock(&shared.video));
+        if !shared.video_linked.load(Ordering::SeqCst) || video.frames == 0 {
+            let unknown = lock(&shared.unknown).clone();
+            if !unknown.is_empty() {
+                return Err(MediaError::UnsupportedCodec(unknown.join(", ")));
+            }
+            return Err(if shared.video_linked.load(Ordering::SeqCst) {
+                MediaError::Truncated("no video frame could be decoded".into())
+            } else {
+                MediaError::NoVideoStream(String::new())
+            });
+        }
+        let decoded_until = video.last_pts_s + video.frame_duration_s;
+        if let Some(duration) = duration_s
+            && duration > 1.0
+            && decoded_until < duration * 0.9 - 0.5
+        {
+            return Err(MediaError::Truncated(format!(
+                "video stops at {decoded_until:.2} s of the {duration:.2} s the container declares"
+            )));
+        }
+        Ok(Decoded {
+            width: video.width,
+            height: video.height,
+            fps: video.fps,
+            duration_s: duration_s.unwrap_or(decoded_until),
+            frames_decoded: video.frames,
+            frames: std::mem::take(&mut video.picked),
+            audio: lock(&shared.audio).take(),
+            container: container.clone(),
+            video_codec: video_codec.clone(),
+            audio_codec: audio_codec.clone(),
+        })
+    });
+    outcome
+}
+
+/// Runs the pipeline to EOS, an error, an abort or the deadline. Returns the video stream's
+/// duration when the pipeline could tell it.
+fn run_bus(
+    pipeline: &gst::Pipeline,
+    shared: &Shared,
+    settings: &DecodeSettings,
+    started: Instant,
+) -> Result<Option<f64>, MediaError> {
+    let bus = pipeline.bus().ok_or_else(|| MediaError::Internal("pipeline without bus".into()))?;
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // The reason is on the bus.
+        if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(500), &[gst::MessageType::Error])
+            && let gst::MessageView::Error(err) = msg.view()
+        {
+            return Err(classify_error(err, shared));
+        }
+        return Err(MediaError::Internal("pipeline refused to start".into()));
+    }
+    let mut duration: Option<f64> = None;
+    loop {
+        if let Some(e) = lock(&shared.abort).take() {
+            return Err(e);
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= settings.deadline {
+            return Err(MediaError::Timeout { limit_s: settings.deadline.as_secs_f64() });
+        }
+        if shared.no_more_pads.load(Ordering::SeqCst) && !shared.video_linked.load(Ordering::SeqCst) {
+            let unknown = lock(&shared.unknown).clone();
+            if !unknown.is_empty() {
+                return Err(MediaError::UnsupportedCodec(unknown.join(", ")));
+            }
+            return Err(MediaError::NoVideoStream(String::new()));
+        }
+        if duration.is_none()
+            && let Some(d) = pipeline.query_duration::<gst::ClockTime>()
+        {
+            let d = d.seconds_f64();
+            if d > settings.max_duration_s {
+                return Err(MediaError::TooLong { duration_s: d, limit_s: settings.max_duration_s });
+            }
+            duration = Some(d);
+        }
+        let wait = (settings.deadline - elapsed).min(Duration::from_millis(20));
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => {
+                if let Some(e) = lock(&shared.abort).take() {
+                    return Err(e);
+                }
+                return Ok(duration);
+            }
+            gst::MessageView::Error(err) => {
+                if let Some(e) = lock(&shared.abort).take() {
+                    return Err(e);
+                }
+                return Err(classify_error(err, shared));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn classify_error(err: &gst::message::Error, shared: &Shared) -> MediaError {
+    let e = err.error();
+    let text = e.message().to_string();
+    let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
+    let unknown = lock(&shared.unknown).clone();
+    if !unknown.is_empty() {
+        return MediaError::UnsupportedCodec(unknown.join(", "));
+    }
+    if let Some(kind) = e.kind::<gst::StreamError>() {
+        return match kind {
+            gst::StreamError::TypeNotFound | gst::StreamError::WrongType => {
+                MediaError::UnrecognizedFormat(text)
+            }
+            gst::StreamError::CodecNotFound | gst::StreamError::NotImplemented => {
+                MediaError::UnsupportedCodec(text)
+            }
+            gst::StreamError::Demux | gst::StreamError::Decode | gst::StreamError::Format
+            | gst::StreamError::Failed => {
+                let lower = format!("{text} {debug}").to_ascii_lowercase();
+                if lower.contains("incomplete") || lower.contains("moov") || lower.contains("eos")
+                    || lower.contains("end of") || lower.contains("premature")
+                {
+                    MediaError::Truncated(text)
+                } else if !shared.video_linked.load(Ordering::SeqCst)
+                    && shared.no_more_pads.load(Ordering::SeqCst)
+                {
+                    MediaError::NoVideoStream(format!(" ({text})"))
+                } else {
+                    MediaError::Corrupt(text)
+                }
+            }
+            _ => MediaError::Corrupt(text),
+        };
+    }
+    if let Some(gst::CoreError::MissingPlugin) = e.kind::<gst::CoreError>() {
+        return MediaError::UnsupportedCodec(text);
+    }
+    if e.kind::<gst::ResourceError>().is_some() {
+        return MediaError::Internal(format!("{text} ({debug})"));
+    }
+    MediaError::Corrupt(format!("{text} ({debug})"))
+}
+
+fn link_stream(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    shared: &Arc<Shared>,
+    settings: &DecodeSettings,
+) -> Result<(), MediaError> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+    let internal = |e: gst::glib::BoolError| MediaError::Internal(e.to_string());
+    let link_err = |e: gst::PadLinkError| MediaError::Internal(format!("link: {e:?}"));
+    let elements: Vec<gst::Element> = if name.starts_with("video/")
+        && !shared.video_linked.swap(true, Ordering::SeqCst)
+    {
+        let convert = make("videoconvert")?;
+        let sink = gst_app::AppSink::builder()
+            .caps(&gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::I420).build())
+            .sync(false)
+            .max_buffers(4)
+            .callbacks(video_callbacks(shared.clone(), settings.clone()))
+            .build();
+        vec![convert, sink.upcast()]
+    } else if name.starts_with("audio/") && settings.extract_audio && lock(&shared.audio).is_none() {
+        *lock(&shared.audio) = Some(Vec::new());
+        let convert = make("audioconvert")?;
+        let resample = make("audioresample")?;
+        let sink = gst_app::AppSink::builder()
+            .caps(
+                &gst::Caps::builder("audio/x-raw")
+                    .field("format", "S16LE")
+                    .field("rate", 16_000i32)
+                    .field("channels", 1i32)
+                    .field("layout", "interleaved")
+                    .build(),
+            )
+            .sync(false)
+            .max_buffers(16)
+            .callbacks(audio_callbacks(shared.clone(), settings.max_duration_s))
+            .build();
+        vec![convert, resample, sink.upcast()]
+    } else {
+        vec![make("fakesink")?]
+    };
+    pipeline.add_many(&elements).map_err(internal)?;
+    gst::Element::link_many(&elements).map_err(internal)?;
+    for e in &elements {
+        e.sync_state_with_parent().map_err(internal)?;
+    }
+    let sink_pad = elements[0].static_pad("sink").ok_or_else(|| MediaError::Internal("no sink pad".into()))?;
+    pad.link(&sink_pad).map_err(link_err)?;
+    Ok(())
+}
+
+fn video_callbacks(shared: Arc<Shared>, settings: DecodeSettings) -> gst_app::AppSinkCallbacks {
+    gst_app::AppSinkCallbacks::builder()
+        .new_sample(move |sink| {
+            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            match on_video_sample(&shared, &settings, &sample) {
+                Ok(()) => Ok(gst::FlowSuccess::Ok),
+                Err(e) => {
+                    shared.abort(e);
+                    Err(gst::FlowError::Eos)
+                }
+            }
+        })
+        .build()
+}
+
+fn on_video_sample(shared: &Shared, settings: &DecodeSettings, sample: &gst::Sample) -> Result<(), MediaError> {
+    if shared.aborted() {
+        return Err(MediaError::Internal("aborted".into()));
+    }
+    let caps = sample.caps().ok_or_else(|| MediaError::Internal("sample without caps".into()))?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| MediaError::Internal(e.to_string()))?;
+    let buffer = sample.buffer().ok_or_else(|| MediaError::Internal("sample without buffer".into()))?;
+    let (width, height) = (info.width(), info.height());
+    if width > settings.max_width || height > settings.max_height {
+        return Err(MediaError::ResolutionTooLarge {
+            width,
+            height,
+            max_width: settings.max_width,
+            max_height: settings.max_height,
+        });
+    }
+    let pts = buffer.pts().map(|t| t.seconds_f64());
+    let mut video = lock(&shared.video);
+    video.frames += 1;
+    if video.frames > settings.max_frames {
+        return Err(MediaError::TooManyFrames { limit: settings.max_frames });
+    }
+    let index = (video.frames - 1) as u32;
+    let fps = info.fps();
+    let fps = if fps.denom() > 0 && fps.numer() > 0 { f64::from(fps.numer()) / f64::from(fps.denom()) } else { 0.0 };
+    let t = pts.unwrap_or(if fps > 0.0 { f64::from(index) / fps } else { 0.0 });
+    if t > settings.max_duration_s {
+        return Err(MediaError::TooLong { duration_s: t, limit_s: settings.max_duration_s });
+    }
+    video.width = width;
+    video.height = height;
+    video.fps = fps;
+    video.last_pts_s = video.last_pts_s.max(t);
+    video.frame_duration_s = buffer
+        .duration()
+        .map(|d| d.seconds_f64())
+        .unwrap_or(if fps > 0.0 { 1.0 / fps } else { 0.0 });
+
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| MediaError::Internal(format!("map frame: {e}")))?;
+    let y = frame.plane_data(0).map_err(|e| MediaError::Internal(e.to_string()))?;
+    let strides = frame.plane_stride();
+    let grid = LumaGrid::from_plane(y, strides[0] as usize, width as usize, height as usize);
+    let Some(pick) = video.sampler.as_mut().and_then(|s| s.offer(t, grid)) else {
+        return Ok(());
+    };
+    let planes = I420 {
+        y,
+        u: frame.plane_data(1).map_err(|e| MediaError::Internal(e.to_string()))?,
+        v: frame.plane_data(2).map_err(|e| MediaError::Internal(e.to_string()))?,
+        y_stride: strides[0] as usize,
+        uv_stride: strides[1] as usize,
+        width: width as usize,
+        height: height as usize,
+    };
+    let (tw, th) = thumbnail_size(width, height, settings.thumbnail_short_side);
+    let rgb = i420_to_rgb_thumbnail(&planes, tw as usize, th as usize);
+    let jpeg = encode_jpeg(&rgb, tw, th, settings.jpeg_quality).map_err(MediaError::Internal)?;
+    video.picked.push(PickedFrame {
+        index,
+        timestamp_s: t,
+        scene_cut: pick == Pick::SceneCut,
+        jpeg,
+        width: tw,
+        height: th,
+    });
+    Ok(())
+}
+
+fn audio_callbacks(shared: Arc<Shared>, max_duration_s: f64) -> gst_app::AppSinkCallbacks {
+    // 16 kHz mono S16: 32,000 bytes a second.
+    let max_bytes = (max_duration_s * 32_000.0) as usize + 32_000;
+    gst_app::AppSinkCallbacks::builder()
+        .new_sample(move |sink| {
+            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            let mut audio = lock(&shared.audio);
+            if let Some(pcm) = audio.as_mut() {
+                if pcm.len() + map.len() > max_bytes {
+                    drop(audio);
+                    shared.abort(MediaError::TooLong {
+                        duration_s: (max_bytes / 32_000) as f64,
+                        limit_s: max_duration_s,
+                    });
+                    return Err(gst::FlowError::Eos);
+                }
+                pcm.extend_from_slice(&map);
+            }
+            Ok(gst::FlowSuccess::Ok)
+        })
+        .build()
+}

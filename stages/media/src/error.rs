@@ -1,0 +1,72 @@
+//! Everything that can go wrong with a clip's media, each with a precise kind.
+
+use clipguard_pipeline::StageError;
+
+/// Why a clip's media could not be used. [`MediaError::kind`] is the machine-readable word that
+/// appears in `media_error:<kind>` reasons and in the `error_type` metric label.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MediaError {
+    #[error("the media is empty (0 bytes)")]
+    Empty,
+    #[error("the media is {size} bytes, over the {limit} byte limit")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("not a recognised media format: {0}")]
+    UnrecognizedFormat(String),
+    #[error("the media has no video stream{0}")]
+    NoVideoStream(String),
+    #[error("no decoder for {0}")]
+    UnsupportedCodec(String),
+    #[error("the media is truncated: {0}")]
+    Truncated(String),
+    #[error("the media is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the clip lasts {duration_s:.1} s, over the {limit_s:.1} s limit")]
+    TooLong { duration_s: f64, limit_s: f64 },
+    #[error("the video is {width}x{height}, over the {max_width}x{max_height} limit")]
+    ResolutionTooLarge { width: u32, height: u32, max_width: u32, max_height: u32 },
+    #[error("the clip has more than {limit} frames")]
+    TooManyFrames { limit: u64 },
+    #[error("decoding took longer than the {limit_s:.1} s deadline")]
+    Timeout { limit_s: f64 },
+    #[error("media fetch failed: {0}")]
+    Fetch(StageError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl MediaError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MediaError::Empty => "empty",
+            MediaError::TooLarge { .. } => "too_large",
+            MediaError::UnrecognizedFormat(_) => "unrecognized_format",
+            MediaError::NoVideoStream(_) => "no_video_stream",
+            MediaError::UnsupportedCodec(_) => "unsupported_codec",
+            MediaError::Truncated(_) => "truncated",
+            MediaError::Corrupt(_) => "corrupt",
+            MediaError::TooLong { .. } => "too_long",
+            MediaError::ResolutionTooLarge { .. } => "resolution_too_large",
+            MediaError::TooManyFrames { .. } => "too_many_frames",
+            MediaError::Timeout { .. } => "timeout",
+            MediaError::Fetch(e) => e.kind,
+            MediaError::Internal(_) => "internal",
+        }
+    }
+
+    /// True when the clip itself is at fault (the verdict fails closed, no retry helps).
+    pub fn is_input(&self) -> bool {
+        match self {
+            MediaError::Fetch(e) => !e.retryable,
+            MediaError::Internal(_) => false,
+            _ => true,
+        }
+    }
+
+    pub fn into_stage_error(self) -> StageError {
+        match self {
+            MediaError::Fetch(e) => e,
+            e @ MediaError::Internal(_) => StageError::internal("internal", e.to_string()),
+            e => StageError::input(e.kind(), e.to_string()),
+        }
+    }
+}

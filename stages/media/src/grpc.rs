@@ -1,0 +1,28 @@
+//! The media stage as a gRPC service (`clipguard.v1.MediaStage/Process`).
+
+use std::sync::Arc;
+
+use clipguard_schemas::media_stage_server::{MediaStage as MediaStageService, MediaStageServer};
+use clipguard_schemas::{ClipSubmitted, MediaResult};
+use tonic::{Request, Response, Status};
+
+use crate::MediaStage;
+
+/// Fully qualified service name, for health and reflection.
+pub const SERVICE: &str = "clipguard.v1.MediaStage";
+
+#[derive(Debug, Clone)]
+pub struct MediaGrpc(pub Arc<MediaStage>);
+
+#[tonic::async_trait]
+impl MediaStageService for MediaGrpc {
+    async fn process(&self, request: Request<ClipSubmitted>) -> Result<Response<MediaResult>, Status> {
+        Ok(Response::new(self.0.process_clip(request.get_ref()).await))
+    }
+}
+
+/// The tonic service for the gRPC host.
+pub fn service(stage: Arc<MediaStage>) -> MediaStageServer<MediaGrpc> {
+    MediaStageServer::new(MediaGrpc(stage))
+        .max_decoding_message_size(64 * 1024 * 1024)
+}

@@ -1,0 +1,416 @@
+//! The media stage: turns a submitted clip into what the rest of the pipeline needs.
+//!
+//! For each `ClipSubmitted` it fetches the media (inline or by claim check, SHA-256 verified),
+//! decodes it with GStreamer (anything `decodebin` can), samples frames on a clock plus scene
+//! cuts, keeps small JPEG thumbnails for the classifiers (full-resolution frames never leave the
+//! worker), extracts 16 kHz mono PCM, and enforces limits on bytes, duration, resolution, frame
+//! count and wall-clock time. It emits a `MediaExtract` on `clips.media` and exactly one
+//! `Signal` on `clips.signals`; undecodable media becomes an error signal with a precise kind
+//! (`media_error:<kind>` in the verdict) plus a record on `clips.dlq`. The worker never crashes
+//! on input: decoding runs on a blocking thread under a deadline.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use clipguard_media::{MediaConfig, MediaStage};
+//! use clipguard_pipeline::store::{MediaStore, StoreConfig};
+//! let stage = MediaStage::new(MediaConfig::default(), MediaStore::open(&StoreConfig::default())?)?;
+//! let result = stage.process_clip(&Default::default()).await;
+//! println!("{:?}", result.signal);
+//! # Ok(()) }
+//! ```
+
+pub mod decode;
+pub mod error;
+pub mod frames;
+pub mod grpc;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clipguard_pipeline::stage::error_signal_record;
+use clipguard_pipeline::store::MediaStore;
+use clipguard_pipeline::{Outputs, ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_schemas::{
+    AudioTrack, ClipContext, ClipSubmitted, DeadLetter, MediaExtract, MediaInfo, MediaResult,
+    SampledFrame, Signal, StageError as StageErrorMsg, Thumbnail,
+};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+pub use decode::{DecodeSettings, Decoded};
+pub use error::MediaError;
+
+/// Stage name, consumer group suffix and signal `stage` field.
+pub const NAME: &str = "media";
+
+/// Settings of the media stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MediaConfig {
+    /// Frames sampled per second of video on the clock.
+    pub sample_fps: f64,
+    /// Scene-cut sensitivity: mean absolute luma change (0–1) between consecutive frames on a
+    /// coarse grid that counts as a cut; 0 turns scene-cut sampling off.
+    pub scene_cut_threshold: f32,
+    /// Minimum time between a picked frame and a scene-cut pick.
+    pub min_scene_gap_s: f64,
+    /// At most this many frames are sampled per clip.
+    pub max_sampled_frames: u32,
+    /// Thumbnails' shorter side in pixels (never upscaled).
+    pub thumbnail_short_side: u32,
+    /// JPEG quality of thumbnails, 1–100.
+    pub jpeg_quality: u8,
+    /// Extract 16 kHz mono audio for transcription.
+    pub extract_audio: bool,
+    /// Largest accepted media in bytes (checked before fetching and decoding).
+    pub max_bytes: u64,
+    /// Longest accepted clip in seconds.
+    pub max_duration_s: f64,
+    /// Largest accepted frame width.
+    pub max_width: u32,
+    /// Largest accepted frame height.
+    pub max_height: u32,
+    /// Most decoded frames accepted per clip.
+    pub max_frames: u64,
+    /// Wall-clock deadline for decoding one clip, seconds.
+    pub deadline_s: f64,
+    /// Clips decoded at once by one worker; 0 = the number of CPUs.
+    pub max_concurrent_decodes: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            sample_fps: 1.0,
+            scene_cut_threshold: 0.15,
+            min_scene_gap_s: 0.5,
+            max_sampled_frames: 64,
+            thumbnail_short_side: 256,
+            jpeg_quality: 85,
+            extract_audio: true,
+            max_bytes: 512 * 1024 * 1024,
+            max_duration_s: 600.0,
+            max_width: 7680,
+            max_height: 4320,
+            max_frames: 100_000,
+            deadline_s: 120.0,
+            max_concurrent_decodes: 0,
+        }
+    }
+}
+
+impl MediaConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if !(self.sample_fps >= 0.0 && self.sample_fps <= 60.0) {
+            problems.push(format!("media.sample_fps: {} is outside 0..=60", self.sample_fps));
+        }
+        if !(0.0..=1.0).contains(&self.scene_cut_threshold) {
+            problems.push(format!("media.scene_cut_threshold: {} is outside 0..=1", self.scene_cut_threshold));
+        }
+        if self.max_sampled_frames == 0 {
+            problems.push("media.max_sampled_frames: must be >= 1".into());
+        }
+        if !(16..=1024).contains(&self.thumbnail_short_side) {
+            problems.push(format!("media.thumbnail_short_side: {} is outside 16..=1024", self.thumbnail_short_side));
+        }
+        if !(1..=100).contains(&self.jpeg_quality) {
+            problems.push(format!("media.jpeg_quality: {} is outside 1..=100", self.jpeg_quality));
+        }
+        if !(self.deadline_s > 0.0) {
+            problems.push(format!("media.deadline_s: {} must be > 0", self.deadline_s));
+        }
+        if !(self.max_duration_s > 0.0) {
+            problems.push(format!("media.max_duration_s: {} must be > 0", self.max_duration_s));
+        }
+        if self.max_bytes == 0 || self.max_width == 0 || self.max_height == 0 || self.max_frames == 0 {
+            problems.push("media.max_bytes, max_width, max_height, max_frames: must be > 0".into());
+        }
+    }
+
+    fn decode_settings(&self) -> DecodeSettings {
+        DecodeSettings {
+            sample_fps: self.sample_fps,
+            scene_cut_threshold: self.scene_cut_threshold,
+            min_scene_gap_s: self.min_scene_gap_s,
+            max_sampled_frames: self.max_sampled_frames,
+            thumbnail_short_side: self.thumbnail_short_side,
+            jpeg_quality: self.jpeg_quality,
+            extract_audio: self.extract_audio,
+            max_duration_s: self.max_duration_s,
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_frames: self.max_frames,
+            deadline: Duration::from_secs_f64(self.deadline_s),
+        }
+    }
+}
+
+/// What the stage produces for one clip, with the dead letter for undecodable media.
+#[derive(Debug, Clone)]
+pub struct MediaOutput {
+    pub result: MediaResult,
+    pub dead_letter: Option<DeadLetter>,
+}
+
+impl Outputs for MediaOutput {
+    fn into_records(self) -> Vec<Record> {
+        let mut records = Vec::with_capacity(3);
+        let signal = self.result.signal.unwrap_or_default();
+        let key = signal.clip_id.clone();
+        if let Some(extract) = &self.result.extract {
+            records.push(Record::encode(topics::MEDIA, &key, extract));
+        }
+        if let Some(letter) = &self.dead_letter {
+            records.push(Record::encode(topics::DLQ, &key, letter));
+        }
+        records.push(Record::encode(topics::SIGNALS, &key, &signal));
+        records
+    }
+}
+
+/// Settings apart; the decode-slot semaphore and store are the stage's state.
+#[derive(Debug)]
+pub struct MediaStage {
+    config: MediaConfig,
+    settings: DecodeSettings,
+    store: MediaStore,
+    decode_slots: Arc<Semaphore>,
+}
+
+impl MediaStage {
+    /// Builds the stage; fails at once when GStreamer or a needed element is missing.
+    pub fn new(config: MediaConfig, store: MediaStore) -> Result<Self, MediaError> {
+        decode::init()?;
+        let slots = if config.max_concurrent_decodes == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            config.max_concurrent_decodes
+        };
+        Ok(Self {
+            settings: config.decode_settings(),
+            config,
+            store,
+            decode_slots: Arc::new(Semaphore::new(slots)),
+        })
+    }
+
+    pub fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    /// Processes one clip. Input problems become an error signal (never an `Err`); only
+    /// retryable trouble (store unreachable) or bugs are `Err`.
+    pub async fn process_clip(&self, clip: &ClipSubmitted) -> MediaResult {
+        self.try_process(clip).await.unwrap_or_else(|e| error_result(clip, &e))
+    }
+
+    async fn try_process(&self, clip: &ClipSubmitted) -> Result<MediaResult, MediaError> {
+        let context = context_of(clip);
+        let media = clip.media.clone().unwrap_or_default();
+        if media.location.is_none() {
+            return Err(MediaError::Fetch(StageError::input("missing_media", "the clip names no media")));
+        }
+        if media.size_bytes > self.config.max_bytes {
+            return Err(MediaError::TooLarge { size: media.size_bytes, limit: self.config.max_bytes });
+        }
+        let bytes = self.store.fetch(&media, self.config.max_bytes).await.map_err(|e| match e.kind {
+            "too_large" => MediaError::TooLarge { size: media.size_bytes, limit: self.config.max_bytes },
+            _ => MediaError::Fetch(e),
+        })?;
+        if bytes.is_empty() {
+            return Err(MediaError::Empty);
+        }
+        let decoded = self.decode(bytes).await?;
+        let info = MediaInfo {
+            duration_s: decoded.duration_s,
+            width: decoded.width,
+            height: decoded.height,
+            fps: decoded.fps,
+            container: decoded.container.clone(),
+            video_codec: decoded.video_codec.clone(),
+            audio_codec: decoded.audio_codec.clone(),
+            has_audio: decoded.audio.is_some(),
+            frames_decoded: decoded.frames_decoded,
+            size_bytes: media.size_bytes,
+        };
+        let extract = self.build_extract(clip, context.clone(), info.clone(), decoded).await?;
+        let signal = Signal {
+            clip_id: clip.clip_id.clone(),
+            stage: NAME.into(),
+            attempt: 1,
+            context: Some(context),
+            media: Some(info),
+            produced_at_ms: now_ms(),
+            ..Default::default()
+        };
+        Ok(MediaResult { extract: Some(extract), signal: Some(signal) })
+    }
+
+    async fn decode(&self, bytes: Bytes) -> Result<Decoded, MediaError> {
+        let _slot = self
+            .decode_slots
+            .acquire()
+            .await
+            .map_err(|e| MediaError::Internal(e.to_string()))?;
+        let settings = self.settings.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut file = tempfile::Builder::new()
+                .prefix("clipguard-media-")
+                .tempfile()
+                .map_err(|e| MediaError::Internal(format!("temp file: {e}")))?;
+            std::io::Write::write_all(&mut file, &bytes)
+                .map_err(|e| MediaError::Internal(format!("temp file: {e}")))?;
+            decode::decode_file(file.path(), &settings)
+        })
+        .await
+        .map_err(|e| MediaError::Internal(format!("decoder thread: {e}")))?
+    }
+
+    /// Packs thumbnails and audio: inline while the message stays small, by claim check beyond.
+    async fn build_extract(
+        &self,
+        clip: &ClipSubmitted,
+        context: ClipContext,
+        info: MediaInfo,
+        decoded: Decoded,
+    ) -> Result<MediaExtract, MediaError> {
+        let store_err = |e: clipguard_pipeline::PipelineError| {
+            MediaError::Fetch(StageError::external("store_failed", e.to_string()))
+        };
+        // Leave half the message budget for everything but blobs.
+        let mut budget = topics::MAX_MESSAGE_BYTES / 2;
+        let inline_max = self.store.inline_max_bytes();
+        let base = format!("extract/{}/r{}", safe_key(&clip.clip_id), clip.revision);
+        let mut put = async |key: String, bytes: Vec<u8>, content_type: &str| {
+            let len = bytes.len();
+            let inline = len <= inline_max && len <= budget;
+            if inline {
+                budget -= len;
+            }
+            let r = if inline {
+                let sha256 = clipguard_pipeline::store::sha256_hex(&bytes);
+                clipguard_schemas::MediaRef {
+                    location: Some(clipguard_schemas::media_ref::Location::Inline(bytes)),
+                    sha256,
+                    size_bytes: len as u64,
+                    content_type: content_type.into(),
+                }
+            } else {
+                let sha256 = clipguard_pipeline::store::sha256_hex(&bytes);
+                let uri = self.store.put(&key, Bytes::from(bytes)).await.map_err(store_err)?;
+                clipguard_schemas::MediaRef {
+                    location: Some(clipguard_schemas::media_ref::Location::Uri(uri)),
+                    sha256,
+                    size_bytes: len as u64,
+                    content_type: content_type.into(),
+                }
+            };
+            Ok::<_, MediaError>(r)
+        };
+        let audio = match decoded.audio {
+            Some(pcm) => {
+                let duration_s = pcm.len() as f64 / 32_000.0;
+                let pcm = put(format!("{base}/audio.s16le"), pcm, "audio/L16;rate=16000;channels=1").await?;
+                Some(AudioTrack { pcm: Some(pcm), sample_rate: 16_000, channels: 1, duration_s })
+            }
+            None => None,
+        };
+        let mut frames = Vec::with_capacity(decoded.frames.len());
+        for f in decoded.frames {
+            let image = put(format!("{base}/frame-{:06}.jpg", f.index), f.jpeg, "image/jpeg").await?;
+            frames.push(SampledFrame {
+                index: f.index,
+                timestamp_s: f.timestamp_s,
+                scene_cut: f.scene_cut,
+                pdq: Vec::new(),
+                pdq_quality: 0,
+                thumbnail: Some(Thumbnail { image: Some(image), width: f.width, height: f.height }),
+            });
+        }
+        Ok(MediaExtract { clip_id: clip.clip_id.clone(), context: Some(context), info: Some(info), frames, audio })
+    }
+}
+
+fn safe_key(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// The context every downstream consumer needs.
+pub fn context_of(clip: &ClipSubmitted) -> ClipContext {
+    ClipContext {
+        source: clip.source.clone(),
+        audience: clip.audience.clone(),
+        revision: clip.revision,
+        submitted_at_ms: clip.submitted_at_ms,
+        prompt: clip.prompt.clone(),
+        scene_description: clip.scene_description.clone(),
+    }
+}
+
+fn error_result(clip: &ClipSubmitted, e: &MediaError) -> MediaResult {
+    let signal = Signal {
+        clip_id: clip.clip_id.clone(),
+        stage: NAME.into(),
+        attempt: 1,
+        error: Some(StageErrorMsg { kind: e.kind().into(), message: e.to_string() }),
+        context: Some(context_of(clip)),
+        produced_at_ms: now_ms(),
+        reasons: vec![format!("media_error:{}", e.kind())],
+        ..Default::default()
+    };
+    MediaResult { extract: None, signal: Some(signal) }
+}
+
+impl Stage for MediaStage {
+    type Input = ClipSubmitted;
+    type Output = MediaOutput;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn input_topic(&self) -> &'static str {
+        topics::SUBMITTED
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.config.deadline_s + 60.0)
+    }
+
+    async fn process(&self, mut input: ClipSubmitted, ctx: &ProcessCtx) -> Result<MediaOutput, StageError> {
+        if input.clip_id.is_empty() {
+            input.clip_id = ctx.clip_id.clone();
+        }
+        match self.try_process(&input).await {
+            Ok(result) => Ok(MediaOutput { result, dead_letter: None }),
+            Err(e) if e.is_input() => {
+                tracing::info!(clip_id = %input.clip_id, kind = e.kind(), error = %e, "undecodable media");
+                let mut original = input.clone();
+                // Keep the dead letter under the message limit: a large inline clip is dropped.
+                if let Some(m) = original.media.as_mut()
+                    && matches!(&m.location, Some(clipguard_schemas::media_ref::Location::Inline(b)) if b.len() > topics::MAX_MESSAGE_BYTES / 2)
+                {
+                    m.location = None;
+                }
+                let letter = DeadLetter {
+                    stage: NAME.into(),
+                    topic: topics::SUBMITTED.into(),
+                    partition: -1,
+                    offset: -1,
+                    key: input.clip_id.clone(),
+                    payload: prost::Message::encode_to_vec(&original),
+                    reason: format!("media_error:{}: {e}", e.kind()),
+                    attempts: ctx.attempt,
+                    failed_at_ms: now_ms(),
+                };
+                Ok(MediaOutput { result: error_result(&input, &e), dead_letter: Some(letter) })
+            }
+            Err(e) => Err(e.into_stage_error()),
+        }
+    }
+
+    fn poison_outputs(&self, clip_id: &str, error: &StageError) -> Vec<Record> {
+        vec![error_signal_record(NAME, clip_id, error, None)]
+    }
+}

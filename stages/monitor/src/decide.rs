@@ -1,0 +1,183 @@
+//! The decision: a pure function from a clip's signals to its verdict, the same whether the
+//! signals arrived over Kafka, gRPC or in-process.
+
+use std::collections::BTreeSet;
+
+use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Signal, Verdict};
+
+use crate::MonitorConfig;
+
+/// Fuses `signals` (at most one per stage; later duplicates are ignored) into a verdict.
+/// `deadline_passed` means the monitor stopped waiting: missing stages fail closed.
+pub fn decide(clip_id: &str, signals: &[Signal], cfg: &MonitorConfig, deadline_passed: bool) -> Verdict {
+    let mut seen = BTreeSet::new();
+    let signals: Vec<&Signal> = signals.iter().filter(|s| seen.insert(s.stage.as_str())).collect();
+    let context = signals.iter().find_map(|s| s.context.clone()).unwrap_or_default();
+    let mut decision = Decision::Allow;
+    let mut reasons = Vec::new();
+    let mut rationale = Vec::new();
+    let mut categories = Vec::new();
+
+    for s in &signals {
+        reasons.extend(s.reasons.iter().cloned());
+        if let Some(err) = &s.error {
+            let reason = format!("{}_error:{}", s.stage, err.kind);
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
+            let action = if s.stage == "media" { cfg.on_media_error } else { cfg.on_stage_error };
+            decision = decision.max(action);
+            rationale.push(format!(
+                "{}: the {} stage could not process the clip ({}: {}), so it cannot be shown unchecked",
+                action.word(),
+                s.stage,
+                err.kind,
+                err.message
+            ));
+        }
+        for score in &s.scores {
+            let flagged = score.score >= cfg.score_threshold;
+            let d = if flagged { cfg.on_flag } else { Decision::Allow };
+            decision = decision.max(d);
+            if flagged {
+                reasons.push(format!("category:{}", score.category));
+                rationale.push(format!(
+                    "{}: {} scored {:.2} (threshold {:.2}) from the {} stage",
+                    d.word(),
+                    score.category,
+                    score.score,
+                    cfg.score_threshold,
+                    s.stage
+                ));
+            }
+            categories.push(CategoryDecision {
+                category: score.category.clone(),
+                score: score.score,
+                threshold: cfg.score_threshold,
+                decision: d as i32,
+                evidence: score.evidence.clone(),
+            });
+        }
+    }
+
+    let received: BTreeSet<&str> = signals.iter().map(|s| s.stage.as_str()).collect();
+    let media_failed = signals.iter().any(|s| s.stage == "media" && s.error.is_some());
+    let missing: Vec<String> = if media_failed {
+        // Nothing downstream of media can run on an undecodable clip: nobody is missing.
+        Vec::new()
+    } else {
+        cfg.expected_stages.iter().filter(|e| !received.contains(e.as_str())).cloned().collect()
+    };
+    if !missing.is_empty() && deadline_passed {
+        decision = decision.max(cfg.on_timeout);
+        for m in &missing {
+            reasons.push(format!("timeout:{m}"));
+        }
+        rationale.push(format!(
+            "{}: no answer from {} within {:.0} s; failing closed",
+            cfg.on_timeout.word(),
+            missing.join(", "),
+            cfg.timeout_s
+        ));
+    }
+    if rationale.is_empty() {
+        let media = signals.iter().find_map(|s| s.media.as_ref());
+        rationale.push(match media {
+            Some(m) => format!(
+                "allow: the clip decoded ({:.1} s, {}x{}) and no stage ({}) found a problem",
+                m.duration_s,
+                m.width,
+                m.height,
+                received.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+            None => "allow: no stage found a problem".to_string(),
+        });
+    }
+    Verdict {
+        clip_id: clip_id.to_string(),
+        source: context.source.clone(),
+        decision: decision as i32,
+        audiences: Some(AudienceDecisions {
+            adult: decision as i32,
+            under_18: decision as i32,
+            public_feed: decision as i32,
+        }),
+        categories,
+        reasons,
+        policy_version: cfg.policy_version.clone(),
+        rationale: rationale.join("; "),
+        revision: context.revision,
+        decided_at_ms: clipguard_pipeline::now_ms(),
+        stages: received.iter().map(|s| s.to_string()).collect(),
+        missing_stages: if deadline_passed { missing } else { Vec::new() },
+    }
+}
+
+/// True when the signals are enough to decide without waiting any longer.
+pub fn complete(signals: &[Signal], cfg: &MonitorConfig) -> bool {
+    if signals.iter().any(|s| s.stage == "media" && s.error.is_some()) {
+        return true;
+    }
+    cfg.expected_stages.iter().all(|e| signals.iter().any(|s| &s.stage == e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clipguard_schemas::{ClipContext, MediaInfo, StageError};
+
+    fn media_ok() -> Signal {
+        Signal {
+            clip_id: "c".into(),
+            stage: "media".into(),
+            context: Some(ClipContext { source: "a.mp4".into(), ..Default::default() }),
+            media: Some(MediaInfo { duration_s: 2.0, width: 64, height: 48, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    fn media_err(kind: &str) -> Signal {
+        Signal {
+            error: Some(StageError { kind: kind.into(), message: "bad".into() }),
+            media: None,
+            reasons: vec![format!("media_error:{kind}")],
+            ..media_ok()
+        }
+    }
+
+    #[test]
+    fn good_media_is_allowed_with_a_rationale() {
+        let v = decide("c", &[media_ok()], &MonitorConfig::default(), false);
+        assert_eq!(v.decision(), Decision::Allow);
+        assert_eq!(v.source, "a.mp4");
+        assert!(v.rationale.contains("decoded"), "{}", v.rationale);
+        assert!(v.reasons.is_empty());
+    }
+
+    #[test]
+    fn bad_media_fails_closed_with_its_kind_once() {
+        let v = decide("c", &[media_err("truncated")], &MonitorConfig::default(), false);
+        assert_eq!(v.decision(), Decision::Block);
+        assert_eq!(v.reasons, vec!["media_error:truncated".to_string()]);
+        assert!(complete(&[media_err("truncated")], &MonitorConfig::default()));
+    }
+
+    #[test]
+    fn missing_stages_at_the_deadline_are_never_a_silent_allow() {
+        let cfg = MonitorConfig { expected_stages: vec!["media".into(), "hashmatch".into()], ..Default::default() };
+        assert!(!complete(&[media_ok()], &cfg));
+        let v = decide("c", &[media_ok()], &cfg, true);
+        assert_eq!(v.decision(), Decision::Review);
+        assert_eq!(v.missing_stages, vec!["hashmatch".to_string()]);
+        assert!(v.reasons.contains(&"timeout:hashmatch".to_string()));
+        let none = decide("c", &[], &cfg, true);
+        assert_eq!(none.decision(), Decision::Review);
+    }
+
+    #[test]
+    fn duplicate_signals_count_once() {
+        let v = decide("c", &[media_err("timeout"), media_ok()], &MonitorConfig::default(), false);
+        assert_eq!(v.decision(), Decision::Block);
+        assert_eq!(v.stages, vec!["media".to_string()]);
+    }
+}
