@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what clipguard needs on Debian 12 (with Rust already installed). Safe to run twice:
+# only what is missing is installed.
+#   scripts/setup.sh            system packages (GStreamer, protoc, espeak-ng, build tools)
+#   scripts/setup.sh --broker   ... plus the tansu Kafka-protocol broker the tests run against,
+#                               built once into $CLIPGUARD_CACHE (default ~/.cache/clipguard)
+set -euo pipefail
+
+CACHE=${CLIPGUARD_CACHE:-$HOME/.cache/clipguard}
+TANSU_VERSION=0.6.0
+want_broker=false
+for arg in "$@"; do
+  case "$arg" in
+    --broker) want_broker=true ;;
+    *) echo "setup: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- system packages -------------------------------------------------------------------------
+packages=(
+  build-essential pkg-config zlib1g-dev python3      # librdkafka's bundled build
+  protobuf-compiler                                  # protoc for the schemas crate
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  espeak-ng                                          # speech for sample clips and tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  say "installing ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  say "system packages present"
+fi
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    say "adding rust component $component"
+    rustup component add "$component" || say "could not add $component; install it with rustup"
+  fi
+done
+
+# --- test broker -----------------------------------------------------------------------------
+if $want_broker; then
+  tansu="$CACHE/tansu/bin/tansu"
+  if [ -x "$tansu" ] && [ -f "$CACHE/tansu/.version-$TANSU_VERSION" ]; then
+    say "tansu $TANSU_VERSION present"
+  else
+    say "building tansu $TANSU_VERSION with SQLite storage (once; several minutes)"
+    mkdir -p "$CACHE/tansu"
+    CARGO_TARGET_DIR="$CACHE/tansu/target" cargo install tansu --version "$TANSU_VERSION" \
+      --locked --features libsql --root "$CACHE/tansu" --force
+    touch "$CACHE/tansu/.version-$TANSU_VERSION"
+    rm -rf "$CACHE/tansu/target"
+  fi
+fi

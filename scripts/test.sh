@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing (system packages, the tansu test broker),
+# then format check, clippy with -D warnings, and every unit, integration and end-to-end test
+# (the end-to-end tests start their own broker processes on 127.0.0.1). Safe to run twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CLIPGUARD_CACHE=${CLIPGUARD_CACHE:-$HOME/.cache/clipguard}
+scripts/setup.sh --broker
+export CLIPGUARD_TANSU="$CLIPGUARD_CACHE/tansu/bin/tansu"
+# Broker tests must run here, never skip.
+export CLIPGUARD_REQUIRE_BROKER=1
+
+step() { printf '\n== %s\n' "$*"; }
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo test"
+cargo test --workspace --locked

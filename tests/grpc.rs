@@ -1,0 +1,128 @@
+//! A stage worker's operational surface: gRPC server reflection lists the stage service and
+//! health, health answers SERVING, the stage service processes a clip over loopback, and
+//! `/metrics` shows the stage metrics after work arrived over Kafka.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use clipguard_schemas::media_stage_client::MediaStageClient;
+use clipguard_schemas::{ClipSubmitted, MediaRef, media_ref::Location};
+use common::{Broker, Proc, Samples};
+use tokio_stream::StreamExt;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect metrics");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_health_stage_service_and_metrics() {
+    let _turn = common::serial();
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topics(1);
+    let samples = Samples::make();
+    let (grpc_port, metrics_port) = (common::free_port(), common::free_port());
+    let grpc = format!("127.0.0.1:{grpc_port}");
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let env = vec![
+        ("CLIPGUARD_STORE__URL", samples.path("store").display().to_string()),
+        ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
+    ];
+    let mut worker = Proc::spawn(
+        "media",
+        &["stage", "media", "--brokers", &broker.addr, "--grpc-addr", &grpc, "--metrics-addr", &metrics],
+        &env,
+    );
+    assert!(common::wait_for_port(grpc.parse().unwrap(), Duration::from_secs(30)), "grpc port");
+    let url = format!("http://{grpc}");
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+
+    // Reflection lists the stage service and health.
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection call")
+        .into_inner();
+    let response = responses.next().await.expect("a response").expect("ok response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer {:?}", response.message_response)
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    println!("reflection lists: {names:?}");
+    for want in ["clipguard.v1.MediaStage", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+
+    // Health answers SERVING for the server and the stage service.
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "clipguard.v1.MediaStage"] {
+        let status = health
+            .check(HealthCheckRequest { service: service.into() })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "health of `{service}`");
+    }
+
+    // The stage service itself, over loopback gRPC.
+    let bytes = std::fs::read(samples.path("ball.webm")).expect("sample");
+    let mut client = MediaStageClient::new(channel);
+    let result = client
+        .process(ClipSubmitted {
+            clip_id: "grpc-1".into(),
+            media: Some(MediaRef { location: Some(Location::Inline(bytes)), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .expect("process")
+        .into_inner();
+    let extract = result.extract.expect("extract for a good clip");
+    assert!(!extract.frames.is_empty(), "frames sampled");
+    assert!(extract.audio.is_some(), "audio extracted");
+    assert!(result.signal.expect("signal").error.is_none());
+
+    // Work over Kafka shows in the metrics.
+    let env_submit = vec![("CLIPGUARD_STORE__URL", samples.path("store").display().to_string())];
+    common::submit(&broker.addr, &[samples.path("ball.webm"), samples.path("empty.mp4")], &env_submit);
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = http_get(&metrics, "/metrics");
+        if text.contains("clipguard_media_processed_total 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for want in [
+        "clipguard_media_received_total 2",
+        "clipguard_media_processed_total 2",
+        "clipguard_media_processing_seconds_bucket",
+        "clipguard_media_in_flight",
+    ] {
+        assert!(text.contains(want), "{want} missing from metrics:\n{text}");
+    }
+    assert!(worker.alive());
+    assert_eq!(worker.sigterm().code(), Some(0));
+}
