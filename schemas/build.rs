@@ -3,7 +3,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["proto/clipguard/v1/clip.proto", "proto/clipguard/v1/services.proto"];
+    let protos = [
+        "proto/clipguard/v1/clip.proto",
+        "proto/clipguard/v1/services.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -37,7 +37,10 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.is_file())
-                .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                .filter(|p| {
+                    !p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
                 .collect();
             files.sort();
             out.extend(files);
@@ -60,19 +63,42 @@ pub async fn clip_for_file(
     store: &MediaStore,
     opts: &SubmitOptions,
 ) -> anyhow::Result<ClipSubmitted> {
-    let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
     let sha256 = sha256_hex(&bytes);
     let size_bytes = bytes.len() as u64;
     let location = if bytes.len() <= store.inline_max_bytes() {
         Location::Inline(bytes)
     } else {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_".contains(c) { c } else { '_' }).collect();
-        Location::Uri(store.put(&format!("clips/{clip_id}/{name}"), bytes.into()).await?)
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Location::Uri(
+            store
+                .put(&format!("clips/{clip_id}/{name}"), bytes.into())
+                .await?,
+        )
     };
     Ok(ClipSubmitted {
         clip_id: clip_id.to_string(),
-        media: Some(MediaRef { location: Some(location), sha256, size_bytes, content_type: String::new() }),
+        media: Some(MediaRef {
+            location: Some(location),
+            sha256,
+            size_bytes,
+            content_type: String::new(),
+        }),
         audience: Some(AudienceContext {
             age_band: opts.age_band as i32,
             surface: opts.surface as i32,
@@ -96,9 +122,14 @@ pub async fn publish(producer: &FutureProducer, clip: &ClipSubmitted) -> anyhow:
         clip.source,
         payload.len()
     );
-    let headers = OwnedHeaders::new()
-        .insert(Header { key: TRACEPARENT, value: Some(&TraceContext::new_root().header()) });
-    let record = FutureRecord::to(topics::SUBMITTED).key(&clip.clip_id).payload(&payload).headers(headers);
+    let headers = OwnedHeaders::new().insert(Header {
+        key: TRACEPARENT,
+        value: Some(&TraceContext::new_root().header()),
+    });
+    let record = FutureRecord::to(topics::SUBMITTED)
+        .key(&clip.clip_id)
+        .payload(&payload)
+        .headers(headers);
     producer
         .send(record, Duration::from_secs(30))
         .await
@@ -114,12 +145,18 @@ pub enum From {
 }
 
 /// A group-less reader of `clips.verdicts`, assigned every partition.
-pub async fn verdict_reader(kafka: &KafkaConfig, from: From) -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
+pub async fn verdict_reader(
+    kafka: &KafkaConfig,
+    from: From,
+) -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
     let mut cc = kafka.client_config();
-    cc.set("group.id", format!("clipguard-reader-{}", uuid::Uuid::now_v7()))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .set("enable.partition.eof", "false");
+    cc.set(
+        "group.id",
+        format!("clipguard-reader-{}", uuid::Uuid::now_v7()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("fetch.wait.max.ms", "10")
+    .set("enable.partition.eof", "false");
     let consumer: StreamConsumer = cc.create()?;
     let (consumer, ends) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let metadata = consumer.fetch_metadata(Some(topics::VERDICTS), Duration::from_secs(10))?;
@@ -128,11 +165,15 @@ pub async fn verdict_reader(kafka: &KafkaConfig, from: From) -> anyhow::Result<(
             .iter()
             .find(|t| t.name() == topics::VERDICTS)
             .context("no clips.verdicts topic on the broker")?;
-        anyhow::ensure!(!topic.partitions().is_empty(), "clips.verdicts has no partitions (topics not created?)");
+        anyhow::ensure!(
+            !topic.partitions().is_empty(),
+            "clips.verdicts has no partitions (topics not created?)"
+        );
         let mut list = TopicPartitionList::new();
         let mut ends = HashMap::new();
         for p in topic.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topics::VERDICTS, p.id(), Duration::from_secs(10))?;
+            let (low, high) =
+                consumer.fetch_watermarks(topics::VERDICTS, p.id(), Duration::from_secs(10))?;
             let start = match from {
                 From::Beginning => Offset::Offset(low),
                 From::End => Offset::Offset(high),
@@ -162,7 +203,10 @@ pub async fn read_verdicts(
 ) -> anyhow::Result<()> {
     let mut positions: HashMap<i32, i64> = HashMap::new();
     let done = |positions: &HashMap<i32, i64>| {
-        ends.is_some_and(|ends| ends.iter().all(|(p, end)| *end == 0 || positions.get(p).is_some_and(|o| o + 1 >= *end)))
+        ends.is_some_and(|ends| {
+            ends.iter()
+                .all(|(p, end)| *end == 0 || positions.get(p).is_some_and(|o| o + 1 >= *end))
+        })
     };
     if done(&positions) {
         return Ok(());

@@ -32,7 +32,11 @@ use crate::edges::SubmitOptions;
 use crate::output::Printer;
 
 #[derive(Debug, Parser)]
-#[command(name = "clipguard", version, about = "Kafka-native moderation pipeline for AI-generated video")]
+#[command(
+    name = "clipguard",
+    version,
+    about = "Kafka-native moderation pipeline for AI-generated video"
+)]
 struct Cli {
     /// Config file (TOML); every key can be overridden by CLIPGUARD_SECTION__KEY.
     #[arg(long, global = true)]
@@ -182,7 +186,10 @@ impl AudienceArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -210,29 +217,65 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     init_tracing(&cfg.telemetry);
     match cli.command {
-        Command::Run { brokers, json, metrics_addr, timeout_s, audience, inputs } => {
-            run(cfg, brokers, json, metrics_addr, timeout_s, audience.options(), inputs).await
+        Command::Run {
+            brokers,
+            json,
+            metrics_addr,
+            timeout_s,
+            audience,
+            inputs,
+        } => {
+            run(
+                cfg,
+                brokers,
+                json,
+                metrics_addr,
+                timeout_s,
+                audience.options(),
+                inputs,
+            )
+            .await
         }
-        Command::Stage { name, brokers, grpc_addr, metrics_addr } => {
+        Command::Stage {
+            name,
+            brokers,
+            grpc_addr,
+            metrics_addr,
+        } => {
             if let Some(b) = brokers {
                 cfg.kafka.brokers = b;
             }
             stage(cfg, &name, grpc_addr, metrics_addr).await
         }
-        Command::Submit { brokers, json, audience, files } => {
+        Command::Submit {
+            brokers,
+            json,
+            audience,
+            files,
+        } => {
             if let Some(b) = brokers {
                 cfg.kafka.brokers = b;
             }
             submit(cfg, json, audience.options(), files).await
         }
-        Command::Verdicts { brokers, follow, json } => {
+        Command::Verdicts {
+            brokers,
+            follow,
+            json,
+        } => {
             if let Some(b) = brokers {
                 cfg.kafka.brokers = b;
             }
             verdicts(cfg, follow, json).await
         }
-        Command::Scan { json, audience, files } => scan(cfg, json, audience.options(), files).await,
-        Command::Topics { command: TopicsCommand::Create { brokers } } => {
+        Command::Scan {
+            json,
+            audience,
+            files,
+        } => scan(cfg, json, audience.options(), files).await,
+        Command::Topics {
+            command: TopicsCommand::Create { brokers },
+        } => {
             if let Some(b) = brokers {
                 cfg.kafka.brokers = b;
             }
@@ -289,12 +332,16 @@ async fn stage(
     }
     let services = built.services.clone();
     let grpc = match grpc_addr {
-        Some(addr) => {
-            Some(clipguard_pipeline::grpc::serve(addr, built.routes, &services, stopped(&stop_rx)).await?)
-        }
+        Some(addr) => Some(
+            clipguard_pipeline::grpc::serve(addr, built.routes, &services, stopped(&stop_rx))
+                .await?,
+        ),
         None => None,
     };
-    let host = KafkaHost { kafka: cfg.kafka.clone(), host: cfg.host.clone() };
+    let host = KafkaHost {
+        kafka: cfg.kafka.clone(),
+        host: cfg.host.clone(),
+    };
     let worker = tokio::spawn((built.run_kafka)(host, metrics, stop_rx));
     tokio::pin!(worker);
     let result = tokio::select! {
@@ -351,8 +398,15 @@ async fn run(
     for name in stages::NAMES {
         let built = stages::build(name, &cfg)?;
         let metrics = StageMetrics::register(&mut registry, built.name);
-        let host = KafkaHost { kafka: cfg.kafka.clone(), host: cfg.host.clone() };
-        workers.push(tokio::spawn((built.run_kafka)(host, metrics, stop_rx.clone())));
+        let host = KafkaHost {
+            kafka: cfg.kafka.clone(),
+            host: cfg.host.clone(),
+        };
+        workers.push(tokio::spawn((built.run_kafka)(
+            host,
+            metrics,
+            stop_rx.clone(),
+        )));
     }
     if let Some(addr) = metrics_addr {
         serve_metrics(addr, Arc::new(registry), stopped(&stop_rx)).await?;
@@ -378,24 +432,38 @@ async fn run(
         }
         seen.len() < expected.len()
     });
-    let timed_out = tokio::time::timeout(Duration::from_secs_f64(wait), reading).await.is_err();
+    let timed_out = tokio::time::timeout(Duration::from_secs_f64(wait), reading)
+        .await
+        .is_err();
     let _ = stop_tx.send(true);
     for w in workers {
         if let Ok(Err(e)) = w.await {
             tracing::error!(error = %e, "stage failed");
         }
     }
-    let missing: Vec<_> = expected.iter().filter(|(id, _)| !seen.contains(*id)).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(id, _)| !seen.contains(*id))
+        .collect();
     if missing.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     for (id, file) in &missing {
-        eprintln!("no verdict for {} (clip {id}){}", file.display(), if timed_out { " before the timeout" } else { "" });
+        eprintln!(
+            "no verdict for {} (clip {id}){}",
+            file.display(),
+            if timed_out { " before the timeout" } else { "" }
+        );
     }
     Ok(ExitCode::from(2))
 }
 
-async fn submit(cfg: Config, json: bool, opts: SubmitOptions, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn submit(
+    cfg: Config,
+    json: bool,
+    opts: SubmitOptions,
+    files: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let files = edges::expand_inputs(&files)?;
     if cfg.kafka.create_topics {
         cfg.kafka.ensure_topics().await.context("creating topics")?;
@@ -407,7 +475,10 @@ async fn submit(cfg: Config, json: bool, opts: SubmitOptions, files: Vec<PathBuf
         let clip = edges::clip_for_file(&file, &clip_id, &store, &opts).await?;
         edges::publish(&producer, &clip).await?;
         if json {
-            println!("{}", serde_json::json!({"clip_id": clip_id, "source": clip.source}));
+            println!(
+                "{}",
+                serde_json::json!({"clip_id": clip_id, "source": clip.source})
+            );
         } else {
             println!("{clip_id} {}", clip.source);
         }
@@ -427,7 +498,12 @@ async fn verdicts(cfg: Config, follow: bool, json: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn scan(mut cfg: Config, json: bool, opts: SubmitOptions, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn scan(
+    mut cfg: Config,
+    json: bool,
+    opts: SubmitOptions,
+    files: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let files = edges::expand_inputs(&files)?;
     let store = MediaStore::open(&cfg.store)?;
     let media = clipguard_media::MediaStage::new(cfg.media.clone(), store)?;
@@ -449,14 +525,19 @@ async fn scan(mut cfg: Config, json: bool, opts: SubmitOptions, files: Vec<PathB
             b.set_message(file.display().to_string());
         }
         let clip_id = edges::new_clip_id();
-        let size = std::fs::metadata(&file).with_context(|| file.display().to_string())?.len();
+        let size = std::fs::metadata(&file)
+            .with_context(|| file.display().to_string())?
+            .len();
         let clip = if size > cfg.media.max_bytes {
             // Too large to read: the media stage reports it without fetching.
             clipguard_schemas::ClipSubmitted {
                 clip_id: clip_id.clone(),
                 source: file.display().to_string(),
                 media: Some(MediaRef {
-                    location: Some(clipguard_schemas::media_ref::Location::Uri(format!("file://{}", file.display()))),
+                    location: Some(clipguard_schemas::media_ref::Location::Uri(format!(
+                        "file://{}",
+                        file.display()
+                    ))),
                     size_bytes: size,
                     ..Default::default()
                 }),

@@ -13,7 +13,10 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(json: bool) -> Self {
-        Self { json, header_done: false }
+        Self {
+            json,
+            header_done: false,
+        }
     }
 
     pub fn verdict(&mut self, v: &Verdict) {
@@ -23,14 +26,22 @@ impl Printer {
             return;
         }
         if !self.header_done {
-            let _ = writeln!(out, "{:<8} {:<28} {:<30} RATIONALE", "DECISION", "SOURCE", "REASONS");
+            let _ = writeln!(
+                out,
+                "{:<8} {:<28} {:<30} RATIONALE",
+                "DECISION", "SOURCE", "REASONS"
+            );
             self.header_done = true;
         }
         let source = std::path::Path::new(&v.source)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| v.source.clone());
-        let reasons = if v.reasons.is_empty() { "-".to_string() } else { v.reasons.join(",") };
+        let reasons = if v.reasons.is_empty() {
+            "-".to_string()
+        } else {
+            v.reasons.join(",")
+        };
         let _ = writeln!(
             out,
             "{:<8} {:<28} {:<30} {}",

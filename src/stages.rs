@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use clipguard_media::MediaStage;
 use clipguard_monitor::MonitorStage;
+use clipguard_pipeline::PipelineError;
 use clipguard_pipeline::kafka::KafkaHost;
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::telemetry::StageMetrics;
-use clipguard_pipeline::PipelineError;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tonic::service::Routes;
@@ -19,8 +19,14 @@ pub const NAMES: &[&str] = &["media", "monitor"];
 /// Stages of the design that later work adds.
 pub const PLANNED: &[&str] = &["hashmatch", "transcribe", "classify"];
 
-type RunKafka =
-    Box<dyn FnOnce(KafkaHost, StageMetrics, watch::Receiver<bool>) -> BoxFuture<'static, Result<(), PipelineError>> + Send>;
+type RunKafka = Box<
+    dyn FnOnce(
+            KafkaHost,
+            StageMetrics,
+            watch::Receiver<bool>,
+        ) -> BoxFuture<'static, Result<(), PipelineError>>
+        + Send,
+>;
 
 /// A built stage: its Kafka worker and its gRPC service.
 pub struct Built {

@@ -2,6 +2,9 @@
 //! prints one verdict object per input with the design's fields; `scan` gives the same
 //! decisions without Kafka; config problems are all reported at once, by name.
 
+// Tests and benchmarks report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -21,21 +24,40 @@ fn by_file(verdicts: &[serde_json::Value]) -> HashMap<String, serde_json::Value>
         .iter()
         .map(|v| {
             let source = v["source"].as_str().expect("source");
-            let name = std::path::Path::new(source).file_name().unwrap().to_string_lossy().into_owned();
+            let name = std::path::Path::new(source)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             (name, v.clone())
         })
         .collect()
 }
 
 fn assert_contract(v: &serde_json::Value) {
-    for key in ["clip_id", "source", "decision", "audiences", "categories", "reasons", "policy_version", "rationale"] {
+    for key in [
+        "clip_id",
+        "source",
+        "decision",
+        "audiences",
+        "categories",
+        "reasons",
+        "policy_version",
+        "rationale",
+    ] {
         assert!(v.get(key).is_some(), "verdict lacks `{key}`: {v}");
     }
     for audience in ["adult", "under_18", "public_feed"] {
         let d = v["audiences"][audience].as_str().unwrap_or_default();
-        assert!(["allow", "review", "block"].contains(&d), "audience {audience}: {v}");
+        assert!(
+            ["allow", "review", "block"].contains(&d),
+            "audience {audience}: {v}"
+        );
     }
-    assert!(!v["rationale"].as_str().unwrap_or_default().is_empty(), "empty rationale: {v}");
+    assert!(
+        !v["rationale"].as_str().unwrap_or_default().is_empty(),
+        "empty rationale: {v}"
+    );
 }
 
 fn expect_kinds(map: &HashMap<String, serde_json::Value>) {
@@ -48,11 +70,20 @@ fn expect_kinds(map: &HashMap<String, serde_json::Value>) {
         ("text.mp4", "media_error:unrecognized_format"),
     ] {
         assert_eq!(map[bad]["decision"], "block", "{bad}: {}", map[bad]);
-        let reasons: Vec<&str> = map[bad]["reasons"].as_array().unwrap().iter().filter_map(|r| r.as_str()).collect();
+        let reasons: Vec<&str> = map[bad]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.as_str())
+            .collect();
         assert_eq!(reasons, vec![reason], "{bad}");
     }
     let random = map["random.mp4"]["reasons"][0].as_str().unwrap_or_default();
-    assert!(random.starts_with("media_error:"), "random bytes: {}", map["random.mp4"]);
+    assert!(
+        random.starts_with("media_error:"),
+        "random bytes: {}",
+        map["random.mp4"]
+    );
 }
 
 #[test]
@@ -65,9 +96,16 @@ fn run_json_on_the_embedded_broker_follows_the_contract() {
         .env("CLIPGUARD_STORE__URL", samples.path("store"))
         .output()
         .expect("run clipguard run");
-    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let verdicts = json_lines(&out.stdout);
-    let files = std::fs::read_dir(samples.dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count();
+    let files = std::fs::read_dir(samples.dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_file())
+        .count();
     assert_eq!(verdicts.len(), files, "one verdict per input");
     verdicts.iter().for_each(assert_contract);
     expect_kinds(&by_file(&verdicts));
@@ -82,7 +120,11 @@ fn scan_gives_the_same_decisions_without_kafka() {
         .env("CLIPGUARD_STORE__URL", samples.path("store"))
         .output()
         .expect("run clipguard scan");
-    assert!(out.status.success(), "scan failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let verdicts = json_lines(&out.stdout);
     verdicts.iter().for_each(assert_contract);
     expect_kinds(&by_file(&verdicts));
@@ -101,8 +143,14 @@ fn human_table_has_one_row_per_clip() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("DECISION"));
-    assert!(lines[1].starts_with("allow") && lines[1].contains("ball.webm"), "{text}");
-    assert!(lines[2].starts_with("block") && lines[2].contains("media_error:truncated"), "{text}");
+    assert!(
+        lines[1].starts_with("allow") && lines[1].contains("ball.webm"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("block") && lines[2].contains("media_error:truncated"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -116,14 +164,34 @@ fn limits_are_enforced_with_precise_kinds() {
             .env(env.0, env.1)
             .output()
             .expect("scan");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         json_lines(&out.stdout).remove(0)
     };
     for (env, file, reason) in [
-        (("CLIPGUARD_MEDIA__MAX_BYTES", "1000"), "speech.mp4", "media_error:too_large"),
-        (("CLIPGUARD_MEDIA__MAX_DURATION_S", "2.0"), "speech.mp4", "media_error:too_long"),
-        (("CLIPGUARD_MEDIA__MAX_WIDTH", "100"), "ball.webm", "media_error:resolution_too_large"),
-        (("CLIPGUARD_MEDIA__MAX_FRAMES", "10"), "snow.mkv", "media_error:too_many_frames"),
+        (
+            ("CLIPGUARD_MEDIA__MAX_BYTES", "1000"),
+            "speech.mp4",
+            "media_error:too_large",
+        ),
+        (
+            ("CLIPGUARD_MEDIA__MAX_DURATION_S", "2.0"),
+            "speech.mp4",
+            "media_error:too_long",
+        ),
+        (
+            ("CLIPGUARD_MEDIA__MAX_WIDTH", "100"),
+            "ball.webm",
+            "media_error:resolution_too_large",
+        ),
+        (
+            ("CLIPGUARD_MEDIA__MAX_FRAMES", "10"),
+            "snow.mkv",
+            "media_error:too_many_frames",
+        ),
     ] {
         let v = scan(env, file);
         assert_eq!(v["reasons"][0], reason, "{env:?} on {file}: {v}");
@@ -135,7 +203,11 @@ fn limits_are_enforced_with_precise_kinds() {
 fn every_config_problem_is_reported_at_once_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[media]\nsample_fps = 100.0\nframe_rate = 2\n[monitor]\non_timeout = \"allow\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[media]\nsample_fps = 100.0\nframe_rate = 2\n[monitor]\non_timeout = \"allow\"\n",
+    )
+    .unwrap();
     let out = Command::new(common::bin())
         .args(["validate", "--config"])
         .arg(&cfg)
@@ -152,6 +224,28 @@ fn every_config_problem_is_reported_at_once_by_name() {
     ] {
         assert!(err.contains(needle), "`{needle}` missing from:\n{err}");
     }
-    let ok = Command::new(common::bin()).arg("validate").output().expect("validate");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = Command::new(common::bin())
+        .arg("validate")
+        .output()
+        .expect("validate");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn the_example_config_is_complete_and_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.example.toml");
+    let out = Command::new(common::bin())
+        .args(["validate", "--config"])
+        .arg(&example)
+        .output()
+        .expect("validate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

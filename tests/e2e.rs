@@ -3,6 +3,9 @@
 //! killed with SIGKILL mid-run; precise errors for hostile input; gRPC reflection, health and
 //! metrics.
 
+// Tests and benchmarks report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -29,10 +32,26 @@ fn mix(samples: &Samples) -> Vec<(PathBuf, Decision, Option<&'static str>)> {
         (samples.path("speech.mp4"), Decision::Allow, None),
         (samples.path("ball.webm"), Decision::Allow, None),
         (samples.path("snow.mkv"), Decision::Allow, None),
-        (samples.path("corrupt.mp4"), Decision::Block, Some("media_error:truncated")),
-        (samples.path("empty.mp4"), Decision::Block, Some("media_error:empty")),
-        (samples.path("text.mp4"), Decision::Block, Some("media_error:unrecognized_format")),
-        (samples.path("random.mp4"), Decision::Block, Some("media_error:")),
+        (
+            samples.path("corrupt.mp4"),
+            Decision::Block,
+            Some("media_error:truncated"),
+        ),
+        (
+            samples.path("empty.mp4"),
+            Decision::Block,
+            Some("media_error:empty"),
+        ),
+        (
+            samples.path("text.mp4"),
+            Decision::Block,
+            Some("media_error:unrecognized_format"),
+        ),
+        (
+            samples.path("random.mp4"),
+            Decision::Block,
+            Some("media_error:"),
+        ),
     ]
 }
 
@@ -54,7 +73,11 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
     let env = stage_env(&store);
     let brokers = broker.addr.clone();
     let mut media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
-    let mut monitor = Proc::spawn("monitor", &["stage", "monitor", "--brokers", &brokers], &env);
+    let mut monitor = Proc::spawn(
+        "monitor",
+        &["stage", "monitor", "--brokers", &brokers],
+        &env,
+    );
 
     let mix = mix(&samples);
     let files: Vec<PathBuf> = (0..100).map(|i| mix[i % mix.len()].0.clone()).collect();
@@ -73,12 +96,18 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
             && log.by_clip.len() >= n
         {
             media.kill9();
-            eprintln!("media worker killed with SIGKILL after {} verdicts", log.by_clip.len());
+            eprintln!(
+                "media worker killed with SIGKILL after {} verdicts",
+                log.by_clip.len()
+            );
             killed = true;
             media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
         }
         assert!(monitor.alive(), "monitor process died");
-        assert!(media.alive(), "media process died (a worker must never crash on input)");
+        assert!(
+            media.alive(),
+            "media process died (a worker must never crash on input)"
+        );
     }
     let elapsed = started.elapsed();
     // Anything still in flight would show up now as a duplicate or conflict.
@@ -87,28 +116,77 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         assert!(killed, "the kill never happened");
     }
     assert!(media.alive(), "media process died");
-    assert_eq!(media.sigterm().code(), Some(0), "media drains and exits 0 on SIGTERM");
-    assert_eq!(monitor.sigterm().code(), Some(0), "monitor drains and exits 0 on SIGTERM");
-    Some(Run { verdicts: log, sources, elapsed })
+    assert_eq!(
+        media.sigterm().code(),
+        Some(0),
+        "media drains and exits 0 on SIGTERM"
+    );
+    assert_eq!(
+        monitor.sigterm().code(),
+        Some(0),
+        "monitor drains and exits 0 on SIGTERM"
+    );
+    Some(Run {
+        verdicts: log,
+        sources,
+        elapsed,
+    })
 }
 
 fn check(run: &Run, samples_mix: &[(&str, Decision, Option<&str>)]) {
     let log = &run.verdicts;
-    let missing: Vec<_> = run.sources.keys().filter(|id| !log.by_clip.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} clips got no verdict: {missing:?}", missing.len());
+    let missing: Vec<_> = run
+        .sources
+        .keys()
+        .filter(|id| !log.by_clip.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} clips got no verdict: {missing:?}",
+        missing.len()
+    );
     assert_eq!(log.by_clip.len(), 100, "exactly one verdict per clip id");
-    let strays: Vec<_> = log.by_clip.keys().filter(|id| !run.sources.contains_key(*id)).collect();
+    let strays: Vec<_> = log
+        .by_clip
+        .keys()
+        .filter(|id| !run.sources.contains_key(*id))
+        .collect();
     assert!(strays.is_empty(), "verdicts for unknown clips: {strays:?}");
-    assert!(log.conflicts().is_empty(), "conflicting verdicts for {:?}", log.conflicts());
+    assert!(
+        log.conflicts().is_empty(),
+        "conflicting verdicts for {:?}",
+        log.conflicts()
+    );
     for (id, verdicts) in &log.by_clip {
         let source = &run.sources[id];
-        let name = std::path::Path::new(source).file_name().unwrap().to_string_lossy().into_owned();
-        let (_, decision, reason) = samples_mix.iter().find(|(n, _, _)| *n == name).expect("known sample");
+        let name = std::path::Path::new(source)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let (_, decision, reason) = samples_mix
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .expect("known sample");
         let v = &verdicts[0];
-        assert_eq!(v.decision(), *decision, "{name}: {:?} / {}", v.reasons, v.rationale);
+        assert_eq!(
+            v.decision(),
+            *decision,
+            "{name}: {:?} / {}",
+            v.reasons,
+            v.rationale
+        );
         match reason {
-            Some(r) => assert!(v.reasons.iter().any(|x| x.starts_with(r)), "{name}: reasons {:?} lack {r}", v.reasons),
-            None => assert!(v.reasons.is_empty(), "{name}: unexpected reasons {:?}", v.reasons),
+            Some(r) => assert!(
+                v.reasons.iter().any(|x| x.starts_with(r)),
+                "{name}: reasons {:?} lack {r}",
+                v.reasons
+            ),
+            None => assert!(
+                v.reasons.is_empty(),
+                "{name}: unexpected reasons {:?}",
+                v.reasons
+            ),
         }
         assert_eq!(&v.source, source);
     }
@@ -125,21 +203,33 @@ fn expected() -> Vec<(&'static str, Decision, Option<&'static str>)> {
         ("speech.mp4", Decision::Allow, None),
         ("ball.webm", Decision::Allow, None),
         ("snow.mkv", Decision::Allow, None),
-        ("corrupt.mp4", Decision::Block, Some("media_error:truncated")),
+        (
+            "corrupt.mp4",
+            Decision::Block,
+            Some("media_error:truncated"),
+        ),
         ("empty.mp4", Decision::Block, Some("media_error:empty")),
-        ("text.mp4", Decision::Block, Some("media_error:unrecognized_format")),
+        (
+            "text.mp4",
+            Decision::Block,
+            Some("media_error:unrecognized_format"),
+        ),
         ("random.mp4", Decision::Block, Some("media_error:")),
     ]
 }
 
 #[test]
 fn hundred_clips_through_separate_stage_processes_get_exactly_one_verdict_each() {
-    let Some(run) = hundred_clips(None) else { return };
+    let Some(run) = hundred_clips(None) else {
+        return;
+    };
     check(&run, &expected());
 }
 
 #[test]
 fn media_worker_killed_mid_run_still_yields_exactly_one_verdict_each() {
-    let Some(run) = hundred_clips(Some(30)) else { return };
+    let Some(run) = hundred_clips(Some(30)) else {
+        return;
+    };
     check(&run, &expected());
 }

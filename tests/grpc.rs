@@ -2,6 +2,9 @@
 //! health, health answers SERVING, the stage service processes a clip over loopback, and
 //! `/metrics` shows the stage metrics after work arrived over Kafka.
 
+// Tests and benchmarks report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -14,14 +17,15 @@ use common::{Broker, Proc, Samples};
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 fn http_get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect metrics");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
@@ -30,23 +34,39 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_health_stage_service_and_metrics() {
-    let _turn = common::serial();
-    let Some(broker) = Broker::start() else { return };
+    let Some(broker) = Broker::start() else {
+        return;
+    };
     broker.create_topics(1);
     let samples = Samples::make();
     let (grpc_port, metrics_port) = (common::free_port(), common::free_port());
     let grpc = format!("127.0.0.1:{grpc_port}");
     let metrics = format!("127.0.0.1:{metrics_port}");
     let env = vec![
-        ("CLIPGUARD_STORE__URL", samples.path("store").display().to_string()),
+        (
+            "CLIPGUARD_STORE__URL",
+            samples.path("store").display().to_string(),
+        ),
         ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
     ];
     let mut worker = Proc::spawn(
         "media",
-        &["stage", "media", "--brokers", &broker.addr, "--grpc-addr", &grpc, "--metrics-addr", &metrics],
+        &[
+            "stage",
+            "media",
+            "--brokers",
+            &broker.addr,
+            "--grpc-addr",
+            &grpc,
+            "--metrics-addr",
+            &metrics,
+        ],
         &env,
     );
-    assert!(common::wait_for_port(grpc.parse().unwrap(), Duration::from_secs(30)), "grpc port");
+    assert!(
+        common::wait_for_port(grpc.parse().unwrap(), Duration::from_secs(30)),
+        "grpc port"
+    );
     let url = format!("http://{grpc}");
     let channel = tonic::transport::Endpoint::from_shared(url.clone())
         .expect("endpoint")
@@ -65,9 +85,16 @@ async fn reflection_health_stage_service_and_metrics() {
         .await
         .expect("reflection call")
         .into_inner();
-    let response = responses.next().await.expect("a response").expect("ok response");
+    let response = responses
+        .next()
+        .await
+        .expect("a response")
+        .expect("ok response");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection answer {:?}", response.message_response)
+        panic!(
+            "unexpected reflection answer {:?}",
+            response.message_response
+        )
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     println!("reflection lists: {names:?}");
@@ -79,7 +106,9 @@ async fn reflection_health_stage_service_and_metrics() {
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "clipguard.v1.MediaStage"] {
         let status = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .expect("health check")
             .into_inner()
@@ -93,7 +122,10 @@ async fn reflection_health_stage_service_and_metrics() {
     let result = client
         .process(ClipSubmitted {
             clip_id: "grpc-1".into(),
-            media: Some(MediaRef { location: Some(Location::Inline(bytes)), ..Default::default() }),
+            media: Some(MediaRef {
+                location: Some(Location::Inline(bytes)),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -105,8 +137,15 @@ async fn reflection_health_stage_service_and_metrics() {
     assert!(result.signal.expect("signal").error.is_none());
 
     // Work over Kafka shows in the metrics.
-    let env_submit = vec![("CLIPGUARD_STORE__URL", samples.path("store").display().to_string())];
-    common::submit(&broker.addr, &[samples.path("ball.webm"), samples.path("empty.mp4")], &env_submit);
+    let env_submit = vec![(
+        "CLIPGUARD_STORE__URL",
+        samples.path("store").display().to_string(),
+    )];
+    common::submit(
+        &broker.addr,
+        &[samples.path("ball.webm"), samples.path("empty.mp4")],
+        &env_submit,
+    );
     let mut text = String::new();
     for _ in 0..100 {
         text = http_get(&metrics, "/metrics");

@@ -41,7 +41,9 @@ pub fn load<T: DeserializeOwned + Validate>(
     let mut origins = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("CLIPGUARD_") else { continue };
+        let Some(rest) = name.strip_prefix("CLIPGUARD_") else {
+            continue;
+        };
         if RESERVED_ENV.contains(&name.as_str()) || rest.is_empty() {
             continue;
         }
@@ -72,7 +74,11 @@ pub fn load<T: DeserializeOwned + Validate>(
         }
     }
     config.validate(&mut problems);
-    if problems.is_empty() { Ok(config) } else { Err(PipelineError::Config(problems)) }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(PipelineError::Config(problems))
+    }
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -87,7 +93,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut cur = table;
     for (i, part) in parents.iter().enumerate() {
-        let entry = cur.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = cur
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = entry
             .as_table_mut()
             .ok_or_else(|| format!("`{}` is not a table", path[..=i].join(".")))?;
@@ -134,7 +142,10 @@ mod tests {
         let f = write("count = 2\n[inner]\nrate = 1.5\n");
         let env = [
             ("CLIPGUARD_INNER__RATE".to_string(), "3.25".to_string()),
-            ("CLIPGUARD_INNER__NAME".to_string(), "plain words".to_string()),
+            (
+                "CLIPGUARD_INNER__NAME".to_string(),
+                "plain words".to_string(),
+            ),
             ("CLIPGUARD_LOG".to_string(), "debug".to_string()),
             ("PATH".to_string(), "/bin".to_string()),
         ];
@@ -149,10 +160,16 @@ mod tests {
         let f = write("count = 11\nbogus = 1\n[inner]\nrat = 2.0\n");
         let env = [("CLIPGUARD_INNER__COLOUR".to_string(), "red".to_string())];
         let err = load::<Top>(Some(f.path()), env).unwrap_err();
-        let PipelineError::Config(problems) = err else { panic!("{err}") };
+        let PipelineError::Config(problems) = err else {
+            panic!("{err}")
+        };
         let text = problems.join("\n");
-        for needle in ["unknown key `bogus`", "unknown key `inner.rat`",
-            "unknown key `inner.colour` (from CLIPGUARD_INNER__COLOUR)", "count: 11 is over 10"] {
+        for needle in [
+            "unknown key `bogus`",
+            "unknown key `inner.rat`",
+            "unknown key `inner.colour` (from CLIPGUARD_INNER__COLOUR)",
+            "count: 11 is over 10",
+        ] {
             assert!(text.contains(needle), "{needle} not in {text}");
         }
         assert_eq!(problems.len(), 4, "{text}");

@@ -40,13 +40,28 @@ pub struct StageError {
 
 impl StageError {
     pub fn input(kind: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), domain: ErrorDomain::Input, retryable: false }
+        Self {
+            kind,
+            message: message.into(),
+            domain: ErrorDomain::Input,
+            retryable: false,
+        }
     }
     pub fn external(kind: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), domain: ErrorDomain::External, retryable: true }
+        Self {
+            kind,
+            message: message.into(),
+            domain: ErrorDomain::External,
+            retryable: true,
+        }
     }
     pub fn internal(kind: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), domain: ErrorDomain::Internal, retryable: true }
+        Self {
+            kind,
+            message: message.into(),
+            domain: ErrorDomain::Internal,
+            retryable: true,
+        }
     }
 }
 

@@ -28,7 +28,9 @@ pub async fn serve(
 ) -> Result<GrpcServer, PipelineError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in services.iter().copied().chain([""]) {
-        health.set_service_status(name, ServingStatus::Serving).await;
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
     }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(clipguard_schemas::v1::FILE_DESCRIPTOR_SET)
@@ -51,5 +53,9 @@ pub async fn serve(
         }
     });
     tracing::info!(addr = %bound, "grpc serving");
-    Ok(GrpcServer { addr: bound, health, task })
+    Ok(GrpcServer {
+        addr: bound,
+        health,
+        task,
+    })
 }

@@ -85,7 +85,10 @@ impl KafkaConfig {
             problems.push(format!("kafka.partitions: {} is not >= 1", self.partitions));
         }
         if self.replication < 1 {
-            problems.push(format!("kafka.replication: {} is not >= 1", self.replication));
+            problems.push(format!(
+                "kafka.replication: {} is not >= 1",
+                self.replication
+            ));
         }
         if !(1_000..=300_000).contains(&self.session_timeout_ms) {
             problems.push(format!(
@@ -123,8 +126,16 @@ impl KafkaConfig {
         let new: Vec<NewTopic<'_>> = topics::ALL
             .iter()
             .map(|(name, compacted)| {
-                let t = NewTopic::new(name, self.partitions, TopicReplication::Fixed(self.replication));
-                if *compacted { t.set("cleanup.policy", "compact") } else { t }
+                let t = NewTopic::new(
+                    name,
+                    self.partitions,
+                    TopicReplication::Fixed(self.replication),
+                );
+                if *compacted {
+                    t.set("cleanup.policy", "compact")
+                } else {
+                    t
+                }
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
@@ -132,8 +143,9 @@ impl KafkaConfig {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(PipelineError::Kafka(KafkaError::AdminOp(code)))
-                        .inspect_err(|_| tracing::error!(topic = %name, error = %code, "topic creation failed"));
+                    return Err(PipelineError::Kafka(KafkaError::AdminOp(code))).inspect_err(
+                        |_| tracing::error!(topic = %name, error = %code, "topic creation failed"),
+                    );
                 }
             }
         }
@@ -194,7 +206,9 @@ pub struct KafkaEmitter {
 
 impl std::fmt::Debug for KafkaEmitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaEmitter").field("stage", &self.stage).finish_non_exhaustive()
+        f.debug_struct("KafkaEmitter")
+            .field("stage", &self.stage)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,13 +216,21 @@ const DELIVERY_ATTEMPTS: u32 = 5;
 
 impl KafkaEmitter {
     pub fn new(producer: FutureProducer, stage: &'static str, metrics: StageMetrics) -> Self {
-        Self { producer, stage, metrics }
+        Self {
+            producer,
+            stage,
+            metrics,
+        }
     }
 
     /// Sends all records; resolves when all are acknowledged. Records that fail are retried;
     /// after [`DELIVERY_ATTEMPTS`] the error is returned (the worker must stop: its offsets are
     /// not committed, so the next owner redoes the work).
-    pub async fn send_all(&self, mut records: Vec<Record>, trace: &TraceContext) -> Result<(), PipelineError> {
+    pub async fn send_all(
+        &self,
+        mut records: Vec<Record>,
+        trace: &TraceContext,
+    ) -> Result<(), PipelineError> {
         for record in &records {
             if record.payload.len() > topics::MAX_MESSAGE_BYTES {
                 return Err(PipelineError::Delivery {
@@ -227,9 +249,18 @@ impl KafkaEmitter {
             let sends = records.iter().map(|r| {
                 let trace = r.trace.unwrap_or(*trace);
                 let headers = OwnedHeaders::new()
-                    .insert(Header { key: TRACEPARENT, value: Some(&trace.header()) })
-                    .insert(Header { key: "clipguard-stage", value: Some(self.stage) });
-                let rec = FutureRecord::to(r.topic).key(&r.key).payload(&r.payload).headers(headers);
+                    .insert(Header {
+                        key: TRACEPARENT,
+                        value: Some(&trace.header()),
+                    })
+                    .insert(Header {
+                        key: "clipguard-stage",
+                        value: Some(self.stage),
+                    });
+                let rec = FutureRecord::to(r.topic)
+                    .key(&r.key)
+                    .payload(&r.payload)
+                    .headers(headers);
                 self.producer.send(rec, Duration::from_secs(10))
             });
             let results = futures::future::join_all(sends).await;
@@ -252,7 +283,10 @@ impl KafkaEmitter {
             records = failed;
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
-        Err(PipelineError::Delivery { attempts: DELIVERY_ATTEMPTS, message: last_error })
+        Err(PipelineError::Delivery {
+            attempts: DELIVERY_ATTEMPTS,
+            message: last_error,
+        })
     }
 }
 
@@ -280,7 +314,10 @@ impl ClientContext for HostContext {
                 }
                 self.metrics
                     .lag
-                    .get_or_create(&PartitionLabels { topic: topic.clone(), partition: partition.to_string() })
+                    .get_or_create(&PartitionLabels {
+                        topic: topic.clone(),
+                        partition: partition.to_string(),
+                    })
                     .set(p.consumer_lag);
             }
         }
@@ -296,22 +333,31 @@ impl ConsumerContext for HostContext {
                 for elem in list.elements() {
                     let tp = (elem.topic().to_string(), elem.partition());
                     if let Some(safe) = tracker.revoke(&tp) {
-                        let _ = commit.add_partition_offset(&tp.0, tp.1, rdkafka::Offset::Offset(safe));
+                        let _ =
+                            commit.add_partition_offset(&tp.0, tp.1, rdkafka::Offset::Offset(safe));
                     }
                 }
             }
-            if commit.count() > 0 {
-                if let Err(err) = consumer.commit(&commit, CommitMode::Sync) {
-                    tracing::warn!(stage = self.stage, error = %err, "commit on revoke failed");
-                }
+            if commit.count() > 0
+                && let Err(err) = consumer.commit(&commit, CommitMode::Sync)
+            {
+                tracing::warn!(stage = self.stage, error = %err, "commit on revoke failed");
             }
-            tracing::info!(stage = self.stage, partitions = list.count(), "partitions revoked");
+            tracing::info!(
+                stage = self.stage,
+                partitions = list.count(),
+                "partitions revoked"
+            );
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            tracing::info!(stage = self.stage, partitions = list.count(), "partitions assigned");
+            tracing::info!(
+                stage = self.stage,
+                partitions = list.count(),
+                "partitions assigned"
+            );
         }
     }
 }
@@ -345,14 +391,28 @@ impl KafkaHost {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10")
             .set("fetch.min.bytes", "1")
-            .set("session.timeout.ms", self.kafka.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (self.kafka.session_timeout_ms / 5).max(500).to_string())
+            .set(
+                "session.timeout.ms",
+                self.kafka.session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (self.kafka.session_timeout_ms / 5).max(500).to_string(),
+            )
             .set("statistics.interval.ms", "5000");
-        let context = HostContext { tracker: tracker.clone(), metrics: metrics.clone(), stage: name };
+        let context = HostContext {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            stage: name,
+        };
         let consumer: Arc<StreamConsumer<HostContext>> = Arc::new(cc.create_with_context(context)?);
         consumer.subscribe(&[stage.input_topic()])?;
 
-        let emitter = Arc::new(KafkaEmitter::new(self.kafka.producer()?, name, metrics.clone()));
+        let emitter = Arc::new(KafkaEmitter::new(
+            self.kafka.producer()?,
+            name,
+            metrics.clone(),
+        ));
         stage.start(emitter.clone());
 
         let commit_task = tokio::spawn(commit_loop(
@@ -361,7 +421,9 @@ impl KafkaHost {
             Duration::from_millis(self.host.commit_interval_ms),
             shutdown.clone(),
         ));
-        let semaphore = Arc::new(Semaphore::new(stage.max_in_flight().unwrap_or(self.host.max_in_flight)));
+        let semaphore = Arc::new(Semaphore::new(
+            stage.max_in_flight().unwrap_or(self.host.max_in_flight),
+        ));
         let (fatal_tx, mut fatal_rx) = mpsc::channel::<PipelineError>(1);
         let mut tasks = JoinSet::new();
         tracing::info!(stage = name, topic = stage.input_topic(), "stage consuming");
@@ -386,7 +448,10 @@ impl KafkaHost {
                     continue;
                 }
             };
-            let ticket = lock(&tracker).begin((message.topic().to_string(), message.partition()), message.offset());
+            let ticket = lock(&tracker).begin(
+                (message.topic().to_string(), message.partition()),
+                message.offset(),
+            );
             metrics.in_flight.inc();
             let job = Job {
                 stage: stage.clone(),
@@ -404,7 +469,9 @@ impl KafkaHost {
                     Ok(()) => {
                         lock(&tracker).finish(&ticket);
                         job.metrics.processed.inc();
-                        job.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
+                        job.metrics
+                            .processing_seconds
+                            .observe(started.elapsed().as_secs_f64());
                     }
                     Err(err) => {
                         let _ = fatal_tx.try_send(err);
@@ -414,11 +481,19 @@ impl KafkaHost {
             });
         };
 
-        tracing::info!(stage = name, in_flight = metrics.in_flight.get(), "draining");
+        tracing::info!(
+            stage = name,
+            in_flight = metrics.in_flight.get(),
+            "draining"
+        );
         let drain = Duration::from_secs(self.host.drain_timeout_s);
-        let drained = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+        let drained =
+            tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::warn!(stage = name, "drain timed out; unfinished work will be redone by the next owner");
+            tracing::warn!(
+                stage = name,
+                "drain timed out; unfinished work will be redone by the next owner"
+            );
             tasks.abort_all();
         }
         commit_task.abort();
@@ -430,7 +505,11 @@ impl KafkaHost {
     }
 }
 
-fn commit_now(consumer: &StreamConsumer<HostContext>, tracker: &Mutex<OffsetTracker>, mode: CommitMode) {
+fn commit_now(
+    consumer: &StreamConsumer<HostContext>,
+    tracker: &Mutex<OffsetTracker>,
+    mode: CommitMode,
+) {
     let positions = lock(tracker).committable();
     if positions.is_empty() {
         return;
@@ -479,7 +558,12 @@ impl<S: Stage> Job<S> {
         self.metrics.received.inc();
         let clip_id = match message.key() {
             Some(k) if !k.is_empty() => String::from_utf8_lossy(k).into_owned(),
-            _ => format!("unkeyed-{}-{}-{}", message.topic(), message.partition(), message.offset()),
+            _ => format!(
+                "unkeyed-{}-{}-{}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            ),
         };
         let parent = message
             .headers()
@@ -489,7 +573,9 @@ impl<S: Stage> Job<S> {
             .and_then(TraceContext::parse);
         let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
         let span = tracing::info_span!("process", stage = name, clip_id = %clip_id, trace_id = %trace.trace_id_hex());
-        self.run_attempts(&message, clip_id, trace).instrument(span).await
+        self.run_attempts(&message, clip_id, trace)
+            .instrument(span)
+            .await
     }
 
     async fn run_attempts(
@@ -502,7 +588,10 @@ impl<S: Stage> Job<S> {
         let input = match <S::Input as prost::Message>::decode(payload) {
             Ok(input) => input,
             Err(err) => {
-                let error = StageError::input("malformed_message", format!("cannot decode {}: {err}", message.topic()));
+                let error = StageError::input(
+                    "malformed_message",
+                    format!("cannot decode {}: {err}", message.topic()),
+                );
                 return self.dead_letter(message, &clip_id, &error, 0, &trace).await;
             }
         };
@@ -522,10 +611,14 @@ impl<S: Stage> Job<S> {
                     let records = output.into_records();
                     return match self.emitter.send_all(records, &trace).await {
                         Ok(()) => Ok(()),
-                        Err(PipelineError::Delivery { attempts: 0, message: msg }) => {
+                        Err(PipelineError::Delivery {
+                            attempts: 0,
+                            message: msg,
+                        }) => {
                             // A stage produced an oversized record: a bug; never stall on it.
                             let error = StageError::internal("oversized_output", msg);
-                            self.dead_letter(message, &clip_id, &error, attempt, &trace).await
+                            self.dead_letter(message, &clip_id, &error, attempt, &trace)
+                                .await
                         }
                         Err(err) => Err(err),
                     };
@@ -541,7 +634,10 @@ impl<S: Stage> Job<S> {
                 }
                 Err(_) => StageError::internal(
                     "attempt_timeout",
-                    format!("attempt took longer than {:?}", self.stage.attempt_timeout()),
+                    format!(
+                        "attempt took longer than {:?}",
+                        self.stage.attempt_timeout()
+                    ),
                 ),
             };
             self.metrics.error(error.kind);
@@ -549,10 +645,14 @@ impl<S: Stage> Job<S> {
             if !error.retryable || attempt >= self.host.max_attempts {
                 break error;
             }
-            let backoff = self.host.retry_backoff_ms.saturating_mul(1 << (attempt - 1).min(10));
+            let backoff = self
+                .host
+                .retry_backoff_ms
+                .saturating_mul(1 << (attempt - 1).min(10));
             tokio::time::sleep(Duration::from_millis(backoff)).await;
         };
-        self.dead_letter(message, &clip_id, &error, attempt, &trace).await
+        self.dead_letter(message, &clip_id, &error, attempt, &trace)
+            .await
     }
 
     async fn dead_letter(

@@ -55,7 +55,11 @@ impl OffsetTracker {
         let state = self.partitions.entry(tp.clone()).or_default();
         state.in_flight.insert(offset);
         state.next = Some(state.next.map_or(offset + 1, |n| n.max(offset + 1)));
-        Ticket { tp, offset, epoch: state.epoch }
+        Ticket {
+            tp,
+            offset,
+            epoch: state.epoch,
+        }
     }
 
     /// Records that every output for the ticket's offset is acknowledged. Returns false when the
@@ -100,7 +104,13 @@ impl OffsetTracker {
         let epoch = self.epochs;
         let state = self.partitions.remove(tp)?;
         let safe = state.safe();
-        self.partitions.insert(tp.clone(), PartitionState { epoch, ..Default::default() });
+        self.partitions.insert(
+            tp.clone(),
+            PartitionState {
+                epoch,
+                ..Default::default()
+            },
+        );
         safe
     }
 

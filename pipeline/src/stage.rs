@@ -22,7 +22,12 @@ pub struct Record {
 
 impl Record {
     pub fn encode<M: prost::Message>(topic: &'static str, key: impl Into<String>, msg: &M) -> Self {
-        Self { topic, key: key.into(), payload: msg.encode_to_vec(), trace: None }
+        Self {
+            topic,
+            key: key.into(),
+            payload: msg.encode_to_vec(),
+            trace: None,
+        }
     }
 }
 
@@ -121,7 +126,10 @@ pub fn error_signal_record(
         clip_id: clip_id.to_string(),
         stage: stage.to_string(),
         attempt: 1,
-        error: Some(StageErrorMsg { kind: error.kind.to_string(), message: error.message.clone() }),
+        error: Some(StageErrorMsg {
+            kind: error.kind.to_string(),
+            message: error.message.clone(),
+        }),
         context,
         produced_at_ms: crate::now_ms(),
         ..Default::default()
@@ -135,6 +143,10 @@ pub struct NoEmitter;
 
 impl Emitter for NoEmitter {
     fn emit(&self, _records: Vec<Record>) -> BoxFuture<'_, Result<(), PipelineError>> {
-        Box::pin(async { Err(PipelineError::Server("this host cannot emit records".into())) })
+        Box::pin(async {
+            Err(PipelineError::Server(
+                "this host cannot emit records".into(),
+            ))
+        })
     }
 }

@@ -33,7 +33,9 @@ impl Default for StoreConfig {
     fn default() -> Self {
         let base = std::env::var_os("XDG_DATA_HOME")
             .map(std::path::PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+            })
             .unwrap_or_else(std::env::temp_dir);
         Self {
             url: base.join("clipguard/store").display().to_string(),
@@ -84,7 +86,9 @@ pub struct MediaStore {
 
 impl std::fmt::Debug for MediaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaStore").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("MediaStore")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,9 +99,12 @@ impl MediaStore {
             base.set_path(&format!("{}/", base.path()));
         }
         if base.scheme() == "file" {
-            let dir = base.to_file_path().map_err(|()| PipelineError::Store(format!("bad file URL {base}")))?;
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| PipelineError::Store(format!("cannot create {}: {e}", dir.display())))?;
+            let dir = base
+                .to_file_path()
+                .map_err(|()| PipelineError::Store(format!("bad file URL {base}")))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                PipelineError::Store(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let (store, prefix) = object_store::parse_url_opts(&base, cfg.options.clone())
             .map_err(|e| PipelineError::Store(format!("{base}: {e}")))?;
@@ -121,12 +128,20 @@ impl MediaStore {
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| PipelineError::Store(format!("put {key}: {e}")))?;
-        let url = self.base.join(key).map_err(|e| PipelineError::Store(e.to_string()))?;
+        let url = self
+            .base
+            .join(key)
+            .map_err(|e| PipelineError::Store(e.to_string()))?;
         Ok(url.to_string())
     }
 
     /// A reference to `bytes`: inline when small enough, else stored under `key`.
-    pub async fn reference(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<MediaRef, PipelineError> {
+    pub async fn reference(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<MediaRef, PipelineError> {
         let sha256 = sha256_hex(&bytes);
         let size_bytes = bytes.len() as u64;
         let location = if bytes.len() <= self.inline_max_bytes {
@@ -134,7 +149,12 @@ impl MediaStore {
         } else {
             Location::Uri(self.put(key, bytes).await?)
         };
-        Ok(MediaRef { location: Some(location), sha256, size_bytes, content_type: content_type.into() })
+        Ok(MediaRef {
+            location: Some(location),
+            sha256,
+            size_bytes,
+            content_type: content_type.into(),
+        })
     }
 
     /// The bytes behind a reference, checked against `max_bytes` before reading and against the
@@ -144,18 +164,29 @@ impl MediaStore {
         if media.size_bytes > max_bytes {
             return Err(StageError::input(
                 "too_large",
-                format!("media is {} bytes, over the {max_bytes} byte limit", media.size_bytes),
+                format!(
+                    "media is {} bytes, over the {max_bytes} byte limit",
+                    media.size_bytes
+                ),
             ));
         }
         let bytes = match &media.location {
-            None => return Err(StageError::input("missing_media", "the clip names no media")),
+            None => {
+                return Err(StageError::input(
+                    "missing_media",
+                    "the clip names no media",
+                ));
+            }
             Some(Location::Inline(b)) => Bytes::from(b.clone()),
             Some(Location::Uri(uri)) => self.fetch_uri(uri, max_bytes).await?,
         };
         if bytes.len() as u64 > max_bytes {
             return Err(StageError::input(
                 "too_large",
-                format!("media is {} bytes, over the {max_bytes} byte limit", bytes.len()),
+                format!(
+                    "media is {} bytes, over the {max_bytes} byte limit",
+                    bytes.len()
+                ),
             ));
         }
         if !media.sha256.is_empty() {
@@ -171,27 +202,38 @@ impl MediaStore {
     }
 
     async fn fetch_uri(&self, uri: &str, max_bytes: u64) -> Result<Bytes, StageError> {
-        let url = Url::parse(uri).map_err(|e| StageError::input("bad_uri", format!("`{uri}`: {e}")))?;
+        let url =
+            Url::parse(uri).map_err(|e| StageError::input("bad_uri", format!("`{uri}`: {e}")))?;
         let (store, path): (Arc<dyn ObjectStore>, Path) = if uri.starts_with(self.base.as_str()) {
             let rel = &uri[self.base.as_str().len()..];
             let rel = percent_decode(rel);
-            (self.store.clone(), Path::from(format!("{}/{}", self.prefix, rel).trim_start_matches('/')))
+            (
+                self.store.clone(),
+                Path::from(format!("{}/{}", self.prefix, rel).trim_start_matches('/')),
+            )
         } else {
             let (s, p) = object_store::parse_url_opts(&url, self.options.clone())
                 .map_err(|e| StageError::input("bad_uri", format!("`{uri}`: {e}")))?;
             (Arc::from(s), p)
         };
         let got = store.get(&path).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => StageError::input("missing_media", format!("{uri} does not exist")),
+            object_store::Error::NotFound { .. } => {
+                StageError::input("missing_media", format!("{uri} does not exist"))
+            }
             e => StageError::external("fetch_failed", format!("{uri}: {e}")),
         })?;
         if got.meta.size > max_bytes {
             return Err(StageError::input(
                 "too_large",
-                format!("{uri} is {} bytes, over the {max_bytes} byte limit", got.meta.size),
+                format!(
+                    "{uri} is {} bytes, over the {max_bytes} byte limit",
+                    got.meta.size
+                ),
             ));
         }
-        got.bytes().await.map_err(|e| StageError::external("fetch_failed", format!("{uri}: {e}")))
+        got.bytes()
+            .await
+            .map_err(|e| StageError::external("fetch_failed", format!("{uri}: {e}")))
     }
 }
 
@@ -231,10 +273,18 @@ mod tests {
     async fn small_blobs_inline_large_ones_by_uri_and_both_fetch_back() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), 8);
-        let small = s.reference("a/small", Bytes::from_static(b"tiny"), "").await.unwrap();
+        let small = s
+            .reference("a/small", Bytes::from_static(b"tiny"), "")
+            .await
+            .unwrap();
         assert!(matches!(small.location, Some(Location::Inline(_))));
-        let big = s.reference("a/big name", Bytes::from(vec![7u8; 100]), "").await.unwrap();
-        let Some(Location::Uri(uri)) = &big.location else { panic!("not a uri") };
+        let big = s
+            .reference("a/big name", Bytes::from(vec![7u8; 100]), "")
+            .await
+            .unwrap();
+        let Some(Location::Uri(uri)) = &big.location else {
+            panic!("not a uri")
+        };
         assert!(uri.starts_with("file://"), "{uri}");
         assert_eq!(s.fetch(&small, 1000).await.unwrap().as_ref(), b"tiny");
         assert_eq!(s.fetch(&big, 1000).await.unwrap().len(), 100);
@@ -244,14 +294,23 @@ mod tests {
     async fn fetch_enforces_size_and_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), 8);
-        let mut r = s.reference("x", Bytes::from(vec![1u8; 64]), "").await.unwrap();
+        let mut r = s
+            .reference("x", Bytes::from(vec![1u8; 64]), "")
+            .await
+            .unwrap();
         assert_eq!(s.fetch(&r, 10).await.unwrap_err().kind, "too_large");
         r.sha256 = "00".repeat(32);
-        assert_eq!(s.fetch(&r, 1000).await.unwrap_err().kind, "checksum_mismatch");
+        assert_eq!(
+            s.fetch(&r, 1000).await.unwrap_err().kind,
+            "checksum_mismatch"
+        );
         let missing = MediaRef {
             location: Some(Location::Uri(format!("{}nope", s.base))),
             ..Default::default()
         };
-        assert_eq!(s.fetch(&missing, 1000).await.unwrap_err().kind, "missing_media");
+        assert_eq!(
+            s.fetch(&missing, 1000).await.unwrap_err().kind,
+            "missing_media"
+        );
     }
 }

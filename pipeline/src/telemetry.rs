@@ -66,18 +66,38 @@ impl StageMetrics {
             lag: Family::default(),
         };
         let r = registry.sub_registry_with_prefix(format!("clipguard_{stage}"));
-        r.register("received", "Messages read from the input topic", m.received.clone());
-        r.register("processed", "Messages whose outputs were acknowledged", m.processed.clone());
+        r.register(
+            "received",
+            "Messages read from the input topic",
+            m.received.clone(),
+        );
+        r.register(
+            "processed",
+            "Messages whose outputs were acknowledged",
+            m.processed.clone(),
+        );
         r.register("produced", "Records produced", m.produced.clone());
-        r.register("dead_letters", "Messages sent to the dead-letter topic", m.dead_letters.clone());
-        r.register("errors", "Failed attempts and bad inputs by type", m.errors.clone());
+        r.register(
+            "dead_letters",
+            "Messages sent to the dead-letter topic",
+            m.dead_letters.clone(),
+        );
+        r.register(
+            "errors",
+            "Failed attempts and bad inputs by type",
+            m.errors.clone(),
+        );
         r.register(
             "processing_seconds",
             "Time from receipt to acknowledged outputs",
             m.processing_seconds.clone(),
         );
         r.register("in_flight", "Messages being processed", m.in_flight.clone());
-        r.register("consumer_lag", "Consumer lag in messages per partition", m.lag.clone());
+        r.register(
+            "consumer_lag",
+            "Consumer lag in messages per partition",
+            m.lag.clone(),
+        );
         m
     }
 
@@ -87,7 +107,11 @@ impl StageMetrics {
     }
 
     pub fn error(&self, error_type: &str) {
-        self.errors.get_or_create(&ErrorLabels { error_type: error_type.to_string() }).inc();
+        self.errors
+            .get_or_create(&ErrorLabels {
+                error_type: error_type.to_string(),
+            })
+            .inc();
     }
 }
 
@@ -114,7 +138,10 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log_format: LogFormat::Text, log_level: "info".into() }
+        Self {
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
     }
 }
 
@@ -124,7 +151,9 @@ pub fn init_tracing(cfg: &TelemetryConfig) {
     let filter = EnvFilter::try_from_env("CLIPGUARD_LOG")
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cfg.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -166,7 +195,10 @@ pub async fn serve_metrics(
         .map_err(|e| PipelineError::Server(format!("metrics listener on {addr}: {e}")))?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %err, "metrics server failed");
         }
     });

@@ -18,12 +18,19 @@ impl TraceContext {
     /// Starts a new trace (a clip entering the pipeline).
     pub fn new_root() -> Self {
         let mut rng = rand::rng();
-        Self { trace_id: rng.random(), span_id: rng.random(), sampled: true }
+        Self {
+            trace_id: rng.random(),
+            span_id: rng.random(),
+            sampled: true,
+        }
     }
 
     /// A new span in the same trace (a stage handling the message).
     pub fn child(&self) -> Self {
-        Self { span_id: rand::rng().random(), ..*self }
+        Self {
+            span_id: rand::rng().random(),
+            ..*self
+        }
     }
 
     /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; anything else is `None` (a new root is started).
@@ -44,7 +51,11 @@ impl TraceContext {
             return None;
         }
         let flags = u8::from_str_radix(flags.get(..2)?, 16).ok()?;
-        Some(Self { trace_id, span_id, sampled: flags & 1 == 1 })
+        Some(Self {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
     }
 
     /// The header value.
@@ -78,10 +89,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed_headers() {
-        for bad in ["", "00-abc-def-01", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            "00-00000000000000000000000000000000-b7ad6b7169203331-01"] {
+        for bad in [
+            "",
+            "00-abc-def-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad}");
         }
-        assert!(TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").is_some());
+        assert!(
+            TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+                .is_some()
+        );
     }
 }

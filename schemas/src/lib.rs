@@ -9,7 +9,8 @@ pub mod v1 {
     tonic::include_proto!("clipguard.v1");
 
     /// Encoded `FileDescriptorSet` of all clipguard protos, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clipguard_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("clipguard_descriptor");
 }
 
 pub use v1::*;

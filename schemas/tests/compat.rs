@@ -3,13 +3,17 @@
 //! New fields and messages are fine. After an intended, compatible addition, refresh the file
 //! with `CLIPGUARD_UPDATE_PROTO_BASELINE=1 cargo test -p clipguard-schemas --test compat`.
 
+// Tests and benchmarks report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 
 use prost::Message;
 use prost_types::FileDescriptorSet;
 
 fn current_fields() -> BTreeSet<String> {
-    let set = FileDescriptorSet::decode(clipguard_schemas::v1::FILE_DESCRIPTOR_SET).expect("descriptor set");
+    let set = FileDescriptorSet::decode(clipguard_schemas::v1::FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
     let mut out = BTreeSet::new();
     for file in &set.file {
         let package = file.package();
@@ -28,7 +32,12 @@ fn current_fields() -> BTreeSet<String> {
         }
         for e in &file.enum_type {
             for v in &e.value {
-                out.insert(format!("{package}.{} {} = {}", e.name(), v.name(), v.number()));
+                out.insert(format!(
+                    "{package}.{} {} = {}",
+                    e.name(),
+                    v.name(),
+                    v.number()
+                ));
             }
         }
     }
@@ -44,8 +53,12 @@ fn proto_changes_are_backward_compatible() {
         std::fs::write(&path, render(&current)).expect("write baseline");
         return;
     }
-    let baseline = std::fs::read_to_string(&path).expect("compat/fields.txt missing; see the module docs");
-    let broken: Vec<&str> = baseline.lines().filter(|l| !l.is_empty() && !current.contains(*l)).collect();
+    let baseline =
+        std::fs::read_to_string(&path).expect("compat/fields.txt missing; see the module docs");
+    let broken: Vec<&str> = baseline
+        .lines()
+        .filter(|l| !l.is_empty() && !current.contains(*l))
+        .collect();
     assert!(
         broken.is_empty(),
         "fields removed, renumbered or retyped (breaking for consumers of old messages):\n{}",

@@ -1,7 +1,7 @@
 //! Shared helpers for the end-to-end tests: a real Kafka-protocol broker process (tansu with
 //! SQLite storage) on 127.0.0.1, sample clips made with GStreamer, clipguard processes.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,7 +28,11 @@ pub fn bin() -> &'static str {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 pub fn wait_for_port(addr: SocketAddr, within: Duration) -> bool {
@@ -53,9 +57,12 @@ impl Broker {
     /// Starts a broker, or returns `None` (with a message) when no tansu binary is available
     /// and the run does not require one (`CLIPGUARD_REQUIRE_BROKER=1` makes that a failure).
     pub fn start() -> Option<Self> {
-        let path = std::env::var_os("CLIPGUARD_TANSU").map(PathBuf::from).or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/clipguard/tansu/bin/tansu"))
-        });
+        let path = std::env::var_os("CLIPGUARD_TANSU")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".cache/clipguard/tansu/bin/tansu"))
+            });
         let path = match path {
             Some(p) if p.is_file() => p,
             _ => {
@@ -73,7 +80,13 @@ impl Broker {
         let log = std::fs::File::create(dir.path().join("tansu.log")).expect("log");
         let child = Command::new(&path)
             .current_dir(dir.path())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -81,7 +94,11 @@ impl Broker {
             .spawn()
             .expect("start tansu");
         let addr = format!("127.0.0.1:{port}");
-        let broker = Broker { child, addr: addr.clone(), _dir: dir };
+        let broker = Broker {
+            child,
+            addr: addr.clone(),
+            _dir: dir,
+        };
         assert!(
             wait_for_port(addr.parse().expect("addr"), Duration::from_secs(30)),
             "tansu did not listen on {addr}"
@@ -96,7 +113,11 @@ impl Broker {
             .env("CLIPGUARD_KAFKA__PARTITIONS", partitions.to_string())
             .output()
             .expect("run clipguard topics create");
-        assert!(out.status.success(), "topics create failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "topics create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -116,10 +137,22 @@ impl Samples {
     pub fn make() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-samples.sh");
-        let out = Command::new("bash").arg(&script).arg(dir.path()).output().expect("run make-samples.sh");
-        assert!(out.status.success(), "make-samples.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(dir.path())
+            .output()
+            .expect("run make-samples.sh");
+        assert!(
+            out.status.success(),
+            "make-samples.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::write(dir.path().join("empty.mp4"), b"").expect("write");
-        std::fs::write(dir.path().join("text.mp4"), b"this is a text file, not a video\n").expect("write");
+        std::fs::write(
+            dir.path().join("text.mp4"),
+            b"this is a text file, not a video\n",
+        )
+        .expect("write");
         // Deterministic noise (xorshift), so a lucky typefind match cannot make the test flaky.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let noise: Vec<u8> = (0..64 * 1024)
@@ -148,12 +181,17 @@ pub struct Proc {
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(bin());
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn clipguard");
-        Proc { child, name: name.to_string() }
+        Proc {
+            child,
+            name: name.to_string(),
+        }
     }
 
     pub fn alive(&mut self) -> bool {
@@ -182,17 +220,25 @@ impl Drop for Proc {
 /// Submits `files` (repeats allowed) and returns clip id → source path.
 pub fn submit(brokers: &str, files: &[PathBuf], env: &[(&str, String)]) -> HashMap<String, String> {
     let mut cmd = Command::new(bin());
-    cmd.args(["submit", "--json", "--brokers", brokers]).args(files);
+    cmd.args(["submit", "--json", "--brokers", brokers])
+        .args(files);
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run submit");
-    assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "submit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("submit json");
-            (v["clip_id"].as_str().expect("clip_id").to_string(), v["source"].as_str().expect("source").to_string())
+            (
+                v["clip_id"].as_str().expect("clip_id").to_string(),
+                v["source"].as_str().expect("source").to_string(),
+            )
         })
         .collect()
 }
@@ -213,7 +259,8 @@ impl TopicReader {
             .expect("consumer");
         let mut list = TopicPartitionList::new();
         for p in 0..partitions {
-            list.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
         }
         consumer.assign(&list).expect("assign");
         TopicReader { consumer }
@@ -258,7 +305,10 @@ impl VerdictLog {
     pub fn conflicts(&self) -> Vec<String> {
         self.by_clip
             .iter()
-            .filter(|(_, vs)| vs.iter().any(|v| v.decision != vs[0].decision || v.reasons != vs[0].reasons))
+            .filter(|(_, vs)| {
+                vs.iter()
+                    .any(|v| v.decision != vs[0].decision || v.reasons != vs[0].reasons)
+            })
             .map(|(id, _)| id.clone())
             .collect()
     }

@@ -17,7 +17,9 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use crate::error::MediaError;
-use crate::frames::{I420, LumaGrid, Pick, Sampler, encode_jpeg, i420_to_rgb_thumbnail, thumbnail_size};
+use crate::frames::{
+    I420, LumaGrid, Pick, Sampler, encode_jpeg, i420_to_rgb_thumbnail, thumbnail_size,
+};
 
 /// What decoding is allowed to cost and what it keeps.
 #[derive(Debug, Clone)]
@@ -106,7 +108,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// missing plugin stops the worker with the reason, not at the first clip.
 pub fn init() -> Result<(), MediaError> {
     gst::init().map_err(|e| MediaError::Internal(format!("gstreamer init: {e}")))?;
-    for element in ["filesrc", "decodebin", "appsink", "videoconvert", "audioconvert", "audioresample", "fakesink"] {
+    for element in [
+        "filesrc",
+        "decodebin",
+        "appsink",
+        "videoconvert",
+        "audioconvert",
+        "audioresample",
+        "fakesink",
+    ] {
         if gst::ElementFactory::find(element).is_none() {
             return Err(MediaError::Internal(format!(
                 "GStreamer element `{element}` is missing (install gstreamer1.0-plugins-base)"
@@ -131,8 +141,11 @@ pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, Me
         .build()
         .map_err(|e| MediaError::Internal(format!("cannot create filesrc: {e}")))?;
     let decodebin = make("decodebin")?;
-    pipeline.add_many([&src, &decodebin]).map_err(|e| MediaError::Internal(e.to_string()))?;
-    src.link(&decodebin).map_err(|e| MediaError::Internal(e.to_string()))?;
+    pipeline
+        .add_many([&src, &decodebin])
+        .map_err(|e| MediaError::Internal(e.to_string()))?;
+    src.link(&decodebin)
+        .map_err(|e| MediaError::Internal(e.to_string()))?;
 
     let shared = Arc::new(Shared::default());
     lock(&shared.video).sampler = Some(Sampler::new(
@@ -145,8 +158,12 @@ pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, Me
     if let Some(bin) = decodebin.downcast_ref::<gst::Bin>() {
         let shared = shared.clone();
         bin.connect_element_added(move |_, element| {
-            let Some(factory) = element.factory() else { return };
-            let klass = factory.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
+            let Some(factory) = element.factory() else {
+                return;
+            };
+            let klass = factory
+                .metadata(gst::ELEMENT_METADATA_KLASS)
+                .unwrap_or_default();
             let name = factory.name().to_string();
             let mut names = lock(&shared.names);
             if klass.contains("Demuxer") && names.0.is_empty() {
@@ -162,7 +179,10 @@ pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, Me
         let shared = shared.clone();
         decodebin.connect("unknown-type", false, move |args| {
             if let Some(caps) = args.get(2).and_then(|v| v.get::<gst::Caps>().ok()) {
-                let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+                let name = caps
+                    .structure(0)
+                    .map(|s| s.name().to_string())
+                    .unwrap_or_default();
                 lock(&shared.unknown).push(name);
             }
             None
@@ -177,7 +197,9 @@ pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, Me
         let weak = pipeline.downgrade();
         let settings = settings.clone();
         decodebin.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = weak.upgrade() else { return };
+            let Some(pipeline) = weak.upgrade() else {
+                return;
+            };
             if let Err(e) = link_stream(&pipeline, pad, &shared, &settings) {
                 shared.abort(e);
             }
@@ -187,7 +209,7 @@ pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, Me
     let result = run_bus(&pipeline, &shared, settings, started);
     let _ = pipeline.set_state(gst::State::Null);
     let (container, video_codec, audio_codec) = lock(&shared.names).clone();
-    let outcome = result.and_then(|duration_s| {
+    result.and_then(|duration_s| {
         let mut video = std::mem::take(&mut *lock(&shared.video));
         if !shared.video_linked.load(Ordering::SeqCst) || video.frames == 0 {
             let unknown = lock(&shared.unknown).clone();
@@ -221,8 +243,7 @@ pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, Me
             video_codec: video_codec.clone(),
             audio_codec: audio_codec.clone(),
         })
-    });
-    outcome
+    })
 }
 
 /// Runs the pipeline to EOS, an error, an abort or the deadline. Returns the video stream's
@@ -233,11 +254,15 @@ fn run_bus(
     settings: &DecodeSettings,
     started: Instant,
 ) -> Result<Option<f64>, MediaError> {
-    let bus = pipeline.bus().ok_or_else(|| MediaError::Internal("pipeline without bus".into()))?;
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| MediaError::Internal("pipeline without bus".into()))?;
     if pipeline.set_state(gst::State::Playing).is_err() {
         // The reason is on the bus.
-        if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(500), &[gst::MessageType::Error])
-            && let gst::MessageView::Error(err) = msg.view()
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(500),
+            &[gst::MessageType::Error],
+        ) && let gst::MessageView::Error(err) = msg.view()
         {
             return Err(classify_error(err, shared));
         }
@@ -250,9 +275,12 @@ fn run_bus(
         }
         let elapsed = started.elapsed();
         if elapsed >= settings.deadline {
-            return Err(MediaError::Timeout { limit_s: settings.deadline.as_secs_f64() });
+            return Err(MediaError::Timeout {
+                limit_s: settings.deadline.as_secs_f64(),
+            });
         }
-        if shared.no_more_pads.load(Ordering::SeqCst) && !shared.video_linked.load(Ordering::SeqCst) {
+        if shared.no_more_pads.load(Ordering::SeqCst) && !shared.video_linked.load(Ordering::SeqCst)
+        {
             let unknown = lock(&shared.unknown).clone();
             if !unknown.is_empty() {
                 return Err(MediaError::UnsupportedCodec(unknown.join(", ")));
@@ -264,7 +292,10 @@ fn run_bus(
         {
             let d = d.seconds_f64();
             if d > settings.max_duration_s {
-                return Err(MediaError::TooLong { duration_s: d, limit_s: settings.max_duration_s });
+                return Err(MediaError::TooLong {
+                    duration_s: d,
+                    limit_s: settings.max_duration_s,
+                });
             }
             duration = Some(d);
         }
@@ -306,11 +337,16 @@ fn classify_error(err: &gst::message::Error, shared: &Shared) -> MediaError {
             gst::StreamError::CodecNotFound | gst::StreamError::NotImplemented => {
                 MediaError::UnsupportedCodec(text)
             }
-            gst::StreamError::Demux | gst::StreamError::Decode | gst::StreamError::Format
+            gst::StreamError::Demux
+            | gst::StreamError::Decode
+            | gst::StreamError::Format
             | gst::StreamError::Failed => {
                 let lower = format!("{text} {debug}").to_ascii_lowercase();
-                if lower.contains("incomplete") || lower.contains("moov") || lower.contains("eos")
-                    || lower.contains("end of") || lower.contains("premature")
+                if lower.contains("incomplete")
+                    || lower.contains("moov")
+                    || lower.contains("eos")
+                    || lower.contains("end of")
+                    || lower.contains("premature")
                 {
                     MediaError::Truncated(text)
                 } else if !shared.video_linked.load(Ordering::SeqCst)
@@ -340,7 +376,10 @@ fn link_stream(
     settings: &DecodeSettings,
 ) -> Result<(), MediaError> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-    let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+    let name = caps
+        .structure(0)
+        .map(|s| s.name().to_string())
+        .unwrap_or_default();
     let internal = |e: gst::glib::BoolError| MediaError::Internal(e.to_string());
     let link_err = |e: gst::PadLinkError| MediaError::Internal(format!("link: {e:?}"));
     let elements: Vec<gst::Element> = if name.starts_with("video/")
@@ -348,13 +387,18 @@ fn link_stream(
     {
         let convert = make("videoconvert")?;
         let sink = gst_app::AppSink::builder()
-            .caps(&gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::I420).build())
+            .caps(
+                &gst_video::VideoCapsBuilder::new()
+                    .format(gst_video::VideoFormat::I420)
+                    .build(),
+            )
             .sync(false)
             .max_buffers(4)
             .callbacks(video_callbacks(shared.clone(), settings.clone()))
             .build();
         vec![convert, sink.upcast()]
-    } else if name.starts_with("audio/") && settings.extract_audio && lock(&shared.audio).is_none() {
+    } else if name.starts_with("audio/") && settings.extract_audio && lock(&shared.audio).is_none()
+    {
         *lock(&shared.audio) = Some(Vec::new());
         let convert = make("audioconvert")?;
         let resample = make("audioresample")?;
@@ -380,7 +424,9 @@ fn link_stream(
     for e in &elements {
         e.sync_state_with_parent().map_err(internal)?;
     }
-    let sink_pad = elements[0].static_pad("sink").ok_or_else(|| MediaError::Internal("no sink pad".into()))?;
+    let sink_pad = elements[0]
+        .static_pad("sink")
+        .ok_or_else(|| MediaError::Internal("no sink pad".into()))?;
     pad.link(&sink_pad).map_err(link_err)?;
     Ok(())
 }
@@ -400,13 +446,22 @@ fn video_callbacks(shared: Arc<Shared>, settings: DecodeSettings) -> gst_app::Ap
         .build()
 }
 
-fn on_video_sample(shared: &Shared, settings: &DecodeSettings, sample: &gst::Sample) -> Result<(), MediaError> {
+fn on_video_sample(
+    shared: &Shared,
+    settings: &DecodeSettings,
+    sample: &gst::Sample,
+) -> Result<(), MediaError> {
     if shared.aborted() {
         return Err(MediaError::Internal("aborted".into()));
     }
-    let caps = sample.caps().ok_or_else(|| MediaError::Internal("sample without caps".into()))?;
-    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| MediaError::Internal(e.to_string()))?;
-    let buffer = sample.buffer().ok_or_else(|| MediaError::Internal("sample without buffer".into()))?;
+    let caps = sample
+        .caps()
+        .ok_or_else(|| MediaError::Internal("sample without caps".into()))?;
+    let info =
+        gst_video::VideoInfo::from_caps(caps).map_err(|e| MediaError::Internal(e.to_string()))?;
+    let buffer = sample
+        .buffer()
+        .ok_or_else(|| MediaError::Internal("sample without buffer".into()))?;
     let (width, height) = (info.width(), info.height());
     if width > settings.max_width || height > settings.max_height {
         return Err(MediaError::ResolutionTooLarge {
@@ -420,14 +475,27 @@ fn on_video_sample(shared: &Shared, settings: &DecodeSettings, sample: &gst::Sam
     let mut video = lock(&shared.video);
     video.frames += 1;
     if video.frames > settings.max_frames {
-        return Err(MediaError::TooManyFrames { limit: settings.max_frames });
+        return Err(MediaError::TooManyFrames {
+            limit: settings.max_frames,
+        });
     }
     let index = (video.frames - 1) as u32;
     let fps = info.fps();
-    let fps = if fps.denom() > 0 && fps.numer() > 0 { f64::from(fps.numer()) / f64::from(fps.denom()) } else { 0.0 };
-    let t = pts.unwrap_or(if fps > 0.0 { f64::from(index) / fps } else { 0.0 });
+    let fps = if fps.denom() > 0 && fps.numer() > 0 {
+        f64::from(fps.numer()) / f64::from(fps.denom())
+    } else {
+        0.0
+    };
+    let t = pts.unwrap_or(if fps > 0.0 {
+        f64::from(index) / fps
+    } else {
+        0.0
+    });
     if t > settings.max_duration_s {
-        return Err(MediaError::TooLong { duration_s: t, limit_s: settings.max_duration_s });
+        return Err(MediaError::TooLong {
+            duration_s: t,
+            limit_s: settings.max_duration_s,
+        });
     }
     video.width = width;
     video.height = height;
@@ -440,7 +508,9 @@ fn on_video_sample(shared: &Shared, settings: &DecodeSettings, sample: &gst::Sam
 
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
         .map_err(|e| MediaError::Internal(format!("map frame: {e}")))?;
-    let y = frame.plane_data(0).map_err(|e| MediaError::Internal(e.to_string()))?;
+    let y = frame
+        .plane_data(0)
+        .map_err(|e| MediaError::Internal(e.to_string()))?;
     let strides = frame.plane_stride();
     let grid = LumaGrid::from_plane(y, strides[0] as usize, width as usize, height as usize);
     let Some(pick) = video.sampler.as_mut().and_then(|s| s.offer(t, grid)) else {
@@ -448,8 +518,12 @@ fn on_video_sample(shared: &Shared, settings: &DecodeSettings, sample: &gst::Sam
     };
     let planes = I420 {
         y,
-        u: frame.plane_data(1).map_err(|e| MediaError::Internal(e.to_string()))?,
-        v: frame.plane_data(2).map_err(|e| MediaError::Internal(e.to_string()))?,
+        u: frame
+            .plane_data(1)
+            .map_err(|e| MediaError::Internal(e.to_string()))?,
+        v: frame
+            .plane_data(2)
+            .map_err(|e| MediaError::Internal(e.to_string()))?,
         y_stride: strides[0] as usize,
         uv_stride: strides[1] as usize,
         width: width as usize,
@@ -475,7 +549,9 @@ fn audio_callbacks(shared: Arc<Shared>, max_duration_s: f64) -> gst_app::AppSink
     gst_app::AppSinkCallbacks::builder()
         .new_sample(move |sink| {
             let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-            let Some(buffer) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+            let Some(buffer) = sample.buffer() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
             let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
             let mut audio = lock(&shared.audio);
             if let Some(pcm) = audio.as_mut() {

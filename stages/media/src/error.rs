@@ -23,7 +23,12 @@ pub enum MediaError {
     #[error("the clip lasts {duration_s:.1} s, over the {limit_s:.1} s limit")]
     TooLong { duration_s: f64, limit_s: f64 },
     #[error("the video is {width}x{height}, over the {max_width}x{max_height} limit")]
-    ResolutionTooLarge { width: u32, height: u32, max_width: u32, max_height: u32 },
+    ResolutionTooLarge {
+        width: u32,
+        height: u32,
+        max_width: u32,
+        max_height: u32,
+    },
     #[error("the clip has more than {limit} frames")]
     TooManyFrames { limit: u64 },
     #[error("decoding took longer than the {limit_s:.1} s deadline")]

@@ -23,9 +23,15 @@ impl LumaGrid {
         }
         let step = (width.min(height) / (GRID * 8)).max(1);
         for gy in 0..GRID {
-            let (y0, y1) = (gy * height / GRID, ((gy + 1) * height / GRID).max(gy * height / GRID + 1));
+            let (y0, y1) = (
+                gy * height / GRID,
+                ((gy + 1) * height / GRID).max(gy * height / GRID + 1),
+            );
             for gx in 0..GRID {
-                let (x0, x1) = (gx * width / GRID, ((gx + 1) * width / GRID).max(gx * width / GRID + 1));
+                let (x0, x1) = (
+                    gx * width / GRID,
+                    ((gx + 1) * width / GRID).max(gx * width / GRID + 1),
+                );
                 let (mut sum, mut n) = (0u32, 0u32);
                 for row in (y0..y1.min(height)).step_by(step) {
                     let line = &y[row * stride..];
@@ -42,7 +48,12 @@ impl LumaGrid {
 
     /// Mean absolute difference to another grid, 0 (same) to 1 (black vs white).
     pub fn distance(&self, other: &LumaGrid) -> f32 {
-        let total: f32 = self.0.iter().zip(other.0.iter()).map(|(a, b)| (a - b).abs()).sum();
+        let total: f32 = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .map(|(a, b)| (a - b).abs())
+            .sum();
         total / (GRID * GRID) as f32 / 255.0
     }
 }
@@ -99,7 +110,11 @@ impl Sampler {
                 self.next_clock_s += self.interval_s;
             }
             Some(Pick::Clock)
-        } else if cut && self.last_pick_s.is_none_or(|last| t - last >= self.min_gap_s) {
+        } else if cut
+            && self
+                .last_pick_s
+                .is_none_or(|last| t - last >= self.min_gap_s)
+        {
             Some(Pick::SceneCut)
         } else {
             None
@@ -199,7 +214,9 @@ mod tests {
     #[test]
     fn grid_sees_a_half_black_half_white_plane() {
         let (w, h) = (64, 32);
-        let y: Vec<u8> = (0..w * h).map(|i| if i % w < w / 2 { 0 } else { 255 }).collect();
+        let y: Vec<u8> = (0..w * h)
+            .map(|i| if i % w < w / 2 { 0 } else { 255 })
+            .collect();
         let g = LumaGrid::from_plane(&y, w, w, h);
         assert_eq!(g.0[0], 0.0);
         assert_eq!(g.0[GRID - 1], 255.0);
@@ -217,7 +234,15 @@ mod tests {
                 picks.push((i, p));
             }
         }
-        assert_eq!(picks, vec![(0, Pick::Clock), (30, Pick::Clock), (42, Pick::SceneCut), (60, Pick::Clock)]);
+        assert_eq!(
+            picks,
+            vec![
+                (0, Pick::Clock),
+                (30, Pick::Clock),
+                (42, Pick::SceneCut),
+                (60, Pick::Clock)
+            ]
+        );
     }
 
     #[test]
@@ -233,7 +258,15 @@ mod tests {
         let (w, h) = (8, 4);
         let y = vec![126u8; w * h];
         let uv = vec![128u8; (w / 2) * (h / 2)];
-        let f = I420 { y: &y, u: &uv, v: &uv, y_stride: w, uv_stride: w / 2, width: w, height: h };
+        let f = I420 {
+            y: &y,
+            u: &uv,
+            v: &uv,
+            y_stride: w,
+            uv_stride: w / 2,
+            width: w,
+            height: h,
+        };
         let rgb = i420_to_rgb_thumbnail(&f, 4, 2);
         assert!(rgb.iter().all(|&c| (127..=129).contains(&c)), "{rgb:?}");
     }
@@ -247,9 +280,9 @@ mod tests {
             let mut s = Sampler::new(fps, 0.3, 0.25, cap);
             let mut clock_times = Vec::new();
             let mut total = 0;
-            for i in 0..n {
+            for (i, &luma) in lumas.iter().enumerate().take(n) {
                 let t = i as f64 / 25.0;
-                match s.offer(t, flat(lumas[i])) {
+                match s.offer(t, flat(luma)) {
                     Some(Pick::Clock) => { clock_times.push(t); total += 1; }
                     Some(Pick::SceneCut) => total += 1,
                     None => {}

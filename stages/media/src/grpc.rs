@@ -16,13 +16,15 @@ pub struct MediaGrpc(pub Arc<MediaStage>);
 
 #[tonic::async_trait]
 impl MediaStageService for MediaGrpc {
-    async fn process(&self, request: Request<ClipSubmitted>) -> Result<Response<MediaResult>, Status> {
+    async fn process(
+        &self,
+        request: Request<ClipSubmitted>,
+    ) -> Result<Response<MediaResult>, Status> {
         Ok(Response::new(self.0.process_clip(request.get_ref()).await))
     }
 }
 
 /// The tonic service for the gRPC host.
 pub fn service(stage: Arc<MediaStage>) -> MediaStageServer<MediaGrpc> {
-    MediaStageServer::new(MediaGrpc(stage))
-        .max_decoding_message_size(64 * 1024 * 1024)
+    MediaStageServer::new(MediaGrpc(stage)).max_decoding_message_size(64 * 1024 * 1024)
 }

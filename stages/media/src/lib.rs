@@ -102,28 +102,47 @@ impl Default for MediaConfig {
 
 impl MediaConfig {
     pub fn validate(&self, problems: &mut Vec<String>) {
-        if !(self.sample_fps >= 0.0 && self.sample_fps <= 60.0) {
-            problems.push(format!("media.sample_fps: {} is outside 0..=60", self.sample_fps));
+        if !(0.0..=60.0).contains(&self.sample_fps) {
+            problems.push(format!(
+                "media.sample_fps: {} is outside 0..=60",
+                self.sample_fps
+            ));
         }
         if !(0.0..=1.0).contains(&self.scene_cut_threshold) {
-            problems.push(format!("media.scene_cut_threshold: {} is outside 0..=1", self.scene_cut_threshold));
+            problems.push(format!(
+                "media.scene_cut_threshold: {} is outside 0..=1",
+                self.scene_cut_threshold
+            ));
         }
         if self.max_sampled_frames == 0 {
             problems.push("media.max_sampled_frames: must be >= 1".into());
         }
         if !(16..=1024).contains(&self.thumbnail_short_side) {
-            problems.push(format!("media.thumbnail_short_side: {} is outside 16..=1024", self.thumbnail_short_side));
+            problems.push(format!(
+                "media.thumbnail_short_side: {} is outside 16..=1024",
+                self.thumbnail_short_side
+            ));
         }
         if !(1..=100).contains(&self.jpeg_quality) {
-            problems.push(format!("media.jpeg_quality: {} is outside 1..=100", self.jpeg_quality));
+            problems.push(format!(
+                "media.jpeg_quality: {} is outside 1..=100",
+                self.jpeg_quality
+            ));
         }
-        if !(self.deadline_s > 0.0) {
+        if self.deadline_s.is_nan() || self.deadline_s <= 0.0 {
             problems.push(format!("media.deadline_s: {} must be > 0", self.deadline_s));
         }
-        if !(self.max_duration_s > 0.0) {
-            problems.push(format!("media.max_duration_s: {} must be > 0", self.max_duration_s));
+        if self.max_duration_s.is_nan() || self.max_duration_s <= 0.0 {
+            problems.push(format!(
+                "media.max_duration_s: {} must be > 0",
+                self.max_duration_s
+            ));
         }
-        if self.max_bytes == 0 || self.max_width == 0 || self.max_height == 0 || self.max_frames == 0 {
+        if self.max_bytes == 0
+            || self.max_width == 0
+            || self.max_height == 0
+            || self.max_frames == 0
+        {
             problems.push("media.max_bytes, max_width, max_height, max_frames: must be > 0".into());
         }
     }
@@ -183,7 +202,9 @@ impl MediaStage {
     pub fn new(config: MediaConfig, store: MediaStore) -> Result<Self, MediaError> {
         decode::init()?;
         let slots = if config.max_concurrent_decodes == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         } else {
             config.max_concurrent_decodes
         };
@@ -202,22 +223,37 @@ impl MediaStage {
     /// Processes one clip. Input problems become an error signal (never an `Err`); only
     /// retryable trouble (store unreachable) or bugs are `Err`.
     pub async fn process_clip(&self, clip: &ClipSubmitted) -> MediaResult {
-        self.try_process(clip).await.unwrap_or_else(|e| error_result(clip, &e))
+        self.try_process(clip)
+            .await
+            .unwrap_or_else(|e| error_result(clip, &e))
     }
 
     async fn try_process(&self, clip: &ClipSubmitted) -> Result<MediaResult, MediaError> {
         let context = context_of(clip);
         let media = clip.media.clone().unwrap_or_default();
         if media.location.is_none() {
-            return Err(MediaError::Fetch(StageError::input("missing_media", "the clip names no media")));
+            return Err(MediaError::Fetch(StageError::input(
+                "missing_media",
+                "the clip names no media",
+            )));
         }
         if media.size_bytes > self.config.max_bytes {
-            return Err(MediaError::TooLarge { size: media.size_bytes, limit: self.config.max_bytes });
+            return Err(MediaError::TooLarge {
+                size: media.size_bytes,
+                limit: self.config.max_bytes,
+            });
         }
-        let bytes = self.store.fetch(&media, self.config.max_bytes).await.map_err(|e| match e.kind {
-            "too_large" => MediaError::TooLarge { size: media.size_bytes, limit: self.config.max_bytes },
-            _ => MediaError::Fetch(e),
-        })?;
+        let bytes = self
+            .store
+            .fetch(&media, self.config.max_bytes)
+            .await
+            .map_err(|e| match e.kind {
+                "too_large" => MediaError::TooLarge {
+                    size: media.size_bytes,
+                    limit: self.config.max_bytes,
+                },
+                _ => MediaError::Fetch(e),
+            })?;
         if bytes.is_empty() {
             return Err(MediaError::Empty);
         }
@@ -234,7 +270,9 @@ impl MediaStage {
             frames_decoded: decoded.frames_decoded,
             size_bytes: media.size_bytes,
         };
-        let extract = self.build_extract(clip, context.clone(), info.clone(), decoded).await?;
+        let extract = self
+            .build_extract(clip, context.clone(), info.clone(), decoded)
+            .await?;
         let signal = Signal {
             clip_id: clip.clip_id.clone(),
             stage: NAME.into(),
@@ -244,7 +282,10 @@ impl MediaStage {
             produced_at_ms: now_ms(),
             ..Default::default()
         };
-        Ok(MediaResult { extract: Some(extract), signal: Some(signal) })
+        Ok(MediaResult {
+            extract: Some(extract),
+            signal: Some(signal),
+        })
     }
 
     async fn decode(&self, bytes: Bytes) -> Result<Decoded, MediaError> {
@@ -298,7 +339,11 @@ impl MediaStage {
                 }
             } else {
                 let sha256 = clipguard_pipeline::store::sha256_hex(&bytes);
-                let uri = self.store.put(&key, Bytes::from(bytes)).await.map_err(store_err)?;
+                let uri = self
+                    .store
+                    .put(&key, Bytes::from(bytes))
+                    .await
+                    .map_err(store_err)?;
                 clipguard_schemas::MediaRef {
                     location: Some(clipguard_schemas::media_ref::Location::Uri(uri)),
                     sha256,
@@ -311,29 +356,62 @@ impl MediaStage {
         let audio = match decoded.audio {
             Some(pcm) => {
                 let duration_s = pcm.len() as f64 / 32_000.0;
-                let pcm = put(format!("{base}/audio.s16le"), pcm, "audio/L16;rate=16000;channels=1").await?;
-                Some(AudioTrack { pcm: Some(pcm), sample_rate: 16_000, channels: 1, duration_s })
+                let pcm = put(
+                    format!("{base}/audio.s16le"),
+                    pcm,
+                    "audio/L16;rate=16000;channels=1",
+                )
+                .await?;
+                Some(AudioTrack {
+                    pcm: Some(pcm),
+                    sample_rate: 16_000,
+                    channels: 1,
+                    duration_s,
+                })
             }
             None => None,
         };
         let mut frames = Vec::with_capacity(decoded.frames.len());
         for f in decoded.frames {
-            let image = put(format!("{base}/frame-{:06}.jpg", f.index), f.jpeg, "image/jpeg").await?;
+            let image = put(
+                format!("{base}/frame-{:06}.jpg", f.index),
+                f.jpeg,
+                "image/jpeg",
+            )
+            .await?;
             frames.push(SampledFrame {
                 index: f.index,
                 timestamp_s: f.timestamp_s,
                 scene_cut: f.scene_cut,
                 pdq: Vec::new(),
                 pdq_quality: 0,
-                thumbnail: Some(Thumbnail { image: Some(image), width: f.width, height: f.height }),
+                thumbnail: Some(Thumbnail {
+                    image: Some(image),
+                    width: f.width,
+                    height: f.height,
+                }),
             });
         }
-        Ok(MediaExtract { clip_id: clip.clip_id.clone(), context: Some(context), info: Some(info), frames, audio })
+        Ok(MediaExtract {
+            clip_id: clip.clip_id.clone(),
+            context: Some(context),
+            info: Some(info),
+            frames,
+            audio,
+        })
     }
 }
 
 fn safe_key(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The context every downstream consumer needs.
@@ -353,13 +431,19 @@ fn error_result(clip: &ClipSubmitted, e: &MediaError) -> MediaResult {
         clip_id: clip.clip_id.clone(),
         stage: NAME.into(),
         attempt: 1,
-        error: Some(StageErrorMsg { kind: e.kind().into(), message: e.to_string() }),
+        error: Some(StageErrorMsg {
+            kind: e.kind().into(),
+            message: e.to_string(),
+        }),
         context: Some(context_of(clip)),
         produced_at_ms: now_ms(),
         reasons: vec![format!("media_error:{}", e.kind())],
         ..Default::default()
     };
-    MediaResult { extract: None, signal: Some(signal) }
+    MediaResult {
+        extract: None,
+        signal: Some(signal),
+    }
 }
 
 impl Stage for MediaStage {
@@ -378,12 +462,19 @@ impl Stage for MediaStage {
         Duration::from_secs_f64(self.config.deadline_s + 60.0)
     }
 
-    async fn process(&self, mut input: ClipSubmitted, ctx: &ProcessCtx) -> Result<MediaOutput, StageError> {
+    async fn process(
+        &self,
+        mut input: ClipSubmitted,
+        ctx: &ProcessCtx,
+    ) -> Result<MediaOutput, StageError> {
         if input.clip_id.is_empty() {
             input.clip_id = ctx.clip_id.clone();
         }
         match self.try_process(&input).await {
-            Ok(result) => Ok(MediaOutput { result, dead_letter: None }),
+            Ok(result) => Ok(MediaOutput {
+                result,
+                dead_letter: None,
+            }),
             Err(e) if e.is_input() => {
                 tracing::info!(clip_id = %input.clip_id, kind = e.kind(), error = %e, "undecodable media");
                 let mut original = input.clone();
@@ -404,7 +495,10 @@ impl Stage for MediaStage {
                     attempts: ctx.attempt,
                     failed_at_ms: now_ms(),
                 };
-                Ok(MediaOutput { result: error_result(&input, &e), dead_letter: Some(letter) })
+                Ok(MediaOutput {
+                    result: error_result(&input, &e),
+                    dead_letter: Some(letter),
+                })
             }
             Err(e) => Err(e.into_stage_error()),
         }

@@ -9,10 +9,21 @@ use crate::MonitorConfig;
 
 /// Fuses `signals` (at most one per stage; later duplicates are ignored) into a verdict.
 /// `deadline_passed` means the monitor stopped waiting: missing stages fail closed.
-pub fn decide(clip_id: &str, signals: &[Signal], cfg: &MonitorConfig, deadline_passed: bool) -> Verdict {
+pub fn decide(
+    clip_id: &str,
+    signals: &[Signal],
+    cfg: &MonitorConfig,
+    deadline_passed: bool,
+) -> Verdict {
     let mut seen = BTreeSet::new();
-    let signals: Vec<&Signal> = signals.iter().filter(|s| seen.insert(s.stage.as_str())).collect();
-    let context = signals.iter().find_map(|s| s.context.clone()).unwrap_or_default();
+    let signals: Vec<&Signal> = signals
+        .iter()
+        .filter(|s| seen.insert(s.stage.as_str()))
+        .collect();
+    let context = signals
+        .iter()
+        .find_map(|s| s.context.clone())
+        .unwrap_or_default();
     let mut decision = Decision::Allow;
     let mut reasons = Vec::new();
     let mut rationale = Vec::new();
@@ -25,7 +36,11 @@ pub fn decide(clip_id: &str, signals: &[Signal], cfg: &MonitorConfig, deadline_p
             if !reasons.contains(&reason) {
                 reasons.push(reason);
             }
-            let action = if s.stage == "media" { cfg.on_media_error } else { cfg.on_stage_error };
+            let action = if s.stage == "media" {
+                cfg.on_media_error
+            } else {
+                cfg.on_stage_error
+            };
             decision = decision.max(action);
             rationale.push(format!(
                 "{}: the {} stage could not process the clip ({}: {}), so it cannot be shown unchecked",
@@ -37,7 +52,11 @@ pub fn decide(clip_id: &str, signals: &[Signal], cfg: &MonitorConfig, deadline_p
         }
         for score in &s.scores {
             let flagged = score.score >= cfg.score_threshold;
-            let d = if flagged { cfg.on_flag } else { Decision::Allow };
+            let d = if flagged {
+                cfg.on_flag
+            } else {
+                Decision::Allow
+            };
             decision = decision.max(d);
             if flagged {
                 reasons.push(format!("category:{}", score.category));
@@ -61,12 +80,18 @@ pub fn decide(clip_id: &str, signals: &[Signal], cfg: &MonitorConfig, deadline_p
     }
 
     let received: BTreeSet<&str> = signals.iter().map(|s| s.stage.as_str()).collect();
-    let media_failed = signals.iter().any(|s| s.stage == "media" && s.error.is_some());
+    let media_failed = signals
+        .iter()
+        .any(|s| s.stage == "media" && s.error.is_some());
     let missing: Vec<String> = if media_failed {
         // Nothing downstream of media can run on an undecodable clip: nobody is missing.
         Vec::new()
     } else {
-        cfg.expected_stages.iter().filter(|e| !received.contains(e.as_str())).cloned().collect()
+        cfg.expected_stages
+            .iter()
+            .filter(|e| !received.contains(e.as_str()))
+            .cloned()
+            .collect()
     };
     if !missing.is_empty() && deadline_passed {
         decision = decision.max(cfg.on_timeout);
@@ -115,10 +140,15 @@ pub fn decide(clip_id: &str, signals: &[Signal], cfg: &MonitorConfig, deadline_p
 
 /// True when the signals are enough to decide without waiting any longer.
 pub fn complete(signals: &[Signal], cfg: &MonitorConfig) -> bool {
-    if signals.iter().any(|s| s.stage == "media" && s.error.is_some()) {
+    if signals
+        .iter()
+        .any(|s| s.stage == "media" && s.error.is_some())
+    {
         return true;
     }
-    cfg.expected_stages.iter().all(|e| signals.iter().any(|s| &s.stage == e))
+    cfg.expected_stages
+        .iter()
+        .all(|e| signals.iter().any(|s| &s.stage == e))
 }
 
 #[cfg(test)]
@@ -130,15 +160,26 @@ mod tests {
         Signal {
             clip_id: "c".into(),
             stage: "media".into(),
-            context: Some(ClipContext { source: "a.mp4".into(), ..Default::default() }),
-            media: Some(MediaInfo { duration_s: 2.0, width: 64, height: 48, ..Default::default() }),
+            context: Some(ClipContext {
+                source: "a.mp4".into(),
+                ..Default::default()
+            }),
+            media: Some(MediaInfo {
+                duration_s: 2.0,
+                width: 64,
+                height: 48,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
 
     fn media_err(kind: &str) -> Signal {
         Signal {
-            error: Some(StageError { kind: kind.into(), message: "bad".into() }),
+            error: Some(StageError {
+                kind: kind.into(),
+                message: "bad".into(),
+            }),
             media: None,
             reasons: vec![format!("media_error:{kind}")],
             ..media_ok()
@@ -156,15 +197,26 @@ mod tests {
 
     #[test]
     fn bad_media_fails_closed_with_its_kind_once() {
-        let v = decide("c", &[media_err("truncated")], &MonitorConfig::default(), false);
+        let v = decide(
+            "c",
+            &[media_err("truncated")],
+            &MonitorConfig::default(),
+            false,
+        );
         assert_eq!(v.decision(), Decision::Block);
         assert_eq!(v.reasons, vec!["media_error:truncated".to_string()]);
-        assert!(complete(&[media_err("truncated")], &MonitorConfig::default()));
+        assert!(complete(
+            &[media_err("truncated")],
+            &MonitorConfig::default()
+        ));
     }
 
     #[test]
     fn missing_stages_at_the_deadline_are_never_a_silent_allow() {
-        let cfg = MonitorConfig { expected_stages: vec!["media".into(), "hashmatch".into()], ..Default::default() };
+        let cfg = MonitorConfig {
+            expected_stages: vec!["media".into(), "hashmatch".into()],
+            ..Default::default()
+        };
         assert!(!complete(&[media_ok()], &cfg));
         let v = decide("c", &[media_ok()], &cfg, true);
         assert_eq!(v.decision(), Decision::Review);
@@ -176,7 +228,12 @@ mod tests {
 
     #[test]
     fn duplicate_signals_count_once() {
-        let v = decide("c", &[media_err("timeout"), media_ok()], &MonitorConfig::default(), false);
+        let v = decide(
+            "c",
+            &[media_err("timeout"), media_ok()],
+            &MonitorConfig::default(),
+            false,
+        );
         assert_eq!(v.decision(), Decision::Block);
         assert_eq!(v.stages, vec!["media".to_string()]);
     }

@@ -22,7 +22,12 @@ impl MonitorService for MonitorGrpc {
         if r.clip_id.is_empty() {
             return Err(Status::invalid_argument("clip_id is required"));
         }
-        Ok(Response::new(decide::decide(&r.clip_id, &r.signals, self.0.config(), r.deadline_passed)))
+        Ok(Response::new(decide::decide(
+            &r.clip_id,
+            &r.signals,
+            self.0.config(),
+            r.deadline_passed,
+        )))
     }
 }
 

@@ -4,13 +4,15 @@ use clipguard_schemas::{Decision, Verdict};
 use serde_json::{Value, json};
 
 fn word(d: i32) -> &'static str {
-    Decision::try_from(d).unwrap_or(Decision::Unspecified).word()
+    Decision::try_from(d)
+        .unwrap_or(Decision::Unspecified)
+        .word()
 }
 
 /// One JSON object with `clip_id`, `source`, `decision`, `audiences`, `categories`, `reasons`,
 /// `policy_version`, `rationale` and bookkeeping fields.
 pub fn verdict_json(v: &Verdict) -> Value {
-    let audiences = v.audiences.clone().unwrap_or_default();
+    let audiences = v.audiences.unwrap_or_default();
     json!({
         "clip_id": v.clip_id,
         "source": v.source,

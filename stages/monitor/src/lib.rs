@@ -37,8 +37,9 @@ pub const NAME: &str = "monitor";
 
 fn decision_from_word<'de, D: Deserializer<'de>>(d: D) -> Result<Decision, D::Error> {
     let word = String::deserialize(d)?;
-    Decision::from_word(&word)
-        .ok_or_else(|| serde::de::Error::custom(format!("`{word}` is not one of allow, review, block")))
+    Decision::from_word(&word).ok_or_else(|| {
+        serde::de::Error::custom(format!("`{word}` is not one of allow, review, block"))
+    })
 }
 
 /// Settings of the monitor.
@@ -96,20 +97,27 @@ impl MonitorConfig {
         }
         for s in &self.expected_stages {
             if !STAGES.contains(&s.as_str()) {
-                problems.push(format!("monitor.expected_stages: unknown stage `{s}` (known: {})", STAGES.join(", ")));
+                problems.push(format!(
+                    "monitor.expected_stages: unknown stage `{s}` (known: {})",
+                    STAGES.join(", ")
+                ));
             }
         }
-        if !(self.timeout_s > 0.0) {
+        if self.timeout_s.is_nan() || self.timeout_s <= 0.0 {
             problems.push(format!("monitor.timeout_s: {} must be > 0", self.timeout_s));
         }
         if self.on_timeout == Decision::Allow {
             problems.push("monitor.on_timeout: `allow` would let unchecked clips through; use review or block".into());
         }
         if self.on_media_error == Decision::Allow {
-            problems.push("monitor.on_media_error: `allow` would let undecodable clips through".into());
+            problems
+                .push("monitor.on_media_error: `allow` would let undecodable clips through".into());
         }
         if !(0.0..=1.0).contains(&self.score_threshold) {
-            problems.push(format!("monitor.score_threshold: {} is outside 0..=1", self.score_threshold));
+            problems.push(format!(
+                "monitor.score_threshold: {} is outside 0..=1",
+                self.score_threshold
+            ));
         }
         if self.max_pending_clips == 0 {
             problems.push("monitor.max_pending_clips: must be >= 1".into());
@@ -167,10 +175,16 @@ fn lock(m: &Mutex<JoinState>) -> std::sync::MutexGuard<'_, JoinState> {
 impl MonitorStage {
     pub fn new(config: MonitorConfig) -> Self {
         let state = JoinState {
-            decided: Decided { capacity: config.remember_decided, ..Default::default() },
+            decided: Decided {
+                capacity: config.remember_decided,
+                ..Default::default()
+            },
             ..Default::default()
         };
-        Self { config, state: Mutex::new(state) }
+        Self {
+            config,
+            state: Mutex::new(state),
+        }
     }
 
     pub fn config(&self) -> &MonitorConfig {
@@ -178,7 +192,12 @@ impl MonitorStage {
     }
 
     /// Decides `clip_id` now (complete or expired), emits the verdict and releases the waiters.
-    async fn finalize(&self, clip_id: &str, deadline_passed: bool, emitter: &dyn Emitter) -> Result<(), StageError> {
+    async fn finalize(
+        &self,
+        clip_id: &str,
+        deadline_passed: bool,
+        emitter: &dyn Emitter,
+    ) -> Result<(), StageError> {
         let Some(pending) = lock(&self.state).pending.remove(clip_id) else {
             return Ok(()); // someone else finalized it
         };
@@ -193,7 +212,9 @@ impl MonitorStage {
                 tracing::info!(clip_id, decision = verdict.decision().word(), reasons = ?verdict.reasons, "verdict");
                 lock(&self.state).decided.insert(clip_id.to_string());
             }
-            Err(err) => tracing::warn!(clip_id, error = %err, "verdict not delivered; signals will be retried"),
+            Err(err) => {
+                tracing::warn!(clip_id, error = %err, "verdict not delivered; signals will be retried")
+            }
         }
         for w in pending.waiters {
             let _ = w.send(result.clone());
@@ -203,7 +224,12 @@ impl MonitorStage {
 
     /// Clips whose deadline passed.
     fn expired(&self, now: Instant) -> Vec<String> {
-        lock(&self.state).pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| id.clone()).collect()
+        lock(&self.state)
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 
@@ -244,12 +270,18 @@ impl Stage for MonitorStage {
                 return Ok(());
             }
             let timeout = Duration::from_secs_f64(self.config.timeout_s);
-            let pending = state.pending.entry(clip_id.clone()).or_insert_with(|| Pending {
-                signals: BTreeMap::new(),
-                deadline: Instant::now() + timeout,
-                waiters: Vec::new(),
-            });
-            pending.signals.entry(signal.stage.clone()).or_insert(signal);
+            let pending = state
+                .pending
+                .entry(clip_id.clone())
+                .or_insert_with(|| Pending {
+                    signals: BTreeMap::new(),
+                    deadline: Instant::now() + timeout,
+                    waiters: Vec::new(),
+                });
+            pending
+                .signals
+                .entry(signal.stage.clone())
+                .or_insert(signal);
             let signals: Vec<Signal> = pending.signals.values().cloned().collect();
             if decide::complete(&signals, &self.config) {
                 None
@@ -262,7 +294,10 @@ impl Stage for MonitorStage {
         match waiter {
             None => self.finalize(&clip_id, false, ctx.emitter.as_ref()).await,
             Some(rx) => rx.await.unwrap_or_else(|_| {
-                Err(StageError::internal("join_dropped", "the clip's join ended without a verdict"))
+                Err(StageError::internal(
+                    "join_dropped",
+                    "the clip's join ended without a verdict",
+                ))
             }),
         }
     }
@@ -272,7 +307,10 @@ impl Stage for MonitorStage {
         let cfg = &self.config;
         let mut v = decide::decide(clip_id, &[], cfg, true);
         v.reasons.push(format!("monitor_error:{}", error.kind));
-        v.rationale = format!("{}: a signal for this clip could not be read ({error})", cfg.on_timeout.word());
+        v.rationale = format!(
+            "{}: a signal for this clip could not be read ({error})",
+            cfg.on_timeout.word()
+        );
         vec![verdict_record(&v)]
     }
 
