@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,10 @@ struct Run {
     verdicts: VerdictLog,
     sources: HashMap<String, String>,
     elapsed: Duration,
+    /// Media signals on clips.signals (more than 100 means work was redone).
+    media_signals: usize,
+    /// Distinct clip ids on clips.dlq.
+    dead_lettered: HashSet<String>,
 }
 
 /// Submits 100 clips through separate media and monitor processes and collects verdicts.
@@ -70,7 +74,12 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
     broker.create_topics(PARTITIONS);
     let samples = Samples::make();
     let store = samples.path("store");
-    let env = stage_env(&store);
+    let mut env = stage_env(&store);
+    if kill_after.is_some() {
+        // Commit rarely, so the killed worker leaves acknowledged outputs behind uncommitted
+        // offsets: its successor redoes that work and the duplicates must change nothing.
+        env.push(("CLIPGUARD_HOST__COMMIT_INTERVAL_MS", "4000".to_string()));
+    }
     let brokers = broker.addr.clone();
     let mut media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
     let mut monitor = Proc::spawn(
@@ -126,10 +135,25 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         Some(0),
         "monitor drains and exits 0 on SIGTERM"
     );
+    let media_signals = TopicReader::new(&brokers, "clips.signals", PARTITIONS as i32)
+        .poll(Duration::from_secs(2))
+        .into_iter()
+        .filter(|(_, p)| {
+            prost::Message::decode(p.as_slice())
+                .is_ok_and(|s: clipguard_schemas::Signal| s.stage == "media")
+        })
+        .count();
+    let dead_lettered = TopicReader::new(&brokers, "clips.dlq", PARTITIONS as i32)
+        .poll(Duration::from_secs(2))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     Some(Run {
         verdicts: log,
         sources,
         elapsed,
+        media_signals,
+        dead_lettered,
     })
 }
 
@@ -190,11 +214,26 @@ fn check(run: &Run, samples_mix: &[(&str, Decision, Option<&str>)]) {
         }
         assert_eq!(&v.source, source);
     }
+    // Every undecodable clip left a dead letter, and only those.
+    let bad: HashSet<String> = log
+        .by_clip
+        .iter()
+        .filter(|(_, v)| v[0].reasons.iter().any(|r| r.starts_with("media_error:")))
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(
+        run.dead_lettered, bad,
+        "dead letters are exactly the undecodable clips"
+    );
     println!(
-        "100 clips: {} verdict records for {} clip ids in {:.1} s, no conflicts",
+        "100 clips: {} verdict records for {} clip ids in {:.1} s, no conflicts; {} media signals \
+         ({} redelivered), {} dead letters",
         log.records,
         log.by_clip.len(),
-        run.elapsed.as_secs_f64()
+        run.elapsed.as_secs_f64(),
+        run.media_signals,
+        run.media_signals.saturating_sub(100),
+        run.dead_lettered.len()
     );
 }
 

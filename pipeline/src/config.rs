@@ -16,8 +16,18 @@ use serde::de::DeserializeOwned;
 
 use crate::error::PipelineError;
 
-/// Environment variables with the `CLIPGUARD_` prefix that are not config keys.
-pub const RESERVED_ENV: &[&str] = &["CLIPGUARD_LOG", "CLIPGUARD_CONFIG", "CLIPGUARD_MODELS"];
+/// Environment variables with the `CLIPGUARD_` prefix that are not config keys: the log filter,
+/// the config file, the model cache, and the variables of the project's own scripts and tests.
+pub const RESERVED_ENV: &[&str] = &[
+    "CLIPGUARD_LOG",
+    "CLIPGUARD_CONFIG",
+    "CLIPGUARD_MODELS",
+    "CLIPGUARD_CACHE",
+    "CLIPGUARD_TANSU",
+    "CLIPGUARD_REQUIRE_BROKER",
+    "CLIPGUARD_BENCH_CLIPS",
+    "CLIPGUARD_UPDATE_PROTO_BASELINE",
+];
 
 /// A config that can check itself and report every problem.
 pub trait Validate {

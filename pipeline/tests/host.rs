@@ -1,0 +1,260 @@
+//! The Kafka host on librdkafka's in-process mock cluster: malformed messages, panicking and
+//! flaky stages never stall a partition; poison input ends as a dead letter plus an error
+//! signal; retries are bounded; every offset ends committed; SIGTERM-style drain finishes
+//! in-flight work.
+
+// Tests report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use clipguard_pipeline::embedded::EmbeddedBroker;
+use clipguard_pipeline::kafka::{HostConfig, KafkaConfig, KafkaHost};
+use clipguard_pipeline::telemetry::{StageMetrics, render};
+use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, topics};
+use clipguard_schemas::{DeadLetter, Signal, Verdict};
+use prometheus_client::registry::Registry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A stage whose behaviour is chosen by the input's `stage` field.
+struct Scripted {
+    flaky_attempts: AtomicU32,
+}
+
+impl Stage for Scripted {
+    type Input = Signal;
+    type Output = Vec<Record>;
+
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn input_topic(&self) -> &'static str {
+        // Not clips.signals: the stage's own error signals must not feed back into it.
+        topics::SUBMITTED
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+
+    async fn process(&self, input: Signal, ctx: &ProcessCtx) -> Result<Vec<Record>, StageError> {
+        match input.stage.as_str() {
+            "panic" => panic!("scripted panic"),
+            "flaky" if self.flaky_attempts.fetch_add(1, Ordering::SeqCst) < 2 => {
+                Err(StageError::external("flaky", "try again"))
+            }
+            "always-fails" => Err(StageError::external("down", "never works")),
+            "hang" => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                unreachable!()
+            }
+            "slow" => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(vec![Record::encode(
+                    topics::VERDICTS,
+                    &ctx.clip_id,
+                    &Verdict {
+                        clip_id: ctx.clip_id.clone(),
+                        ..Default::default()
+                    },
+                )])
+            }
+            _ => Ok(vec![Record::encode(
+                topics::VERDICTS,
+                &ctx.clip_id,
+                &Verdict {
+                    clip_id: ctx.clip_id.clone(),
+                    ..Default::default()
+                },
+            )]),
+        }
+    }
+}
+
+fn read_all(brokers: &str, topic: &str, wait: Duration) -> Vec<(String, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    let until = Instant::now() + wait;
+    let mut out = Vec::new();
+    while Instant::now() < until {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            out.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_never_stalls_and_every_offset_is_committed() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let brokers = broker.bootstrap_servers();
+    let kafka = KafkaConfig {
+        brokers: brokers.clone(),
+        partitions: 1,
+        create_topics: false,
+        ..Default::default()
+    };
+    let producer: FutureProducer = kafka.producer().unwrap();
+
+    // (key, payload): good, malformed bytes, panic, flaky, always failing, hang, slow, good.
+    let signal = |stage: &str| {
+        prost::Message::encode_to_vec(&Signal {
+            stage: stage.into(),
+            ..Default::default()
+        })
+    };
+    let inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("good-1", signal("ok")),
+        ("garbage", vec![0xff, 0xff, 0xff, 0x01, 0x02]),
+        ("panics", signal("panic")),
+        ("flaky", signal("flaky")),
+        ("down", signal("always-fails")),
+        ("hangs", signal("hang")),
+        ("slow", signal("slow")),
+        ("good-2", signal("ok")),
+    ];
+    for (key, payload) in &inputs {
+        producer
+            .send(
+                FutureRecord::to(topics::SUBMITTED)
+                    .key(*key)
+                    .payload(payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+
+    let mut registry = Registry::default();
+    let metrics = StageMetrics::register(&mut registry, "scripted");
+    let host = KafkaHost {
+        kafka: kafka.clone(),
+        host: HostConfig {
+            max_in_flight: 4,
+            max_attempts: 3,
+            retry_backoff_ms: 10,
+            ..Default::default()
+        },
+    };
+    let stage = Arc::new(Scripted {
+        flaky_attempts: AtomicU32::new(0),
+    });
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn({
+        let metrics = metrics.clone();
+        async move { host.run(stage, metrics, stop_rx).await }
+    });
+
+    let until = Instant::now() + Duration::from_secs(60);
+    while metrics.processed.get() < inputs.len() as u64 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metrics.processed.get(),
+        inputs.len() as u64,
+        "every message finished:\n{}",
+        render(&registry)
+    );
+    stop.send(true).unwrap();
+    worker.await.unwrap().unwrap();
+
+    let outputs: Vec<String> = read_all(&brokers, topics::VERDICTS, Duration::from_secs(1))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for key in ["good-1", "flaky", "slow", "good-2"] {
+        assert!(
+            outputs.contains(&key.to_string()),
+            "{key} produced its output: {outputs:?}"
+        );
+    }
+    let letters: HashMap<String, DeadLetter> =
+        read_all(&brokers, topics::DLQ, Duration::from_secs(1))
+            .into_iter()
+            .map(|(k, p)| (k, prost::Message::decode(p.as_slice()).unwrap()))
+            .collect();
+    for (key, reason, attempts) in [
+        ("garbage", "malformed_message", 0),
+        ("panics", "panic", 3),
+        ("down", "down", 3),
+        ("hangs", "attempt_timeout", 3),
+    ] {
+        let letter = letters
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} dead-lettered: {:?}", letters.keys()));
+        assert!(
+            letter.reason.starts_with(reason),
+            "{key}: {}",
+            letter.reason
+        );
+        assert_eq!(letter.attempts, attempts, "{key}: bounded retries");
+        assert_eq!(letter.stage, "scripted");
+    }
+    assert_eq!(
+        letters.len(),
+        4,
+        "only poison is dead-lettered: {:?}",
+        letters.keys()
+    );
+    let error_signals: Vec<String> = read_all(&brokers, topics::SIGNALS, Duration::from_secs(1))
+        .into_iter()
+        .filter_map(|(k, p)| {
+            let s: Signal = prost::Message::decode(p.as_slice()).ok()?;
+            (s.stage == "scripted" && s.error.is_some()).then_some(k)
+        })
+        .collect();
+    for key in ["garbage", "panics", "down", "hangs"] {
+        assert!(
+            error_signals.contains(&key.to_string()),
+            "{key} got an error signal: {error_signals:?}"
+        );
+    }
+
+    // The group's committed offset is past the last input message.
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", "clipguard-scripted")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topics::SUBMITTED, 0);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(5))
+        .unwrap();
+    let offset = committed
+        .find_partition(topics::SUBMITTED, 0)
+        .unwrap()
+        .offset();
+    assert_eq!(
+        offset,
+        Offset::Offset(inputs.len() as i64),
+        "committed through the last input"
+    );
+    let text = render(&registry);
+    assert!(
+        text.contains("clipguard_scripted_dead_letters_total 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clipguard_scripted_errors_total{error_type=\"flaky\"} 2"),
+        "{text}"
+    );
+}
