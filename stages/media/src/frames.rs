@@ -229,7 +229,7 @@ mod tests {
         let mut picks = Vec::new();
         for i in 0..90 {
             let t = f64::from(i) / 30.0;
-            let grid = if t < 1.4 { flat(10) } else { flat(240) };
+            let grid = if i < 48 { flat(10) } else { flat(240) };
             if let Some(p) = s.offer(t, grid) {
                 picks.push((i, p));
             }
@@ -239,7 +239,7 @@ mod tests {
             vec![
                 (0, Pick::Clock),
                 (30, Pick::Clock),
-                (42, Pick::SceneCut),
+                (48, Pick::SceneCut),
                 (60, Pick::Clock)
             ]
         );
@@ -247,8 +247,8 @@ mod tests {
 
     #[test]
     fn thumbnail_size_keeps_aspect_and_never_upscales() {
-        assert_eq!(thumbnail_size(1280, 720, 256), (456, 256));
-        assert_eq!(thumbnail_size(720, 1280, 256), (256, 456));
+        assert_eq!(thumbnail_size(1280, 720, 256), (454, 256));
+        assert_eq!(thumbnail_size(720, 1280, 256), (256, 454));
         assert_eq!(thumbnail_size(160, 120, 256), (160, 120));
         assert_eq!(thumbnail_size(3, 3, 256), (2, 2));
     }
