@@ -544,8 +544,6 @@ async fn scan(
                 ..Default::default()
             }
         } else {
-            let mut inline_opts = opts.clone();
-            inline_opts.prompt = opts.prompt.clone();
             let bytes = tokio::fs::read(&file).await?;
             clipguard_schemas::ClipSubmitted {
                 clip_id: clip_id.clone(),
@@ -566,8 +564,22 @@ async fn scan(
                 ..Default::default()
             }
         };
-        let result = media.process_clip(&clip).await;
-        let signals: Vec<_> = result.signal.into_iter().collect();
+        let context = clipguard_media::context_of(&clip);
+        let signals: Vec<_> =
+            match clipguard_pipeline::inproc::process(&media, &clip_id, clip).await {
+                Ok(output) => output.result.signal.into_iter().collect(),
+                Err(e) => vec![clipguard_schemas::Signal {
+                    clip_id: clip_id.clone(),
+                    stage: clipguard_media::NAME.into(),
+                    error: Some(clipguard_schemas::StageError {
+                        kind: e.kind.into(),
+                        message: e.message,
+                    }),
+                    reasons: vec![format!("media_error:{}", e.kind)],
+                    context: Some(context),
+                    ..Default::default()
+                }],
+            };
         let verdict = clipguard_monitor::decide::decide(&clip_id, &signals, &cfg.monitor, true);
         if let Some(b) = &bar {
             b.suspend(|| printer.verdict(&verdict));

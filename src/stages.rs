@@ -72,3 +72,87 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
         other => anyhow::bail!("unknown stage `{other}` (available: {})", NAMES.join(", ")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use clipguard_pipeline::embedded::EmbeddedBroker;
+    use clipguard_pipeline::telemetry::render;
+    use clipguard_pipeline::topics;
+    use clipguard_schemas::{ClipContext, ClipSubmitted, Signal};
+    use prometheus_client::registry::Registry;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    use super::*;
+
+    /// One input each stage accepts.
+    fn sample_input(name: &str) -> (&'static str, Vec<u8>) {
+        match name {
+            "media" => (
+                topics::SUBMITTED,
+                prost::Message::encode_to_vec(&ClipSubmitted::default()),
+            ),
+            "monitor" => (
+                topics::SIGNALS,
+                prost::Message::encode_to_vec(&Signal {
+                    stage: "media".into(),
+                    context: Some(ClipContext::default()),
+                    ..Default::default()
+                }),
+            ),
+            other => panic!("add a sample input for stage {other}"),
+        }
+    }
+
+    /// Every registered stage emits the shared telemetry when hosted on Kafka.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_stage_emits_the_shared_telemetry() {
+        for name in NAMES {
+            let broker = EmbeddedBroker::start(1).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = Config::default();
+            cfg.kafka.brokers = broker.bootstrap_servers();
+            cfg.store.url = dir.path().display().to_string();
+            let built = build(name, &cfg).unwrap();
+            let mut registry = Registry::default();
+            let metrics = StageMetrics::register(&mut registry, built.name);
+            let (stop, stop_rx) = watch::channel(false);
+            let host = KafkaHost {
+                kafka: cfg.kafka.clone(),
+                host: cfg.host.clone(),
+            };
+            let worker = tokio::spawn((built.run_kafka)(host, metrics.clone(), stop_rx));
+            let producer: FutureProducer = cfg.kafka.producer().unwrap();
+            let (topic, payload) = sample_input(name);
+            producer
+                .send(
+                    FutureRecord::to(topic).key("clip-1").payload(&payload),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            let until = Instant::now() + Duration::from_secs(30);
+            while metrics.processed.get() < 1 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            stop.send(true).unwrap();
+            worker.await.unwrap().unwrap();
+            let text = render(&registry);
+            for metric in [
+                "received_total 1",
+                "processed_total 1",
+                "produced_total",
+                "dead_letters_total",
+                "processing_seconds_count 1",
+                "in_flight 0",
+            ] {
+                let full = format!("clipguard_{name}_{metric}");
+                assert!(
+                    text.contains(&full),
+                    "stage {name}: `{full}` missing from\n{text}"
+                );
+            }
+        }
+    }
+}

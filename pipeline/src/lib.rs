@@ -21,6 +21,7 @@ pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod grpc;
+pub mod inproc;
 pub mod kafka;
 pub mod offsets;
 pub mod stage;
