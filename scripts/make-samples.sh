@@ -19,7 +19,7 @@ gst() { gst-launch-1.0 -q "$@" >/dev/null; }
 if [ ! -s speech.mp4 ]; then
   espeak-ng -w speech.wav -s 150 "The quick brown fox jumps over the lazy dog. This clip is a safe sample for the moderation demo."
   gst mp4mux name=mux faststart=true ! filesink location=speech.mp4.tmp \
-    videotestsrc pattern=smpte num-buffers=150 ! video/x-raw,width=320,height=240,framerate=25/1 \
+    videotestsrc pattern=smpte num-buffers=150 ! video/x-raw,width=320,height=240,framerate=25/1,format=I420 \
       ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max=25 ! h264parse ! mux. \
     filesrc location=speech.wav ! wavparse ! audioconvert ! audioresample ! avenc_aac ! aacparse ! mux.
   mv speech.mp4.tmp speech.mp4
@@ -28,7 +28,7 @@ fi
 
 if [ ! -s ball.webm ]; then
   gst webmmux name=mux ! filesink location=ball.webm.tmp \
-    videotestsrc pattern=ball num-buffers=75 ! video/x-raw,width=320,height=240,framerate=25/1 \
+    videotestsrc pattern=ball num-buffers=75 ! video/x-raw,width=320,height=240,framerate=25/1,format=I420 \
       ! vp8enc deadline=1 ! mux. \
     audiotestsrc num-buffers=130 ! audio/x-raw,rate=44100 ! audioconvert ! vorbisenc ! mux.
   mv ball.webm.tmp ball.webm

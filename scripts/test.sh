@@ -15,5 +15,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p clipguard --all-targets --locked --features otlp -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
+step "cargo test --features otlp (trace export)"
+cargo test --locked --features otlp --test otlp

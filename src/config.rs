@@ -33,6 +33,7 @@ impl Validate for Config {
         self.store.validate(problems);
         self.media.validate(problems);
         self.monitor.validate(problems);
+        self.telemetry.validate(problems);
     }
 }
 

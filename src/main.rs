@@ -215,7 +215,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if one_shot && cfg.telemetry.log_level == "info" {
         cfg.telemetry.log_level = "warn".into();
     }
-    init_tracing(&cfg.telemetry);
+    let _tracing = init_tracing(&cfg.telemetry)?;
     match cli.command {
         Command::Run {
             brokers,

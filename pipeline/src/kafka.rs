@@ -571,8 +571,14 @@ impl<S: Stage> Job<S> {
             .and_then(|h| h.value)
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(TraceContext::parse);
-        let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
-        let span = tracing::info_span!("process", stage = name, clip_id = %clip_id, trace_id = %trace.trace_id_hex());
+        let span = tracing::info_span!(
+            "process",
+            stage = name,
+            clip_id = %clip_id,
+            trace_id = tracing::field::Empty
+        );
+        let trace = crate::trace::link(&span, parent);
+        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
         self.run_attempts(&message, clip_id, trace)
             .instrument(span)
             .await

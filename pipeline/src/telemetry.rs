@@ -126,7 +126,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logging settings.
+/// Logging and tracing settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct TelemetryConfig {
@@ -134,6 +134,11 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// Default filter (`info`, `clipguard=debug,rdkafka=warn`, ...); `CLIPGUARD_LOG` overrides.
     pub log_level: String,
+    /// OTLP/gRPC collector for traces, e.g. `http://127.0.0.1:4317`; unset = no export. Needs a
+    /// build with the `otlp` feature.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans.
+    pub service_name: String,
 }
 
 impl Default for TelemetryConfig {
@@ -141,23 +146,94 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            otlp_endpoint: None,
+            service_name: "clipguard".into(),
         }
     }
 }
 
-/// Installs the global `tracing` subscriber (logs to stderr). Safe to call twice.
-pub fn init_tracing(cfg: &TelemetryConfig) {
+impl TelemetryConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            if !cfg!(feature = "otlp") {
+                problems.push(
+                    "telemetry.otlp_endpoint: this build has no OTLP exporter (build with `--features otlp`)".into(),
+                );
+            } else if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                problems.push(format!(
+                    "telemetry.otlp_endpoint: `{endpoint}` is not an http(s) URL"
+                ));
+            }
+        }
+    }
+}
+
+/// Keeps the trace exporter alive; flushes pending spans when dropped.
+#[derive(Debug, Default)]
+pub struct TracingGuard {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(p) = self.provider.take() {
+            let _ = p.force_flush();
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber (logs to stderr, spans to OTLP when configured).
+/// Call inside the tokio runtime. Safe to call twice (the second call changes nothing).
+pub fn init_tracing(cfg: &TelemetryConfig) -> Result<TracingGuard, PipelineError> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("CLIPGUARD_LOG")
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match cfg.log_format {
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Text => fmt.boxed(),
     };
+    #[allow(unused_mut)]
+    let mut guard = TracingGuard::default();
+    #[cfg(feature = "otlp")]
+    let otel = match &cfg.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry::trace::TracerProvider as _;
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| PipelineError::Server(format!("otlp exporter for {endpoint}: {e}")))?;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(cfg.service_name.clone())
+                        .build(),
+                )
+                .build();
+            let tracer = provider.tracer("clipguard");
+            guard.provider = Some(provider);
+            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "otlp"))]
+    let otel: Option<tracing_subscriber::layer::Identity> = None;
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Ok(guard)
 }
 
 /// Renders a registry in the OpenMetrics text format.

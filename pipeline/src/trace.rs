@@ -73,6 +73,44 @@ impl TraceContext {
     }
 }
 
+/// Makes `parent` (from an incoming message) the parent of `span` in the exported trace, and
+/// returns the context outgoing messages of this span should carry: the span's own ids when
+/// spans are exported (OTLP), else a child of `parent` (or a new root).
+pub fn link(span: &tracing::Span, parent: Option<TraceContext>) -> TraceContext {
+    #[cfg(feature = "otlp")]
+    {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if let Some(p) = parent {
+            let remote = SpanContext::new(
+                TraceId::from_bytes(p.trace_id),
+                SpanId::from_bytes(p.span_id),
+                if p.sampled {
+                    TraceFlags::SAMPLED
+                } else {
+                    TraceFlags::default()
+                },
+                true,
+                TraceState::default(),
+            );
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        }
+        let cx = span.context();
+        let own = cx.span().span_context().clone();
+        if own.is_valid() {
+            return TraceContext {
+                trace_id: own.trace_id().to_bytes(),
+                span_id: own.span_id().to_bytes(),
+                sampled: own.is_sampled(),
+            };
+        }
+    }
+    let _ = span;
+    parent.map_or_else(TraceContext::new_root, |p| p.child())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Media stage throughput against a decode-only GStreamer pipeline, same clips, same run.
 //!
-//! Makes `CLIPGUARD_BENCH_CLIPS` (default 3) 10 s 720p H.264 + AAC clips with GStreamer test
-//! sources, then decodes each with `filesrc ! decodebin ! fakesink` (the baseline: what decoding
+//! Makes `CLIPGUARD_BENCH_CLIPS` (default 3) 10 s 720p H.264 (4:2:0 8-bit, as generators emit)
+//! + AAC clips with GStreamer test sources, then decodes each with `filesrc ! decodebin ! fakesink` (the baseline: what decoding
 //! alone costs) and with the media stage (fetch, decode, sample, thumbnails, audio to 16 kHz,
 //! claim-check packing), one clip at a time, and prints clips/s, frames/s and the ratio.
 //!
@@ -31,7 +31,10 @@ fn make_clip(path: &Path, pattern: &str) {
             "num-buffers=250",
             "!",
         ])
-        .args(["video/x-raw,width=1280,height=720,framerate=25/1", "!"])
+        .args([
+            "video/x-raw,width=1280,height=720,framerate=25/1,format=I420",
+            "!",
+        ])
         .args([
             "x264enc",
             "speed-preset=veryfast",

@@ -165,9 +165,10 @@ pub fn i420_to_rgb_thumbnail(f: &I420<'_>, out_w: usize, out_h: usize) -> Vec<u8
         for ox in 0..out_w {
             let sx0 = ox * f.width / out_w;
             let sx1 = ((ox + 1) * f.width / out_w).max(sx0 + 1).min(f.width);
-            // Cap the work per output pixel: sample at most 4×4 points of the box.
-            let ys = (sy1 - sy0).div_ceil(4).max(1);
-            let xs = (sx1 - sx0).div_ceil(4).max(1);
+            // Cap the work per output pixel: sample at most 2×2 points of the box (enough
+            // against aliasing at thumbnail scale factors, and 4× cheaper than 4×4).
+            let ys = (sy1 - sy0).div_ceil(2).max(1);
+            let xs = (sx1 - sx0).div_ceil(2).max(1);
             let (mut ysum, mut usum, mut vsum, mut n) = (0u32, 0u32, 0u32, 0u32);
             for sy in (sy0..sy1).step_by(ys) {
                 for sx in (sx0..sx1).step_by(xs) {

@@ -1,0 +1,118 @@
+//! Trace export (`--features otlp`): `clipguard run` exports its stage spans to an OTLP/gRPC
+//! collector on loopback, and one clip's media and monitor spans share a trace id, linked
+//! through the `traceparent` Kafka header.
+//!
+//! Run: `cargo test --features otlp --test otlp`
+#![cfg(feature = "otlp")]
+// Tests report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut spans = self.0.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans);
+            }
+        }
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn attr(span: &Span, key: &str) -> Option<String> {
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| {
+        match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clip_traces_across_stages_to_an_otlp_collector() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let samples = common::Samples::make();
+    let out = tokio::process::Command::new(common::bin())
+        .args(["run", "--json"])
+        .arg(samples.path("ball.webm"))
+        .env("CLIPGUARD_STORE__URL", samples.path("store"))
+        .env(
+            "CLIPGUARD_TELEMETRY__OTLP_ENDPOINT",
+            format!("http://{addr}"),
+        )
+        .env("CLIPGUARD_LOG", "info")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let clip_id = verdict["clip_id"].as_str().unwrap().to_string();
+
+    let spans = collector.0.lock().unwrap().clone();
+    let of_clip: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "process" && attr(s, "clip_id").as_deref() == Some(clip_id.as_str()))
+        .collect();
+    let mut by_stage: HashMap<String, &Span> = HashMap::new();
+    for s in &of_clip {
+        by_stage.insert(attr(s, "stage").unwrap_or_default(), s);
+    }
+    let (media, monitor) = (by_stage.get("media"), by_stage.get("monitor"));
+    assert!(
+        media.is_some() && monitor.is_some(),
+        "process spans per stage: {:?}",
+        by_stage.keys()
+    );
+    let (media, monitor) = (media.unwrap(), monitor.unwrap());
+    assert_eq!(
+        media.trace_id, monitor.trace_id,
+        "one trace across the Kafka hop"
+    );
+    assert_eq!(
+        monitor.parent_span_id, media.span_id,
+        "the monitor span's parent is the media span"
+    );
+    println!(
+        "{} spans exported; clip {clip_id}: media -> monitor in trace {}",
+        spans.len(),
+        hex(&media.trace_id)
+    );
+    server.abort();
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
