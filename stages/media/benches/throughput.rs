@@ -1,8 +1,8 @@
 //! Media stage throughput against a decode-only GStreamer pipeline, same clips, same run.
 //!
-//! Makes `CLIPGUARD_BENCH_CLIPS` (default 3) 10 s 720p H.264 (4:2:0 8-bit, as generators emit)
-//! + AAC clips with GStreamer test sources, then decodes each with `filesrc ! decodebin ! fakesink` (the baseline: what decoding
-//! alone costs) and with the media stage (fetch, decode, sample, thumbnails, audio to 16 kHz,
+//! Makes `CLIPGUARD_BENCH_CLIPS` (default 3) 10 s 720p clips, H.264 (4:2:0 8-bit, as generators
+//! emit) with AAC audio, from GStreamer test sources, then decodes each with
+//! `filesrc ! decodebin ! fakesink` (the baseline: what decoding alone costs) and with the media stage (fetch, decode, sample, thumbnails, audio to 16 kHz,
 //! claim-check packing), one clip at a time, and prints clips/s, frames/s and the ratio.
 //!
 //! Run: `cargo bench -p clipguard-media --bench throughput`
