@@ -42,11 +42,11 @@ pub fn decide(
                 cfg.on_stage_error
             };
             decision = decision.max(action);
+            // The kind is already in `reasons`; the message says it in words.
             rationale.push(format!(
-                "{}: the {} stage could not process the clip ({}: {}), so it cannot be shown unchecked",
+                "{}: the {} stage could not process the clip ({}), and an unchecked clip is not shown",
                 action.word(),
                 s.stage,
-                err.kind,
                 err.message
             ));
         }
