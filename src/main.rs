@@ -120,8 +120,26 @@ enum Command {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+    /// Perceptual hashes of files.
+    Hash {
+        #[command(subcommand)]
+        command: HashCommand,
+    },
     /// Check the configuration and report every problem at once.
     Validate,
+}
+
+#[derive(Debug, Subcommand)]
+enum HashCommand {
+    /// PDQ hash of images: prints `pdq_hex,quality,path` per image.
+    Pdq {
+        /// Also print the 8 dihedral variants (original, rot90, rot180, rot270, flipx, flipy,
+        /// flip+1, flip-1) as extra columns.
+        #[arg(long)]
+        dihedral: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,6 +301,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("topics ready on {}", cfg.kafka.brokers);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Hash {
+            command: HashCommand::Pdq { dihedral, images },
+        } => hash_pdq(dihedral, &images),
         Command::Validate => {
             println!("configuration is valid");
             Ok(ExitCode::SUCCESS)
@@ -456,6 +477,38 @@ async fn run(
         );
     }
     Ok(ExitCode::from(2))
+}
+
+fn hash_pdq(dihedral: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    use clipguard_hashmatch::pdq;
+    let mut failed = false;
+    for path in edges::expand_inputs(images)? {
+        let line = if dihedral {
+            pdq::hash_file_dihedral(&path).map(|(all, quality)| {
+                let hexes: Vec<String> = all.iter().map(|h| h.to_hex()).collect();
+                format!(
+                    "{},{quality},{},{}",
+                    hexes[0],
+                    path.display(),
+                    hexes[1..].join(",")
+                )
+            })
+        } else {
+            pdq::hash_file(&path).map(|h| format!("{},{},{}", h.hash, h.quality, path.display()))
+        };
+        match line {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn submit(

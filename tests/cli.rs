@@ -249,3 +249,48 @@ fn the_example_config_is_complete_and_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn hash_pdq_prints_hex_quality_path() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/conformance/threatexchange/pdq");
+    let image = dir.join("images/misc-images/c.png");
+    if !image.is_file() {
+        eprintln!("skipping: no conformance images at {}", dir.display());
+        return;
+    }
+    let out = Command::new(common::bin())
+        .args(["hash", "pdq"])
+        .arg(&image)
+        .output()
+        .expect("hash pdq");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fields: Vec<&str> = line.split(',').collect();
+    assert_eq!(fields.len(), 3, "{line}");
+    assert_eq!(fields[0].len(), 64);
+    assert_eq!(fields[1], "100");
+    assert_eq!(fields[2], image.display().to_string());
+    // The WebAssembly port's hash of the same file.
+    let wasm: clipguard_hashmatch::pdq::PdqHash =
+        "e4cc89d91c623842f8d1f1d9a398e78c9f199a3bf87925f2b7e11e0bf061b064"
+            .parse()
+            .unwrap();
+    let ours: clipguard_hashmatch::pdq::PdqHash = fields[0].parse().unwrap();
+    assert!(
+        ours.distance(&wasm) <= 16,
+        "{} bits from the reference",
+        ours.distance(&wasm)
+    );
+
+    let bad = Command::new(common::bin())
+        .args(["hash", "pdq", "Cargo.toml"])
+        .output()
+        .expect("hash pdq");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read the picture"));
+}

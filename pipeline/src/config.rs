@@ -27,6 +27,7 @@ pub const RESERVED_ENV: &[&str] = &[
     "CLIPGUARD_REQUIRE_BROKER",
     "CLIPGUARD_BENCH_CLIPS",
     "CLIPGUARD_UPDATE_PROTO_BASELINE",
+    "CLIPGUARD_CONFORMANCE",
 ];
 
 /// A config that can check itself and report every problem.
