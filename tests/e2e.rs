@@ -272,3 +272,79 @@ fn media_worker_killed_mid_run_still_yields_exactly_one_verdict_each() {
     };
     check(&run, &expected());
 }
+
+/// A rolling restart of the monitor (SIGTERM) must not decide incomplete clips early: it
+/// releases them uncommitted, exits promptly, and the next monitor decides each exactly once.
+#[test]
+fn monitor_sigterm_hands_incomplete_clips_to_the_next_owner() {
+    let _turn = common::serial();
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(PARTITIONS);
+    let samples = Samples::make();
+    let mut env = stage_env(&samples.path("store"));
+    // Expect a stage that is not running, so every join stays incomplete.
+    env.push((
+        "CLIPGUARD_MONITOR__EXPECTED_STAGES",
+        r#"["media", "hashmatch"]"#.to_string(),
+    ));
+    let brokers = broker.addr.clone();
+    let _media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
+    let mut slow_env = env.clone();
+    slow_env.push(("CLIPGUARD_MONITOR__TIMEOUT_S", "300".to_string()));
+    let mut monitor = Proc::spawn(
+        "monitor",
+        &["stage", "monitor", "--brokers", &brokers],
+        &slow_env,
+    );
+
+    let files: Vec<PathBuf> = (0..5).map(|_| samples.path("ball.webm")).collect();
+    let sources = common::submit(&brokers, &files, &env);
+    let signals = TopicReader::new(&brokers, "clips.signals", PARTITIONS as i32);
+    let mut seen = 0;
+    let until = Instant::now() + Duration::from_secs(60);
+    while seen < 5 && Instant::now() < until {
+        seen += signals.poll(Duration::from_millis(200)).len();
+    }
+    assert_eq!(seen, 5, "media signals");
+    std::thread::sleep(Duration::from_secs(2)); // let the monitor read them
+
+    let stopping = Instant::now();
+    assert_eq!(monitor.sigterm().code(), Some(0));
+    let stop_s = stopping.elapsed().as_secs_f64();
+    assert!(stop_s < 20.0, "monitor took {stop_s:.1} s to stop");
+    let verdicts = TopicReader::new(&brokers, "clips.verdicts", PARTITIONS as i32);
+    assert!(
+        verdicts.poll(Duration::from_secs(1)).is_empty(),
+        "no verdict before the joins are complete"
+    );
+
+    let mut fast_env = env.clone();
+    fast_env.push(("CLIPGUARD_MONITOR__TIMEOUT_S", "2".to_string()));
+    let _next = Proc::spawn(
+        "monitor",
+        &["stage", "monitor", "--brokers", &brokers],
+        &fast_env,
+    );
+    let mut log = VerdictLog::default();
+    let until = Instant::now() + Duration::from_secs(90);
+    while log.by_clip.len() < 5 && Instant::now() < until {
+        log.absorb(verdicts.poll(Duration::from_millis(300)));
+    }
+    log.absorb(verdicts.poll(Duration::from_secs(2)));
+    assert_eq!(log.by_clip.len(), 5, "every clip decided by the next owner");
+    assert_eq!(log.records, 5, "exactly one verdict each");
+    for (id, v) in &log.by_clip {
+        assert!(sources.contains_key(id));
+        assert_eq!(
+            v[0].decision(),
+            Decision::Review,
+            "fail closed on the missing stage"
+        );
+        assert_eq!(v[0].missing_stages, vec!["hashmatch".to_string()]);
+    }
+    println!(
+        "monitor stopped in {stop_s:.1} s with 5 incomplete joins; the next owner decided each once"
+    );
+}

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -426,6 +427,7 @@ impl KafkaHost {
         ));
         let (fatal_tx, mut fatal_rx) = mpsc::channel::<PipelineError>(1);
         let mut tasks = JoinSet::new();
+        let draining = Arc::new(AtomicBool::new(false));
         tracing::info!(stage = name, topic = stage.input_topic(), "stage consuming");
 
         let outcome: Result<(), PipelineError> = loop {
@@ -458,6 +460,7 @@ impl KafkaHost {
                 emitter: emitter.clone(),
                 metrics: metrics.clone(),
                 host: self.host.clone(),
+                draining: draining.clone(),
             };
             let tracker = tracker.clone();
             let fatal_tx = fatal_tx.clone();
@@ -466,7 +469,14 @@ impl KafkaHost {
                 let result = job.handle(message).await;
                 job.metrics.in_flight.dec();
                 match result {
-                    Ok(()) => {
+                    Ok(Handled::Abandoned) => {
+                        tracing::info!(
+                            stage = job.stage.name(),
+                            offset = ticket.offset,
+                            "work abandoned on drain; left uncommitted"
+                        );
+                    }
+                    Ok(Handled::Done) => {
                         lock(&tracker).finish(&ticket);
                         job.metrics.processed.inc();
                         job.metrics
@@ -481,6 +491,8 @@ impl KafkaHost {
             });
         };
 
+        draining.store(true, Ordering::SeqCst);
+        stage.drain();
         tracing::info!(
             stage = name,
             in_flight = metrics.in_flight.get(),
@@ -548,12 +560,23 @@ struct Job<S> {
     emitter: Arc<KafkaEmitter>,
     metrics: StageMetrics,
     host: HostConfig,
+    /// Set once the host stops consuming: failed work is abandoned, not retried or
+    /// dead-lettered.
+    draining: Arc<AtomicBool>,
+}
+
+/// How a message ended.
+enum Handled {
+    /// Outputs (or a dead letter) acknowledged: the offset may be committed.
+    Done,
+    /// Given up during drain: no outputs, the offset stays uncommitted.
+    Abandoned,
 }
 
 impl<S: Stage> Job<S> {
     /// Processes one message to acknowledged outputs (or a dead letter). `Err` only when the
     /// broker would not take our records: the worker must stop.
-    async fn handle(&self, message: OwnedMessage) -> Result<(), PipelineError> {
+    async fn handle(&self, message: OwnedMessage) -> Result<Handled, PipelineError> {
         let name = self.stage.name();
         self.metrics.received.inc();
         let clip_id = match message.key() {
@@ -589,7 +612,7 @@ impl<S: Stage> Job<S> {
         message: &OwnedMessage,
         clip_id: String,
         trace: TraceContext,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Handled, PipelineError> {
         let payload = message.payload().unwrap_or_default();
         let input = match <S::Input as prost::Message>::decode(payload) {
             Ok(input) => input,
@@ -616,7 +639,7 @@ impl<S: Stage> Job<S> {
                 Ok(Ok(Ok(output))) => {
                     let records = output.into_records();
                     return match self.emitter.send_all(records, &trace).await {
-                        Ok(()) => Ok(()),
+                        Ok(()) => Ok(Handled::Done),
                         Err(PipelineError::Delivery {
                             attempts: 0,
                             message: msg,
@@ -646,6 +669,9 @@ impl<S: Stage> Job<S> {
                     ),
                 ),
             };
+            if self.draining.load(Ordering::SeqCst) {
+                return Ok(Handled::Abandoned);
+            }
             self.metrics.error(error.kind);
             tracing::warn!(attempt, error = %error, retryable = error.retryable, "attempt failed");
             if !error.retryable || attempt >= self.host.max_attempts {
@@ -668,7 +694,7 @@ impl<S: Stage> Job<S> {
         error: &StageError,
         attempts: u32,
         trace: &TraceContext,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Handled, PipelineError> {
         let name = self.stage.name();
         tracing::error!(stage = name, clip_id = %clip_id, error = %error, attempts, "dead-lettering message");
         self.metrics.dead_letters.inc();
@@ -695,6 +721,7 @@ impl<S: Stage> Job<S> {
         };
         let mut records = vec![Record::encode(topics::DLQ, clip_id, &letter)];
         records.extend(self.stage.poison_outputs(clip_id, error));
-        self.emitter.send_all(records, trace).await
+        self.emitter.send_all(records, trace).await?;
+        Ok(Handled::Done)
     }
 }

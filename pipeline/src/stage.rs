@@ -113,6 +113,11 @@ pub trait Stage: Send + Sync + 'static {
 
     /// Starts background work (timers) once the host is ready to emit.
     fn start(self: &Arc<Self>, _emitter: Arc<dyn Emitter>) {}
+
+    /// Called when the host stops consuming (SIGTERM): release work that is waiting for more
+    /// input (the monitor's joins) by failing it. The host abandons such work without outputs and
+    /// without committing its offsets, so the partition's next owner redoes it whole.
+    fn drain(&self) {}
 }
 
 /// An error signal record for `clips.signals`.

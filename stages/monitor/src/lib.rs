@@ -159,6 +159,8 @@ impl Decided {
 struct JoinState {
     pending: HashMap<String, Pending>,
     decided: Decided,
+    /// The host stopped consuming: no more decisions by deadline (the next owner replays).
+    draining: bool,
 }
 
 /// The monitor stage (settings + join state).
@@ -224,7 +226,11 @@ impl MonitorStage {
 
     /// Clips whose deadline passed.
     fn expired(&self, now: Instant) -> Vec<String> {
-        lock(&self.state)
+        let state = lock(&self.state);
+        if state.draining {
+            return Vec::new();
+        }
+        state
             .pending
             .iter()
             .filter(|(_, p)| p.deadline <= now)
@@ -265,6 +271,12 @@ impl Stage for MonitorStage {
         let clip_id = signal.clip_id.clone();
         let waiter = {
             let mut state = lock(&self.state);
+            if state.draining {
+                return Err(StageError::external(
+                    "draining",
+                    "the monitor is shutting down",
+                ));
+            }
             if state.decided.set.contains(&clip_id) {
                 tracing::debug!(clip_id, stage = %signal.stage, "signal for a decided clip dropped");
                 return Ok(());
@@ -299,6 +311,29 @@ impl Stage for MonitorStage {
                     "the clip's join ended without a verdict",
                 ))
             }),
+        }
+    }
+
+    /// On drain, incomplete joins are released without a verdict: deciding them now by deadline
+    /// would fail closed early, and the next owner, which replays their uncommitted signals with
+    /// whatever arrived since, could then decide differently.
+    fn drain(&self) {
+        let pending: Vec<Pending> = {
+            let mut state = lock(&self.state);
+            state.draining = true;
+            state.pending.drain().map(|(_, p)| p).collect()
+        };
+        tracing::info!(
+            clips = pending.len(),
+            "releasing incomplete joins for the next owner"
+        );
+        for p in pending {
+            for w in p.waiters {
+                let _ = w.send(Err(StageError::external(
+                    "draining",
+                    "the monitor is shutting down",
+                )));
+            }
         }
     }
 
