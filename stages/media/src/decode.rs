@@ -16,27 +16,11 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use crate::MediaConfig;
 use crate::error::MediaError;
 use crate::frames::{
     I420, LumaGrid, Pick, Sampler, encode_jpeg, i420_to_rgb_thumbnail, thumbnail_size,
 };
-
-/// What decoding is allowed to cost and what it keeps.
-#[derive(Debug, Clone)]
-pub struct DecodeSettings {
-    pub sample_fps: f64,
-    pub scene_cut_threshold: f32,
-    pub min_scene_gap_s: f64,
-    pub max_sampled_frames: u32,
-    pub thumbnail_short_side: u32,
-    pub jpeg_quality: u8,
-    pub extract_audio: bool,
-    pub max_duration_s: f64,
-    pub max_width: u32,
-    pub max_height: u32,
-    pub max_frames: u64,
-    pub deadline: Duration,
-}
 
 /// One picked frame, as a JPEG thumbnail.
 #[derive(Debug, Clone)]
@@ -133,7 +117,7 @@ fn make(factory: &str) -> Result<gst::Element, MediaError> {
 }
 
 /// Decodes the file at `path` under `settings`.
-pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, MediaError> {
+pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, MediaError> {
     let started = Instant::now();
     let pipeline = gst::Pipeline::new();
     let src = gst::ElementFactory::make("filesrc")
@@ -251,7 +235,7 @@ pub fn decode_file(path: &Path, settings: &DecodeSettings) -> Result<Decoded, Me
 fn run_bus(
     pipeline: &gst::Pipeline,
     shared: &Shared,
-    settings: &DecodeSettings,
+    settings: &MediaConfig,
     started: Instant,
 ) -> Result<Option<f64>, MediaError> {
     let bus = pipeline
@@ -268,15 +252,16 @@ fn run_bus(
         }
         return Err(MediaError::Internal("pipeline refused to start".into()));
     }
+    let deadline = Duration::from_secs_f64(settings.deadline_s);
     let mut duration: Option<f64> = None;
     loop {
         if let Some(e) = lock(&shared.abort).take() {
             return Err(e);
         }
         let elapsed = started.elapsed();
-        if elapsed >= settings.deadline {
+        if elapsed >= deadline {
             return Err(MediaError::Timeout {
-                limit_s: settings.deadline.as_secs_f64(),
+                limit_s: settings.deadline_s,
             });
         }
         if shared.no_more_pads.load(Ordering::SeqCst) && !shared.video_linked.load(Ordering::SeqCst)
@@ -299,7 +284,7 @@ fn run_bus(
             }
             duration = Some(d);
         }
-        let wait = (settings.deadline - elapsed).min(Duration::from_millis(20));
+        let wait = (deadline - elapsed).min(Duration::from_millis(20));
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64)) else {
             continue;
         };
@@ -373,7 +358,7 @@ fn link_stream(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
     shared: &Arc<Shared>,
-    settings: &DecodeSettings,
+    settings: &MediaConfig,
 ) -> Result<(), MediaError> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
     let name = caps
@@ -431,7 +416,7 @@ fn link_stream(
     Ok(())
 }
 
-fn video_callbacks(shared: Arc<Shared>, settings: DecodeSettings) -> gst_app::AppSinkCallbacks {
+fn video_callbacks(shared: Arc<Shared>, settings: MediaConfig) -> gst_app::AppSinkCallbacks {
     gst_app::AppSinkCallbacks::builder()
         .new_sample(move |sink| {
             let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
@@ -448,7 +433,7 @@ fn video_callbacks(shared: Arc<Shared>, settings: DecodeSettings) -> gst_app::Ap
 
 fn on_video_sample(
     shared: &Shared,
-    settings: &DecodeSettings,
+    settings: &MediaConfig,
     sample: &gst::Sample,
 ) -> Result<(), MediaError> {
     if shared.aborted() {

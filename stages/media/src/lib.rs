@@ -38,7 +38,7 @@ use clipguard_schemas::{
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-pub use decode::{DecodeSettings, Decoded};
+pub use decode::Decoded;
 pub use error::MediaError;
 
 /// Stage name, consumer group suffix and signal `stage` field.
@@ -146,23 +146,6 @@ impl MediaConfig {
             problems.push("media.max_bytes, max_width, max_height, max_frames: must be > 0".into());
         }
     }
-
-    fn decode_settings(&self) -> DecodeSettings {
-        DecodeSettings {
-            sample_fps: self.sample_fps,
-            scene_cut_threshold: self.scene_cut_threshold,
-            min_scene_gap_s: self.min_scene_gap_s,
-            max_sampled_frames: self.max_sampled_frames,
-            thumbnail_short_side: self.thumbnail_short_side,
-            jpeg_quality: self.jpeg_quality,
-            extract_audio: self.extract_audio,
-            max_duration_s: self.max_duration_s,
-            max_width: self.max_width,
-            max_height: self.max_height,
-            max_frames: self.max_frames,
-            deadline: Duration::from_secs_f64(self.deadline_s),
-        }
-    }
 }
 
 /// What the stage produces for one clip, with the dead letter for undecodable media.
@@ -192,7 +175,6 @@ impl Outputs for MediaOutput {
 #[derive(Debug)]
 pub struct MediaStage {
     config: MediaConfig,
-    settings: DecodeSettings,
     store: MediaStore,
     decode_slots: Arc<Semaphore>,
 }
@@ -209,7 +191,6 @@ impl MediaStage {
             config.max_concurrent_decodes
         };
         Ok(Self {
-            settings: config.decode_settings(),
             config,
             store,
             decode_slots: Arc::new(Semaphore::new(slots)),
@@ -294,7 +275,7 @@ impl MediaStage {
             .acquire()
             .await
             .map_err(|e| MediaError::Internal(e.to_string()))?;
-        let settings = self.settings.clone();
+        let settings = self.config.clone();
         tokio::task::spawn_blocking(move || {
             let mut file = tempfile::Builder::new()
                 .prefix("clipguard-media-")
