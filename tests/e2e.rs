@@ -26,34 +26,25 @@ fn stage_env(store: &std::path::Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Every input kind and what its verdict must say.
-fn mix(samples: &Samples) -> Vec<(PathBuf, Decision, Option<&'static str>)> {
-    vec![
-        (samples.path("speech.mp4"), Decision::Allow, None),
-        (samples.path("ball.webm"), Decision::Allow, None),
-        (samples.path("snow.mkv"), Decision::Allow, None),
-        (
-            samples.path("corrupt.mp4"),
-            Decision::Block,
-            Some("media_error:truncated"),
-        ),
-        (
-            samples.path("empty.mp4"),
-            Decision::Block,
-            Some("media_error:empty"),
-        ),
-        (
-            samples.path("text.mp4"),
-            Decision::Block,
-            Some("media_error:unrecognized_format"),
-        ),
-        (
-            samples.path("random.mp4"),
-            Decision::Block,
-            Some("media_error:"),
-        ),
-    ]
-}
+/// Every input kind and what its verdict must say: file, decision, reason prefix (none = no
+/// reasons at all).
+const EXPECTED: &[(&str, Decision, Option<&str>)] = &[
+    ("speech.mp4", Decision::Allow, None),
+    ("ball.webm", Decision::Allow, None),
+    ("snow.mkv", Decision::Allow, None),
+    (
+        "corrupt.mp4",
+        Decision::Block,
+        Some("media_error:truncated"),
+    ),
+    ("empty.mp4", Decision::Block, Some("media_error:empty")),
+    (
+        "text.mp4",
+        Decision::Block,
+        Some("media_error:unrecognized_format"),
+    ),
+    ("random.mp4", Decision::Block, Some("media_error:")),
+];
 
 struct Run {
     verdicts: VerdictLog,
@@ -88,8 +79,9 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         &env,
     );
 
-    let mix = mix(&samples);
-    let files: Vec<PathBuf> = (0..100).map(|i| mix[i % mix.len()].0.clone()).collect();
+    let files: Vec<PathBuf> = (0..100)
+        .map(|i| samples.path(EXPECTED[i % EXPECTED.len()].0))
+        .collect();
     let started = Instant::now();
     let sources = common::submit(&brokers, &files, &env);
     assert_eq!(sources.len(), 100, "100 distinct clip ids");
@@ -237,32 +229,12 @@ fn check(run: &Run, samples_mix: &[(&str, Decision, Option<&str>)]) {
     );
 }
 
-fn expected() -> Vec<(&'static str, Decision, Option<&'static str>)> {
-    vec![
-        ("speech.mp4", Decision::Allow, None),
-        ("ball.webm", Decision::Allow, None),
-        ("snow.mkv", Decision::Allow, None),
-        (
-            "corrupt.mp4",
-            Decision::Block,
-            Some("media_error:truncated"),
-        ),
-        ("empty.mp4", Decision::Block, Some("media_error:empty")),
-        (
-            "text.mp4",
-            Decision::Block,
-            Some("media_error:unrecognized_format"),
-        ),
-        ("random.mp4", Decision::Block, Some("media_error:")),
-    ]
-}
-
 #[test]
 fn hundred_clips_through_separate_stage_processes_get_exactly_one_verdict_each() {
     let Some(run) = hundred_clips(None) else {
         return;
     };
-    check(&run, &expected());
+    check(&run, EXPECTED);
 }
 
 #[test]
@@ -270,7 +242,7 @@ fn media_worker_killed_mid_run_still_yields_exactly_one_verdict_each() {
     let Some(run) = hundred_clips(Some(30)) else {
         return;
     };
-    check(&run, &expected());
+    check(&run, EXPECTED);
 }
 
 /// A rolling restart of the monitor (SIGTERM) must not decide incomplete clips early: it

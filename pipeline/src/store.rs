@@ -135,16 +135,19 @@ impl MediaStore {
         Ok(url.to_string())
     }
 
-    /// A reference to `bytes`: inline when small enough, else stored under `key`.
+    /// A reference to `bytes`: inline when `inline_ok` and small enough, else stored under `key`.
+    /// Callers that pack several blobs into one message pass `inline_ok = false` once their
+    /// message budget is spent.
     pub async fn reference(
         &self,
         key: &str,
         bytes: Bytes,
         content_type: &str,
+        inline_ok: bool,
     ) -> Result<MediaRef, PipelineError> {
         let sha256 = sha256_hex(&bytes);
         let size_bytes = bytes.len() as u64;
-        let location = if bytes.len() <= self.inline_max_bytes {
+        let location = if inline_ok && bytes.len() <= self.inline_max_bytes {
             Location::Inline(bytes.to_vec())
         } else {
             Location::Uri(self.put(key, bytes).await?)
@@ -274,12 +277,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), 8);
         let small = s
-            .reference("a/small", Bytes::from_static(b"tiny"), "")
+            .reference("a/small", Bytes::from_static(b"tiny"), "", true)
             .await
             .unwrap();
         assert!(matches!(small.location, Some(Location::Inline(_))));
         let big = s
-            .reference("a/big name", Bytes::from(vec![7u8; 100]), "")
+            .reference("a/big name", Bytes::from(vec![7u8; 100]), "", true)
             .await
             .unwrap();
         let Some(Location::Uri(uri)) = &big.location else {
@@ -295,7 +298,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), 8);
         let mut r = s
-            .reference("x", Bytes::from(vec![1u8; 64]), "")
+            .reference("x", Bytes::from(vec![1u8; 64]), "", true)
             .await
             .unwrap();
         assert_eq!(s.fetch(&r, 10).await.unwrap_err().kind, "too_large");

@@ -302,36 +302,21 @@ impl MediaStage {
         };
         // Leave half the message budget for everything but blobs.
         let mut budget = topics::MAX_MESSAGE_BYTES / 2;
-        let inline_max = self.store.inline_max_bytes();
         let base = format!("extract/{}/r{}", safe_key(&clip.clip_id), clip.revision);
         let mut put = async |key: String, bytes: Vec<u8>, content_type: &str| {
             let len = bytes.len();
-            let inline = len <= inline_max && len <= budget;
-            if inline {
+            let inline_ok = len <= budget;
+            let r = self
+                .store
+                .reference(&key, Bytes::from(bytes), content_type, inline_ok)
+                .await;
+            let r = r.map_err(store_err)?;
+            if matches!(
+                r.location,
+                Some(clipguard_schemas::media_ref::Location::Inline(_))
+            ) {
                 budget -= len;
             }
-            let r = if inline {
-                let sha256 = clipguard_pipeline::store::sha256_hex(&bytes);
-                clipguard_schemas::MediaRef {
-                    location: Some(clipguard_schemas::media_ref::Location::Inline(bytes)),
-                    sha256,
-                    size_bytes: len as u64,
-                    content_type: content_type.into(),
-                }
-            } else {
-                let sha256 = clipguard_pipeline::store::sha256_hex(&bytes);
-                let uri = self
-                    .store
-                    .put(&key, Bytes::from(bytes))
-                    .await
-                    .map_err(store_err)?;
-                clipguard_schemas::MediaRef {
-                    location: Some(clipguard_schemas::media_ref::Location::Uri(uri)),
-                    sha256,
-                    size_bytes: len as u64,
-                    content_type: content_type.into(),
-                }
-            };
             Ok::<_, MediaError>(r)
         };
         let audio = match decoded.audio {
