@@ -6,6 +6,7 @@
 
 mod config;
 mod edges;
+mod hashing;
 mod output;
 mod stages;
 
@@ -125,8 +126,40 @@ enum Command {
         #[command(subcommand)]
         command: HashCommand,
     },
+    /// Compare hashes.
+    Match {
+        #[command(subcommand)]
+        command: MatchCommand,
+    },
     /// Check the configuration and report every problem at once.
     Validate,
+}
+
+#[derive(Debug, Subcommand)]
+enum MatchCommand {
+    /// vPDQ comparison of two videos or vPDQ hash files (reference text format): both match
+    /// percentages and the decision.
+    Vpdq {
+        #[arg(long)]
+        json: bool,
+        /// Frames this close (Hamming distance) match (D).
+        #[arg(long, default_value_t = 31)]
+        distance: u32,
+        /// Frames below this quality are ignored (F).
+        #[arg(long, default_value_t = 50)]
+        quality: u32,
+        /// Percent of the query's frames that must match (P_q).
+        #[arg(long, default_value_t = 0.0)]
+        query_pct: f64,
+        /// Percent of the target's frames that must match (P_t).
+        #[arg(long, default_value_t = 80.0)]
+        target_pct: f64,
+        /// Hashing rate for videos given instead of hash files (default: media.pdq_rate_hz).
+        #[arg(long)]
+        rate: Option<f64>,
+        query: PathBuf,
+        target: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +172,14 @@ enum HashCommand {
         dihedral: bool,
         #[arg(required = true)]
         images: Vec<PathBuf>,
+    },
+    /// vPDQ of a video in the reference format `frame_index,quality,pdq_hex,timestamp_seconds`.
+    Vpdq {
+        /// Frames hashed per second; 0 = every frame (default: media.pdq_rate_hz, the rate the
+        /// pipeline hashes at, so a bank built from this output matches what the stage sees).
+        #[arg(long)]
+        rate: Option<f64>,
+        video: PathBuf,
     },
 }
 
@@ -303,7 +344,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Hash {
             command: HashCommand::Pdq { dihedral, images },
-        } => hash_pdq(dihedral, &images),
+        } => hashing::hash_pdq(dihedral, &images),
+        Command::Hash {
+            command: HashCommand::Vpdq { rate, video },
+        } => {
+            let rate = rate.unwrap_or(cfg.media.pdq_rate_hz);
+            hashing::hash_vpdq(&cfg.media, rate, &video)
+        }
+        Command::Match {
+            command:
+                MatchCommand::Vpdq {
+                    json,
+                    distance,
+                    quality,
+                    query_pct,
+                    target_pct,
+                    rate,
+                    query,
+                    target,
+                },
+        } => {
+            let params = clipguard_hashmatch::vpdq::MatchParams {
+                distance,
+                quality,
+                query_pct,
+                target_pct,
+            };
+            let rate = rate.unwrap_or(cfg.media.pdq_rate_hz);
+            hashing::match_vpdq(&cfg.media, &params, rate, json, &query, &target)
+        }
         Command::Validate => {
             println!("configuration is valid");
             Ok(ExitCode::SUCCESS)
@@ -477,38 +546,6 @@ async fn run(
         );
     }
     Ok(ExitCode::from(2))
-}
-
-fn hash_pdq(dihedral: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    use clipguard_hashmatch::pdq;
-    let mut failed = false;
-    for path in edges::expand_inputs(images)? {
-        let line = if dihedral {
-            pdq::hash_file_dihedral(&path).map(|(all, quality)| {
-                let hexes: Vec<String> = all.iter().map(|h| h.to_hex()).collect();
-                format!(
-                    "{},{quality},{},{}",
-                    hexes[0],
-                    path.display(),
-                    hexes[1..].join(",")
-                )
-            })
-        } else {
-            pdq::hash_file(&path).map(|h| format!("{},{},{}", h.hash, h.quality, path.display()))
-        };
-        match line {
-            Ok(line) => println!("{line}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 async fn submit(

@@ -14,3 +14,4 @@
 //! ```
 
 pub mod pdq;
+pub mod vpdq;

@@ -356,6 +356,31 @@ pub fn luma_from_plane(y: &[u8], stride: usize, width: usize, height: usize) -> 
     out
 }
 
+/// Luma of a decoded video frame's Y plane, as the reference computes it from the RGB frame that
+/// a decoder's YUV→RGB conversion would give: limited-range video (Y in 16..=235, the common case)
+/// is expanded to 0..=255, so hashes and especially qualities agree with hashes of RGB frames.
+pub fn luma_from_video_plane(
+    y: &[u8],
+    stride: usize,
+    width: usize,
+    height: usize,
+    limited_range: bool,
+) -> Vec<f32> {
+    if !limited_range {
+        return luma_from_plane(y, stride, width, height);
+    }
+    let scale = 255.0 / 219.0;
+    let mut out = Vec::with_capacity(width * height);
+    for row in 0..height {
+        out.extend(
+            y[row * stride..row * stride + width]
+                .iter()
+                .map(|&v| ((f32::from(v) - 16.0) * scale).clamp(0.0, 255.0)),
+        );
+    }
+    out
+}
+
 /// Hashes an image file (JPEG, PNG).
 #[cfg(feature = "image-files")]
 pub fn hash_file(path: &std::path::Path) -> Result<Hashed, PdqError> {

@@ -16,6 +16,9 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use clipguard_hashmatch::pdq;
+use clipguard_hashmatch::vpdq::{FrameHash, FrameSelector};
+
 use crate::MediaConfig;
 use crate::error::MediaError;
 use crate::frames::{
@@ -31,6 +34,8 @@ pub struct PickedFrame {
     pub jpeg: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    /// PDQ of the full-resolution frame; `None` when hashing is off.
+    pub pdq: Option<pdq::Hashed>,
 }
 
 /// Everything decoding produced.
@@ -42,6 +47,8 @@ pub struct Decoded {
     pub duration_s: f64,
     pub frames_decoded: u64,
     pub frames: Vec<PickedFrame>,
+    /// vPDQ: PDQ of every frame `pdq_rate_hz` selects, unpruned (empty when hashing is off).
+    pub frame_hashes: Vec<FrameHash>,
     /// 16 kHz mono S16LE PCM; `None` when the clip has no audio stream.
     pub audio: Option<Vec<u8>>,
     pub container: String,
@@ -59,6 +66,8 @@ struct VideoState {
     height: u32,
     fps: f64,
     picked: Vec<PickedFrame>,
+    selector: Option<FrameSelector>,
+    hashes: Vec<FrameHash>,
 }
 
 #[derive(Default)]
@@ -222,6 +231,7 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
             duration_s: duration_s.unwrap_or(decoded_until),
             frames_decoded: video.frames,
             frames: std::mem::take(&mut video.picked),
+            frame_hashes: std::mem::take(&mut video.hashes),
             audio: lock(&shared.audio).take(),
             container: container.clone(),
             video_codec: video_codec.clone(),
@@ -498,7 +508,36 @@ fn on_video_sample(
         .map_err(|e| MediaError::Internal(e.to_string()))?;
     let strides = frame.plane_stride();
     let grid = LumaGrid::from_plane(y, strides[0] as usize, width as usize, height as usize);
-    let Some(pick) = video.sampler.as_mut().and_then(|s| s.offer(t, grid)) else {
+    let pick = video.sampler.as_mut().and_then(|s| s.offer(t, grid));
+    // PDQ needs the full-resolution luma, which only exists here: hash the frames vPDQ wants
+    // and the picked ones, and let only 32 bytes + quality per frame leave the worker.
+    let mut hashed = None;
+    if settings.pdq {
+        let selector = *video
+            .selector
+            .get_or_insert_with(|| FrameSelector::new(settings.pdq_rate_hz, fps));
+        if selector.wants(u64::from(index)) || pick.is_some() {
+            let limited = info.colorimetry().range() != gst_video::VideoColorRange::Range0_255;
+            let luma = pdq::luma_from_video_plane(
+                y,
+                strides[0] as usize,
+                width as usize,
+                height as usize,
+                limited,
+            );
+            let h = pdq::hash_luma(&luma, width as usize, height as usize);
+            if selector.wants(u64::from(index)) {
+                video.hashes.push(FrameHash {
+                    frame: u64::from(index),
+                    quality: h.quality,
+                    hash: h.hash,
+                    timestamp_s: t,
+                });
+            }
+            hashed = Some(h);
+        }
+    }
+    let Some(pick) = pick else {
         return Ok(());
     };
     let planes = I420 {
@@ -524,6 +563,7 @@ fn on_video_sample(
         jpeg,
         width: tw,
         height: th,
+        pdq: hashed,
     });
     Ok(())
 }

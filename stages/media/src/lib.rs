@@ -35,6 +35,7 @@ use clipguard_schemas::{
     AudioTrack, ClipContext, ClipSubmitted, DeadLetter, MediaExtract, MediaInfo, MediaResult,
     SampledFrame, Signal, StageError as StageErrorMsg, Thumbnail,
 };
+use md5::Digest as _;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
@@ -61,6 +62,14 @@ pub struct MediaConfig {
     pub thumbnail_short_side: u32,
     /// JPEG quality of thumbnails, 1–100.
     pub jpeg_quality: u8,
+    /// Compute PDQ hashes of frames (vPDQ, and each sampled frame) for the hashmatch stage.
+    pub pdq: bool,
+    /// vPDQ frames per second hashed (every `fps / rate`-th frame, as the reference picks
+    /// them); 0 hashes every frame. Banks of video hashes should be built at the same rate.
+    pub pdq_rate_hz: f64,
+    /// A frame whose PDQ is within this distance of the last kept frame's is dropped from the
+    /// vPDQ (0 drops exact repeats only, which never changes a match).
+    pub pdq_prune_distance: u32,
     /// Extract 16 kHz mono audio for transcription.
     pub extract_audio: bool,
     /// Largest accepted media in bytes (checked before fetching and decoding).
@@ -88,6 +97,9 @@ impl Default for MediaConfig {
             max_sampled_frames: 64,
             thumbnail_short_side: 256,
             jpeg_quality: 85,
+            pdq: true,
+            pdq_rate_hz: 1.0,
+            pdq_prune_distance: 0,
             extract_audio: true,
             max_bytes: 512 * 1024 * 1024,
             max_duration_s: 600.0,
@@ -112,6 +124,18 @@ impl MediaConfig {
             problems.push(format!(
                 "media.scene_cut_threshold: {} is outside 0..=1",
                 self.scene_cut_threshold
+            ));
+        }
+        if !(0.0..=240.0).contains(&self.pdq_rate_hz) {
+            problems.push(format!(
+                "media.pdq_rate_hz: {} is outside 0..=240 (0 = every frame)",
+                self.pdq_rate_hz
+            ));
+        }
+        if self.pdq_prune_distance > 64 {
+            problems.push(format!(
+                "media.pdq_prune_distance: {} is above 64, which would merge unrelated frames",
+                self.pdq_prune_distance
             ));
         }
         if self.max_sampled_frames == 0 {
@@ -238,7 +262,7 @@ impl MediaStage {
         if bytes.is_empty() {
             return Err(MediaError::Empty);
         }
-        let decoded = self.decode(bytes).await?;
+        let (decoded, digests) = self.decode(bytes).await?;
         let info = MediaInfo {
             duration_s: decoded.duration_s,
             width: decoded.width,
@@ -254,6 +278,11 @@ impl MediaStage {
         let extract = self
             .build_extract(clip, context.clone(), info.clone(), decoded)
             .await?;
+        let extract = MediaExtract {
+            sha256: digests.0,
+            md5: digests.1,
+            ..extract
+        };
         let signal = Signal {
             clip_id: clip.clip_id.clone(),
             stage: NAME.into(),
@@ -269,7 +298,9 @@ impl MediaStage {
         })
     }
 
-    async fn decode(&self, bytes: Bytes) -> Result<Decoded, MediaError> {
+    /// Decodes on a blocking thread; also returns the bytes' SHA-256 and MD5 (hex), for the
+    /// exact-match banks.
+    async fn decode(&self, bytes: Bytes) -> Result<(Decoded, (String, String)), MediaError> {
         let _slot = self
             .decode_slots
             .acquire()
@@ -283,7 +314,11 @@ impl MediaStage {
                 .map_err(|e| MediaError::Internal(format!("temp file: {e}")))?;
             std::io::Write::write_all(&mut file, &bytes)
                 .map_err(|e| MediaError::Internal(format!("temp file: {e}")))?;
-            decode::decode_file(file.path(), &settings)
+            let digests = (
+                clipguard_pipeline::store::sha256_hex(&bytes),
+                hex::encode(md5::Md5::digest(&bytes)),
+            );
+            Ok((decode::decode_file(file.path(), &settings)?, digests))
         })
         .await
         .map_err(|e| MediaError::Internal(format!("decoder thread: {e}")))?
@@ -349,8 +384,8 @@ impl MediaStage {
                 index: f.index,
                 timestamp_s: f.timestamp_s,
                 scene_cut: f.scene_cut,
-                pdq: Vec::new(),
-                pdq_quality: 0,
+                pdq: f.pdq.map(|h| h.hash.0.to_vec()).unwrap_or_default(),
+                pdq_quality: f.pdq.map(|h| h.quality).unwrap_or_default(),
                 thumbnail: Some(Thumbnail {
                     image: Some(image),
                     width: f.width,
@@ -358,14 +393,53 @@ impl MediaStage {
                 }),
             });
         }
+        let (frame_hashes, prune_distance) =
+            fit_frame_hashes(decoded.frame_hashes, self.config.pdq_prune_distance);
         Ok(MediaExtract {
             clip_id: clip.clip_id.clone(),
             context: Some(context),
             info: Some(info),
             frames,
             audio,
+            frame_hashes,
+            frame_hash_prune_distance: prune_distance,
+            ..Default::default()
         })
     }
+}
+
+/// Encoded size of one frame hash, a little over: 32 bytes of hash, frame, time, quality, tags.
+const FRAME_HASH_BYTES: usize = 56;
+
+/// Converts the vPDQ to messages, keeping it within a quarter of the message budget: a long clip
+/// hashed at a high rate is pruned harder (distance raised in steps, as the reference README
+/// suggests for size), and as a last resort thinned evenly. Returns the pruning distance applied.
+fn fit_frame_hashes(
+    frames: Vec<clipguard_hashmatch::vpdq::FrameHash>,
+    configured: u32,
+) -> (Vec<clipguard_schemas::FrameHash>, u32) {
+    use clipguard_hashmatch::vpdq::prune;
+    let max = topics::MAX_MESSAGE_BYTES / 4 / FRAME_HASH_BYTES;
+    let mut distance = configured;
+    let mut kept = prune(&frames, distance);
+    while kept.len() > max && distance < 32 {
+        distance = (distance + 4).min(32);
+        kept = prune(&kept, distance);
+    }
+    if kept.len() > max {
+        let step = kept.len().div_ceil(max);
+        kept = kept.into_iter().step_by(step).collect();
+    }
+    let out = kept
+        .into_iter()
+        .map(|f| clipguard_schemas::FrameHash {
+            frame: f.frame,
+            timestamp_s: f.timestamp_s,
+            pdq: f.hash.0.to_vec(),
+            quality: f.quality,
+        })
+        .collect();
+    (out, distance)
 }
 
 fn safe_key(id: &str) -> String {

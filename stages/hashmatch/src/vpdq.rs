@@ -1,0 +1,320 @@
+//! vPDQ: a video as a bag of per-frame PDQ hashes, and the reference's comparison of two videos.
+//!
+//! Hashing takes every frame, or one every `fps / rate` frames (by frame number, as the
+//! reference does), and may prune a frame whose hash is within `D_prune` of the last retained
+//! frame. Comparison (the reference's README): drop frames of quality below `F` and duplicate
+//! hashes, count the query frames within distance `D` of some target frame and the target frames
+//! within `D` of some query frame, and call it a match when the target percentage reaches `P_t`
+//! and the query percentage `P_q`. The reference C++ `matchTwoHashBrute` differs in two details
+//! (a strict `< D` and no de-duplication); the README is the specification followed here.
+//!
+//! The text format is the reference's: one line per frame,
+//! `frame_index,quality,pdq_hex,timestamp_seconds`.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use crate::pdq::PdqHash;
+
+/// One hashed frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameHash {
+    pub frame: u64,
+    pub quality: u32,
+    pub hash: PdqHash,
+    pub timestamp_s: f64,
+}
+
+/// A malformed line of a vPDQ hash file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct LineError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses the reference text format. Blank lines and `#` comments are skipped; every malformed
+/// line is reported (all of them, not just the first).
+pub fn parse(text: &str) -> Result<Vec<FrameHash>, Vec<LineError>> {
+    let mut frames = Vec::new();
+    let mut errors = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_line(line) {
+            Ok(f) => frames.push(f),
+            Err(message) => errors.push(LineError {
+                line: i + 1,
+                message,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(frames)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_line(line: &str) -> Result<FrameHash, String> {
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    if fields.len() != 4 {
+        return Err(format!(
+            "expected 4 comma-separated fields (frame,quality,pdq_hex,timestamp), got {}",
+            fields.len()
+        ));
+    }
+    let frame = fields[0]
+        .parse::<u64>()
+        .map_err(|_| format!("frame index `{}` is not a whole number", fields[0]))?;
+    let quality = fields[1]
+        .parse::<u32>()
+        .ok()
+        .filter(|q| *q <= 100)
+        .ok_or_else(|| format!("quality `{}` is not a whole number in 0..=100", fields[1]))?;
+    let hash = fields[2]
+        .parse::<PdqHash>()
+        .map_err(|e| format!("PDQ hash: {e}"))?;
+    let timestamp_s = fields[3]
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .ok_or_else(|| format!("timestamp `{}` is not a number of seconds", fields[3]))?;
+    Ok(FrameHash {
+        frame,
+        quality,
+        hash,
+        timestamp_s,
+    })
+}
+
+/// Writes the reference text format (timestamps with 3 decimals, as the reference prints them).
+pub fn format(frames: &[FrameHash]) -> String {
+    let mut out = String::with_capacity(frames.len() * 80);
+    for f in frames {
+        let _ = writeln!(
+            out,
+            "{},{},{},{:.3}",
+            f.frame, f.quality, f.hash, f.timestamp_s
+        );
+    }
+    out
+}
+
+/// Which frames to hash: every `frame_mod`-th decoded frame by frame number, like the reference.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameSelector {
+    frame_mod: u64,
+}
+
+impl FrameSelector {
+    /// `rate_hz` frames per second; 0 (or anything at or above the frame rate) means every frame.
+    pub fn new(rate_hz: f64, fps: f64) -> Self {
+        let frame_mod = if rate_hz > 0.0 && fps > 0.0 {
+            // seconds-per-hash × frame rate, truncated, at least 1 (the reference's rule).
+            ((fps / rate_hz) as u64).max(1)
+        } else {
+            1
+        };
+        Self { frame_mod }
+    }
+
+    pub fn wants(&self, frame: u64) -> bool {
+        frame.is_multiple_of(self.frame_mod)
+    }
+}
+
+/// Drops each frame whose hash is within `distance` of the last retained frame's (the README's
+/// optional pruning). `distance` 0 removes exact repeats only.
+pub fn prune(frames: &[FrameHash], distance: u32) -> Vec<FrameHash> {
+    let mut out: Vec<FrameHash> = Vec::with_capacity(frames.len());
+    for f in frames {
+        match out.last() {
+            Some(last) if last.hash.distance(&f.hash) <= distance => {}
+            _ => out.push(*f),
+        }
+    }
+    out
+}
+
+/// The comparison's parameters; defaults are the reference's examples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatchParams {
+    /// PDQ distance at or below which two frames match (D).
+    pub distance: u32,
+    /// Frames below this quality are not compared (F).
+    pub quality: u32,
+    /// Share of the query's frames that must match, percent (P_q).
+    pub query_pct: f64,
+    /// Share of the target's frames that must match, percent (P_t, "comparison" in the README).
+    pub target_pct: f64,
+}
+
+impl Default for MatchParams {
+    fn default() -> Self {
+        Self {
+            distance: 31,
+            quality: 50,
+            query_pct: 0.0,
+            target_pct: 80.0,
+        }
+    }
+}
+
+/// The outcome of comparing two videos.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatchResult {
+    pub query_match_pct: f64,
+    pub target_match_pct: f64,
+    pub is_match: bool,
+}
+
+/// Unique hashes of the frames at or above `quality`, as 4 words for fast popcounts.
+fn filtered(frames: &[FrameHash], quality: u32) -> Vec<[u64; 4]> {
+    let mut seen = HashSet::new();
+    frames
+        .iter()
+        .filter(|f| f.quality >= quality && seen.insert(f.hash))
+        .map(|f| words(&f.hash))
+        .collect()
+}
+
+/// A hash as four 64-bit words (for popcount arithmetic).
+pub fn words(h: &PdqHash) -> [u64; 4] {
+    let mut w = [0u64; 4];
+    for (i, chunk) in h.0.chunks_exact(8).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        w[i] = u64::from_be_bytes(b);
+    }
+    w
+}
+
+#[inline]
+fn dist(a: &[u64; 4], b: &[u64; 4]) -> u32 {
+    (a[0] ^ b[0]).count_ones()
+        + (a[1] ^ b[1]).count_ones()
+        + (a[2] ^ b[2]).count_ones()
+        + (a[3] ^ b[3]).count_ones()
+}
+
+/// Compares a query video with a target (e.g. a bank's) video.
+pub fn compare(query: &[FrameHash], target: &[FrameHash], params: &MatchParams) -> MatchResult {
+    let q = filtered(query, params.quality);
+    let t = filtered(target, params.quality);
+    if q.is_empty() || t.is_empty() {
+        return MatchResult {
+            query_match_pct: 0.0,
+            target_match_pct: 0.0,
+            is_match: false,
+        };
+    }
+    let count = |a: &[[u64; 4]], b: &[[u64; 4]]| {
+        a.iter()
+            .filter(|x| b.iter().any(|y| dist(x, y) <= params.distance))
+            .count()
+    };
+    let query_match_pct = count(&q, &t) as f64 * 100.0 / q.len() as f64;
+    let target_match_pct = count(&t, &q) as f64 * 100.0 / t.len() as f64;
+    MatchResult {
+        query_match_pct,
+        target_match_pct,
+        is_match: target_match_pct >= params.target_pct && query_match_pct >= params.query_pct,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(byte: u8, flips: usize) -> PdqHash {
+        let mut a = [byte; 32];
+        for (i, b) in a.iter_mut().enumerate().take(flips.div_ceil(8)) {
+            let n = (flips - i * 8).min(8);
+            *b ^= ((1u16 << n) - 1) as u8;
+        }
+        PdqHash(a)
+    }
+
+    fn f(frame: u64, quality: u32, hash: PdqHash) -> FrameHash {
+        FrameHash {
+            frame,
+            quality,
+            hash,
+            timestamp_s: frame as f64 / 30.0,
+        }
+    }
+
+    #[test]
+    fn text_format_round_trips_and_reports_every_bad_line() {
+        let frames = vec![f(0, 100, h(0x5a, 0)), f(3, 42, h(0x0f, 3))];
+        let text = format(&frames);
+        assert!(text.starts_with("0,100,5a5a"), "{text}");
+        let back = parse(&text).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].hash, frames[1].hash);
+        assert!((back[1].timestamp_s - 0.1).abs() < 1e-9);
+
+        let bad = "0,100,zz,0.0\n\n# comment\n1,101,".to_string() + &"0".repeat(64) + ",0.1\n2,3\n";
+        let errors = parse(&bad).unwrap_err();
+        assert_eq!(
+            errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![1, 4, 5]
+        );
+        assert!(errors[1].message.contains("quality `101`"), "{errors:?}");
+    }
+
+    #[test]
+    fn selector_follows_the_reference_frame_modulus() {
+        let every = FrameSelector::new(0.0, 30.0);
+        assert!((0..10).all(|i| every.wants(i)));
+        let one_hz = FrameSelector::new(1.0, 29.97);
+        assert_eq!((0..90).filter(|&i| one_hz.wants(i)).count(), 4); // 0, 29, 58, 87
+        assert!(FrameSelector::new(100.0, 25.0).wants(1));
+    }
+
+    #[test]
+    fn pruning_keeps_frames_that_moved_away_from_the_last_kept() {
+        let frames = vec![
+            f(0, 100, h(0, 0)),
+            f(1, 100, h(0, 1)),
+            f(2, 100, h(0, 2)),
+            f(3, 100, h(0, 3)),
+            f(4, 100, h(0, 3)),
+        ];
+        let kept: Vec<u64> = prune(&frames, 2).iter().map(|f| f.frame).collect();
+        assert_eq!(kept, vec![0, 3]);
+        assert_eq!(prune(&frames, 0).len(), 4);
+    }
+
+    #[test]
+    fn comparison_counts_unique_quality_frames_both_ways() {
+        let a = h(0x00, 0);
+        let b = h(0xff, 0);
+        let near_a = h(0x00, 20);
+        let query = vec![f(0, 100, a), f(1, 100, a), f(2, 100, b), f(3, 10, near_a)];
+        let target = vec![f(0, 100, near_a)];
+        let r = compare(&query, &target, &MatchParams::default());
+        // Query: unique good frames {a, b}; only a matches. Target: its one frame matches.
+        assert_eq!(r.query_match_pct, 50.0);
+        assert_eq!(r.target_match_pct, 100.0);
+        assert!(r.is_match);
+        let strict = MatchParams {
+            query_pct: 60.0,
+            ..Default::default()
+        };
+        assert!(!compare(&query, &target, &strict).is_match);
+        // Distance exactly D matches (README: `<= D`).
+        let exact = compare(
+            &[f(0, 100, h(0, 31))],
+            &[f(0, 100, a)],
+            &MatchParams::default(),
+        );
+        assert!(exact.is_match);
+        // Nothing left after the quality filter: no match, 0 %.
+        let low = compare(&[f(0, 10, a)], &[f(0, 100, a)], &MatchParams::default());
+        assert_eq!((low.query_match_pct, low.is_match), (0.0, false));
+    }
+}
