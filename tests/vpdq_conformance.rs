@@ -4,8 +4,8 @@
 //!
 //! 1. Hashing: every frame of each video is decoded by the media stage's GStreamer decoder and
 //!    hashed by the PDQ library, then paired with the reference line for the same frame. Of the
-//!    frames whose reference quality is >= 80, >= 95 % must be within distance 10; of those
-//!    >= 50, >= 95 % within 16. (Decoders' YUV→RGB conversions differ slightly; flat,
+//!    frames whose reference quality is at least 80, 95 % must be within distance 10; of those
+//!    at least 50, 95 % within 16. (Decoders' YUV→RGB conversions differ slightly; flat,
 //!    quality-0 frames are unstable everywhere and filtered by vPDQ anyway.)
 //! 2. Matching: all pairs of reference hash files are compared at D = 31, F = 50, 80 % / 0 %,
 //!    by the library and by a literal transcription of the README's pseudocode written here
