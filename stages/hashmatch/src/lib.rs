@@ -13,5 +13,6 @@
 //! println!("{} quality {}", h.hash, h.quality);
 //! ```
 
+pub mod index;
 pub mod pdq;
 pub mod vpdq;
