@@ -433,7 +433,7 @@ fn read_le(r: &mut impl Read, bytes: &mut [u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::Strategy as Plan;
-    use super::*;
+    use super::{HashIndex, Hit, PdqHash};
     use proptest::prelude::*;
 
     fn brute(hashes: &[PdqHash], q: &PdqHash, r: u32) -> Vec<Hit> {
