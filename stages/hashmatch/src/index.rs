@@ -82,12 +82,11 @@ impl<T: bytemuck::Pod> Region<T> {
     }
 
     fn get(&self) -> &[T] {
-        &bytemuck::cast_slice(&self.map[..])[..self.len]
+        bytemuck::cast_slice(self.bytes())
     }
 
     fn get_mut(&mut self) -> &mut [T] {
-        let len = self.len;
-        &mut bytemuck::cast_slice_mut(&mut self.map[..])[..len]
+        bytemuck::cast_slice_mut(self.bytes_mut())
     }
 
     fn bytes(&self) -> &[u8] {

@@ -13,6 +13,8 @@
 //! println!("{} quality {}", h.hash, h.quality);
 //! ```
 
+pub mod bank;
+pub mod import;
 pub mod index;
 pub mod pdq;
 pub mod vpdq;
