@@ -1,5 +1,6 @@
 //! The binary's configuration: one TOML file, every key overridable by `CLIPGUARD_*`.
 
+use clipguard_hashmatch::stage::HashmatchConfig;
 use clipguard_media::MediaConfig;
 use clipguard_monitor::MonitorConfig;
 use clipguard_pipeline::config::Validate;
@@ -20,6 +21,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Media stage.
     pub media: MediaConfig,
+    /// Hash-matching stage and the bank folder.
+    pub hashmatch: HashmatchConfig,
     /// Monitor stage.
     pub monitor: MonitorConfig,
     /// Logs.
@@ -32,6 +35,7 @@ impl Validate for Config {
         self.host.validate(problems);
         self.store.validate(problems);
         self.media.validate(problems);
+        self.hashmatch.validate(problems);
         self.monitor.validate(problems);
         self.telemetry.validate(problems);
     }

@@ -134,3 +134,186 @@ pub fn match_vpdq(
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
+
+/// Options of `clipguard bank import`.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub bank: String,
+    pub category: Option<String>,
+    pub action: Option<String>,
+    pub description: Option<String>,
+    /// `auto`, `list` (CSV/TSV hash list), `vpdq` (per-frame file), `video`.
+    pub format: String,
+    /// 64-hex-digit hashes without a type column are SHA-256 rather than PDQ.
+    pub sha256: bool,
+    /// External id for vPDQ files and videos (default: the file name without extension).
+    pub id: Option<String>,
+    pub replace: bool,
+    pub strict: bool,
+}
+
+/// `clipguard bank import`.
+pub fn bank_import(
+    cfg: &crate::config::Config,
+    opts: &ImportOptions,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    use clipguard_hashmatch::bank::{Action, BankMeta, BankStore, Contents, check_name};
+    use clipguard_hashmatch::import::{self, DefaultKind};
+    check_name(&opts.bank)?;
+    let store = BankStore::new(&cfg.hashmatch.banks_dir);
+    let existing = match store.current(&opts.bank)? {
+        Some(_) => Some(store.meta(&opts.bank)?),
+        None => None,
+    };
+    let mut meta = match (&existing, &opts.category, &opts.action) {
+        (Some(m), _, _) => m.clone(),
+        (None, Some(c), Some(a)) => BankMeta::new(&opts.bank, c, a.parse::<Action>()?),
+        (None, _, _) => anyhow::bail!(
+            "bank `{}` is new: give its --category (csam, ncii, terrorism, internal_generated or \
+             a custom name) and --action (block or review)",
+            opts.bank
+        ),
+    };
+    if let Some(c) = &opts.category {
+        meta.category = c.clone();
+    }
+    if let Some(a) = &opts.action {
+        meta.action = a.parse()?;
+    }
+    if let Some(d) = &opts.description {
+        meta.description = d.clone();
+    }
+    let problems = meta.problems();
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
+
+    let default_kind = if opts.sha256 {
+        DefaultKind::Sha256
+    } else {
+        DefaultKind::Pdq
+    };
+    let mut added = Contents::default();
+    let mut skipped = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
+        let text = String::from_utf8(bytes).ok();
+        let id = opts.id.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default()
+        });
+        let format = match (opts.format.as_str(), &text) {
+            ("auto", Some(t)) if import::looks_like_vpdq(path, t) => "vpdq",
+            ("auto", Some(_)) => "list",
+            ("auto", None) => "video",
+            (f, _) => f,
+        };
+        match (format, &text) {
+            ("list", Some(t)) => {
+                skipped.extend(import::hash_list(&name, t, default_kind, &mut added))
+            }
+            ("vpdq", Some(t)) => skipped.extend(import::vpdq_file(&name, t, &id, &mut added)),
+            ("video", _) => {
+                let frames = vpdq_of_video(&cfg.media, path, cfg.media.pdq_rate_hz)?;
+                anyhow::ensure!(!frames.is_empty(), "{name}: no video frames to hash");
+                added.videos.push((id, frames));
+            }
+            ("list" | "vpdq", None) => anyhow::bail!("{name}: not UTF-8 text"),
+            (other, _) => anyhow::bail!("--format {other}: expected auto, list, vpdq or video"),
+        }
+    }
+    for s in &skipped {
+        eprintln!("skipped {s}");
+    }
+    if opts.strict && !skipped.is_empty() {
+        anyhow::bail!(
+            "{} line(s) skipped and --strict given: bank `{}` left unchanged",
+            skipped.len(),
+            opts.bank
+        );
+    }
+    if added.is_empty() && !opts.replace {
+        anyhow::bail!("nothing to import: bank `{}` left unchanged", opts.bank);
+    }
+    let new = added.counts();
+    let mut contents = if opts.replace {
+        Contents::default()
+    } else {
+        store.contents(&opts.bank)?
+    };
+    contents.merge(added);
+    let version = store.write(&meta, &contents)?;
+    let c = contents.counts();
+    println!(
+        "bank {} v{version} ({}, {}): read {} PDQ, {} videos, {} MD5, {} SHA-256; now {} PDQ, {} videos, {} MD5, {} SHA-256{}",
+        opts.bank,
+        meta.category,
+        meta.action.word(),
+        new.pdq,
+        new.vpdq_videos,
+        new.md5,
+        new.sha256,
+        c.pdq,
+        c.vpdq_videos,
+        c.md5,
+        c.sha256,
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; {} line(s) skipped", skipped.len())
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `clipguard bank list`.
+pub fn bank_list(cfg: &crate::config::Config, json: bool) -> anyhow::Result<ExitCode> {
+    use clipguard_hashmatch::bank::BankStore;
+    let store = BankStore::new(&cfg.hashmatch.banks_dir);
+    let names = store.names()?;
+    if !json && names.is_empty() {
+        println!("no banks in {}", store.dir().display());
+    } else if !json {
+        println!(
+            "{:<24} {:<20} {:<7} {:>5} {:>10} {:>7} {:>8} {:>8}",
+            "BANK", "CATEGORY", "ACTION", "VER", "PDQ", "VIDEOS", "MD5", "SHA256"
+        );
+    }
+    for name in names {
+        let m = store.meta(&name)?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bank": m.name, "category": m.category, "action": m.action.word(),
+                    "version": m.version, "updated_ms": m.updated_ms,
+                    "description": m.description, "pdq": m.counts.pdq,
+                    "vpdq_videos": m.counts.vpdq_videos, "md5": m.counts.md5,
+                    "sha256": m.counts.sha256, "pdq_distance": m.pdq_distance,
+                })
+            );
+        } else {
+            println!(
+                "{:<24} {:<20} {:<7} {:>5} {:>10} {:>7} {:>8} {:>8}",
+                m.name,
+                m.category,
+                m.action.word(),
+                m.version,
+                m.counts.pdq,
+                m.counts.vpdq_videos,
+                m.counts.md5,
+                m.counts.sha256
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `clipguard bank remove`.
+pub fn bank_remove(cfg: &crate::config::Config, name: &str) -> anyhow::Result<ExitCode> {
+    let store = clipguard_hashmatch::bank::BankStore::new(&cfg.hashmatch.banks_dir);
+    store.remove(name)?;
+    println!("bank {name} removed");
+    Ok(ExitCode::SUCCESS)
+}

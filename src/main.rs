@@ -126,6 +126,11 @@ enum Command {
         #[command(subcommand)]
         command: HashCommand,
     },
+    /// Hash banks: known-bad PDQ, vPDQ, MD5 and SHA-256 hashes (HMA / ThreatExchange formats).
+    Bank {
+        #[command(subcommand)]
+        command: BankCommand,
+    },
     /// Compare hashes.
     Match {
         #[command(subcommand)]
@@ -133,6 +138,50 @@ enum Command {
     },
     /// Check the configuration and report every problem at once.
     Validate,
+}
+
+#[derive(Debug, Subcommand)]
+enum BankCommand {
+    /// Add hashes to a bank (creating it), as a new version that running stages pick up.
+    /// Inputs: CSV/TSV hash lists (HMA / ThreatExchange exports), vPDQ per-frame files, or
+    /// videos (hashed at media.pdq_rate_hz). Malformed lines are reported and skipped.
+    Import {
+        /// Bank name (a-z, 0-9, _ and -).
+        #[arg(long)]
+        bank: String,
+        /// csam, ncii, terrorism, internal_generated or a custom name (required for a new bank).
+        #[arg(long)]
+        category: Option<String>,
+        /// block or review (required for a new bank).
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// auto, list, vpdq or video.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Untyped 64-hex-digit hashes are SHA-256 file hashes (default: PDQ).
+        #[arg(long)]
+        sha256: bool,
+        /// External id of a vPDQ file or video (default: its file name).
+        #[arg(long)]
+        id: Option<String>,
+        /// Replace the bank's contents instead of adding to them.
+        #[arg(long)]
+        replace: bool,
+        /// Refuse the whole import when any line is malformed.
+        #[arg(long)]
+        strict: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List banks with their category, action, version and counts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a bank.
+    Remove { bank: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -351,6 +400,36 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let rate = rate.unwrap_or(cfg.media.pdq_rate_hz);
             hashing::hash_vpdq(&cfg.media, rate, &video)
         }
+        Command::Bank { command } => match command {
+            BankCommand::Import {
+                bank,
+                category,
+                action,
+                description,
+                format,
+                sha256,
+                id,
+                replace,
+                strict,
+                files,
+            } => hashing::bank_import(
+                &cfg,
+                &hashing::ImportOptions {
+                    bank,
+                    category,
+                    action,
+                    description,
+                    format,
+                    sha256,
+                    id,
+                    replace,
+                    strict,
+                },
+                &files,
+            ),
+            BankCommand::List { json } => hashing::bank_list(&cfg, json),
+            BankCommand::Remove { bank } => hashing::bank_remove(&cfg, &bank),
+        },
         Command::Match {
             command:
                 MatchCommand::Vpdq {
@@ -597,8 +676,12 @@ async fn scan(
     let files = edges::expand_inputs(&files)?;
     let store = MediaStore::open(&cfg.store)?;
     let media = clipguard_media::MediaStage::new(cfg.media.clone(), store)?;
+    let hashmatch = clipguard_hashmatch::stage::HashmatchStage::new(cfg.hashmatch.clone())?;
     // Only the stages scan runs in-process are expected.
-    cfg.monitor.expected_stages = vec![clipguard_media::NAME.to_string()];
+    cfg.monitor.expected_stages = vec![
+        clipguard_media::NAME.to_string(),
+        clipguard_hashmatch::stage::NAME.to_string(),
+    ];
     let bar = if std::io::stderr().is_terminal() && !json {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
         bar.set_style(
@@ -657,7 +740,14 @@ async fn scan(
         let context = clipguard_media::context_of(&clip);
         let signals: Vec<_> =
             match clipguard_pipeline::inproc::process(&media, &clip_id, clip).await {
-                Ok(output) => output.result.signal.into_iter().collect(),
+                Ok(output) => {
+                    let matched = output
+                        .result
+                        .extract
+                        .as_ref()
+                        .map(|extract| hashmatch.match_extract(extract));
+                    output.result.signal.into_iter().chain(matched).collect()
+                }
                 Err(e) => vec![clipguard_schemas::Signal {
                     clip_id: clip_id.clone(),
                     stage: clipguard_media::NAME.into(),

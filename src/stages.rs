@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use clipguard_hashmatch::stage::HashmatchStage;
 use clipguard_media::MediaStage;
 use clipguard_monitor::MonitorStage;
 use clipguard_pipeline::PipelineError;
@@ -15,9 +16,9 @@ use tonic::service::Routes;
 use crate::config::Config;
 
 /// Stages this build can run, in pipeline order.
-pub const NAMES: &[&str] = &["media", "monitor"];
+pub const NAMES: &[&str] = &["media", "hashmatch", "monitor"];
 /// Stages of the design that later work adds.
-pub const PLANNED: &[&str] = &["hashmatch", "transcribe", "classify"];
+pub const PLANNED: &[&str] = &["transcribe", "classify"];
 
 type RunKafka = Box<
     dyn FnOnce(
@@ -51,6 +52,18 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
                 }),
                 routes,
                 services: vec![clipguard_media::grpc::SERVICE],
+            })
+        }
+        "hashmatch" => {
+            let stage = Arc::new(HashmatchStage::new(cfg.hashmatch.clone())?);
+            let routes = Routes::new(clipguard_hashmatch::grpc::service(stage.clone()));
+            Ok(Built {
+                name: clipguard_hashmatch::stage::NAME,
+                run_kafka: Box::new(move |host, metrics, shutdown| {
+                    Box::pin(async move { host.run(stage, metrics, shutdown).await })
+                }),
+                routes,
+                services: vec![clipguard_hashmatch::grpc::SERVICE],
             })
         }
         "monitor" => {
@@ -93,6 +106,10 @@ mod tests {
                 topics::SUBMITTED,
                 prost::Message::encode_to_vec(&ClipSubmitted::default()),
             ),
+            "hashmatch" => (
+                topics::MEDIA,
+                prost::Message::encode_to_vec(&clipguard_schemas::MediaExtract::default()),
+            ),
             "monitor" => (
                 topics::SIGNALS,
                 prost::Message::encode_to_vec(&Signal {
@@ -114,6 +131,7 @@ mod tests {
             let mut cfg = Config::default();
             cfg.kafka.brokers = broker.bootstrap_servers();
             cfg.store.url = dir.path().display().to_string();
+            cfg.hashmatch.banks_dir = dir.path().join("banks");
             let built = build(name, &cfg).unwrap();
             let mut registry = Registry::default();
             let metrics = StageMetrics::register(&mut registry, built.name);

@@ -20,6 +20,10 @@ const PARTITIONS: u32 = 3;
 fn stage_env(store: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
         ("CLIPGUARD_STORE__URL", store.display().to_string()),
+        (
+            "CLIPGUARD_HASHMATCH__BANKS_DIR",
+            store.join("banks").display().to_string(),
+        ),
         ("CLIPGUARD_KAFKA__SESSION_TIMEOUT_MS", "6000".to_string()),
         ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
         ("CLIPGUARD_LOG", "warn".to_string()),
@@ -73,6 +77,11 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
     }
     let brokers = broker.addr.clone();
     let mut media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
+    let mut hashmatch = Proc::spawn(
+        "hashmatch",
+        &["stage", "hashmatch", "--brokers", &brokers],
+        &env,
+    );
     let mut monitor = Proc::spawn(
         "monitor",
         &["stage", "monitor", "--brokers", &brokers],
@@ -105,6 +114,7 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
             media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
         }
         assert!(monitor.alive(), "monitor process died");
+        assert!(hashmatch.alive(), "hashmatch process died");
         assert!(
             media.alive(),
             "media process died (a worker must never crash on input)"
@@ -259,7 +269,7 @@ fn monitor_sigterm_hands_incomplete_clips_to_the_next_owner() {
     // Expect a stage that is not running, so every join stays incomplete.
     env.push((
         "CLIPGUARD_MONITOR__EXPECTED_STAGES",
-        r#"["media", "hashmatch"]"#.to_string(),
+        r#"["media", "hashmatch", "transcribe"]"#.to_string(),
     ));
     let brokers = broker.addr.clone();
     let _media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);

@@ -14,7 +14,9 @@
 //! ```
 
 pub mod bank;
+pub mod grpc;
 pub mod import;
 pub mod index;
 pub mod pdq;
+pub mod stage;
 pub mod vpdq;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Signal, Verdict};
+use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Evidence, Signal, Verdict};
 
 use crate::MonitorConfig;
 
@@ -49,6 +49,49 @@ pub fn decide(
                 s.stage,
                 err.message
             ));
+        }
+        for m in &s.hash_matches {
+            let action = m.action().max(Decision::Review);
+            decision = decision.max(action);
+            let ids = if m.external_ids.is_empty() {
+                String::new()
+            } else {
+                format!(", ids {}", m.external_ids.join(" "))
+            };
+            let what = match m.kind.as_str() {
+                "pdq" => format!("frames matched image hashes (PDQ distance {})", m.distance),
+                "vpdq" => format!(
+                    "the video matched a known video ({:.0} % of its frames, PDQ distance {})",
+                    m.target_match_pct, m.distance
+                ),
+                kind => format!("the file matched exactly ({kind})"),
+            };
+            let at = match (m.frame_timestamps_s.first(), m.frame_timestamps_s.last()) {
+                (Some(a), Some(b)) if a == b => format!(" at {a:.1} s"),
+                (Some(a), Some(b)) => format!(" at {a:.1}–{b:.1} s"),
+                _ => String::new(),
+            };
+            rationale.push(format!(
+                "{}: {what}{at} in bank `{}` ({}{ids})",
+                action.word(),
+                m.bank,
+                m.category
+            ));
+            categories.push(CategoryDecision {
+                category: format!("hash_match:{}", m.category),
+                score: 1.0,
+                threshold: 0.0,
+                decision: action as i32,
+                evidence: vec![Evidence {
+                    kind: "hash".into(),
+                    start_s: m.frame_timestamps_s.first().copied().unwrap_or(0.0),
+                    end_s: m.frame_timestamps_s.last().copied().unwrap_or(0.0),
+                    detail: format!(
+                        "bank `{}`, {} match, distance {}{ids}",
+                        m.bank, m.kind, m.distance
+                    ),
+                }],
+            });
         }
         for score in &s.scores {
             let flagged = score.score >= cfg.score_threshold;
@@ -138,12 +181,21 @@ pub fn decide(
     }
 }
 
-/// True when the signals are enough to decide without waiting any longer.
+/// True when the signals are enough to decide without waiting any longer: all expected stages
+/// answered, the media could not be decoded, or a CSAM bank matched with a block (nothing
+/// another stage says can change that block).
 pub fn complete(signals: &[Signal], cfg: &MonitorConfig) -> bool {
     if signals
         .iter()
         .any(|s| s.stage == "media" && s.error.is_some())
     {
+        return true;
+    }
+    if signals.iter().any(|s| {
+        s.hash_matches
+            .iter()
+            .any(|m| m.category == "csam" && m.action() == Decision::Block)
+    }) {
         return true;
     }
     cfg.expected_stages

@@ -1,0 +1,34 @@
+//! The hashmatch stage as a gRPC service (`clipguard.v1.HashMatchStage/Match`).
+
+use std::sync::Arc;
+
+use clipguard_schemas::hash_match_stage_server::{
+    HashMatchStage as HashMatchService, HashMatchStageServer,
+};
+use clipguard_schemas::{MediaExtract, Signal};
+use tonic::{Request, Response, Status};
+
+use crate::stage::HashmatchStage;
+
+/// Fully qualified service name, for health and reflection.
+pub const SERVICE: &str = "clipguard.v1.HashMatchStage";
+
+#[derive(Debug, Clone)]
+pub struct HashmatchGrpc(pub Arc<HashmatchStage>);
+
+#[tonic::async_trait]
+impl HashMatchService for HashmatchGrpc {
+    async fn r#match(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
+        let stage = self.0.clone();
+        let extract = request.into_inner();
+        let signal = tokio::task::spawn_blocking(move || stage.match_extract(&extract))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(signal))
+    }
+}
+
+/// The tonic service for the gRPC host.
+pub fn service(stage: Arc<HashmatchStage>) -> HashMatchStageServer<HashmatchGrpc> {
+    HashMatchStageServer::new(HashmatchGrpc(stage))
+}
