@@ -132,6 +132,8 @@ mod tests {
             cfg.kafka.brokers = broker.bootstrap_servers();
             cfg.store.url = dir.path().display().to_string();
             cfg.hashmatch.banks_dir = dir.path().join("banks");
+            // One media signal completes a clip, so the monitor sample is processed at once.
+            cfg.monitor.expected_stages = vec!["media".into()];
             let built = build(name, &cfg).unwrap();
             let mut registry = Registry::default();
             let metrics = StageMetrics::register(&mut registry, built.name);
