@@ -75,7 +75,10 @@ fn main() {
         std::hint::black_box(pdq::hash_luma(&luma, W, H));
     });
     println!("PDQ of a {W}x{H} frame, 1 thread, median of {runs}:");
-    println!("clipguard, RGB frame:      {from_rgb:7.2} ms  (quality {})", ours.quality);
+    println!(
+        "clipguard, RGB frame:      {from_rgb:7.2} ms  (quality {})",
+        ours.quality
+    );
     println!("clipguard, video Y plane:  {from_y:7.2} ms");
 
     let python = std::env::var_os("CLIPGUARD_BENCH_PYTHON")
