@@ -67,7 +67,6 @@ struct VideoState {
     fps: f64,
     picked: Vec<PickedFrame>,
     selector: Option<FrameSelector>,
-    hashes: Vec<FrameHash>,
 }
 
 #[derive(Default)]
@@ -79,6 +78,37 @@ struct Shared {
     unknown: Mutex<Vec<String>>,
     video_linked: AtomicBool,
     no_more_pads: AtomicBool,
+    /// Frames to hash go to a hashing thread, so PDQ overlaps decoding instead of holding up
+    /// the streaming thread.
+    hasher: Mutex<Option<std::sync::mpsc::SyncSender<HashJob>>>,
+}
+
+/// A full-resolution luma plane to hash.
+struct HashJob {
+    index: u32,
+    timestamp_s: f64,
+    /// Part of the vPDQ (else only a picked frame's own hash).
+    vpdq: bool,
+    y: Vec<u8>,
+    width: usize,
+    height: usize,
+    limited: bool,
+}
+
+/// Hashes jobs until the sender is dropped; returns (frame index, timestamp, vpdq?, hash).
+fn spawn_hasher(
+    jobs: std::sync::mpsc::Receiver<HashJob>,
+) -> std::thread::JoinHandle<Vec<(u32, f64, bool, pdq::Hashed)>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        for job in jobs {
+            let luma =
+                pdq::luma_from_video_plane(&job.y, job.width, job.width, job.height, job.limited);
+            let h = pdq::hash_luma(&luma, job.width, job.height);
+            out.push((job.index, job.timestamp_s, job.vpdq, h));
+        }
+        out
+    })
 }
 
 impl Shared {
@@ -141,6 +171,12 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
         .map_err(|e| MediaError::Internal(e.to_string()))?;
 
     let shared = Arc::new(Shared::default());
+    // At most 2 frames wait for the hashing thread (bounded memory; decoding waits beyond).
+    let hasher = settings.pdq.then(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        *lock(&shared.hasher) = Some(tx);
+        spawn_hasher(rx)
+    });
     lock(&shared.video).sampler = Some(Sampler::new(
         settings.sample_fps,
         settings.scene_cut_threshold,
@@ -201,6 +237,12 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
 
     let result = run_bus(&pipeline, &shared, settings, started);
     let _ = pipeline.set_state(gst::State::Null);
+    // Every frame is in; let the hashing thread finish and collect its hashes.
+    lock(&shared.hasher).take();
+    let mut hashed = hasher
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    hashed.sort_by_key(|(index, ..)| *index);
     let (container, video_codec, audio_codec) = lock(&shared.names).clone();
     result.and_then(|duration_s| {
         let mut video = std::mem::take(&mut *lock(&shared.video));
@@ -224,14 +266,30 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
                 "video stops at {decoded_until:.2} s of the {duration:.2} s the container declares"
             )));
         }
+        let mut frames = std::mem::take(&mut video.picked);
+        for f in &mut frames {
+            if let Ok(i) = hashed.binary_search_by_key(&f.index, |(index, ..)| *index) {
+                f.pdq = Some(hashed[i].3);
+            }
+        }
+        let frame_hashes = hashed
+            .iter()
+            .filter(|(_, _, vpdq, _)| *vpdq)
+            .map(|(index, t, _, h)| FrameHash {
+                frame: u64::from(*index),
+                quality: h.quality,
+                hash: h.hash,
+                timestamp_s: *t,
+            })
+            .collect();
         Ok(Decoded {
             width: video.width,
             height: video.height,
             fps: video.fps,
             duration_s: duration_s.unwrap_or(decoded_until),
             frames_decoded: video.frames,
-            frames: std::mem::take(&mut video.picked),
-            frame_hashes: std::mem::take(&mut video.hashes),
+            frames,
+            frame_hashes,
             audio: lock(&shared.audio).take(),
             container: container.clone(),
             video_codec: video_codec.clone(),
@@ -509,32 +567,36 @@ fn on_video_sample(
     let strides = frame.plane_stride();
     let grid = LumaGrid::from_plane(y, strides[0] as usize, width as usize, height as usize);
     let pick = video.sampler.as_mut().and_then(|s| s.offer(t, grid));
-    // PDQ needs the full-resolution luma, which only exists here: hash the frames vPDQ wants
-    // and the picked ones, and let only 32 bytes + quality per frame leave the worker.
-    let mut hashed = None;
+    // PDQ needs the full-resolution luma, which only exists here: the frames vPDQ wants and
+    // the picked ones go (as a packed copy of the Y plane) to the hashing thread, and only
+    // 32 bytes + quality per frame leave the worker.
     if settings.pdq {
         let selector = *video
             .selector
             .get_or_insert_with(|| FrameSelector::new(settings.pdq_rate_hz, fps));
-        if selector.wants(u64::from(index)) || pick.is_some() {
-            let limited = info.colorimetry().range() != gst_video::VideoColorRange::Range0_255;
-            let luma = pdq::luma_from_video_plane(
-                y,
-                strides[0] as usize,
-                width as usize,
-                height as usize,
-                limited,
-            );
-            let h = pdq::hash_luma(&luma, width as usize, height as usize);
-            if selector.wants(u64::from(index)) {
-                video.hashes.push(FrameHash {
-                    frame: u64::from(index),
-                    quality: h.quality,
-                    hash: h.hash,
-                    timestamp_s: t,
-                });
+        let vpdq = selector.wants(u64::from(index));
+        if vpdq || pick.is_some() {
+            let (w, h, stride) = (width as usize, height as usize, strides[0] as usize);
+            let mut packed = Vec::with_capacity(w * h);
+            for row in 0..h {
+                packed.extend_from_slice(&y[row * stride..row * stride + w]);
             }
-            hashed = Some(h);
+            let job = HashJob {
+                index,
+                timestamp_s: t,
+                vpdq,
+                y: packed,
+                width: w,
+                height: h,
+                limited: info.colorimetry().range() != gst_video::VideoColorRange::Range0_255,
+            };
+            let sender = lock(&shared.hasher).clone();
+            if let Some(tx) = sender {
+                // Blocks while the hashing thread is 2 frames behind (backpressure).
+                drop(video);
+                let _ = tx.send(job);
+                video = lock(&shared.video);
+            }
         }
     }
     let Some(pick) = pick else {
@@ -563,7 +625,7 @@ fn on_video_sample(
         jpeg,
         width: tw,
         height: th,
-        pdq: hashed,
+        pdq: None,
     });
     Ok(())
 }
