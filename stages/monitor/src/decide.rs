@@ -289,4 +289,51 @@ mod tests {
         assert_eq!(v.decision(), Decision::Block);
         assert_eq!(v.stages, vec!["media".to_string()]);
     }
+
+    fn hash_signal(category: &str, action: Decision) -> Signal {
+        Signal {
+            clip_id: "c".into(),
+            stage: "hashmatch".into(),
+            reasons: vec![format!("hash_match:{category}")],
+            hash_matches: vec![clipguard_schemas::HashMatch {
+                bank: "known".into(),
+                category: category.into(),
+                action: action as i32,
+                kind: "vpdq".into(),
+                distance: 6,
+                frame_timestamps_s: vec![1.0, 2.5],
+                external_ids: vec!["case-1".into()],
+                target_match_pct: 92.0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_csam_block_decides_at_once_and_says_where() {
+        let cfg = MonitorConfig::default();
+        let csam = hash_signal("csam", Decision::Block);
+        assert!(
+            complete(std::slice::from_ref(&csam), &cfg),
+            "no waiting for other stages"
+        );
+        let v = decide("c", &[csam], &cfg, false);
+        assert_eq!(v.decision(), Decision::Block);
+        assert_eq!(v.reasons, vec!["hash_match:csam".to_string()]);
+        assert_eq!(v.categories[0].category, "hash_match:csam");
+        assert_eq!(v.categories[0].evidence[0].start_s, 1.0);
+        assert!(
+            v.rationale.contains("1.0–2.5 s in bank `known`"),
+            "{}",
+            v.rationale
+        );
+        assert!(v.rationale.contains("case-1"), "{}", v.rationale);
+
+        // A review bank of another category waits for the other stages and reviews.
+        let ncii = hash_signal("ncii", Decision::Review);
+        assert!(!complete(std::slice::from_ref(&ncii), &cfg));
+        let v = decide("c", &[media_ok(), ncii], &cfg, false);
+        assert_eq!(v.decision(), Decision::Review);
+    }
 }
