@@ -7,7 +7,15 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --bin clipguard
 scripts/make-samples.sh samples >/dev/null
+bin="${CARGO_TARGET_DIR:-target}/debug/clipguard"
+# A demo hash bank holding the vPDQ of one sample (standing in for a known video), so the run
+# shows a hash match. Real banks come from HMA / ThreatExchange exports via `clipguard bank import`.
+export CLIPGUARD_HASHMATCH__BANKS_DIR="${CLIPGUARD_HASHMATCH__BANKS_DIR:-.demo-banks}"
+if ! "$bin" bank list --json | grep -q '"demo-known"'; then
+  "$bin" bank import --bank demo-known --category internal_generated --action review \
+    --id demo-video-1 samples/speech.mp4
+fi
 echo
-echo "clipguard run samples/   (embedded broker, every stage in-process)"
+echo "clipguard run samples/   (embedded broker, every stage in-process; bank demo-known holds speech.mp4)"
 echo
-exec "${CARGO_TARGET_DIR:-target}/debug/clipguard" run "$@" samples/
+exec "$bin" run "$@" samples/
