@@ -86,27 +86,43 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         .iter()
         .filter(|s| s.name == "process" && attr(s, "clip_id").as_deref() == Some(clip_id.as_str()))
         .collect();
-    let mut by_stage: HashMap<String, &Span> = HashMap::new();
+    // The monitor handles one signal per stage, so it has a span per signal, each a child of
+    // the span of the stage that sent it; hashmatch's span is a child of media's.
+    let mut by_stage: HashMap<String, Vec<&Span>> = HashMap::new();
     for s in &of_clip {
-        by_stage.insert(attr(s, "stage").unwrap_or_default(), s);
+        by_stage
+            .entry(attr(s, "stage").unwrap_or_default())
+            .or_default()
+            .push(s);
     }
-    let (media, monitor) = (by_stage.get("media"), by_stage.get("monitor"));
-    assert!(
-        media.is_some() && monitor.is_some(),
-        "process spans per stage: {:?}",
-        by_stage.keys()
-    );
-    let (media, monitor) = (media.unwrap(), monitor.unwrap());
+    let one = |stage: &str| -> &Span {
+        let spans = by_stage.get(stage).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(spans.len(), 1, "one {stage} span: {:?}", by_stage.keys());
+        spans[0]
+    };
+    let (media, hashmatch) = (one("media"), one("hashmatch"));
+    let monitor = by_stage.get("monitor").cloned().unwrap_or_default();
+    assert_eq!(monitor.len(), 2, "a monitor span per signal");
+    for s in monitor.iter().chain([&hashmatch]) {
+        assert_eq!(
+            media.trace_id, s.trace_id,
+            "one trace across the Kafka hops"
+        );
+    }
     assert_eq!(
-        media.trace_id, monitor.trace_id,
-        "one trace across the Kafka hop"
+        hashmatch.parent_span_id, media.span_id,
+        "hashmatch's parent is media"
     );
+    let mut parents: Vec<&Vec<u8>> = monitor.iter().map(|s| &s.parent_span_id).collect();
+    parents.sort();
+    let mut want = vec![&media.span_id, &hashmatch.span_id];
+    want.sort();
     assert_eq!(
-        monitor.parent_span_id, media.span_id,
-        "the monitor span's parent is the media span"
+        parents, want,
+        "the monitor's spans are children of media's and hashmatch's"
     );
     println!(
-        "{} spans exported; clip {clip_id}: media -> monitor in trace {}",
+        "{} spans exported; clip {clip_id}: media -> hashmatch, both -> monitor, in trace {}",
         spans.len(),
         hex(&media.trace_id)
     );
