@@ -49,19 +49,8 @@ pub fn vpdq_of_video(
     path: &Path,
     rate_hz: f64,
 ) -> anyhow::Result<Vec<FrameHash>> {
-    clipguard_media::decode::init()?;
-    let settings = MediaConfig {
-        pdq: true,
-        pdq_rate_hz: rate_hz,
-        sample_fps: 0.0,
-        scene_cut_threshold: 0.0,
-        max_sampled_frames: 1,
-        extract_audio: false,
-        ..media.clone()
-    };
-    let decoded = clipguard_media::decode::decode_file(path, &settings)
-        .with_context(|| format!("{}", path.display()))?;
-    Ok(decoded.frame_hashes)
+    clipguard_media::decode::vpdq_of_file(path, media, rate_hz)
+        .with_context(|| format!("{}", path.display()))
 }
 
 /// `clipguard hash vpdq`: the reference line format on stdout.
@@ -136,19 +125,33 @@ fn round2(v: f64) -> f64 {
 }
 
 /// Options of `clipguard bank import`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImportOptions {
+    /// Bank name (a-z, 0-9, _ and -).
+    #[arg(long)]
     pub bank: String,
+    /// csam, ncii, terrorism, internal_generated or a custom name (required for a new bank).
+    #[arg(long)]
     pub category: Option<String>,
+    /// block or review (required for a new bank).
+    #[arg(long)]
     pub action: Option<String>,
+    #[arg(long)]
     pub description: Option<String>,
-    /// `auto`, `list` (CSV/TSV hash list), `vpdq` (per-frame file), `video`.
+    /// auto, list (CSV/TSV hash list), vpdq (per-frame file) or video.
+    #[arg(long, default_value = "auto")]
     pub format: String,
-    /// 64-hex-digit hashes without a type column are SHA-256 rather than PDQ.
+    /// Untyped 64-hex-digit hashes are SHA-256 file hashes (default: PDQ).
+    #[arg(long)]
     pub sha256: bool,
-    /// External id for vPDQ files and videos (default: the file name without extension).
+    /// External id of a vPDQ file or video (default: its file name).
+    #[arg(long)]
     pub id: Option<String>,
+    /// Replace the bank's contents instead of adding to them.
+    #[arg(long)]
     pub replace: bool,
+    /// Refuse the whole import when any line is malformed.
+    #[arg(long)]
     pub strict: bool,
 }
 

@@ -146,32 +146,8 @@ enum BankCommand {
     /// Inputs: CSV/TSV hash lists (HMA / ThreatExchange exports), vPDQ per-frame files, or
     /// videos (hashed at media.pdq_rate_hz). Malformed lines are reported and skipped.
     Import {
-        /// Bank name (a-z, 0-9, _ and -).
-        #[arg(long)]
-        bank: String,
-        /// csam, ncii, terrorism, internal_generated or a custom name (required for a new bank).
-        #[arg(long)]
-        category: Option<String>,
-        /// block or review (required for a new bank).
-        #[arg(long)]
-        action: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        /// auto, list, vpdq or video.
-        #[arg(long, default_value = "auto")]
-        format: String,
-        /// Untyped 64-hex-digit hashes are SHA-256 file hashes (default: PDQ).
-        #[arg(long)]
-        sha256: bool,
-        /// External id of a vPDQ file or video (default: its file name).
-        #[arg(long)]
-        id: Option<String>,
-        /// Replace the bank's contents instead of adding to them.
-        #[arg(long)]
-        replace: bool,
-        /// Refuse the whole import when any line is malformed.
-        #[arg(long)]
-        strict: bool,
+        #[command(flatten)]
+        options: hashing::ImportOptions,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -401,32 +377,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             hashing::hash_vpdq(&cfg.media, rate, &video)
         }
         Command::Bank { command } => match command {
-            BankCommand::Import {
-                bank,
-                category,
-                action,
-                description,
-                format,
-                sha256,
-                id,
-                replace,
-                strict,
-                files,
-            } => hashing::bank_import(
-                &cfg,
-                &hashing::ImportOptions {
-                    bank,
-                    category,
-                    action,
-                    description,
-                    format,
-                    sha256,
-                    id,
-                    replace,
-                    strict,
-                },
-                &files,
-            ),
+            BankCommand::Import { options, files } => hashing::bank_import(&cfg, &options, &files),
             BankCommand::List { json } => hashing::bank_list(&cfg, json),
             BankCommand::Remove { bank } => hashing::bank_remove(&cfg, &bank),
         },

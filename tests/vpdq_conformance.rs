@@ -51,18 +51,7 @@ fn reference_hashes(dir: &Path) -> BTreeMap<String, Vec<FrameHash>> {
 }
 
 fn hash_video(path: &Path) -> Vec<FrameHash> {
-    clipguard_media::decode::init().unwrap();
-    let settings = MediaConfig {
-        pdq_rate_hz: 0.0,
-        sample_fps: 0.0,
-        scene_cut_threshold: 0.0,
-        max_sampled_frames: 1,
-        extract_audio: false,
-        ..MediaConfig::default()
-    };
-    clipguard_media::decode::decode_file(path, &settings)
-        .unwrap()
-        .frame_hashes
+    clipguard_media::decode::vpdq_of_file(path, &MediaConfig::default(), 0.0).unwrap()
 }
 
 /// The README's pseudocode, transcribed literally: sets of hashes (parsed here from their hex

@@ -276,22 +276,18 @@ impl Contents {
         Counts {
             pdq: self.pdq.len() as u64,
             vpdq_videos: self.videos.len() as u64,
-            md5: self
-                .files
-                .keys()
-                .filter(|(k, _)| *k == FileKind::Md5)
-                .count() as u64,
-            sha256: self
-                .files
-                .keys()
-                .filter(|(k, _)| *k == FileKind::Sha256)
-                .count() as u64,
+            md5: file_count(&self.files, FileKind::Md5),
+            sha256: file_count(&self.files, FileKind::Sha256),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.pdq.is_empty() && self.videos.is_empty() && self.files.is_empty()
     }
+}
+
+fn file_count(files: &BTreeMap<(FileKind, String), String>, kind: FileKind) -> u64 {
+    files.keys().filter(|(k, _)| *k == kind).count() as u64
 }
 
 /// A loaded bank, ready for matching.
@@ -309,17 +305,18 @@ pub struct Bank {
 }
 
 impl Bank {
-    /// Builds the in-memory bank (indexes included) from its settings and entries.
-    pub fn build(meta: BankMeta, contents: Contents) -> Result<Self, BankError> {
-        let problems = meta.problems();
-        if !problems.is_empty() {
-            return Err(BankError::Invalid(problems.join("; ")));
-        }
-        let (hashes, pdq_ids): (Vec<PdqHash>, Vec<String>) = contents.pdq.into_iter().unzip();
-        let pdq = HashIndex::build(&hashes).map_err(|e| BankError::Invalid(e.to_string()))?;
+    /// Assembles a bank read from disk (its settings already checked by `read_meta`): builds
+    /// the (small) index of its videos' frames; the PDQ index comes as it was written.
+    fn from_parts(
+        meta: BankMeta,
+        pdq: HashIndex,
+        pdq_ids: Vec<String>,
+        videos: Vec<(String, Vec<FrameHash>)>,
+        files: BTreeMap<(FileKind, String), String>,
+    ) -> Result<Self, BankError> {
         let mut frames = Vec::new();
         let mut video_of_frame = Vec::new();
-        for (v, (_, fs)) in contents.videos.iter().enumerate() {
+        for (v, (_, fs)) in videos.iter().enumerate() {
             let mut seen = HashSet::new();
             for f in fs {
                 if f.quality >= meta.vpdq_quality && seen.insert(f.hash) {
@@ -334,10 +331,10 @@ impl Bank {
             meta,
             pdq,
             pdq_ids,
-            videos: contents.videos,
+            videos,
             video_frames,
             video_of_frame,
-            files: contents.files.into_iter().collect(),
+            files: files.into_iter().collect(),
         })
     }
 }
@@ -450,11 +447,8 @@ impl BankStore {
         let counts = Counts {
             pdq: pdq.len() as u64,
             vpdq_videos: videos.len() as u64,
-            ..Contents {
-                files: files.clone(),
-                ..Default::default()
-            }
-            .counts()
+            md5: file_count(&files, FileKind::Md5),
+            sha256: file_count(&files, FileKind::Sha256),
         };
         if counts != meta.counts {
             return Err(damaged(format!(
@@ -462,19 +456,7 @@ impl BankStore {
                 meta.counts
             )));
         }
-        // The PDQ index was loaded as written; rebuild only the (small) video frame index.
-        let pdq_entries: Vec<(PdqHash, String)> = Vec::new();
-        let mut bank = Bank::build(
-            meta,
-            Contents {
-                pdq: pdq_entries,
-                videos,
-                files,
-            },
-        )?;
-        bank.pdq = pdq;
-        bank.pdq_ids = pdq_ids;
-        Ok(bank)
+        Bank::from_parts(meta, pdq, pdq_ids, videos, files)
     }
 
     /// The entries of the live version (empty when the bank does not exist).

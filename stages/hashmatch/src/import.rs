@@ -211,22 +211,15 @@ pub fn hash_list(
 
 /// Reads one vPDQ per-frame file as a video with the given id.
 pub fn vpdq_file(file: &str, text: &str, id: &str, into: &mut Contents) -> Vec<Skipped> {
-    let mut frames = Vec::new();
-    let mut skipped = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        match vpdq::parse(line) {
-            Ok(mut f) => frames.append(&mut f),
-            Err(e) => skipped.push(Skipped {
-                file: file.to_string(),
-                line: i + 1,
-                message: e[0].message.clone(),
-            }),
-        }
-    }
+    let (frames, errors) = vpdq::parse_lenient(text);
+    let mut skipped: Vec<Skipped> = errors
+        .into_iter()
+        .map(|e| Skipped {
+            file: file.to_string(),
+            line: e.line,
+            message: e.message,
+        })
+        .collect();
     if frames.is_empty() {
         skipped.push(Skipped {
             file: file.to_string(),

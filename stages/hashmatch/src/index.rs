@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::pdq::PdqHash;
+use crate::pdq::{PdqHash, word_distance};
 
 const CHUNKS: usize = 16;
 const BUCKETS: usize = 1 << 16;
@@ -124,14 +124,6 @@ fn chunk(w: &[u64; 4], t: usize) -> usize {
     ((w[t / 4] >> (48 - 16 * (t % 4))) & 0xffff) as usize
 }
 
-#[inline]
-fn distance(a: &[u64; 4], b: &[u64]) -> u32 {
-    (a[0] ^ b[0]).count_ones()
-        + (a[1] ^ b[1]).count_ones()
-        + (a[2] ^ b[2]).count_ones()
-        + (a[3] ^ b[3]).count_ones()
-}
-
 impl HashIndex {
     /// Builds the index (with multi-index tables unless the bank is tiny).
     pub fn build(hashes: &[PdqHash]) -> Result<Self, IndexError> {
@@ -146,7 +138,7 @@ impl HashIndex {
         }
         let mut words = Region::zeroed(n * 4).map_err(IndexError::Memory)?;
         for (w, h) in words.get_mut().chunks_exact_mut(4).zip(hashes) {
-            w.copy_from_slice(&crate::vpdq::words(h));
+            w.copy_from_slice(&h.words());
         }
         let (offsets, ids) = if tables {
             (
@@ -245,7 +237,7 @@ impl HashIndex {
         out: &mut Vec<Hit>,
     ) {
         out.clear();
-        let q = crate::vpdq::words(query);
+        let q = query.words();
         let per_chunk = radius / CHUNKS as u32;
         let mih = self.has_tables()
             && match strategy {
@@ -259,7 +251,7 @@ impl HashIndex {
             out.sort_unstable();
         } else {
             for (i, h) in self.words.get().chunks_exact(4).enumerate() {
-                let d = distance(&q, h);
+                let d = word_distance(&q, h);
                 if d <= radius {
                     out.push(Hit {
                         index: i as u32,
@@ -282,7 +274,7 @@ impl HashIndex {
                 for &id in &ids[lo..hi] {
                     let i = id as usize;
                     let h = &words[i * 4..i * 4 + 4];
-                    let d = distance(q, h);
+                    let d = word_distance(q, h);
                     if d > radius {
                         continue;
                     }

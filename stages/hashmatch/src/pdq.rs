@@ -56,6 +56,26 @@ impl PdqHash {
     pub fn count_ones(&self) -> u32 {
         self.0.iter().map(|b| b.count_ones()).sum()
     }
+
+    /// The hash as four big-endian 64-bit words, for popcount arithmetic ([`word_distance`]).
+    pub fn words(&self) -> [u64; 4] {
+        let mut w = [0u64; 4];
+        for (i, chunk) in self.0.chunks_exact(8).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            w[i] = u64::from_be_bytes(b);
+        }
+        w
+    }
+}
+
+/// Hamming distance of two hashes in word form ([`PdqHash::words`]); `b` holds at least 4 words.
+#[inline]
+pub fn word_distance(a: &[u64; 4], b: &[u64]) -> u32 {
+    (a[0] ^ b[0]).count_ones()
+        + (a[1] ^ b[1]).count_ones()
+        + (a[2] ^ b[2]).count_ones()
+        + (a[3] ^ b[3]).count_ones()
 }
 
 impl fmt::Display for PdqHash {

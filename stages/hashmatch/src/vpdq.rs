@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::pdq::PdqHash;
+use crate::pdq::{PdqHash, word_distance};
 
 /// One hashed frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +36,16 @@ pub struct LineError {
 /// Parses the reference text format. Blank lines and `#` comments are skipped; every malformed
 /// line is reported (all of them, not just the first).
 pub fn parse(text: &str) -> Result<Vec<FrameHash>, Vec<LineError>> {
+    let (frames, errors) = parse_lenient(text);
+    if errors.is_empty() {
+        Ok(frames)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses what it can: the good lines' frames and the malformed lines' errors.
+pub fn parse_lenient(text: &str) -> (Vec<FrameHash>, Vec<LineError>) {
     let mut frames = Vec::new();
     let mut errors = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -51,11 +61,7 @@ pub fn parse(text: &str) -> Result<Vec<FrameHash>, Vec<LineError>> {
             }),
         }
     }
-    if errors.is_empty() {
-        Ok(frames)
-    } else {
-        Err(errors)
-    }
+    (frames, errors)
 }
 
 fn parse_line(line: &str) -> Result<FrameHash, String> {
@@ -177,27 +183,8 @@ fn filtered(frames: &[FrameHash], quality: u32) -> Vec<[u64; 4]> {
     frames
         .iter()
         .filter(|f| f.quality >= quality && seen.insert(f.hash))
-        .map(|f| words(&f.hash))
+        .map(|f| f.hash.words())
         .collect()
-}
-
-/// A hash as four 64-bit words (for popcount arithmetic).
-pub fn words(h: &PdqHash) -> [u64; 4] {
-    let mut w = [0u64; 4];
-    for (i, chunk) in h.0.chunks_exact(8).enumerate() {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(chunk);
-        w[i] = u64::from_be_bytes(b);
-    }
-    w
-}
-
-#[inline]
-fn dist(a: &[u64; 4], b: &[u64; 4]) -> u32 {
-    (a[0] ^ b[0]).count_ones()
-        + (a[1] ^ b[1]).count_ones()
-        + (a[2] ^ b[2]).count_ones()
-        + (a[3] ^ b[3]).count_ones()
 }
 
 /// Compares a query video with a target (e.g. a bank's) video.
@@ -213,7 +200,7 @@ pub fn compare(query: &[FrameHash], target: &[FrameHash], params: &MatchParams) 
     }
     let count = |a: &[[u64; 4]], b: &[[u64; 4]]| {
         a.iter()
-            .filter(|x| b.iter().any(|y| dist(x, y) <= params.distance))
+            .filter(|x| b.iter().any(|y| word_distance(x, y) <= params.distance))
             .count()
     };
     let query_match_pct = count(&q, &t) as f64 * 100.0 / q.len() as f64;

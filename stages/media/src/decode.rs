@@ -155,6 +155,26 @@ fn make(factory: &str) -> Result<gst::Element, MediaError> {
         .map_err(|e| MediaError::Internal(format!("cannot create {factory}: {e}")))
 }
 
+/// The vPDQ of a video file at `rate_hz` (0 = every frame), unpruned, as the reference hasher
+/// gives it: the stage's decoder and limits from `settings`, with sampling and audio off.
+pub fn vpdq_of_file(
+    path: &Path,
+    settings: &MediaConfig,
+    rate_hz: f64,
+) -> Result<Vec<FrameHash>, MediaError> {
+    init()?;
+    let settings = MediaConfig {
+        pdq: true,
+        pdq_rate_hz: rate_hz,
+        sample_fps: 0.0,
+        scene_cut_threshold: 0.0,
+        max_sampled_frames: 1,
+        extract_audio: false,
+        ..settings.clone()
+    };
+    Ok(decode_file(path, &settings)?.frame_hashes)
+}
+
 /// Decodes the file at `path` under `settings`.
 pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, MediaError> {
     let started = Instant::now();
