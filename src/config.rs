@@ -7,6 +7,7 @@ use clipguard_pipeline::config::Validate;
 use clipguard_pipeline::kafka::{HostConfig, KafkaConfig};
 use clipguard_pipeline::store::StoreConfig;
 use clipguard_pipeline::telemetry::TelemetryConfig;
+use clipguard_transcribe::TranscribeConfig;
 use serde::Deserialize;
 
 /// Everything configurable, by section.
@@ -23,6 +24,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// Hash-matching stage and the bank folder.
     pub hashmatch: HashmatchConfig,
+    /// Transcription stage: model, decoding, voice-activity gate.
+    pub transcribe: TranscribeConfig,
     /// Monitor stage.
     pub monitor: MonitorConfig,
     /// Logs.
@@ -36,6 +39,7 @@ impl Validate for Config {
         self.store.validate(problems);
         self.media.validate(problems);
         self.hashmatch.validate(problems);
+        self.transcribe.validate(problems);
         self.monitor.validate(problems);
         self.telemetry.validate(problems);
     }

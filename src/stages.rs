@@ -9,6 +9,7 @@ use clipguard_pipeline::PipelineError;
 use clipguard_pipeline::kafka::KafkaHost;
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::telemetry::StageMetrics;
+use clipguard_transcribe::TranscribeStage;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tonic::service::Routes;
@@ -16,9 +17,9 @@ use tonic::service::Routes;
 use crate::config::Config;
 
 /// Stages this build can run, in pipeline order.
-pub const NAMES: &[&str] = &["media", "hashmatch", "monitor"];
+pub const NAMES: &[&str] = &["media", "hashmatch", "transcribe", "monitor"];
 /// Stages of the design that later work adds.
-pub const PLANNED: &[&str] = &["transcribe", "classify"];
+pub const PLANNED: &[&str] = &["classify"];
 
 type RunKafka = Box<
     dyn FnOnce(
@@ -66,6 +67,19 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
                 services: vec![clipguard_hashmatch::grpc::SERVICE],
             })
         }
+        "transcribe" => {
+            let store = MediaStore::open(&cfg.store)?;
+            let stage = Arc::new(TranscribeStage::new(cfg.transcribe.clone(), store)?);
+            let routes = Routes::new(clipguard_transcribe::grpc::service(stage.clone()));
+            Ok(Built {
+                name: clipguard_transcribe::NAME,
+                run_kafka: Box::new(move |host, metrics, shutdown| {
+                    Box::pin(async move { host.run(stage, metrics, shutdown).await })
+                }),
+                routes,
+                services: vec![clipguard_transcribe::grpc::SERVICE],
+            })
+        }
         "monitor" => {
             let stage = Arc::new(MonitorStage::new(cfg.monitor.clone()));
             let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
@@ -106,7 +120,7 @@ mod tests {
                 topics::SUBMITTED,
                 prost::Message::encode_to_vec(&ClipSubmitted::default()),
             ),
-            "hashmatch" => (
+            "hashmatch" | "transcribe" => (
                 topics::MEDIA,
                 prost::Message::encode_to_vec(&clipguard_schemas::MediaExtract::default()),
             ),

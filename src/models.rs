@@ -1,0 +1,211 @@
+//! `clipguard models ...`: the model manifest and cache.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clipguard_models::{Cache, Fetched, Manifest, Status};
+
+/// Fetches the named models (all when none are named); idempotent.
+pub fn fetch(names: &[String]) -> anyhow::Result<ExitCode> {
+    let manifest = Manifest::load_default()?;
+    let cache = Cache::default();
+    let entries = if names.is_empty() {
+        manifest.models.iter().collect::<Vec<_>>()
+    } else {
+        names
+            .iter()
+            .map(|n| manifest.get(n))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut failed = 0;
+    for entry in entries {
+        let started = std::time::Instant::now();
+        let mut log = |line: &str| eprintln!("{line}");
+        match cache.fetch(entry, &mut log) {
+            Ok(outcome) => {
+                let what = match outcome {
+                    Fetched::AlreadyPresent => "present, verified",
+                    Fetched::Fetched => "fetched, verified",
+                    Fetched::Replaced => "re-fetched (the cached file was corrupt), verified",
+                };
+                println!(
+                    "{}: {what} ({:.1} s) {}",
+                    entry.name,
+                    started.elapsed().as_secs_f64(),
+                    cache.path(entry).display()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: {e}", entry.name);
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Lists the manifest's models and what the cache holds for each (checksums verified).
+pub fn list(json: bool) -> anyhow::Result<ExitCode> {
+    let manifest = Manifest::load_default()?;
+    let cache = Cache::default();
+    let mut rows = Vec::new();
+    for entry in &manifest.models {
+        let status = cache.status(entry)?;
+        let (state, bytes) = match &status {
+            Status::Missing => ("missing".to_string(), None),
+            Status::Verified { bytes } => ("verified".to_string(), Some(*bytes)),
+            Status::Corrupt { actual } => (format!("corrupt (sha256 {actual})"), None),
+        };
+        rows.push((entry, state, bytes));
+    }
+    if json {
+        for (entry, state, bytes) in rows {
+            let source: Vec<String> = entry
+                .package
+                .iter()
+                .map(|p| format!("pypi:{}=={}", p.name, p.version))
+                .collect();
+            let v = serde_json::json!({
+                "name": entry.name,
+                "task": entry.task,
+                "licence": entry.licence,
+                "status": state,
+                "bytes": bytes,
+                "path": cache.path(entry),
+                "sha256": entry.sha256,
+                "source": source,
+            });
+            println!("{v}");
+        }
+    } else {
+        println!("model cache: {}", cache.dir.display());
+        for (entry, state, bytes) in rows {
+            let size = bytes
+                .map(|b| format!("{:.1} MB", b as f64 / 1e6))
+                .unwrap_or_default();
+            println!(
+                "{:<18} {:<11} {:<8} {:<10} {}",
+                entry.name, entry.task, entry.licence, size, state
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Converts a CTranslate2 Whisper model folder (or model.bin + vocabulary.txt) to GGML.
+pub fn convert_whisper(
+    model: &Path,
+    vocabulary: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let (bin, vocab) = if model.is_dir() {
+        (model.join("model.bin"), model.join("vocabulary.txt"))
+    } else {
+        let vocab = vocabulary
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| model.with_file_name("vocabulary.txt"));
+        (model.to_path_buf(), vocab)
+    };
+    let bytes = std::fs::read(&bin).with_context(|| format!("{}", bin.display()))?;
+    let vocabulary =
+        std::fs::read_to_string(&vocab).with_context(|| format!("{}", vocab.display()))?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut w = std::io::BufWriter::new(tmp.as_file());
+    let converted = clipguard_models::ggml::convert_whisper(&bytes, &vocabulary, &mut w)
+        .with_context(|| format!("{}", bin.display()))?;
+    drop(w);
+    tmp.persist(out)?;
+    let h = converted.hparams;
+    println!(
+        "{}: {} encoder + {} decoder layers, width {}, {} tokens ({}), {} tensors, {:.1} MB",
+        out.display(),
+        h.n_audio_layer,
+        h.n_text_layer,
+        h.n_audio_state,
+        h.n_vocab,
+        if h.multilingual() {
+            "multilingual"
+        } else {
+            "English"
+        },
+        converted.tensors,
+        converted.bytes as f64 / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `clipguard transcribe FILE`: the clip's audio through the transcribe stage's code.
+pub async fn transcribe(
+    cfg: &crate::config::Config,
+    json: bool,
+    file: &Path,
+) -> anyhow::Result<ExitCode> {
+    use clipguard_schemas::{AudioTrack, MediaExtract, MediaRef, media_ref::Location};
+    let store = clipguard_pipeline::store::MediaStore::open(&cfg.store)?;
+    let stage = clipguard_transcribe::TranscribeStage::new(cfg.transcribe.clone(), store)?;
+    clipguard_media::decode::init()?;
+    let mut media = cfg.media.clone();
+    media.pdq = false;
+    let path = file.to_path_buf();
+    let decoded =
+        tokio::task::spawn_blocking(move || clipguard_media::decode::decode_file(&path, &media))
+            .await?
+            .with_context(|| file.display().to_string())?;
+    let audio = decoded.audio.map(|pcm| AudioTrack {
+        duration_s: pcm.len() as f64 / 32_000.0,
+        pcm: Some(MediaRef {
+            size_bytes: pcm.len() as u64,
+            location: Some(Location::Inline(pcm)),
+            ..MediaRef::default()
+        }),
+        sample_rate: 16_000,
+        channels: 1,
+    });
+    let extract = MediaExtract {
+        clip_id: file.display().to_string(),
+        audio,
+        ..MediaExtract::default()
+    };
+    let outcome = stage
+        .transcribe_extract(&extract)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind, e.message))?;
+    if let Some(e) = outcome.signal.error {
+        anyhow::bail!("{}: {}: {}", file.display(), e.kind, e.message);
+    }
+    let t = outcome.transcript.unwrap_or_default();
+    if json {
+        let segments: Vec<_> = t
+            .segments
+            .iter()
+            .map(|s| serde_json::json!({"start": s.start_s, "end": s.end_s, "text": s.text}))
+            .collect();
+        let v = serde_json::json!({
+            "file": file.display().to_string(),
+            "text": t.text,
+            "language": t.language,
+            "segments": segments,
+            "truncated": outcome.signal.reasons.iter().any(|r| r == "transcript_truncated"),
+        });
+        println!("{v}");
+    } else {
+        if extract.audio.is_none() {
+            println!("{}: no audio stream", file.display());
+        } else if t.segments.is_empty() {
+            println!("{}: no speech", file.display());
+        }
+        for s in &t.segments {
+            println!("[{:7.2} → {:7.2}] {}", s.start_s, s.end_s, s.text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

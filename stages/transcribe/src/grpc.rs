@@ -1,0 +1,33 @@
+//! The transcribe stage as a gRPC service (`clipguard.v1.TranscribeStage/Transcribe`).
+
+use std::sync::Arc;
+
+use clipguard_schemas::transcribe_stage_server::{
+    TranscribeStage as TranscribeService, TranscribeStageServer,
+};
+use clipguard_schemas::{MediaExtract, Signal};
+use tonic::{Request, Response, Status};
+
+use crate::TranscribeStage;
+
+/// Fully qualified service name, for health and reflection.
+pub const SERVICE: &str = "clipguard.v1.TranscribeStage";
+
+#[derive(Debug, Clone)]
+pub struct TranscribeGrpc(pub Arc<TranscribeStage>);
+
+#[tonic::async_trait]
+impl TranscribeService for TranscribeGrpc {
+    async fn transcribe(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
+        let extract = request.into_inner();
+        match self.0.transcribe_extract(&extract).await {
+            Ok(outcome) => Ok(Response::new(outcome.signal)),
+            Err(e) => Err(Status::unavailable(format!("{}: {}", e.kind, e.message))),
+        }
+    }
+}
+
+/// The tonic service for the gRPC host.
+pub fn service(stage: Arc<TranscribeStage>) -> TranscribeStageServer<TranscribeGrpc> {
+    TranscribeStageServer::new(TranscribeGrpc(stage))
+}

@@ -1,0 +1,230 @@
+//! The transcribe stage: speech in a clip's audio → text with segment timestamps, on
+//! `clips.transcripts` and as the stage's signal for the monitor.
+//!
+//! It consumes the media stage's extracts. A clip without audio gets an empty transcript at
+//! once; otherwise the voice-activity gate picks the speech and whisper.cpp (one shared model,
+//! a decoding state per concurrent clip, 1 ggml thread each by default) transcribes only that.
+
+pub mod config;
+pub mod engine;
+pub mod grpc;
+pub mod vad;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clipguard_pipeline::stage::error_signal_record;
+use clipguard_pipeline::store::MediaStore;
+use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_schemas::{MediaExtract, Signal, Transcript, TranscriptSegment};
+use tokio::sync::Semaphore;
+
+pub use config::{Decoding, TranscribeConfig};
+pub use engine::{Engine, Transcription};
+
+pub const NAME: &str = "transcribe";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranscribeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("model: {0}")]
+    Model(String),
+    #[error(transparent)]
+    Models(#[from] clipguard_models::ModelError),
+    #[error("whisper: {0}")]
+    Whisper(String),
+}
+
+/// The stage: engine, media store for claim-checked audio, and a bound on concurrent work.
+#[derive(Debug)]
+pub struct TranscribeStage {
+    engine: Arc<Engine>,
+    store: MediaStore,
+    permits: Semaphore,
+    config: TranscribeConfig,
+}
+
+/// What one clip became, before it is put on topics.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub signal: Signal,
+    /// Absent when the audio could not be read (the signal carries the error).
+    pub transcript: Option<Transcript>,
+    /// Seconds spent in this stage's work for the clip (fetch, gate, whisper).
+    pub elapsed_s: f64,
+}
+
+impl TranscribeStage {
+    pub fn new(config: TranscribeConfig, store: MediaStore) -> Result<Self, TranscribeError> {
+        let mut problems = Vec::new();
+        config.validate(&mut problems);
+        if !problems.is_empty() {
+            return Err(TranscribeError::Config(problems.join("; ")));
+        }
+        let engine = Arc::new(Engine::load(&config)?);
+        Ok(TranscribeStage {
+            engine,
+            store,
+            permits: Semaphore::new(config.workers),
+            config,
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Transcribes one extract. Bad audio becomes an error signal; `Err` only when the attempt
+    /// itself failed (the store is unreachable, whisper failed) and a retry may help.
+    pub async fn transcribe_extract(&self, extract: &MediaExtract) -> Result<Outcome, StageError> {
+        let started = Instant::now();
+        let clip_id = extract.clip_id.clone();
+        let Some(audio) = extract.audio.as_ref() else {
+            let t = transcript_of(extract, &Transcription::default());
+            return Ok(Outcome {
+                signal: signal_of(extract, Some(t.clone()), Vec::new()),
+                transcript: Some(t),
+                elapsed_s: started.elapsed().as_secs_f64(),
+            });
+        };
+        let bad = |kind: &'static str, message: String| {
+            let error = StageError::input(kind, message);
+            tracing::info!(clip_id = %clip_id, kind, error = %error.message, "unusable audio");
+            Ok(Outcome {
+                signal: error_signal(extract, &error),
+                transcript: None,
+                elapsed_s: started.elapsed().as_secs_f64(),
+            })
+        };
+        if audio.sample_rate != vad::SAMPLE_RATE as u32 || audio.channels != 1 {
+            return bad(
+                "audio_format",
+                format!(
+                    "audio is {} Hz × {} channels; the media stage sends 16000 Hz mono",
+                    audio.sample_rate, audio.channels
+                ),
+            );
+        }
+        let Some(pcm_ref) = audio.pcm.as_ref() else {
+            return bad("missing_media", "the audio track names no PCM".into());
+        };
+        let bytes = match self.store.fetch(pcm_ref, self.config.max_pcm_bytes).await {
+            Ok(b) => b,
+            Err(e) if e.retryable => return Err(e),
+            Err(e) => return bad(e.kind, e.message),
+        };
+        if bytes.len() % 2 != 0 {
+            return bad(
+                "audio_format",
+                format!("PCM is {} bytes, not whole 16-bit samples", bytes.len()),
+            );
+        }
+        let pcm: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StageError::internal("shutdown", "the stage is stopping"))?;
+        let engine = self.engine.clone();
+        let result = tokio::task::spawn_blocking(move || engine.transcribe(&pcm))
+            .await
+            .map_err(|e| StageError::internal("panic", format!("transcription panicked: {e}")))?;
+        let t = result.map_err(|e| StageError::internal("whisper", e.to_string()))?;
+        let mut reasons = Vec::new();
+        if t.truncated {
+            reasons.push("transcript_truncated".to_string());
+        }
+        let transcript = transcript_of(extract, &t);
+        tracing::debug!(
+            clip_id = %clip_id,
+            audio_s = t.audio_s,
+            speech_s = t.speech_s,
+            segments = t.segments.len(),
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "transcribed"
+        );
+        Ok(Outcome {
+            signal: signal_of(extract, Some(transcript.clone()), reasons),
+            transcript: Some(transcript),
+            elapsed_s: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn transcript_of(extract: &MediaExtract, t: &Transcription) -> Transcript {
+    Transcript {
+        clip_id: extract.clip_id.clone(),
+        language: t.language.clone(),
+        text: t.text.clone(),
+        segments: t
+            .segments
+            .iter()
+            .map(|s| TranscriptSegment {
+                start_s: s.start_s,
+                end_s: s.end_s,
+                text: s.text.clone(),
+            })
+            .collect(),
+        context: extract.context.clone(),
+    }
+}
+
+fn signal_of(
+    extract: &MediaExtract,
+    transcript: Option<Transcript>,
+    reasons: Vec<String>,
+) -> Signal {
+    Signal {
+        clip_id: extract.clip_id.clone(),
+        stage: NAME.to_string(),
+        attempt: 1,
+        transcript,
+        reasons,
+        produced_at_ms: now_ms(),
+        ..Signal::default()
+    }
+}
+
+fn error_signal(extract: &MediaExtract, error: &StageError) -> Signal {
+    let record = error_signal_record(NAME, &extract.clip_id, error, None);
+    prost::Message::decode(record.payload.as_slice()).unwrap_or_default()
+}
+
+impl Stage for TranscribeStage {
+    type Input = MediaExtract;
+    type Output = Vec<Record>;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn input_topic(&self) -> &'static str {
+        topics::MEDIA
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.config.attempt_timeout_s)
+    }
+
+    async fn process(
+        &self,
+        mut input: MediaExtract,
+        ctx: &ProcessCtx,
+    ) -> Result<Vec<Record>, StageError> {
+        if input.clip_id.is_empty() {
+            input.clip_id = ctx.clip_id.clone();
+        }
+        let key = input.clip_id.clone();
+        let outcome = self.transcribe_extract(&input).await?;
+        let mut records = Vec::with_capacity(2);
+        if let Some(t) = &outcome.transcript {
+            records.push(Record::encode(topics::TRANSCRIPTS, key.clone(), t));
+        }
+        records.push(Record::encode(topics::SIGNALS, key, &outcome.signal));
+        Ok(records)
+    }
+}
