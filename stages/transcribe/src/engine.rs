@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use clipguard_models::{Cache, Manifest};
 use whisper_rs::{
@@ -64,6 +65,7 @@ pub struct Engine {
     states: Mutex<Vec<WhisperState>>,
     cfg: TranscribeConfig,
     multilingual: bool,
+    whisper_runs: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -110,6 +112,7 @@ impl Engine {
             states: Mutex::new(vec![first]),
             cfg: cfg.clone(),
             multilingual,
+            whisper_runs: AtomicU64::new(0),
         })
     }
 
@@ -119,6 +122,11 @@ impl Engine {
 
     pub fn config(&self) -> &TranscribeConfig {
         &self.cfg
+    }
+
+    /// How many times whisper has run (clips the gate found silent do not count).
+    pub fn whisper_runs(&self) -> u64 {
+        self.whisper_runs.load(Ordering::Relaxed)
     }
 
     /// The decoding parameters every transcription uses.
@@ -169,6 +177,7 @@ impl Engine {
     /// whisper's `full()` over 16 kHz mono samples: segments in seconds of `samples`, and the
     /// language (detected for multilingual models with `language = "auto"`).
     pub fn full(&self, samples: &[f32]) -> Result<(Vec<RawSegment>, String), TranscribeError> {
+        self.whisper_runs.fetch_add(1, Ordering::Relaxed);
         let mut state = self.take_state()?;
         let result = self.full_with(&mut state, samples);
         self.give_state(state);
@@ -251,7 +260,7 @@ impl Engine {
 
     /// The language reported when nothing was heard: the configured one, `en` for English-only
     /// models, empty when it would have been detected.
-    fn configured_language(&self) -> String {
+    pub fn configured_language(&self) -> String {
         match (self.multilingual, self.cfg.language.as_str()) {
             (false, _) => "en".into(),
             (true, "auto") => String::new(),

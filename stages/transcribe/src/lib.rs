@@ -81,7 +81,11 @@ impl TranscribeStage {
         let started = Instant::now();
         let clip_id = extract.clip_id.clone();
         let Some(audio) = extract.audio.as_ref() else {
-            let t = transcript_of(extract, &Transcription::default());
+            let nothing = Transcription {
+                language: self.engine.configured_language(),
+                ..Transcription::default()
+            };
+            let t = transcript_of(extract, &nothing);
             return Ok(Outcome {
                 signal: signal_of(extract, Some(t.clone()), Vec::new()),
                 transcript: Some(t),
