@@ -1,5 +1,5 @@
 //! End-to-end tests on a real Kafka-protocol broker process (tansu) with every stage as its
-//! own `clipguard stage` process: exactly one verdict per clip, also when the media worker is
+//! own `clipguard stage` process (media, hashmatch, transcribe, monitor): exactly one verdict per clip, also when the media worker is
 //! killed with SIGKILL mid-run; precise errors for hostile input; gRPC reflection, health and
 //! metrics.
 
@@ -27,6 +27,10 @@ fn stage_env(store: &std::path::Path) -> Vec<(&'static str, String)> {
         ("CLIPGUARD_KAFKA__SESSION_TIMEOUT_MS", "6000".to_string()),
         ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
         ("CLIPGUARD_LOG", "warn".to_string()),
+        // A burst of 100 clips queues at the one transcribe worker (whisper, one thread, on a
+        // 2-core machine shared with every other stage): these tests check exactly-once
+        // verdicts, not latency, so the monitor waits for every stage.
+        ("CLIPGUARD_MONITOR__TIMEOUT_S", "300".to_string()),
     ]
 }
 
@@ -82,6 +86,11 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         &["stage", "hashmatch", "--brokers", &brokers],
         &env,
     );
+    let mut transcribe = Proc::spawn(
+        "transcribe",
+        &["stage", "transcribe", "--brokers", &brokers],
+        &env,
+    );
     let mut monitor = Proc::spawn(
         "monitor",
         &["stage", "monitor", "--brokers", &brokers],
@@ -115,6 +124,7 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         }
         assert!(monitor.alive(), "monitor process died");
         assert!(hashmatch.alive(), "hashmatch process died");
+        assert!(transcribe.alive(), "transcribe process died");
         assert!(
             media.alive(),
             "media process died (a worker must never crash on input)"
