@@ -87,7 +87,8 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         .filter(|s| s.name == "process" && attr(s, "clip_id").as_deref() == Some(clip_id.as_str()))
         .collect();
     // The monitor handles one signal per stage, so it has a span per signal, each a child of
-    // the span of the stage that sent it; hashmatch's span is a child of media's.
+    // the span of the stage that sent it; hashmatch's and transcribe's spans are children of
+    // media's.
     let mut by_stage: HashMap<String, Vec<&Span>> = HashMap::new();
     for s in &of_clip {
         by_stage
@@ -100,10 +101,10 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         assert_eq!(spans.len(), 1, "one {stage} span: {:?}", by_stage.keys());
         spans[0]
     };
-    let (media, hashmatch) = (one("media"), one("hashmatch"));
+    let (media, hashmatch, transcribe) = (one("media"), one("hashmatch"), one("transcribe"));
     let monitor = by_stage.get("monitor").cloned().unwrap_or_default();
-    assert_eq!(monitor.len(), 2, "a monitor span per signal");
-    for s in monitor.iter().chain([&hashmatch]) {
+    assert_eq!(monitor.len(), 3, "a monitor span per signal");
+    for s in monitor.iter().chain([&hashmatch, &transcribe]) {
         assert_eq!(
             media.trace_id, s.trace_id,
             "one trace across the Kafka hops"
@@ -113,16 +114,20 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         hashmatch.parent_span_id, media.span_id,
         "hashmatch's parent is media"
     );
+    assert_eq!(
+        transcribe.parent_span_id, media.span_id,
+        "transcribe's parent is media"
+    );
     let mut parents: Vec<&Vec<u8>> = monitor.iter().map(|s| &s.parent_span_id).collect();
     parents.sort();
-    let mut want = vec![&media.span_id, &hashmatch.span_id];
+    let mut want = vec![&media.span_id, &hashmatch.span_id, &transcribe.span_id];
     want.sort();
     assert_eq!(
         parents, want,
-        "the monitor's spans are children of media's and hashmatch's"
+        "the monitor's spans are children of media's, hashmatch's and transcribe's"
     );
     println!(
-        "{} spans exported; clip {clip_id}: media -> hashmatch, both -> monitor, in trace {}",
+        "{} spans exported; clip {clip_id}: media -> hashmatch and transcribe, all -> monitor, in trace {}",
         spans.len(),
         hex(&media.trace_id)
     );

@@ -349,3 +349,52 @@ async fn malformed_audio_becomes_a_precise_error_signal() {
     }
     assert_eq!(stage.engine().whisper_runs(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transcribe_worker_answers_over_grpc() {
+    use clipguard_schemas::transcribe_stage_client::TranscribeStageClient;
+    let _turn = common::serial();
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(1);
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = format!("127.0.0.1:{}", common::free_port());
+    let env = vec![
+        (
+            "CLIPGUARD_STORE__URL",
+            dir.path().join("store").display().to_string(),
+        ),
+        ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
+    ];
+    let _worker = Proc::spawn(
+        "transcribe",
+        &[
+            "stage",
+            "transcribe",
+            "--brokers",
+            &broker.addr,
+            "--grpc-addr",
+            &grpc,
+        ],
+        &env,
+    );
+    assert!(
+        common::wait_for_port(grpc.parse().unwrap(), Duration::from_secs(60)),
+        "the transcribe worker serves gRPC"
+    );
+    let clip = clip_with_speech(dir.path(), "grpc", SENTENCES[4]);
+    let extract = extract_of(&clip, dir.path()).await;
+    let mut client = TranscribeStageClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let signal = client.transcribe(extract).await.unwrap().into_inner();
+    assert_eq!(signal.stage, "transcribe");
+    let t = signal.transcript.expect("transcript in the signal");
+    println!("over gRPC: {:?}", t.text);
+    assert!(
+        word_errors(&words(SENTENCES[4]), &words(&t.text)) <= 2,
+        "{:?}",
+        t.text
+    );
+}
