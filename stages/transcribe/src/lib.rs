@@ -41,7 +41,9 @@ pub enum TranscribeError {
 pub struct TranscribeStage {
     engine: Arc<Engine>,
     store: MediaStore,
-    permits: Semaphore,
+    /// One per concurrent transcription; held by the whisper thread itself, so a timed-out
+    /// attempt (whose thread runs on) still counts until whisper returns.
+    permits: Arc<Semaphore>,
     config: TranscribeConfig,
 }
 
@@ -66,7 +68,7 @@ impl TranscribeStage {
         Ok(TranscribeStage {
             engine,
             store,
-            permits: Semaphore::new(config.workers),
+            permits: Arc::new(Semaphore::new(config.workers)),
             config,
         })
     }
@@ -128,15 +130,19 @@ impl TranscribeStage {
             .chunks_exact(2)
             .map(|c| i16::from_le_bytes([c[0], c[1]]))
             .collect();
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| StageError::internal("shutdown", "the stage is stopping"))?;
         let engine = self.engine.clone();
-        let result = tokio::task::spawn_blocking(move || engine.transcribe(&pcm))
-            .await
-            .map_err(|e| StageError::internal("panic", format!("transcription panicked: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            engine.transcribe(&pcm)
+        })
+        .await
+        .map_err(|e| StageError::internal("panic", format!("transcription panicked: {e}")))?;
         let t = result.map_err(|e| StageError::internal("whisper", e.to_string()))?;
         let mut reasons = Vec::new();
         if t.truncated {
