@@ -89,7 +89,7 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
                 .map(|b| format!("{:.1} MB", b as f64 / 1e6))
                 .unwrap_or_default();
             println!(
-                "{:<18} {:<11} {:<8} {:<10} {}",
+                "{:<18} {:<15} {:<13} {:<10} {}",
                 entry.name, entry.task, entry.licence, size, state
             );
         }

@@ -6,6 +6,7 @@
 //! against the manifest and only then renames it into place: an interrupted or failed fetch
 //! leaves the cache as it was, and a file in the cache has passed its checksum.
 
+pub mod classifier;
 pub mod ct2;
 pub mod ggml;
 pub mod mel;
@@ -83,6 +84,13 @@ pub struct ModelEntry {
     /// to it; tried when the packages cannot be had.
     #[serde(default)]
     pub url: Option<String>,
+    /// A file on this machine used in place (checked against `sha256`), for models a user
+    /// brings: no package, nothing to fetch.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// How to run the model as a classifier (classify-frame models).
+    #[serde(default)]
+    pub classifier: Option<classifier::ClassifierSpec>,
 }
 
 /// A pinned package in a registry.
@@ -126,6 +134,10 @@ impl Manifest {
                     "model {:?}: sha256 must be 64 hex digits",
                     e.name
                 )));
+            }
+            if let Some(spec) = &e.classifier {
+                spec.validate(&e.name)
+                    .map_err(|problems| ModelError::Manifest(problems.join("; ")))?;
             }
             if e.file.contains('/') || e.file.starts_with('.') {
                 return Err(ModelError::Manifest(format!(
@@ -243,7 +255,10 @@ impl Cache {
     }
 
     pub fn path(&self, entry: &ModelEntry) -> PathBuf {
-        self.dir.join(&entry.name).join(&entry.file)
+        match &entry.path {
+            Some(p) => p.clone(),
+            None => self.dir.join(&entry.name).join(&entry.file),
+        }
     }
 
     /// Checks the cached file against the manifest's SHA-256.
@@ -286,6 +301,20 @@ impl Cache {
         log: &mut dyn FnMut(&str),
     ) -> Result<Fetched, ModelError> {
         let was = self.status(entry)?;
+        if let Some(p) = &entry.path {
+            // A local model is never fetched: it is there and verified, or an error.
+            return match was {
+                Status::Verified { .. } => Ok(Fetched::AlreadyPresent),
+                Status::Missing => {
+                    Err(ModelError::Format(format!("{}: no such file", p.display())))
+                }
+                Status::Corrupt { actual } => Err(ModelError::Corrupt {
+                    name: entry.name.clone(),
+                    actual,
+                    expected: entry.sha256.clone(),
+                }),
+            };
+        }
         match &was {
             Status::Verified { .. } => return Ok(Fetched::AlreadyPresent),
             Status::Corrupt { actual } => log(&format!(

@@ -1,0 +1,18 @@
+//! The classifier stage's models: ONNX classifiers declared in the model manifest, run with
+//! tract. A manifest entry says how to turn a frame into the model's input tensor and how the
+//! output maps to policy categories; no code per model.
+
+pub mod model;
+pub mod resize;
+
+pub use model::{ImageClassifier, Rgb};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    #[error("{0}")]
+    Load(String),
+    #[error("inference: {0}")]
+    Run(String),
+    #[error(transparent)]
+    Models(#[from] clipguard_models::ModelError),
+}

@@ -1,0 +1,347 @@
+//! One manifest-declared ONNX classifier, loaded and optimised by tract for a symbolic batch.
+
+use std::path::Path;
+
+use clipguard_models::classifier::{ClassifierSpec, Colour, Layout, Scores};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::dims;
+use tract_onnx::tract_hir::internal::DimLike;
+
+use crate::ClassifyError;
+use crate::resize::resize_rgb;
+
+type Plan = std::sync::Arc<TypedRunnableModel>;
+
+/// Largest batch one inference call takes by default.
+pub const DEFAULT_MAX_BATCH: usize = 8;
+
+/// Optimised plans: one for any batch size when tract can optimise the model with a symbolic
+/// batch axis, else one for a single image and one for `max` images (smaller batches padded).
+enum Plans {
+    Symbolic(Plan),
+    Fixed { one: Plan, max: usize, many: Plan },
+}
+
+/// A loaded classifier: the optimised plan(s) and the spec that feeds them.
+pub struct ImageClassifier {
+    pub name: String,
+    pub spec: ClassifierSpec,
+    plans: Plans,
+    outputs: usize,
+}
+
+impl std::fmt::Debug for ImageClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageClassifier")
+            .field("name", &self.name)
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An 8-bit RGB image, row-major.
+#[derive(Debug, Clone)]
+pub struct Rgb<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: &'a [u8],
+}
+
+fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
+    ClassifyError::Load(format!("model {model:?}: {msg}"))
+}
+
+impl ImageClassifier {
+    /// Loads and checks the model: the declared input and output tensors must exist, the input
+    /// must take the declared layout and size, and the output must cover every category index.
+    pub fn load(name: &str, spec: &ClassifierSpec, path: &Path) -> Result<Self, ClassifyError> {
+        Self::load_with(name, spec, path, DEFAULT_MAX_BATCH)
+    }
+
+    /// [`ImageClassifier::load`] with the largest batch one call runs at once.
+    pub fn load_with(
+        name: &str,
+        spec: &ClassifierSpec,
+        path: &Path,
+        max_batch: usize,
+    ) -> Result<Self, ClassifyError> {
+        let max_batch = max_batch.max(1);
+        let mut model = tract_onnx::onnx().model_for_path(path).map_err(|e| {
+            load_err(
+                name,
+                format!("{}: not a loadable ONNX model: {e:#}", path.display()),
+            )
+        })?;
+        let inputs = model
+            .input_outlets()
+            .map_err(|e| load_err(name, e))?
+            .to_vec();
+        let input_names: Vec<String> = inputs
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let Some(input) = input_names.iter().position(|n| *n == spec.input) else {
+            return Err(load_err(
+                name,
+                format!(
+                    "no input tensor {:?} (the model's inputs: {input_names:?})",
+                    spec.input
+                ),
+            ));
+        };
+        if inputs.len() != 1 {
+            return Err(load_err(
+                name,
+                format!(
+                    "takes {} inputs ({input_names:?}); a frame classifier takes one",
+                    inputs.len()
+                ),
+            ));
+        }
+        let output = model.find_outlet_label(&spec.output).or_else(|| {
+            model
+                .node_by_name(&spec.output)
+                .ok()
+                .map(|n| OutletId::new(n.id, 0))
+        });
+        let Some(output) = output else {
+            let outs: Vec<String> = model
+                .output_outlets()
+                .map(|o| {
+                    o.iter()
+                        .map(|o| {
+                            model
+                                .outlet_label(*o)
+                                .map(str::to_string)
+                                .unwrap_or_else(|| model.node(o.node).name.clone())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(load_err(
+                name,
+                format!(
+                    "no output tensor {:?} (the model's outputs: {outs:?})",
+                    spec.output
+                ),
+            ));
+        };
+        model
+            .select_output_outlets(&[output])
+            .map_err(|e| load_err(name, e))?;
+        let batch = model.sym("N");
+        let [h, w] = spec.size.map(|d| d as usize);
+        let shape = match spec.layout {
+            Layout::Nhwc => dims!(batch, h, w, 3),
+            Layout::Nchw => dims!(batch, 3, h, w),
+        };
+        model
+            .set_input_fact(input, f32::fact(shape.clone()).into())
+            .map_err(|e| load_err(name, e))?;
+        let shape_err = |e: TractError| {
+            load_err(
+                name,
+                format!(
+                    "input {:?} does not take {:?} f32 ({:?} layout, size {:?}): {e:#}",
+                    spec.input, shape, spec.layout, spec.size
+                ),
+            )
+        };
+        let typed = model.into_typed().map_err(shape_err)?;
+        // Some graphs (open_nsfw's ResNet among them) do not optimise with a symbolic batch
+        // axis in tract 0.23; fixed-size plans then stand in.
+        let (typed, plans) = match typed.clone().into_optimized() {
+            Ok(opt) => (opt.clone(), None),
+            Err(e) => {
+                tracing::debug!(model = name, error = %e, "no symbolic-batch plan; fixed batch sizes");
+                let fixed = |n: usize| {
+                    typed
+                        .set_symbols(&[(batch.clone(), TDim::Val(n as i64))].into_iter().collect())
+                        .and_then(|m| m.into_optimized())
+                        .map_err(shape_err)
+                };
+                let one = fixed(1)?;
+                let many = fixed(max_batch)?;
+                (one.clone(), Some((one, many)))
+            }
+        };
+        let out_fact = typed.output_fact(0).map_err(|e| load_err(name, e))?;
+        let outputs = out_fact
+            .shape
+            .last()
+            .and_then(|d| d.to_usize().ok())
+            .ok_or_else(|| {
+                load_err(
+                    name,
+                    format!(
+                        "output {:?} has no fixed last axis ({:?})",
+                        spec.output, out_fact.shape
+                    ),
+                )
+            })?;
+        if let Some((cat, &i)) = spec.categories.iter().find(|(_, i)| **i >= outputs) {
+            return Err(load_err(
+                name,
+                format!(
+                    "category {cat:?} reads index {i} of output {:?}, which has {outputs} values",
+                    spec.output
+                ),
+            ));
+        }
+        let plans = match plans {
+            None => Plans::Symbolic(typed.into_runnable().map_err(|e| load_err(name, e))?),
+            Some((one, many)) => Plans::Fixed {
+                one: one.into_runnable().map_err(|e| load_err(name, e))?,
+                max: max_batch,
+                many: many.into_runnable().map_err(|e| load_err(name, e))?,
+            },
+        };
+        Ok(ImageClassifier {
+            name: name.to_string(),
+            spec: spec.clone(),
+            plans,
+            outputs,
+        })
+    }
+
+    /// The model's input for one image: resize (Pillow bilinear), centre crop, channel order,
+    /// scale, mean and std, in the declared layout.
+    pub fn preprocess(&self, image: &Rgb<'_>, out: &mut Vec<f32>) {
+        preprocess(&self.spec, image, out);
+    }
+
+    /// Raw outputs (after the declared activation) for a batch of images.
+    pub fn run(&self, images: &[Rgb<'_>]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let [h, w] = self.spec.size.map(|d| d as usize);
+        let mut data = Vec::with_capacity(images.len() * h * w * 3);
+        for img in images {
+            preprocess(&self.spec, img, &mut data);
+        }
+        let shape = match self.spec.layout {
+            Layout::Nhwc => [images.len(), h, w, 3],
+            Layout::Nchw => [images.len(), 3, h, w],
+        };
+        self.run_tensor(&shape, data)
+    }
+
+    /// Runs an already-preprocessed batch (any size: split or padded to the plans' sizes).
+    pub fn run_tensor(
+        &self,
+        shape: &[usize],
+        data: Vec<f32>,
+    ) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        let n = shape[0];
+        let per: usize = shape[1..].iter().product();
+        let (plan, take) = match &self.plans {
+            Plans::Symbolic(p) => (p, n),
+            Plans::Fixed { one, .. } if n == 1 => (one, 1),
+            Plans::Fixed { max, many, .. } => {
+                if n > *max {
+                    let mut out = Vec::with_capacity(n);
+                    for (i, chunk) in data.chunks(max * per).enumerate() {
+                        let k = chunk.len() / per;
+                        let mut s = shape.to_vec();
+                        s[0] = k;
+                        out.extend(self.run_tensor(&s, chunk.to_vec())?);
+                        debug_assert!(out.len() == (i * max + k).min(n));
+                    }
+                    return Ok(out);
+                }
+                (many, *max)
+            }
+        };
+        let mut data = data;
+        data.resize(take * per, 0.0);
+        let mut full = shape.to_vec();
+        full[0] = take;
+        let tensor = Tensor::from_shape(&full, &data)
+            .map_err(|e| ClassifyError::Run(format!("{}: {e}", self.name)))?;
+        let out = plan
+            .run(tvec!(tensor.into()))
+            .map_err(|e| ClassifyError::Run(format!("{}: {e:#}", self.name)))?;
+        let view = out[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| ClassifyError::Run(format!("{}: {e}", self.name)))?;
+        let mut flat: Vec<f32> = view.iter().copied().collect();
+        if flat.len() != take * self.outputs {
+            return Err(ClassifyError::Run(format!(
+                "{}: {} output values for a batch of {n} × {}",
+                self.name,
+                flat.len(),
+                self.outputs
+            )));
+        }
+        flat.truncate(n * self.outputs);
+        Ok(flat
+            .chunks(self.outputs)
+            .map(|row| activate(self.spec.scores, row))
+            .collect())
+    }
+
+    /// Per-category scores for a batch, in the spec's category order.
+    pub fn scores(&self, images: &[Rgb<'_>]) -> Result<Vec<Vec<(String, f32)>>, ClassifyError> {
+        Ok(self
+            .run(images)?
+            .into_iter()
+            .map(|row| {
+                self.spec
+                    .categories
+                    .iter()
+                    .map(|(c, &i)| (c.clone(), row[i]))
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+fn activate(scores: Scores, row: &[f32]) -> Vec<f32> {
+    match scores {
+        Scores::Probabilities => row.to_vec(),
+        Scores::Sigmoid => row.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+        Scores::Logits => {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            exps.iter().map(|&e| e / sum).collect()
+        }
+    }
+}
+
+/// Appends one image's input tensor (in the spec's layout) to `out`.
+pub fn preprocess(spec: &ClassifierSpec, image: &Rgb<'_>, out: &mut Vec<f32>) {
+    let [h, w] = spec.size.map(|d| d as usize);
+    let [rh, rw] = spec.resize.unwrap_or(spec.size).map(|d| d as usize);
+    let resized = resize_rgb(image.pixels, image.width, image.height, rw, rh);
+    let (top, left) = ((rh - h) / 2, (rw - w) / 2);
+    let order: [usize; 3] = match spec.colour {
+        Colour::Rgb => [0, 1, 2],
+        Colour::Bgr => [2, 1, 0],
+    };
+    let value = |y: usize, x: usize, c: usize| {
+        let src = resized[((top + y) * rw + left + x) * 3 + order[c]] as f32;
+        (src * spec.scale - spec.mean[c]) / spec.std[c]
+    };
+    match spec.layout {
+        Layout::Nhwc => {
+            for y in 0..h {
+                for x in 0..w {
+                    for c in 0..3 {
+                        out.push(value(y, x, c));
+                    }
+                }
+            }
+        }
+        Layout::Nchw => {
+            for c in 0..3 {
+                for y in 0..h {
+                    for x in 0..w {
+                        out.push(value(y, x, c));
+                    }
+                }
+            }
+        }
+    }
+}

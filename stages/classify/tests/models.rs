@@ -1,0 +1,313 @@
+//! Manifest-declared classifiers in tract: open_nsfw equals onnxruntime (fixtures from
+//! `fixtures/make_parity.py`) within 1e-4 from the image file on, with Pillow's exact resized
+//! pixels; a user's own ONNX model (built here) runs from a manifest entry alone; wrong tensor
+//! names, layouts and category indices fail at load, naming the model and the tensor.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use clipguard_classify::{ImageClassifier, Rgb};
+use clipguard_models::{Cache, Manifest, ModelEntry};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tract_onnx::pb;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn load_png(path: &Path) -> (usize, usize, Vec<u8>) {
+    let img = image::open(path).unwrap().to_rgb8();
+    (img.width() as usize, img.height() as usize, img.into_raw())
+}
+
+/// The manifest's model, fetched into the cache if it is not there yet (idempotent).
+fn model(name: &str) -> (ModelEntry, PathBuf) {
+    let manifest = Manifest::load_default().unwrap();
+    let entry = manifest.get(name).unwrap().clone();
+    let cache = Cache::default();
+    cache.fetch(&entry, &mut |l| eprintln!("{l}")).unwrap();
+    let path = cache.verified_path(&entry).unwrap();
+    (entry, path)
+}
+
+#[test]
+fn open_nsfw_in_tract_equals_onnxruntime_from_the_image_file_on() {
+    let (entry, path) = model("open-nsfw");
+    let spec = entry.classifier.clone().unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("open-nsfw.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        doc["model_sha256"], entry.sha256,
+        "fixtures made for this model file"
+    );
+    let classifier = ImageClassifier::load(&entry.name, &spec, &path).unwrap();
+    let mut worst = 0f32;
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for (name, want) in doc["images"].as_object().unwrap() {
+        let (w, h, pixels) = load_png(&fixtures().join("images").join(name));
+        // clipguard's resize + crop gives Pillow's bytes exactly.
+        let resized = clipguard_classify::resize::resize_rgb(&pixels, w, h, 256, 256);
+        let crop: Vec<u8> = (16..240)
+            .flat_map(|y| resized[(y * 256 + 16) * 3..(y * 256 + 240) * 3].to_vec())
+            .collect();
+        assert_eq!(
+            hex::encode(Sha256::digest(&crop)),
+            want["pixels_sha256"].as_str().unwrap(),
+            "{name}: resized pixels differ from Pillow's"
+        );
+        let img = Rgb {
+            width: w,
+            height: h,
+            pixels: &pixels,
+        };
+        let got = classifier
+            .run(std::slice::from_ref(&img))
+            .unwrap()
+            .remove(0);
+        let want: Vec<f32> = want["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        for (g, w) in got.iter().zip(&want) {
+            worst = worst.max((g - w).abs());
+        }
+        println!("{name}: tract {got:?} onnxruntime {want:?}");
+        expected.push(got);
+        batch.push((w, h, pixels));
+    }
+    println!("largest difference from onnxruntime: {worst:e}");
+    assert!(worst <= 1e-4, "tract differs from onnxruntime by {worst}");
+    // A batch gives what the images give one by one.
+    let images: Vec<Rgb<'_>> = batch
+        .iter()
+        .map(|(w, h, p)| Rgb {
+            width: *w,
+            height: *h,
+            pixels: p,
+        })
+        .collect();
+    let together = classifier.run(&images).unwrap();
+    for (a, b) in together.iter().zip(&expected) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5, "batch {a:?} vs single {b:?}");
+        }
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<i64>]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{Dimension, dimension::Value};
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| Dimension {
+                            value: Some(match d {
+                                Some(v) => Value::DimValue(*v),
+                                None => Value::DimParam("N".into()),
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn initializer(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A user's model: mean colour of an NCHW 8×8 image → two logits (red minus blue, blue minus red).
+fn user_model() -> Vec<u8> {
+    let node =
+        |op: &str, inputs: &[&str], output: &str, attrs: Vec<pb::AttributeProto>| pb::NodeProto {
+            op_type: op.into(),
+            name: output.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs,
+            ..Default::default()
+        };
+    let axes = pb::AttributeProto {
+        name: "axes".into(),
+        ints: vec![2, 3],
+        r#type: pb::attribute_proto::AttributeType::Ints as i32,
+        ..Default::default()
+    };
+    let keepdims = pb::AttributeProto {
+        name: "keepdims".into(),
+        i: 0,
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        ..Default::default()
+    };
+    let graph = pb::GraphProto {
+        name: "mean-colour".into(),
+        node: vec![
+            node("ReduceMean", &["pixels"], "mean", vec![axes, keepdims]),
+            node("MatMul", &["mean", "w"], "mm", vec![]),
+            node("Add", &["mm", "b"], "logits", vec![]),
+        ],
+        initializer: vec![
+            initializer("w", &[3, 2], &[2.0, -2.0, 0.0, 0.0, -2.0, 2.0]),
+            initializer("b", &[2], &[0.0, 0.0]),
+        ],
+        input: vec![value_info("pixels", &[None, Some(3), Some(8), Some(8)])],
+        output: vec![value_info("logits", &[None, Some(2)])],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn user_manifest(path: &Path, sha: &str, classifier: &str) -> String {
+    format!(
+        "[[model]]\nname = \"mean-colour\"\ntask = \"classify-frame\"\nlicence = \"CC0-1.0\"\n\
+         file = \"mean-colour.onnx\"\nsha256 = \"{sha}\"\npath = \"{}\"\n\n[model.classifier]\n{classifier}",
+        path.display()
+    )
+}
+
+const USER_SPEC: &str = "input = \"pixels\"\nlayout = \"nchw\"\nsize = [8, 8]\ncolour = \"rgb\"\n\
+    scale = 0.00392156862745098\noutput = \"logits\"\nscores = \"logits\"\n\
+    categories = { reddish = 0, bluish = 1 }\n";
+
+fn write_user_model(dir: &Path) -> (PathBuf, String) {
+    let bytes = user_model();
+    let path = dir.join("mean-colour.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    (path, hex::encode(Sha256::digest(&bytes)))
+}
+
+fn solid(w: usize, h: usize, rgb: [u8; 3]) -> Vec<u8> {
+    (0..w * h).flat_map(|_| rgb).collect()
+}
+
+#[test]
+fn a_users_onnx_model_runs_from_a_manifest_entry_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, sha) = write_user_model(dir.path());
+    let manifest = Manifest::parse(&user_manifest(&path, &sha, USER_SPEC)).unwrap();
+    let entry = manifest.get("mean-colour").unwrap();
+    // A local model is used in place, after its checksum.
+    let verified = Cache::new(dir.path().join("cache"))
+        .verified_path(entry)
+        .unwrap();
+    assert_eq!(verified, path);
+    let classifier =
+        ImageClassifier::load(&entry.name, entry.classifier.as_ref().unwrap(), &verified).unwrap();
+    let red = solid(40, 30, [255, 0, 0]);
+    let blue = solid(13, 21, [0, 0, 255]);
+    let grey = solid(8, 8, [128, 128, 128]);
+    let scores = classifier
+        .scores(&[
+            Rgb {
+                width: 40,
+                height: 30,
+                pixels: &red,
+            },
+            Rgb {
+                width: 13,
+                height: 21,
+                pixels: &blue,
+            },
+            Rgb {
+                width: 8,
+                height: 8,
+                pixels: &grey,
+            },
+        ])
+        .unwrap();
+    // Red: logits [2, -2] → softmax [0.982, 0.018]; blue the reverse; grey even.
+    let p = 1.0 / (1.0 + (-4f32).exp());
+    let get = |i: usize, c: &str| scores[i].iter().find(|(k, _)| k == c).unwrap().1;
+    assert!((get(0, "reddish") - p).abs() < 1e-5, "{scores:?}");
+    assert!((get(1, "bluish") - p).abs() < 1e-5, "{scores:?}");
+    assert!((get(2, "reddish") - 0.5).abs() < 1e-5, "{scores:?}");
+
+    // A changed file fails its checksum.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.push(0);
+    std::fs::write(&path, bytes).unwrap();
+    let e = Cache::default()
+        .verified_path(entry)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fails its checksum"), "{e}");
+}
+
+#[test]
+fn wrong_names_layouts_and_indices_fail_at_load_naming_model_and_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, sha) = write_user_model(dir.path());
+    let load = |spec: &str| {
+        let manifest = Manifest::parse(&user_manifest(&path, &sha, spec)).unwrap();
+        let entry = manifest.get("mean-colour").unwrap();
+        ImageClassifier::load(&entry.name, entry.classifier.as_ref().unwrap(), &path)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = load(&USER_SPEC.replace("input = \"pixels\"", "input = \"image\""));
+    assert!(
+        e.contains("\"mean-colour\"")
+            && e.contains("no input tensor \"image\"")
+            && e.contains("pixels"),
+        "{e}"
+    );
+    let e = load(&USER_SPEC.replace("output = \"logits\"", "output = \"probs\""));
+    assert!(
+        e.contains("no output tensor \"probs\"") && e.contains("logits"),
+        "{e}"
+    );
+    let e = load(&USER_SPEC.replace("bluish = 1", "bluish = 2"));
+    assert!(
+        e.contains("category \"bluish\" reads index 2") && e.contains("2 values"),
+        "{e}"
+    );
+    let e = load(&USER_SPEC.replace("layout = \"nchw\"", "layout = \"nhwc\""));
+    assert!(e.contains("input \"pixels\"") && e.contains("Nhwc"), "{e}");
+    // Problems in the spec itself are reported by the manifest, every one at once.
+    let bad = user_manifest(
+        &path,
+        &sha,
+        &USER_SPEC.replace("size = [8, 8]", "size = [0, 8]\nresize = [4, 4]"),
+    );
+    let e = Manifest::parse(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("classifier.size") && e.contains("classifier.resize"),
+        "{e}"
+    );
+    let unknown = user_manifest(
+        &path,
+        &sha,
+        &format!("{USER_SPEC}colour_space = \"srgb\"\n"),
+    );
+    let e = Manifest::parse(&unknown).unwrap_err().to_string();
+    assert!(e.contains("unknown field `colour_space`"), "{e}");
+}
