@@ -1,5 +1,6 @@
 //! The binary's configuration: one TOML file, every key overridable by `CLIPGUARD_*`.
 
+use clipguard_classify::stage::ClassifyConfig;
 use clipguard_hashmatch::stage::HashmatchConfig;
 use clipguard_media::MediaConfig;
 use clipguard_monitor::MonitorConfig;
@@ -26,6 +27,8 @@ pub struct Config {
     pub hashmatch: HashmatchConfig,
     /// Transcription stage: model, decoding, voice-activity gate.
     pub transcribe: TranscribeConfig,
+    /// Classifier stage: frame models, batching.
+    pub classify: ClassifyConfig,
     /// Monitor stage.
     pub monitor: MonitorConfig,
     /// Logs.
@@ -40,6 +43,7 @@ impl Validate for Config {
         self.media.validate(problems);
         self.hashmatch.validate(problems);
         self.transcribe.validate(problems);
+        self.classify.validate(problems);
         self.monitor.validate(problems);
         self.telemetry.validate(problems);
     }

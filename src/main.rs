@@ -76,7 +76,7 @@ enum Command {
     },
     /// Run one stage worker: a Kafka consumer-group member plus optional gRPC and metrics.
     Stage {
-        /// media | monitor (hashmatch, transcribe, classify come with later work).
+        /// media | hashmatch | transcribe | classify | monitor.
         name: String,
         #[arg(long)]
         brokers: Option<String>,
@@ -677,11 +677,16 @@ async fn scan(
         cfg.transcribe.clone(),
         MediaStore::open(&cfg.store)?,
     )?;
+    let classify = clipguard_classify::stage::ClassifyStage::new(
+        cfg.classify.clone(),
+        MediaStore::open(&cfg.store)?,
+    )?;
     // Only the stages scan runs in-process are expected.
     cfg.monitor.expected_stages = vec![
         clipguard_media::NAME.to_string(),
         clipguard_hashmatch::stage::NAME.to_string(),
         clipguard_transcribe::NAME.to_string(),
+        clipguard_classify::stage::NAME.to_string(),
     ];
     let bar = if std::io::stderr().is_terminal() && !json {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
@@ -745,6 +750,18 @@ async fn scan(
                     let mut signals: Vec<_> = output.result.signal.into_iter().collect();
                     if let Some(extract) = output.result.extract.as_ref() {
                         signals.push(hashmatch.match_extract(extract));
+                        signals.push(match classify.classify_extract(extract).await {
+                            Ok(signal) => signal,
+                            Err(e) => clipguard_schemas::Signal {
+                                clip_id: clip_id.clone(),
+                                stage: clipguard_classify::stage::NAME.into(),
+                                error: Some(clipguard_schemas::StageError {
+                                    kind: e.kind.into(),
+                                    message: e.message,
+                                }),
+                                ..Default::default()
+                            },
+                        });
                         signals.push(match transcribe.transcribe_extract(extract).await {
                             Ok(outcome) => outcome.signal,
                             Err(e) => clipguard_schemas::Signal {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use clipguard_classify::stage::ClassifyStage;
 use clipguard_hashmatch::stage::HashmatchStage;
 use clipguard_media::MediaStage;
 use clipguard_monitor::MonitorStage;
@@ -17,9 +18,7 @@ use tonic::service::Routes;
 use crate::config::Config;
 
 /// Stages this build can run, in pipeline order.
-pub const NAMES: &[&str] = &["media", "hashmatch", "transcribe", "monitor"];
-/// Stages of the design that later work adds.
-pub const PLANNED: &[&str] = &["classify"];
+pub const NAMES: &[&str] = &["media", "hashmatch", "transcribe", "classify", "monitor"];
 
 type RunKafka = Box<
     dyn FnOnce(
@@ -80,6 +79,19 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
                 services: vec![clipguard_transcribe::grpc::SERVICE],
             })
         }
+        "classify" => {
+            let store = MediaStore::open(&cfg.store)?;
+            let stage = Arc::new(ClassifyStage::new(cfg.classify.clone(), store)?);
+            let routes = Routes::new(clipguard_classify::grpc::service(stage.clone()));
+            Ok(Built {
+                name: clipguard_classify::stage::NAME,
+                run_kafka: Box::new(move |host, metrics, shutdown| {
+                    Box::pin(async move { host.run(stage, metrics, shutdown).await })
+                }),
+                routes,
+                services: vec![clipguard_classify::grpc::SERVICE],
+            })
+        }
         "monitor" => {
             let stage = Arc::new(MonitorStage::new(cfg.monitor.clone()));
             let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
@@ -92,10 +104,6 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
                 services: vec![clipguard_monitor::grpc::SERVICE],
             })
         }
-        other if PLANNED.contains(&other) => anyhow::bail!(
-            "stage `{other}` is part of the design but not in this build yet (available: {})",
-            NAMES.join(", ")
-        ),
         other => anyhow::bail!("unknown stage `{other}` (available: {})", NAMES.join(", ")),
     }
 }
@@ -120,7 +128,7 @@ mod tests {
                 topics::SUBMITTED,
                 prost::Message::encode_to_vec(&ClipSubmitted::default()),
             ),
-            "hashmatch" | "transcribe" => (
+            "hashmatch" | "transcribe" | "classify" => (
                 topics::MEDIA,
                 prost::Message::encode_to_vec(&clipguard_schemas::MediaExtract::default()),
             ),

@@ -1,5 +1,5 @@
 //! End-to-end tests on a real Kafka-protocol broker process (tansu) with every stage as its
-//! own `clipguard stage` process (media, hashmatch, transcribe, monitor): exactly one verdict per clip, also when the media worker is
+//! own `clipguard stage` process (media, hashmatch, transcribe, classify, monitor): exactly one verdict per clip, also when the media worker is
 //! killed with SIGKILL mid-run; precise errors for hostile input; gRPC reflection, health and
 //! metrics.
 
@@ -91,6 +91,11 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         &["stage", "transcribe", "--brokers", &brokers],
         &env,
     );
+    let mut classify = Proc::spawn(
+        "classify",
+        &["stage", "classify", "--brokers", &brokers],
+        &env,
+    );
     let mut monitor = Proc::spawn(
         "monitor",
         &["stage", "monitor", "--brokers", &brokers],
@@ -125,6 +130,7 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         assert!(monitor.alive(), "monitor process died");
         assert!(hashmatch.alive(), "hashmatch process died");
         assert!(transcribe.alive(), "transcribe process died");
+        assert!(classify.alive(), "classify process died");
         assert!(
             media.alive(),
             "media process died (a worker must never crash on input)"

@@ -101,10 +101,15 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         assert_eq!(spans.len(), 1, "one {stage} span: {:?}", by_stage.keys());
         spans[0]
     };
-    let (media, hashmatch, transcribe) = (one("media"), one("hashmatch"), one("transcribe"));
+    let (media, hashmatch, transcribe, classify) = (
+        one("media"),
+        one("hashmatch"),
+        one("transcribe"),
+        one("classify"),
+    );
     let monitor = by_stage.get("monitor").cloned().unwrap_or_default();
-    assert_eq!(monitor.len(), 3, "a monitor span per signal");
-    for s in monitor.iter().chain([&hashmatch, &transcribe]) {
+    assert_eq!(monitor.len(), 4, "a monitor span per signal");
+    for s in monitor.iter().chain([&hashmatch, &transcribe, &classify]) {
         assert_eq!(
             media.trace_id, s.trace_id,
             "one trace across the Kafka hops"
@@ -118,16 +123,25 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         transcribe.parent_span_id, media.span_id,
         "transcribe's parent is media"
     );
+    assert_eq!(
+        classify.parent_span_id, media.span_id,
+        "classify's parent is media"
+    );
     let mut parents: Vec<&Vec<u8>> = monitor.iter().map(|s| &s.parent_span_id).collect();
     parents.sort();
-    let mut want = vec![&media.span_id, &hashmatch.span_id, &transcribe.span_id];
+    let mut want = vec![
+        &media.span_id,
+        &hashmatch.span_id,
+        &transcribe.span_id,
+        &classify.span_id,
+    ];
     want.sort();
     assert_eq!(
         parents, want,
-        "the monitor's spans are children of media's, hashmatch's and transcribe's"
+        "the monitor's spans are children of media's and the other stages'"
     );
     println!(
-        "{} spans exported; clip {clip_id}: media -> hashmatch and transcribe, all -> monitor, in trace {}",
+        "{} spans exported; clip {clip_id}: media -> hashmatch, transcribe, classify, all -> monitor, in trace {}",
         spans.len(),
         hex(&media.trace_id)
     );

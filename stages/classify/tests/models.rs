@@ -311,3 +311,66 @@ fn wrong_names_layouts_and_indices_fail_at_load_naming_model_and_tensor() {
     let e = Manifest::parse(&unknown).unwrap_err().to_string();
     assert!(e.contains("unknown field `colour_space`"), "{e}");
 }
+
+#[test]
+fn benign_conformance_images_are_not_flagged() {
+    let dir = std::env::var_os("CLIPGUARD_CONFORMANCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/conformance/threatexchange")
+        })
+        .join("pdq/images");
+    if !dir.is_dir() {
+        eprintln!(
+            "skipping: no conformance images at {} (set CLIPGUARD_CONFORMANCE)",
+            dir.display()
+        );
+        return;
+    }
+    let (entry, path) = model("open-nsfw");
+    let spec = entry.classifier.clone().unwrap();
+    let classifier = ImageClassifier::load(&entry.name, &spec, &path).unwrap();
+    let mut files = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty());
+    let mut worst = (0f32, PathBuf::new());
+    for f in &files {
+        let (w, h, pixels) = load_png(f);
+        let scores = classifier
+            .scores(&[Rgb {
+                width: w,
+                height: h,
+                pixels: &pixels,
+            }])
+            .unwrap();
+        for (category, score) in &scores[0] {
+            assert!(
+                *score < spec.threshold,
+                "{}: {category} {score} at or above {}",
+                f.display(),
+                spec.threshold
+            );
+            if *score > worst.0 {
+                worst = (*score, f.clone());
+            }
+        }
+    }
+    println!(
+        "{} benign images, highest sexual score {:.3} ({})",
+        files.len(),
+        worst.0,
+        worst.1.display()
+    );
+}

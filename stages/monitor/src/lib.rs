@@ -75,7 +75,12 @@ pub struct MonitorConfig {
 impl Default for MonitorConfig {
     fn default() -> Self {
         Self {
-            expected_stages: vec!["media".into(), "hashmatch".into(), "transcribe".into()],
+            expected_stages: vec![
+                "media".into(),
+                "hashmatch".into(),
+                "transcribe".into(),
+                "classify".into(),
+            ],
             timeout_s: 30.0,
             on_timeout: Decision::Review,
             on_media_error: Decision::Block,
