@@ -28,18 +28,19 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_clipguard")
 }
 
-/// The transcription model every pipeline run loads, fetched into the model cache once
+/// The models every pipeline run loads (transcription, frame classifier), fetched into the
+/// model cache once
 /// (`clipguard models fetch` is idempotent: a verified file is kept).
 pub fn ensure_models() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let out = Command::new(env!("CARGO_BIN_EXE_clipguard"))
-            .args(["models", "fetch", "whisper-tiny.en"])
+            .args(["models", "fetch", "whisper-tiny.en", "open-nsfw"])
             .output()
             .expect("run clipguard models fetch");
         assert!(
             out.status.success(),
-            "clipguard models fetch whisper-tiny.en failed: {}{}",
+            "clipguard models fetch whisper-tiny.en open-nsfw failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
