@@ -23,6 +23,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clipguard_pipeline::embedded::EmbeddedBroker;
 use clipguard_pipeline::kafka::KafkaHost;
+use clipguard_pipeline::stage::error_signal;
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::telemetry::{StageMetrics, init_tracing, serve_metrics};
 use clipguard_schemas::{AgeBand, MediaRef, Surface};
@@ -744,51 +745,36 @@ async fn scan(
             }
         };
         let context = clipguard_media::context_of(&clip);
-        let signals: Vec<_> =
-            match clipguard_pipeline::inproc::process(&media, &clip_id, clip).await {
-                Ok(output) => {
-                    let mut signals: Vec<_> = output.result.signal.into_iter().collect();
-                    if let Some(extract) = output.result.extract.as_ref() {
-                        signals.push(hashmatch.match_extract(extract));
-                        signals.push(match classify.classify_extract(extract).await {
-                            Ok(signal) => signal,
-                            Err(e) => clipguard_schemas::Signal {
-                                clip_id: clip_id.clone(),
-                                stage: clipguard_classify::stage::NAME.into(),
-                                error: Some(clipguard_schemas::StageError {
-                                    kind: e.kind.into(),
-                                    message: e.message,
-                                }),
-                                ..Default::default()
-                            },
-                        });
-                        signals.push(match transcribe.transcribe_extract(extract).await {
-                            Ok(outcome) => outcome.signal,
-                            Err(e) => clipguard_schemas::Signal {
-                                clip_id: clip_id.clone(),
-                                stage: clipguard_transcribe::NAME.into(),
-                                error: Some(clipguard_schemas::StageError {
-                                    kind: e.kind.into(),
-                                    message: e.message,
-                                }),
-                                ..Default::default()
-                            },
-                        });
-                    }
-                    signals
+        let signals: Vec<_> = match clipguard_pipeline::inproc::process(&media, &clip_id, clip)
+            .await
+        {
+            Ok(output) => {
+                let mut signals: Vec<_> = output.result.signal.into_iter().collect();
+                if let Some(extract) = output.result.extract.as_ref() {
+                    signals.push(hashmatch.match_extract(extract));
+                    signals.push(match classify.classify_extract(extract).await {
+                        Ok(signal) => signal,
+                        Err(e) => error_signal(clipguard_classify::stage::NAME, &clip_id, &e, None),
+                    });
+                    signals.push(match transcribe.transcribe_extract(extract).await {
+                        Ok(outcome) => outcome.signal,
+                        Err(e) => error_signal(clipguard_transcribe::NAME, &clip_id, &e, None),
+                    });
                 }
-                Err(e) => vec![clipguard_schemas::Signal {
-                    clip_id: clip_id.clone(),
-                    stage: clipguard_media::NAME.into(),
-                    error: Some(clipguard_schemas::StageError {
-                        kind: e.kind.into(),
-                        message: e.message,
-                    }),
-                    reasons: vec![format!("media_error:{}", e.kind)],
-                    context: Some(context),
-                    ..Default::default()
-                }],
-            };
+                signals
+            }
+            Err(e) => vec![clipguard_schemas::Signal {
+                clip_id: clip_id.clone(),
+                stage: clipguard_media::NAME.into(),
+                error: Some(clipguard_schemas::StageError {
+                    kind: e.kind.into(),
+                    message: e.message,
+                }),
+                reasons: vec![format!("media_error:{}", e.kind)],
+                context: Some(context),
+                ..Default::default()
+            }],
+        };
         let verdict = clipguard_monitor::decide::decide(&clip_id, &signals, &cfg.monitor, true);
         if let Some(b) = &bar {
             b.suspend(|| printer.verdict(&verdict));

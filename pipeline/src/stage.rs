@@ -127,7 +127,18 @@ pub fn error_signal_record(
     error: &StageError,
     context: Option<ClipContext>,
 ) -> Record {
-    let signal = Signal {
+    let signal = error_signal(stage, clip_id, error, context);
+    Record::encode(topics::SIGNALS, clip_id, &signal)
+}
+
+/// The signal of a stage that failed on a clip.
+pub fn error_signal(
+    stage: &str,
+    clip_id: &str,
+    error: &StageError,
+    context: Option<ClipContext>,
+) -> Signal {
+    Signal {
         clip_id: clip_id.to_string(),
         stage: stage.to_string(),
         attempt: 1,
@@ -138,8 +149,7 @@ pub fn error_signal_record(
         context,
         produced_at_ms: crate::now_ms(),
         ..Default::default()
-    };
-    Record::encode(topics::SIGNALS, clip_id, &signal)
+    }
 }
 
 /// An emitter for hosts without a broker (in-process, gRPC): refuses to emit.

@@ -152,19 +152,19 @@ impl ImageClassifier {
         };
         let typed = model.into_typed().map_err(shape_err)?;
         // Some graphs (open_nsfw's ResNet among them) do not optimise with a symbolic batch
-        // axis in tract 0.23; fixed-size plans then stand in.
-        let (typed, plans) = match typed.clone().into_optimized() {
-            Ok(opt) => (opt.clone(), None),
+        // axis in tract 0.23; a batch-1 plan then stands in.
+        let (optimised, symbolic) = match typed.clone().into_optimized() {
+            Ok(opt) => (opt, true),
             Err(e) => {
-                tracing::debug!(model = name, error = %e, "no symbolic-batch plan; fixed batch sizes");
+                tracing::debug!(model = name, error = %e, "no symbolic-batch plan; batch 1");
                 let one = typed
                     .set_symbols(&[(batch.clone(), TDim::Val(1))].into_iter().collect())
                     .and_then(|m| m.into_optimized())
                     .map_err(shape_err)?;
-                (one.clone(), Some(one))
+                (one, false)
             }
         };
-        let out_fact = typed.output_fact(0).map_err(|e| load_err(name, e))?;
+        let out_fact = optimised.output_fact(0).map_err(|e| load_err(name, e))?;
         let outputs = out_fact
             .shape
             .last()
@@ -187,9 +187,11 @@ impl ImageClassifier {
                 ),
             ));
         }
-        let plans = match plans {
-            None => Plans::Symbolic(typed.into_runnable().map_err(|e| load_err(name, e))?),
-            Some(one) => Plans::Single(one.into_runnable().map_err(|e| load_err(name, e))?),
+        let plan = optimised.into_runnable().map_err(|e| load_err(name, e))?;
+        let plans = if symbolic {
+            Plans::Symbolic(plan)
+        } else {
+            Plans::Single(plan)
         };
         Ok(ImageClassifier {
             name: name.to_string(),
@@ -198,12 +200,6 @@ impl ImageClassifier {
             max_batch,
             outputs,
         })
-    }
-
-    /// The model's input for one image: resize (Pillow bilinear), centre crop, channel order,
-    /// scale, mean and std, in the declared layout.
-    pub fn preprocess(&self, image: &Rgb<'_>, out: &mut Vec<f32>) {
-        preprocess(&self.spec, image, out);
     }
 
     /// Raw outputs (after the declared activation) for a batch of images.
@@ -301,7 +297,8 @@ fn activate(scores: Scores, row: &[f32]) -> Vec<f32> {
     }
 }
 
-/// Appends one image's input tensor (in the spec's layout) to `out`.
+/// Appends one image's input tensor to `out`: resize (Pillow bilinear), centre crop, channel
+/// order, scale, mean and std, in the spec's layout.
 pub fn preprocess(spec: &ClassifierSpec, image: &Rgb<'_>, out: &mut Vec<f32>) {
     let [h, w] = spec.size.map(|d| d as usize);
     let [rh, rw] = spec.resize.unwrap_or(spec.size).map(|d| d as usize);

@@ -6,7 +6,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clipguard_models::{Cache, Manifest};
-use clipguard_pipeline::stage::error_signal_record;
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
 use clipguard_schemas::{CategoryScore, Evidence, MediaExtract, Signal};
@@ -58,11 +57,9 @@ impl ClassifyConfig {
     }
 }
 
-/// A decoded frame waiting for its model's batch.
+/// A decoded frame waiting for its model's batch (shared by every model's job).
 struct Job {
-    width: usize,
-    height: usize,
-    pixels: Vec<u8>,
+    image: Arc<image::RgbImage>,
     reply: oneshot::Sender<Result<Vec<(String, f32)>, String>>,
 }
 
@@ -93,9 +90,9 @@ fn batch_loop(
         let images: Vec<Rgb<'_>> = jobs
             .iter()
             .map(|j| Rgb {
-                width: j.width,
-                height: j.height,
-                pixels: &j.pixels,
+                width: j.image.width() as usize,
+                height: j.image.height() as usize,
+                pixels: j.image.as_raw(),
             })
             .collect();
         match model.scores(&images) {
@@ -203,7 +200,7 @@ impl ClassifyStage {
             .await
             .map_err(|e| StageError::internal("panic", e.to_string()))?;
             match rgb {
-                Ok(img) => decoded.push((frame.timestamp_s, img)),
+                Ok(img) => decoded.push((frame.timestamp_s, Arc::new(img))),
                 Err(_) => unreadable += 1,
             }
         }
@@ -213,9 +210,7 @@ impl ClassifyStage {
             for (t, img) in &decoded {
                 let (reply, rx) = oneshot::channel();
                 let job = Job {
-                    width: img.width() as usize,
-                    height: img.height() as usize,
-                    pixels: img.as_raw().clone(),
+                    image: img.clone(),
                     reply,
                 };
                 runner.tx.send(job).map_err(|_| {
@@ -295,9 +290,5 @@ impl Stage for ClassifyStage {
         let key = input.clip_id.clone();
         let signal = self.classify_extract(&input).await?;
         Ok(vec![Record::encode(topics::SIGNALS, key, &signal)])
-    }
-
-    fn poison_outputs(&self, clip_id: &str, error: &StageError) -> Vec<Record> {
-        vec![error_signal_record(NAME, clip_id, error, None)]
     }
 }

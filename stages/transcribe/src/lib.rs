@@ -13,7 +13,7 @@ pub mod vad;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clipguard_pipeline::stage::error_signal_record;
+use clipguard_pipeline::stage::error_signal;
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
 use clipguard_schemas::{MediaExtract, Signal, Transcript, TranscriptSegment};
@@ -98,7 +98,7 @@ impl TranscribeStage {
             let error = StageError::input(kind, message);
             tracing::info!(clip_id = %clip_id, kind, error = %error.message, "unusable audio");
             Ok(Outcome {
-                signal: error_signal(extract, &error),
+                signal: error_signal(NAME, &extract.clip_id, &error, None),
                 transcript: None,
                 elapsed_s: started.elapsed().as_secs_f64(),
             })
@@ -197,11 +197,6 @@ fn signal_of(
         produced_at_ms: now_ms(),
         ..Signal::default()
     }
-}
-
-fn error_signal(extract: &MediaExtract, error: &StageError) -> Signal {
-    let record = error_signal_record(NAME, &extract.clip_id, error, None);
-    prost::Message::decode(record.payload.as_slice()).unwrap_or_default()
 }
 
 impl Stage for TranscribeStage {
