@@ -2,10 +2,12 @@
 //! tract. A manifest entry says how to turn a frame into the model's input tensor and how the
 //! output maps to policy categories; no code per model.
 
+pub mod embed;
 pub mod grpc;
 pub mod model;
 pub mod resize;
 pub mod stage;
+pub mod text;
 
 pub use model::{ImageClassifier, Rgb};
 
