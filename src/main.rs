@@ -77,7 +77,7 @@ enum Command {
     },
     /// Run one stage worker: a Kafka consumer-group member plus optional gRPC and metrics.
     Stage {
-        /// media | hashmatch | transcribe | classify | monitor.
+        /// media | hashmatch | transcribe | classify | classify_transcript | monitor.
         name: String,
         #[arg(long)]
         brokers: Option<String>,
@@ -682,12 +682,17 @@ async fn scan(
         cfg.classify.clone(),
         MediaStore::open(&cfg.store)?,
     )?;
+    let classify_transcript = clipguard_classify::stage::ClassifyTranscriptStage::with_text(
+        classify.text().clone(),
+        cfg.classify.clone(),
+    );
     // Only the stages scan runs in-process are expected.
     cfg.monitor.expected_stages = vec![
         clipguard_media::NAME.to_string(),
         clipguard_hashmatch::stage::NAME.to_string(),
         clipguard_transcribe::NAME.to_string(),
         clipguard_classify::stage::NAME.to_string(),
+        clipguard_classify::stage::TRANSCRIPT_NAME.to_string(),
     ];
     let bar = if std::io::stderr().is_terminal() && !json {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
@@ -756,10 +761,30 @@ async fn scan(
                         Ok(signal) => signal,
                         Err(e) => error_signal(clipguard_classify::stage::NAME, &clip_id, &e, None),
                     });
-                    signals.push(match transcribe.transcribe_extract(extract).await {
-                        Ok(outcome) => outcome.signal,
-                        Err(e) => error_signal(clipguard_transcribe::NAME, &clip_id, &e, None),
-                    });
+                    match transcribe.transcribe_extract(extract).await {
+                        Ok(outcome) => {
+                            signals.push(outcome.signal);
+                            if let Some(t) = outcome.transcript {
+                                signals.push(
+                                    match classify_transcript.classify_transcript(&t).await {
+                                        Ok(signal) => signal,
+                                        Err(e) => error_signal(
+                                            clipguard_classify::stage::TRANSCRIPT_NAME,
+                                            &clip_id,
+                                            &e,
+                                            None,
+                                        ),
+                                    },
+                                );
+                            }
+                        }
+                        Err(e) => signals.push(error_signal(
+                            clipguard_transcribe::NAME,
+                            &clip_id,
+                            &e,
+                            None,
+                        )),
+                    }
                 }
                 signals
             }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use clipguard_classify::stage::ClassifyStage;
+use clipguard_classify::stage::{ClassifyStage, ClassifyTranscriptStage};
 use clipguard_hashmatch::stage::HashmatchStage;
 use clipguard_media::MediaStage;
 use clipguard_monitor::MonitorStage;
@@ -18,7 +18,14 @@ use tonic::service::Routes;
 use crate::config::Config;
 
 /// Stages this build can run, in pipeline order.
-pub const NAMES: &[&str] = &["media", "hashmatch", "transcribe", "classify", "monitor"];
+pub const NAMES: &[&str] = &[
+    "media",
+    "hashmatch",
+    "transcribe",
+    "classify",
+    "classify_transcript",
+    "monitor",
+];
 
 type RunKafka = Box<
     dyn FnOnce(
@@ -92,6 +99,18 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
                 services: vec![clipguard_classify::grpc::SERVICE],
             })
         }
+        "classify_transcript" => {
+            let stage = Arc::new(ClassifyTranscriptStage::new(cfg.classify.clone())?);
+            let routes = Routes::new(clipguard_classify::grpc::transcript_service(stage.clone()));
+            Ok(Built {
+                name: clipguard_classify::stage::TRANSCRIPT_NAME,
+                run_kafka: Box::new(move |host, metrics, shutdown| {
+                    Box::pin(async move { host.run(stage, metrics, shutdown).await })
+                }),
+                routes,
+                services: vec![clipguard_classify::grpc::TRANSCRIPT_SERVICE],
+            })
+        }
         "monitor" => {
             let stage = Arc::new(MonitorStage::new(cfg.monitor.clone()));
             let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
@@ -131,6 +150,10 @@ mod tests {
             "hashmatch" | "transcribe" | "classify" => (
                 topics::MEDIA,
                 prost::Message::encode_to_vec(&clipguard_schemas::MediaExtract::default()),
+            ),
+            "classify_transcript" => (
+                topics::TRANSCRIPTS,
+                prost::Message::encode_to_vec(&clipguard_schemas::Transcript::default()),
             ),
             "monitor" => (
                 topics::SIGNALS,

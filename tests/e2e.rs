@@ -1,5 +1,6 @@
 //! End-to-end tests on a real Kafka-protocol broker process (tansu) with every stage as its
-//! own `clipguard stage` process (media, hashmatch, transcribe, classify, monitor): exactly one verdict per clip, also when the media worker is
+//! own `clipguard stage` process (media, hashmatch, transcribe, classify, classify_transcript,
+//! monitor): exactly one verdict per clip, also when the media worker is
 //! killed with SIGKILL mid-run; precise errors for hostile input; gRPC reflection, health and
 //! metrics.
 
@@ -96,6 +97,11 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         &["stage", "classify", "--brokers", &brokers],
         &env,
     );
+    let mut classify_transcript = Proc::spawn(
+        "classify_transcript",
+        &["stage", "classify_transcript", "--brokers", &brokers],
+        &env,
+    );
     let mut monitor = Proc::spawn(
         "monitor",
         &["stage", "monitor", "--brokers", &brokers],
@@ -131,6 +137,10 @@ fn hundred_clips(kill_after: Option<usize>) -> Option<Run> {
         assert!(hashmatch.alive(), "hashmatch process died");
         assert!(transcribe.alive(), "transcribe process died");
         assert!(classify.alive(), "classify process died");
+        assert!(
+            classify_transcript.alive(),
+            "classify_transcript process died"
+        );
         assert!(
             media.alive(),
             "media process died (a worker must never crash on input)"

@@ -101,15 +101,19 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         assert_eq!(spans.len(), 1, "one {stage} span: {:?}", by_stage.keys());
         spans[0]
     };
-    let (media, hashmatch, transcribe, classify) = (
+    let (media, hashmatch, transcribe, classify, classify_transcript) = (
         one("media"),
         one("hashmatch"),
         one("transcribe"),
         one("classify"),
+        one("classify_transcript"),
     );
     let monitor = by_stage.get("monitor").cloned().unwrap_or_default();
-    assert_eq!(monitor.len(), 4, "a monitor span per signal");
-    for s in monitor.iter().chain([&hashmatch, &transcribe, &classify]) {
+    assert_eq!(monitor.len(), 5, "a monitor span per signal");
+    for s in monitor
+        .iter()
+        .chain([&hashmatch, &transcribe, &classify, &classify_transcript])
+    {
         assert_eq!(
             media.trace_id, s.trace_id,
             "one trace across the Kafka hops"
@@ -127,6 +131,10 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         classify.parent_span_id, media.span_id,
         "classify's parent is media"
     );
+    assert_eq!(
+        classify_transcript.parent_span_id, transcribe.span_id,
+        "classify_transcript's parent is transcribe (through clips.transcripts)"
+    );
     let mut parents: Vec<&Vec<u8>> = monitor.iter().map(|s| &s.parent_span_id).collect();
     parents.sort();
     let mut want = vec![
@@ -134,6 +142,7 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         &hashmatch.span_id,
         &transcribe.span_id,
         &classify.span_id,
+        &classify_transcript.span_id,
     ];
     want.sort();
     assert_eq!(

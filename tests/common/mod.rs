@@ -35,12 +35,19 @@ pub fn ensure_models() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let out = Command::new(env!("CARGO_BIN_EXE_clipguard"))
-            .args(["models", "fetch", "whisper-tiny.en", "open-nsfw"])
+            .args([
+                "models",
+                "fetch",
+                "whisper-tiny.en",
+                "open-nsfw",
+                "minilm-l6-int8",
+                "minilm-l6-tokenizer",
+            ])
             .output()
             .expect("run clipguard models fetch");
         assert!(
             out.status.success(),
-            "clipguard models fetch whisper-tiny.en open-nsfw failed: {}{}",
+            "clipguard models fetch (default models) failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

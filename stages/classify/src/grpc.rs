@@ -1,17 +1,22 @@
-//! The classify stage as a gRPC service (`clipguard.v1.ClassifyStage/Classify`).
+//! The classify stages as gRPC services (`clipguard.v1.ClassifyStage/Classify`,
+//! `clipguard.v1.ClassifyTranscriptStage/Classify`).
 
 use std::sync::Arc;
 
 use clipguard_schemas::classify_stage_server::{
     ClassifyStage as ClassifyService, ClassifyStageServer,
 };
-use clipguard_schemas::{MediaExtract, Signal};
+use clipguard_schemas::classify_transcript_stage_server::{
+    ClassifyTranscriptStage as TranscriptService, ClassifyTranscriptStageServer,
+};
+use clipguard_schemas::{MediaExtract, Signal, Transcript};
 use tonic::{Request, Response, Status};
 
-use crate::stage::ClassifyStage;
+use crate::stage::{ClassifyStage, ClassifyTranscriptStage};
 
 /// Fully qualified service name, for health and reflection.
 pub const SERVICE: &str = "clipguard.v1.ClassifyStage";
+pub const TRANSCRIPT_SERVICE: &str = "clipguard.v1.ClassifyTranscriptStage";
 
 #[derive(Debug, Clone)]
 pub struct ClassifyGrpc(pub Arc<ClassifyStage>);
@@ -31,4 +36,24 @@ impl ClassifyService for ClassifyGrpc {
 /// The tonic service for the gRPC host.
 pub fn service(stage: Arc<ClassifyStage>) -> ClassifyStageServer<ClassifyGrpc> {
     ClassifyStageServer::new(ClassifyGrpc(stage))
+}
+
+#[derive(Debug, Clone)]
+pub struct ClassifyTranscriptGrpc(pub Arc<ClassifyTranscriptStage>);
+
+#[tonic::async_trait]
+impl TranscriptService for ClassifyTranscriptGrpc {
+    async fn classify(&self, request: Request<Transcript>) -> Result<Response<Signal>, Status> {
+        self.0
+            .classify_transcript(&request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::unavailable(format!("{}: {}", e.kind, e.message)))
+    }
+}
+
+pub fn transcript_service(
+    stage: Arc<ClassifyTranscriptStage>,
+) -> ClassifyTranscriptStageServer<ClassifyTranscriptGrpc> {
+    ClassifyTranscriptStageServer::new(ClassifyTranscriptGrpc(stage))
 }

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use clipguard_models::{Cache, Manifest};
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
-use clipguard_schemas::{CategoryScore, Evidence, MediaExtract, Signal};
+use clipguard_schemas::{CategoryScore, Evidence, MediaExtract, Signal, Transcript};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::ClassifyError;
+use crate::embed::TextEmbedder;
 use crate::model::{ImageClassifier, Rgb};
+use crate::text::{DEFAULT_POLICY, TextClassifier, TextInput, TextPolicy};
 
 pub const NAME: &str = "classify";
 
@@ -29,6 +31,15 @@ pub struct ClassifyConfig {
     /// Largest thumbnail accepted (bytes).
     pub max_thumbnail_bytes: u64,
     pub attempt_timeout_s: f64,
+    /// Sentence encoder for text (a manifest model); empty: blocklists only.
+    pub text_model: String,
+    /// Its tokenizer (a manifest model).
+    pub text_tokenizer: String,
+    /// Text policy file (blocklists, exemplars, operating points); unset: the shipped one.
+    pub text_policy: Option<std::path::PathBuf>,
+    /// Text beyond this many bytes of a prompt, scene description or transcript is not
+    /// classified, and the signal says `text_truncated`.
+    pub max_text_bytes: usize,
 }
 
 impl Default for ClassifyConfig {
@@ -39,6 +50,10 @@ impl Default for ClassifyConfig {
             max_wait_ms: 20,
             max_thumbnail_bytes: 4 << 20,
             attempt_timeout_s: 120.0,
+            text_model: "minilm-l6-int8".into(),
+            text_tokenizer: "minilm-l6-tokenizer".into(),
+            text_policy: None,
+            max_text_bytes: 64 << 10,
         }
     }
 }
@@ -53,6 +68,84 @@ impl ClassifyConfig {
         }
         if self.attempt_timeout_s.is_nan() || self.attempt_timeout_s <= 0.0 {
             problems.push("classify.attempt_timeout_s: must be positive".into());
+        }
+        if self.max_text_bytes == 0 {
+            problems.push("classify.max_text_bytes: must be positive".into());
+        }
+        if !self.text_model.is_empty() && self.text_tokenizer.is_empty() {
+            problems.push("classify.text_tokenizer: needed with classify.text_model".into());
+        }
+        if let Some(path) = &self.text_policy
+            && let Err(e) = TextPolicy::load(path)
+        {
+            problems.push(format!("classify.text_policy: {e}"));
+        }
+    }
+
+    /// Loads the text classifier: the policy (the shipped one unless `text_policy` is set)
+    /// and, unless `text_model` is empty, the sentence encoder, verified in the model cache.
+    pub fn load_text(&self) -> Result<TextClassifier, ClassifyError> {
+        let policy = match &self.text_policy {
+            Some(path) => TextPolicy::load(path)?,
+            None => TextPolicy::parse(DEFAULT_POLICY, "(shipped policy/text.toml)")?,
+        };
+        let embedder = if self.text_model.is_empty() {
+            None
+        } else {
+            let manifest = Manifest::load_default()?;
+            let cache = Cache::default();
+            let model = cache.verified_path(manifest.get(&self.text_model)?)?;
+            let tokenizer = cache.verified_path(manifest.get(&self.text_tokenizer)?)?;
+            Some(TextEmbedder::load(&self.text_model, &model, &tokenizer)?)
+        };
+        TextClassifier::new(policy, embedder)
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary; says whether it cut.
+fn bounded(text: &str, max: usize) -> (&str, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+/// Runs the text classifier off the async threads.
+async fn classify_texts(
+    text: &Arc<TextClassifier>,
+    inputs: Vec<(String, String, f64, f64)>,
+) -> Result<Vec<CategoryScore>, StageError> {
+    let text = text.clone();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<TextInput<'_>> = inputs
+            .iter()
+            .map(|(source, t, a, b)| TextInput {
+                source,
+                text: t,
+                start_s: *a,
+                end_s: *b,
+            })
+            .collect();
+        text.classify(&refs)
+    })
+    .await
+    .map_err(|e| StageError::internal("panic", e.to_string()))?
+    .map_err(|e| StageError::internal("inference", e.to_string()))
+}
+
+/// Folds `more` into `scores`: the highest score per category, evidence appended.
+fn merge(scores: &mut Vec<CategoryScore>, more: Vec<CategoryScore>) {
+    for m in more {
+        match scores.iter_mut().find(|s| s.category == m.category) {
+            Some(s) => {
+                s.score = s.score.max(m.score);
+                s.evidence.extend(m.evidence);
+            }
+            None => scores.push(m),
         }
     }
 }
@@ -112,6 +205,7 @@ fn batch_loop(
 
 pub struct ClassifyStage {
     runners: Vec<Runner>,
+    text: Arc<TextClassifier>,
     store: MediaStore,
     config: ClassifyConfig,
 }
@@ -166,11 +260,18 @@ impl ClassifyStage {
                 .map_err(|e| ClassifyError::Load(format!("{name}: inference thread: {e}")))?;
             runners.push(Runner { model, tx });
         }
+        let text = Arc::new(config.load_text()?);
         Ok(ClassifyStage {
             runners,
+            text,
             store,
             config,
         })
+    }
+
+    /// The loaded text classifier.
+    pub fn text(&self) -> &Arc<TextClassifier> {
+        &self.text
     }
 
     /// Scores one clip's frames. Frames that cannot be read are skipped and named in the
@@ -251,6 +352,23 @@ impl ClassifyStage {
         if unreadable > 0 {
             reasons.push("frame_unreadable".to_string());
         }
+        let context = extract.context.clone().unwrap_or_default();
+        let mut texts = Vec::new();
+        for (source, text) in [
+            ("prompt", &context.prompt),
+            ("scene_description", &context.scene_description),
+        ] {
+            let (text, cut) = bounded(text, self.config.max_text_bytes);
+            if cut && !reasons.iter().any(|r| r == "text_truncated") {
+                reasons.push("text_truncated".to_string());
+            }
+            if !text.trim().is_empty() {
+                texts.push((source.to_string(), text.to_string(), 0.0, 0.0));
+            }
+        }
+        if !texts.is_empty() {
+            merge(&mut scores, classify_texts(&self.text, texts).await?);
+        }
         Ok(Signal {
             clip_id: extract.clip_id.clone(),
             stage: NAME.to_string(),
@@ -289,6 +407,116 @@ impl Stage for ClassifyStage {
         }
         let key = input.clip_id.clone();
         let signal = self.classify_extract(&input).await?;
+        Ok(vec![Record::encode(topics::SIGNALS, key, &signal)])
+    }
+}
+
+pub const TRANSCRIPT_NAME: &str = "classify_transcript";
+
+/// The text classifier over transcripts: consumes `clips.transcripts`, scores every segment
+/// (evidence carries the segment's clip time) and emits the `classify_transcript` signal.
+/// A deployment of its own, scaled by lag on `clips.transcripts`.
+pub struct ClassifyTranscriptStage {
+    text: Arc<TextClassifier>,
+    config: ClassifyConfig,
+}
+
+impl std::fmt::Debug for ClassifyTranscriptStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassifyTranscriptStage")
+            .field("text", &self.text)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClassifyTranscriptStage {
+    pub fn new(config: ClassifyConfig) -> Result<Self, ClassifyError> {
+        let mut problems = Vec::new();
+        config.validate(&mut problems);
+        if !problems.is_empty() {
+            return Err(ClassifyError::Load(problems.join("; ")));
+        }
+        Ok(ClassifyTranscriptStage {
+            text: Arc::new(config.load_text()?),
+            config,
+        })
+    }
+
+    /// Shares an already loaded text classifier (in-process pipelines: `clipguard scan`).
+    pub fn with_text(text: Arc<TextClassifier>, config: ClassifyConfig) -> Self {
+        ClassifyTranscriptStage { text, config }
+    }
+
+    /// Scores one transcript: each segment on its own (so evidence has its times), or the
+    /// whole text when there are no segments.
+    pub async fn classify_transcript(&self, t: &Transcript) -> Result<Signal, StageError> {
+        let mut reasons = Vec::new();
+        let mut budget = self.config.max_text_bytes;
+        let mut inputs = Vec::new();
+        let pieces: Vec<(&str, f64, f64)> = if t.segments.is_empty() {
+            vec![(t.text.as_str(), 0.0, 0.0)]
+        } else {
+            t.segments
+                .iter()
+                .map(|s| (s.text.as_str(), s.start_s, s.end_s))
+                .collect()
+        };
+        for (text, a, b) in pieces {
+            let (text, cut) = bounded(text, budget);
+            budget -= text.len();
+            if cut {
+                reasons.push("text_truncated".to_string());
+            }
+            if !text.trim().is_empty() {
+                inputs.push(("transcript".to_string(), text.to_string(), a, b));
+            }
+            if cut {
+                break;
+            }
+        }
+        let scores = if inputs.is_empty() {
+            Vec::new()
+        } else {
+            classify_texts(&self.text, inputs).await?
+        };
+        Ok(Signal {
+            clip_id: t.clip_id.clone(),
+            stage: TRANSCRIPT_NAME.to_string(),
+            attempt: 1,
+            scores,
+            reasons,
+            produced_at_ms: now_ms(),
+            ..Signal::default()
+        })
+    }
+}
+
+impl Stage for ClassifyTranscriptStage {
+    type Input = Transcript;
+    type Output = Vec<Record>;
+
+    fn name(&self) -> &'static str {
+        TRANSCRIPT_NAME
+    }
+
+    fn input_topic(&self) -> &'static str {
+        topics::TRANSCRIPTS
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.config.attempt_timeout_s)
+    }
+
+    async fn process(
+        &self,
+        mut input: Transcript,
+        ctx: &ProcessCtx,
+    ) -> Result<Vec<Record>, StageError> {
+        if input.clip_id.is_empty() {
+            input.clip_id = ctx.clip_id.clone();
+        }
+        let key = input.clip_id.clone();
+        let signal = self.classify_transcript(&input).await?;
         Ok(vec![Record::encode(topics::SIGNALS, key, &signal)])
     }
 }

@@ -123,19 +123,10 @@ pub fn decide(
     }
 
     let received: BTreeSet<&str> = signals.iter().map(|s| s.stage.as_str()).collect();
-    let media_failed = signals
-        .iter()
-        .any(|s| s.stage == "media" && s.error.is_some());
-    let missing: Vec<String> = if media_failed {
-        // Nothing downstream of media can run on an undecodable clip: nobody is missing.
-        Vec::new()
-    } else {
-        cfg.expected_stages
-            .iter()
-            .filter(|e| !received.contains(e.as_str()))
-            .cloned()
-            .collect()
-    };
+    let missing: Vec<String> = still_missing(&signals, cfg)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if !missing.is_empty() && deadline_passed {
         decision = decision.max(cfg.on_timeout);
         for m in &missing {
@@ -185,12 +176,6 @@ pub fn decide(
 /// answered, the media could not be decoded, or a CSAM bank matched with a block (nothing
 /// another stage says can change that block).
 pub fn complete(signals: &[Signal], cfg: &MonitorConfig) -> bool {
-    if signals
-        .iter()
-        .any(|s| s.stage == "media" && s.error.is_some())
-    {
-        return true;
-    }
     if signals.iter().any(|s| {
         s.hash_matches
             .iter()
@@ -198,9 +183,35 @@ pub fn complete(signals: &[Signal], cfg: &MonitorConfig) -> bool {
     }) {
         return true;
     }
+    let refs: Vec<&Signal> = signals.iter().collect();
+    still_missing(&refs, cfg).is_empty()
+}
+
+/// The stages that produce from another stage's output, and that stage: when it failed on a
+/// clip (an error signal), nothing will come from them.
+const FED_BY: &[(&str, &str)] = &[("classify_transcript", "transcribe")];
+
+/// Expected stages with no signal yet, less those that cannot answer: everything after a
+/// media failure (an undecodable clip), and a stage whose feeding stage failed.
+fn still_missing<'c>(signals: &[&Signal], cfg: &'c MonitorConfig) -> Vec<&'c str> {
+    let failed = |stage: &str| {
+        signals
+            .iter()
+            .any(|s| s.stage == stage && s.error.is_some())
+    };
+    if failed("media") {
+        return Vec::new();
+    }
     cfg.expected_stages
         .iter()
-        .all(|e| signals.iter().any(|s| &s.stage == e))
+        .map(String::as_str)
+        .filter(|e| !signals.iter().any(|s| s.stage == *e))
+        .filter(|e| {
+            !FED_BY
+                .iter()
+                .any(|(stage, feeder)| stage == e && failed(feeder))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -276,6 +287,44 @@ mod tests {
         assert!(v.reasons.contains(&"timeout:hashmatch".to_string()));
         let none = decide("c", &[], &cfg, true);
         assert_eq!(none.decision(), Decision::Review);
+    }
+
+    #[test]
+    fn a_failed_transcription_excuses_the_transcript_classifier() {
+        let cfg = MonitorConfig {
+            expected_stages: vec![
+                "media".into(),
+                "transcribe".into(),
+                "classify_transcript".into(),
+            ],
+            ..Default::default()
+        };
+        let transcribe_failed = Signal {
+            clip_id: "c".into(),
+            stage: "transcribe".into(),
+            error: Some(StageError {
+                kind: "audio_format".into(),
+                message: "audio is 44100 Hz".into(),
+            }),
+            ..Default::default()
+        };
+        let transcribed = Signal {
+            clip_id: "c".into(),
+            stage: "transcribe".into(),
+            ..Default::default()
+        };
+        // A good transcript: its classification is still awaited.
+        assert!(!complete(&[media_ok(), transcribed], &cfg));
+        // A failed one: nothing will come; decide now, on the transcribe error.
+        let signals = [media_ok(), transcribe_failed];
+        assert!(complete(&signals, &cfg));
+        let v = decide("c", &signals, &cfg, false);
+        assert_eq!(v.decision(), Decision::Review);
+        assert!(v.missing_stages.is_empty());
+        assert!(
+            v.reasons
+                .contains(&"transcribe_error:audio_format".to_string())
+        );
     }
 
     #[test]

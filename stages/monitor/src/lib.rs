@@ -80,6 +80,7 @@ impl Default for MonitorConfig {
                 "hashmatch".into(),
                 "transcribe".into(),
                 "classify".into(),
+                "classify_transcript".into(),
             ],
             timeout_s: 30.0,
             on_timeout: Decision::Review,
@@ -96,7 +97,13 @@ impl Default for MonitorConfig {
 
 impl MonitorConfig {
     pub fn validate(&self, problems: &mut Vec<String>) {
-        const STAGES: &[&str] = &["media", "hashmatch", "transcribe", "classify"];
+        const STAGES: &[&str] = &[
+            "media",
+            "hashmatch",
+            "transcribe",
+            "classify",
+            "classify_transcript",
+        ];
         if self.expected_stages.is_empty() {
             problems.push("monitor.expected_stages: must name at least `media`".into());
         }
