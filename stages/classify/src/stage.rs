@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::ClassifyError;
 use crate::embed::TextEmbedder;
+use crate::faces::FaceAges;
 use crate::model::{ImageClassifier, Rgb};
 use crate::text::{DEFAULT_POLICY, TextClassifier, TextInput, TextPolicy};
 
@@ -40,6 +41,14 @@ pub struct ClassifyConfig {
     /// Text beyond this many bytes of a prompt, scene description or transcript is not
     /// classified, and the signal says `text_truncated`.
     pub max_text_bytes: usize,
+    /// Face detector for potential minors (a manifest model); empty: no face/age check.
+    pub face_detector: String,
+    /// Age estimator run on each face (a manifest model).
+    pub age_model: String,
+    /// Detections below this confidence are not faces.
+    pub min_face_score: f32,
+    /// A face whose probability of being under 18 reaches this is `potential_minor` evidence.
+    pub minor_threshold: f32,
 }
 
 impl Default for ClassifyConfig {
@@ -54,6 +63,10 @@ impl Default for ClassifyConfig {
             text_tokenizer: "minilm-l6-tokenizer".into(),
             text_policy: None,
             max_text_bytes: 64 << 10,
+            face_detector: "blazeface-back".into(),
+            age_model: "age-v1".into(),
+            min_face_score: 0.75,
+            minor_threshold: 0.5,
         }
     }
 }
@@ -75,11 +88,38 @@ impl ClassifyConfig {
         if !self.text_model.is_empty() && self.text_tokenizer.is_empty() {
             problems.push("classify.text_tokenizer: needed with classify.text_model".into());
         }
+        if !self.face_detector.is_empty() && self.age_model.is_empty() {
+            problems.push("classify.age_model: needed with classify.face_detector".into());
+        }
+        for (key, v) in [
+            ("min_face_score", self.min_face_score),
+            ("minor_threshold", self.minor_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                problems.push(format!("classify.{key}: {v} is outside 0..=1"));
+            }
+        }
         if let Some(path) = &self.text_policy
             && let Err(e) = TextPolicy::load(path)
         {
             problems.push(format!("classify.text_policy: {e}"));
         }
+    }
+
+    /// Loads the face detector and age estimator, unless `face_detector` is empty.
+    pub fn load_faces(&self) -> Result<Option<FaceAges>, ClassifyError> {
+        if self.face_detector.is_empty() {
+            return Ok(None);
+        }
+        let manifest = Manifest::load_default()?;
+        let cache = Cache::default();
+        let detector = cache.verified_path(manifest.get(&self.face_detector)?)?;
+        let age = cache.verified_path(manifest.get(&self.age_model)?)?;
+        Ok(Some(FaceAges::load(
+            (&self.face_detector, &detector),
+            (&self.age_model, &age),
+            self.min_face_score,
+        )?))
     }
 
     /// Loads the text classifier: the policy (the shipped one unless `text_policy` is set)
@@ -135,6 +175,51 @@ async fn classify_texts(
     .await
     .map_err(|e| StageError::internal("panic", e.to_string()))?
     .map_err(|e| StageError::internal("inference", e.to_string()))
+}
+
+/// The category a face that may be under 18 raises. It is context for the policy (stricter
+/// rules apply), not a violation by itself.
+pub const POTENTIAL_MINOR: &str = "potential_minor";
+
+/// `potential_minor` over a clip's frames: the highest probability of any face being under 18,
+/// with evidence (time, box, estimated age) for every face at or above `threshold`.
+fn minor_score(
+    faces: &FaceAges,
+    frames: &[(f64, Arc<image::RgbImage>)],
+    threshold: f32,
+) -> Result<CategoryScore, ClassifyError> {
+    let mut out = CategoryScore {
+        category: POTENTIAL_MINOR.to_string(),
+        ..CategoryScore::default()
+    };
+    for (t, img) in frames {
+        let rgb = Rgb {
+            width: img.width() as usize,
+            height: img.height() as usize,
+            pixels: img.as_raw(),
+        };
+        for f in faces.faces_with_ages(&rgb)? {
+            out.score = out.score.max(f.p_minor);
+            if f.p_minor >= threshold {
+                out.evidence.push(Evidence {
+                    kind: "face".into(),
+                    start_s: *t,
+                    end_s: *t,
+                    detail: format!(
+                        "face at x {:.0}, y {:.0}, {:.0} × {:.0} px (detector {:.2}): estimated age {:.1}, P(under 18) {:.2}",
+                        f.face.cx - f.face.w / 2.0,
+                        f.face.cy - f.face.h / 2.0,
+                        f.face.w,
+                        f.face.h,
+                        f.face.score,
+                        f.age,
+                        f.p_minor
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Folds `more` into `scores`: the highest score per category, evidence appended.
@@ -206,6 +291,7 @@ fn batch_loop(
 pub struct ClassifyStage {
     runners: Vec<Runner>,
     text: Arc<TextClassifier>,
+    faces: Option<Arc<FaceAges>>,
     store: MediaStore,
     config: ClassifyConfig,
 }
@@ -261,9 +347,11 @@ impl ClassifyStage {
             runners.push(Runner { model, tx });
         }
         let text = Arc::new(config.load_text()?);
+        let faces = config.load_faces()?.map(Arc::new);
         Ok(ClassifyStage {
             runners,
             text,
+            faces,
             store,
             config,
         })
@@ -347,6 +435,19 @@ impl ClassifyStage {
                     }
                 }
             }
+        }
+        if let Some(faces) = &self.faces
+            && !decoded.is_empty()
+        {
+            let faces = faces.clone();
+            let frames = decoded.clone();
+            let threshold = self.config.minor_threshold;
+            let score =
+                tokio::task::spawn_blocking(move || minor_score(&faces, &frames, threshold))
+                    .await
+                    .map_err(|e| StageError::internal("panic", e.to_string()))?
+                    .map_err(|e| StageError::internal("inference", e.to_string()))?;
+            merge(&mut scores, vec![score]);
         }
         let mut reasons = Vec::new();
         if unreadable > 0 {

@@ -7,6 +7,11 @@ use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Evidence,
 
 use crate::MonitorConfig;
 
+/// Categories that describe the clip rather than a violation (`potential_minor`: a face that
+/// may be under 18). Reported with their evidence; the policy uses them to pick stricter
+/// rules; they never block or review a clip by themselves.
+pub const CONTEXT_CATEGORIES: &[&str] = &["potential_minor"];
+
 /// Fuses `signals` (at most one per stage; later duplicates are ignored) into a verdict.
 /// `deadline_passed` means the monitor stopped waiting: missing stages fail closed.
 pub fn decide(
@@ -94,6 +99,20 @@ pub fn decide(
             });
         }
         for score in &s.scores {
+            if CONTEXT_CATEGORIES.contains(&score.category.as_str()) {
+                // Context for the policy, not a finding: reported, never a decision by itself.
+                if score.score >= cfg.score_threshold {
+                    reasons.push(format!("context:{}", score.category));
+                }
+                categories.push(CategoryDecision {
+                    category: score.category.clone(),
+                    score: score.score,
+                    threshold: cfg.score_threshold,
+                    decision: Decision::Allow as i32,
+                    evidence: score.evidence.clone(),
+                });
+                continue;
+            }
             let flagged = score.score >= cfg.score_threshold;
             let d = if flagged {
                 cfg.on_flag
@@ -325,6 +344,38 @@ mod tests {
             v.reasons
                 .contains(&"transcribe_error:audio_format".to_string())
         );
+    }
+
+    #[test]
+    fn a_potential_minor_is_reported_but_decides_nothing_by_itself() {
+        let classify = Signal {
+            clip_id: "c".into(),
+            stage: "classify".into(),
+            scores: vec![clipguard_schemas::CategoryScore {
+                category: "potential_minor".into(),
+                score: 0.9,
+                evidence: vec![Evidence {
+                    kind: "face".into(),
+                    start_s: 1.5,
+                    end_s: 1.5,
+                    detail: "estimated age 9.0".into(),
+                }],
+            }],
+            ..Default::default()
+        };
+        let cfg = MonitorConfig {
+            expected_stages: vec!["media".into(), "classify".into()],
+            ..Default::default()
+        };
+        let v = decide("c", &[media_ok(), classify], &cfg, false);
+        assert_eq!(v.decision(), Decision::Allow);
+        assert!(v.reasons.contains(&"context:potential_minor".to_string()));
+        let c = v
+            .categories
+            .iter()
+            .find(|c| c.category == "potential_minor")
+            .unwrap();
+        assert_eq!(c.evidence[0].start_s, 1.5);
     }
 
     #[test]

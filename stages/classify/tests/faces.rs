@@ -1,0 +1,159 @@
+//! Potential-minor models with real weights: BlazeFace (full range) and the age estimator in
+//! tract equal onnxruntime within 1e-4 on the stored face image from the PNG on
+//! (`fixtures/make_face_parity.py`); the face chip clipguard aligns equals the independent
+//! numpy alignment within one grey level; the adult face is found once and not called a minor;
+//! frames without faces give no face.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use clipguard_classify::Rgb;
+use clipguard_classify::faces::{Face, FaceAges, face_chip};
+use clipguard_models::{Cache, Manifest};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn model(name: &str) -> (String, PathBuf) {
+    let manifest = Manifest::load_default().unwrap();
+    let entry = manifest.get(name).unwrap().clone();
+    let cache = Cache::default();
+    cache.fetch(&entry, &mut |l| eprintln!("{l}")).unwrap();
+    (entry.sha256.clone(), cache.verified_path(&entry).unwrap())
+}
+
+fn png(path: &Path) -> (usize, usize, Vec<u8>) {
+    let img = image::open(path).unwrap().to_rgb8();
+    (img.width() as usize, img.height() as usize, img.into_raw())
+}
+
+fn max_diff(a: &[f32], b: &[f64]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - *y as f32).abs())
+        .fold(0f32, f32::max)
+}
+
+/// Largest difference relative to the reference's magnitude (at least 1): logits and pixel
+/// offsets run to the hundreds.
+fn max_rel_diff(a: &[f32], b: &[f64]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - *y as f32).abs() / (y.abs() as f32).max(1.0))
+        .fold(0f32, f32::max)
+}
+
+fn sigmoid(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn face_detector_and_age_estimator_equal_onnxruntime_and_the_adult_is_no_minor() {
+    let (dsha, detector) = model("blazeface-back");
+    let (asha, age) = model("age-v1");
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("faces/astronaut.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc["detector_sha256"], dsha,
+        "fixture made for this detector"
+    );
+    assert_eq!(doc["age_sha256"], asha, "fixture made for this age model");
+    let faces = FaceAges::load(("blazeface-back", &detector), ("age-v1", &age), 0.75).unwrap();
+    let (w, h, pixels) = png(&fixtures().join("faces/astronaut.png"));
+    let image = Rgb {
+        width: w,
+        height: h,
+        pixels: &pixels,
+    };
+
+    // Detector: raw outputs from the image file on.
+    let [s16, s8, b16, b8] = faces
+        .run_detector(FaceAges::detector_input(&image))
+        .unwrap();
+    let scores: Vec<f32> = s16.iter().chain(&s8).copied().collect();
+    let want = floats(&doc["scores"]);
+    let d = max_rel_diff(&scores, &want);
+    assert!(d < 1e-4, "detector logits differ by {d} (relative)");
+    let want_p: Vec<f64> = want.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect();
+    let d = max_diff(&sigmoid(&scores), &want_p);
+    assert!(d < 1e-4, "face probabilities differ by {d}");
+    let boxes: Vec<f32> = b16.iter().chain(&b8).copied().collect();
+    for (anchor, want) in doc["top_anchors"].as_object().unwrap() {
+        let i: usize = anchor.parse().unwrap();
+        let d = max_rel_diff(&boxes[i * 16..i * 16 + 16], &floats(want));
+        assert!(d < 1e-4, "anchor {i}: boxes differ by {d} (relative)");
+    }
+
+    // Alignment: the same key points give the numpy chip within one level.
+    let kp: Vec<(f32, f32)> = doc["keypoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32))
+        .collect();
+    let face = Face {
+        score: 1.0,
+        cx: 0.0,
+        cy: 0.0,
+        w: 0.0,
+        h: 0.0,
+        keypoints: [kp[0], kp[1], kp[2], kp[3], kp[4], kp[5]],
+    };
+    let chip = face_chip(&image, &face);
+    let (_, _, reference) = png(&fixtures().join("faces/astronaut-chip.png"));
+    let worst = chip
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (*a as i16 - *b as i16).abs())
+        .max()
+        .unwrap();
+    assert!(worst <= 1, "chip differs from numpy's by {worst} levels");
+
+    // Age estimator on the reference chip.
+    let probs = faces.age_probabilities(&[reference]).unwrap().remove(0);
+    let d = max_diff(&probs, &floats(&doc["age_probabilities"]));
+    assert!(d < 1e-4, "age probabilities differ by {d}");
+
+    // End to end: one face, where onnxruntime put it, an adult.
+    let found = faces.faces_with_ages(&image).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    for (k, (x, y)) in f.face.keypoints.iter().enumerate().take(4) {
+        assert!(
+            (x - kp[k].0).abs() < 4.0 && (y - kp[k].1).abs() < 4.0,
+            "key point {k} at ({x}, {y}), onnxruntime's best anchor says {:?}",
+            kp[k]
+        );
+    }
+    assert!(f.p_minor < 0.1, "adult face: P(<18) = {}", f.p_minor);
+    assert!(f.age > 18.0, "adult face: estimated age {}", f.age);
+    eprintln!(
+        "astronaut: face score {:.3}, estimated age {:.1}, P(<18) {:.4} (onnxruntime on its chip: {:.1})",
+        f.face.score, f.age, f.p_minor, doc["expected_age"]
+    );
+
+    // No faces in the synthetic parity images.
+    for name in ["gradient.png", "bars.png", "noise.png", "skin.png"] {
+        let (w, h, pixels) = png(&fixtures().join("images").join(name));
+        let none = faces
+            .detect(&Rgb {
+                width: w,
+                height: h,
+                pixels: &pixels,
+            })
+            .unwrap();
+        assert!(none.is_empty(), "{name}: {none:?}");
+    }
+}
