@@ -14,7 +14,7 @@ export CLIPGUARD_REQUIRE_BROKER=1
 
 step() { printf '\n== %s\n' "$*"; }
 step "models (fetched once into \$CLIPGUARD_MODELS, verified every run)"
-cargo run --locked --quiet -- models fetch whisper-tiny.en open-nsfw minilm-l6-int8 minilm-l6-tokenizer blazeface-back age-v1
+cargo run --locked --quiet -- models fetch whisper-tiny.en open-nsfw minilm-l6-int8 minilm-l6-tokenizer blazeface-back age-v1 onnxruntime
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

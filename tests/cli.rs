@@ -294,3 +294,42 @@ fn hash_pdq_prints_hex_quality_path() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read the picture"));
 }
+
+/// `classify.backends` puts a frame model on ONNX Runtime (the library from the manifest):
+/// the same decisions as with tract; the log names the backend.
+#[test]
+fn scan_with_the_onnxruntime_backend_gives_the_same_decisions() {
+    let samples = Samples::make();
+    let out = Command::new(common::bin())
+        .args(["models", "fetch", "onnxruntime"])
+        .output()
+        .expect("fetch onnxruntime");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = samples.path("ort.toml");
+    std::fs::write(
+        &config,
+        "[classify.backends]\n\"open-nsfw\" = \"onnxruntime\"\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["scan", "--json", "--config"])
+        .arg(&config)
+        .arg(samples.dir.path())
+        .env("CLIPGUARD_STORE__URL", samples.path("store"))
+        .env("CLIPGUARD_LOG", "info")
+        .output()
+        .expect("run clipguard scan");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scan failed: {log}");
+    assert!(
+        log.contains("frame classifier loaded") && log.contains("onnxruntime"),
+        "{log}"
+    );
+    let verdicts = json_lines(&out.stdout);
+    verdicts.iter().for_each(assert_contract);
+    expect_kinds(&by_file(&verdicts));
+}

@@ -1,6 +1,8 @@
 //! Per frame classifier of the manifest: tract latency and throughput at batch 1 and batch 8
-//! (one thread), beside onnxruntime (its PyPI wheel, one intra-op thread) on the same input
-//! tensors in the same run, with the ratio and the largest output difference.
+//! (one thread), the optional in-process onnxruntime backend (when `clipguard models fetch
+//! onnxruntime` has put the library in the cache), and onnxruntime from Python (its PyPI wheel,
+//! one intra-op thread) on the same input tensors in the same run, with the ratios and the
+//! largest output difference.
 //!
 //!     scripts/bench-setup.sh && cargo bench -p clipguard-classify --bench models
 //!
@@ -71,6 +73,13 @@ fn main() {
             entry.name,
             t.elapsed().as_secs_f64()
         );
+        // The optional in-process backend, when the library is in the cache.
+        let in_process = manifest
+            .get("onnxruntime")
+            .ok()
+            .and_then(|e| Cache::default().verified_path(e).ok())
+            .and_then(|lib| clipguard_classify::ort_backend::init(&lib).ok())
+            .and_then(|()| ImageClassifier::load_ort(&entry.name, &spec, &path, 8).ok());
         let [h, w] = spec.size.map(|d| d as usize);
         for batch in [1usize, 8] {
             let mut data = Vec::new();
@@ -104,6 +113,23 @@ fn main() {
                 entry.name,
                 batch as f64 * 1000.0 / ms
             );
+            if let Some(m) = &in_process {
+                m.run_tensor(&shape, data.clone()).unwrap();
+                let t: Vec<f64> = (0..runs)
+                    .map(|_| {
+                        let t = Instant::now();
+                        m.run_tensor(&shape, data.clone()).unwrap();
+                        t.elapsed().as_secs_f64() * 1000.0
+                    })
+                    .collect();
+                let b = median(t);
+                println!(
+                    "{:<12} batch {batch}: backend onnxruntime (in process) {b:8.2} ms/call {:6.1} frames/s | tract/this {:.2}×",
+                    entry.name,
+                    batch as f64 * 1000.0 / b,
+                    ms / b
+                );
+            }
             let input = dir.path().join(format!("{}-{batch}.f32", entry.name));
             std::fs::write(
                 &input,

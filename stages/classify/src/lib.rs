@@ -6,6 +6,7 @@ pub mod embed;
 pub mod faces;
 pub mod grpc;
 pub mod model;
+pub mod ort_backend;
 pub mod resize;
 pub mod stage;
 pub mod text;

@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_BATCH: usize = 8;
 enum Plans {
     Symbolic(Plan),
     Single(Plan),
+    /// ONNX Runtime (the optional backend).
+    Ort(crate::ort_backend::OrtModel),
 }
 
 /// A loaded classifier: the optimised plan(s) and the spec that feeds them.
@@ -202,6 +204,57 @@ impl ImageClassifier {
         })
     }
 
+    /// Loads the model in ONNX Runtime (the optional backend; [`crate::ort_backend::init`]
+    /// first). The tensor names are checked, and one blank image is run so that a wrong
+    /// layout or size, or a category index beyond the output, fails here.
+    pub fn load_ort(
+        name: &str,
+        spec: &ClassifierSpec,
+        path: &Path,
+        max_batch: usize,
+    ) -> Result<Self, ClassifyError> {
+        let model = crate::ort_backend::OrtModel::load(name, path, &spec.input, &spec.output)?;
+        let [h, w] = spec.size.map(|d| d as usize);
+        let shape = match spec.layout {
+            Layout::Nhwc => [1, h, w, 3],
+            Layout::Nchw => [1, 3, h, w],
+        };
+        let probe = model.run(&shape, &vec![0f32; h * w * 3]).map_err(|e| {
+            load_err(
+                name,
+                format!(
+                    "input {:?} does not take {shape:?} f32 ({:?} layout, size {:?}): {e}",
+                    spec.input, spec.layout, spec.size
+                ),
+            )
+        })?;
+        let outputs = probe.len();
+        if let Some((cat, &i)) = spec.categories.iter().find(|(_, i)| **i >= outputs) {
+            return Err(load_err(
+                name,
+                format!(
+                    "category {cat:?} reads index {i} of output {:?}, which has {outputs} values",
+                    spec.output
+                ),
+            ));
+        }
+        Ok(ImageClassifier {
+            name: name.to_string(),
+            spec: spec.clone(),
+            plans: Plans::Ort(model),
+            max_batch: max_batch.max(1),
+            outputs,
+        })
+    }
+
+    /// Which backend runs the model: `tract` or `onnxruntime`.
+    pub fn backend(&self) -> &'static str {
+        match self.plans {
+            Plans::Ort(_) => "onnxruntime",
+            _ => "tract",
+        }
+    }
+
     /// Raw outputs (after the declared activation) for a batch of images.
     pub fn run(&self, images: &[Rgb<'_>]) -> Result<Vec<Vec<f32>>, ClassifyError> {
         if images.is_empty() {
@@ -227,6 +280,28 @@ impl ImageClassifier {
     ) -> Result<Vec<Vec<f32>>, ClassifyError> {
         let n = shape[0];
         let per: usize = shape[1..].iter().product();
+        if let Plans::Ort(model) = &self.plans {
+            let mut out = Vec::with_capacity(n);
+            for chunk in data.chunks(self.max_batch * per) {
+                let mut s = shape.to_vec();
+                s[0] = chunk.len() / per;
+                let flat = model.run(&s, chunk)?;
+                if flat.len() != s[0] * self.outputs {
+                    return Err(ClassifyError::Run(format!(
+                        "{}: {} output values for a batch of {} × {}",
+                        self.name,
+                        flat.len(),
+                        s[0],
+                        self.outputs
+                    )));
+                }
+                out.extend(
+                    flat.chunks(self.outputs)
+                        .map(|row| activate(self.spec.scores, row)),
+                );
+            }
+            return Ok(out);
+        }
         let plan = match &self.plans {
             Plans::Symbolic(p) if n <= self.max_batch => p,
             Plans::Single(p) if n == 1 => p,
@@ -234,7 +309,7 @@ impl ImageClassifier {
                 // Larger than one call takes: split.
                 let step = match self.plans {
                     Plans::Symbolic(_) => self.max_batch,
-                    Plans::Single(_) => 1,
+                    _ => 1,
                 };
                 let mut out = Vec::with_capacity(n);
                 for chunk in data.chunks(step * per) {

@@ -20,6 +20,15 @@ use crate::text::{DEFAULT_POLICY, TextClassifier, TextInput, TextPolicy};
 
 pub const NAME: &str = "classify";
 
+/// What runs a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Tract,
+    Onnxruntime,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClassifyConfig {
@@ -41,6 +50,10 @@ pub struct ClassifyConfig {
     /// Text beyond this many bytes of a prompt, scene description or transcript is not
     /// classified, and the signal says `text_truncated`.
     pub max_text_bytes: usize,
+    /// Per frame model, the backend that runs it: `tract` (the default) or `onnxruntime`.
+    pub backends: std::collections::BTreeMap<String, Backend>,
+    /// The manifest entry of the ONNX Runtime library the `onnxruntime` backend loads.
+    pub onnxruntime: String,
     /// Face detector for potential minors (a manifest model); empty: no face/age check.
     pub face_detector: String,
     /// Age estimator run on each face (a manifest model).
@@ -63,6 +76,8 @@ impl Default for ClassifyConfig {
             text_tokenizer: "minilm-l6-tokenizer".into(),
             text_policy: None,
             max_text_bytes: 64 << 10,
+            backends: Default::default(),
+            onnxruntime: "onnxruntime".into(),
             face_detector: "blazeface-back".into(),
             age_model: "age-v1".into(),
             min_face_score: 0.75,
@@ -87,6 +102,14 @@ impl ClassifyConfig {
         }
         if !self.text_model.is_empty() && self.text_tokenizer.is_empty() {
             problems.push("classify.text_tokenizer: needed with classify.text_model".into());
+        }
+        for model in self.backends.keys() {
+            if !self.frame_models.contains(model) {
+                problems.push(format!(
+                    "classify.backends: {model:?} is not one of classify.frame_models {:?}",
+                    self.frame_models
+                ));
+            }
         }
         if !self.face_detector.is_empty() && self.age_model.is_empty() {
             problems.push("classify.age_model: needed with classify.face_detector".into());
@@ -331,12 +354,16 @@ impl ClassifyStage {
                 ))
             })?;
             let path = cache.verified_path(entry)?;
-            let model = Arc::new(ImageClassifier::load_with(
-                name,
-                spec,
-                &path,
-                config.max_batch,
-            )?);
+            let model = match config.backends.get(name).copied().unwrap_or_default() {
+                Backend::Tract => ImageClassifier::load_with(name, spec, &path, config.max_batch)?,
+                Backend::Onnxruntime => {
+                    let lib = cache.verified_path(manifest.get(&config.onnxruntime)?)?;
+                    crate::ort_backend::init(&lib)?;
+                    ImageClassifier::load_ort(name, spec, &path, config.max_batch)?
+                }
+            };
+            tracing::info!(model = %name, backend = model.backend(), "frame classifier loaded");
+            let model = Arc::new(model);
             let (tx, rx) = mpsc::channel();
             let m = model.clone();
             let (max_batch, wait) = (config.max_batch, Duration::from_millis(config.max_wait_ms));

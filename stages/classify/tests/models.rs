@@ -374,3 +374,65 @@ fn benign_conformance_images_are_not_flagged() {
         worst.1.display()
     );
 }
+
+/// The optional ONNX Runtime backend (the library from the onnxruntime wheel, loaded at run
+/// time) runs the same manifest entry from the image file on: it equals the fixture's
+/// onnxruntime outputs and tract's; a batch equals single images; wrong tensor names fail at
+/// load naming the real ones.
+#[test]
+fn the_onnxruntime_backend_runs_a_manifest_classifier_and_agrees_with_tract() {
+    let (entry, path) = model("open-nsfw");
+    let (_, lib) = model("onnxruntime");
+    clipguard_classify::ort_backend::init(&lib).unwrap();
+    let spec = entry.classifier.clone().unwrap();
+    let ort = ImageClassifier::load_ort(&entry.name, &spec, &path, 8).unwrap();
+    assert_eq!(ort.backend(), "onnxruntime");
+    let tract = ImageClassifier::load(&entry.name, &spec, &path).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("open-nsfw.json")).unwrap())
+            .unwrap();
+    let mut loaded = Vec::new();
+    let mut wants = Vec::new();
+    for (name, want) in doc["images"].as_object().unwrap() {
+        loaded.push(load_png(&fixtures().join("images").join(name)));
+        wants.push(
+            want["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect::<Vec<f32>>(),
+        );
+    }
+    let images: Vec<Rgb<'_>> = loaded
+        .iter()
+        .map(|(w, h, p)| Rgb {
+            width: *w,
+            height: *h,
+            pixels: p,
+        })
+        .collect();
+    let batch = ort.run(&images).unwrap();
+    let by_tract = tract.run(&images).unwrap();
+    let mut worst = 0f32;
+    for (i, img) in images.iter().enumerate() {
+        let single = ort.run(std::slice::from_ref(img)).unwrap().remove(0);
+        for (k, w) in wants[i].iter().enumerate() {
+            for got in [single[k], batch[i][k], by_tract[i][k]] {
+                worst = worst.max((got - w).abs());
+            }
+        }
+    }
+    println!("onnxruntime backend vs fixture and tract: largest difference {worst:e}");
+    assert!(worst <= 1e-4, "backends differ by {worst}");
+
+    let mut wrong = spec.clone();
+    wrong.output = "probabilities".into();
+    let e = ImageClassifier::load_ort(&entry.name, &wrong, &path, 8)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("open-nsfw") && e.contains("\"probabilities\"") && e.contains("outputs"),
+        "{e}"
+    );
+}
