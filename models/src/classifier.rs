@@ -122,3 +122,97 @@ impl ClassifierSpec {
         }
     }
 }
+
+/// How a detector's output is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorFormat {
+    /// Ultralytics YOLOv8 export: `[1, 4 + classes, boxes]`, rows `cx, cy, w, h` in input pixels
+    /// then one score (already in 0..1) per class.
+    Yolov8,
+}
+
+fn default_iou() -> f32 {
+    0.45
+}
+
+/// An object detector declared in the manifest (`[model.detector]`): the same input
+/// preprocessing as a classifier, then boxes whose classes map to policy categories, kept above
+/// a score threshold after per-class non-maximum suppression.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSpec {
+    pub input: String,
+    pub layout: Layout,
+    pub size: [u32; 2],
+    #[serde(default)]
+    pub resize: Option<[u32; 2]>,
+    pub colour: Colour,
+    #[serde(default = "one")]
+    pub scale: f32,
+    #[serde(default)]
+    pub mean: [f32; 3],
+    #[serde(default = "ones")]
+    pub std: [f32; 3],
+    pub output: String,
+    pub format: DetectorFormat,
+    /// Boxes scoring below this are dropped.
+    #[serde(default = "half")]
+    pub threshold: f32,
+    /// Boxes of one class overlapping a better one by more than this are the same object.
+    #[serde(default = "default_iou")]
+    pub iou: f32,
+    /// Policy category → the detector's class indices that count as it.
+    pub categories: BTreeMap<String, Vec<usize>>,
+}
+
+impl DetectorSpec {
+    /// The preprocessing half of the spec, as a classifier spec (shared input code).
+    pub fn preprocessing(&self) -> ClassifierSpec {
+        ClassifierSpec {
+            input: self.input.clone(),
+            layout: self.layout,
+            size: self.size,
+            resize: self.resize,
+            colour: self.colour,
+            scale: self.scale,
+            mean: self.mean,
+            std: self.std,
+            output: self.output.clone(),
+            scores: Scores::Probabilities,
+            threshold: self.threshold,
+            categories: BTreeMap::new(),
+        }
+    }
+
+    /// Every problem with the spec, each naming the model and the field.
+    pub fn validate(&self, model: &str) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        let p = |field: &str, msg: String| format!("model {model:?}: detector.{field}: {msg}");
+        if self.size.contains(&0) {
+            problems.push(p("size", format!("{:?} has a zero side", self.size)));
+        }
+        if self.resize.is_some() {
+            problems.push(p(
+                "resize",
+                "a detector sees the whole frame; resize-and-crop would hide its edges".into(),
+            ));
+        }
+        if self.std.contains(&0.0) {
+            problems.push(p("std", "a channel's std is zero".into()));
+        }
+        if self.categories.is_empty() || self.categories.values().all(Vec::is_empty) {
+            problems.push(p("categories", "maps no class to a category".into()));
+        }
+        for (field, v) in [("threshold", self.threshold), ("iou", self.iou)] {
+            if !(0.0..=1.0).contains(&v) {
+                problems.push(p(field, format!("{v} is outside 0..=1")));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}

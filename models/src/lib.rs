@@ -91,6 +91,9 @@ pub struct ModelEntry {
     /// How to run the model as a classifier (classify-frame models).
     #[serde(default)]
     pub classifier: Option<classifier::ClassifierSpec>,
+    /// How to run the model as an object detector (classify-frame models).
+    #[serde(default)]
+    pub detector: Option<classifier::DetectorSpec>,
 }
 
 /// A pinned package in a registry.
@@ -143,6 +146,16 @@ impl Manifest {
             if let Some(spec) = &e.classifier {
                 spec.validate(&e.name)
                     .map_err(|problems| ModelError::Manifest(problems.join("; ")))?;
+            }
+            if let Some(spec) = &e.detector {
+                spec.validate(&e.name)
+                    .map_err(|problems| ModelError::Manifest(problems.join("; ")))?;
+                if e.classifier.is_some() {
+                    return Err(ModelError::Manifest(format!(
+                        "model {:?}: a classifier section or a detector section, not both",
+                        e.name
+                    )));
+                }
             }
             if e.file.contains('/') || e.file.starts_with('.') {
                 return Err(ModelError::Manifest(format!(

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::ClassifyError;
+use crate::detect::ImageDetector;
 use crate::embed::TextEmbedder;
 use crate::faces::FaceAges;
 use crate::model::{ImageClassifier, Rgb};
@@ -245,6 +246,45 @@ fn minor_score(
     Ok(out)
 }
 
+/// A detector over a clip's frames: per category, the best box's score, and evidence (time,
+/// class, box) for every box kept.
+fn detection_scores(
+    detector: &ImageDetector,
+    frames: &[(f64, Arc<image::RgbImage>)],
+) -> Result<Vec<CategoryScore>, ClassifyError> {
+    let mut out: Vec<CategoryScore> = detector
+        .spec
+        .categories
+        .keys()
+        .map(|c| CategoryScore {
+            category: c.clone(),
+            ..CategoryScore::default()
+        })
+        .collect();
+    for (t, img) in frames {
+        let rgb = Rgb {
+            width: img.width() as usize,
+            height: img.height() as usize,
+            pixels: img.as_raw(),
+        };
+        for d in detector.detect(&rgb)? {
+            if let Some(c) = out.iter_mut().find(|c| c.category == d.category) {
+                c.score = c.score.max(d.score);
+                c.evidence.push(Evidence {
+                    kind: "frame".into(),
+                    start_s: *t,
+                    end_s: *t,
+                    detail: format!(
+                        "{} class {} {:.2} at x {:.0}, y {:.0}, {:.0} × {:.0} px",
+                        detector.name, d.class, d.score, d.x, d.y, d.w, d.h
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Folds `more` into `scores`: the highest score per category, evidence appended.
 fn merge(scores: &mut Vec<CategoryScore>, more: Vec<CategoryScore>) {
     for m in more {
@@ -313,6 +353,7 @@ fn batch_loop(
 
 pub struct ClassifyStage {
     runners: Vec<Runner>,
+    detectors: Vec<Arc<ImageDetector>>,
     text: Arc<TextClassifier>,
     faces: Option<Arc<FaceAges>>,
     store: MediaStore,
@@ -346,11 +387,22 @@ impl ClassifyStage {
         let manifest = Manifest::load_default()?;
         let cache = Cache::default();
         let mut runners = Vec::new();
+        let mut detectors = Vec::new();
         for name in &config.frame_models {
             let entry = manifest.get(name)?;
+            if let Some(spec) = &entry.detector {
+                if config.backends.get(name).copied().unwrap_or_default() != Backend::Tract {
+                    return Err(ClassifyError::Load(format!(
+                        "classify.backends: detector {name:?} runs in tract only"
+                    )));
+                }
+                let path = cache.verified_path(entry)?;
+                detectors.push(Arc::new(ImageDetector::load(name, spec, &path)?));
+                continue;
+            }
             let spec = entry.classifier.as_ref().ok_or_else(|| {
                 ClassifyError::Load(format!(
-                    "classify.frame_models: model {name:?} has no classifier section in the manifest"
+                    "classify.frame_models: model {name:?} has neither a classifier nor a detector section in the manifest"
                 ))
             })?;
             let path = cache.verified_path(entry)?;
@@ -377,6 +429,7 @@ impl ClassifyStage {
         let faces = config.load_faces()?.map(Arc::new);
         Ok(ClassifyStage {
             runners,
+            detectors,
             text,
             faces,
             store,
@@ -462,6 +515,18 @@ impl ClassifyStage {
                     }
                 }
             }
+        }
+        for detector in &self.detectors {
+            if decoded.is_empty() {
+                break;
+            }
+            let detector = detector.clone();
+            let frames = decoded.clone();
+            let found = tokio::task::spawn_blocking(move || detection_scores(&detector, &frames))
+                .await
+                .map_err(|e| StageError::internal("panic", e.to_string()))?
+                .map_err(|e| StageError::internal("inference", e.to_string()))?;
+            merge(&mut scores, found);
         }
         if let Some(faces) = &self.faces
             && !decoded.is_empty()

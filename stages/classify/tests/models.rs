@@ -436,3 +436,164 @@ fn the_onnxruntime_backend_runs_a_manifest_classifier_and_agrees_with_tract() {
         "{e}"
     );
 }
+
+/// A user's detector in the YOLOv8 layout: channel means of an NCHW 32×32 image score three
+/// fixed boxes ([1, 4 + 2 classes, 3 boxes]); class 0 follows red, class 1 green.
+fn user_detector() -> Vec<u8> {
+    let node =
+        |op: &str, inputs: &[&str], output: &str, attrs: Vec<pb::AttributeProto>| pb::NodeProto {
+            op_type: op.into(),
+            name: output.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs,
+            ..Default::default()
+        };
+    let ints = |name: &str, v: Vec<i64>| pb::AttributeProto {
+        name: name.into(),
+        ints: v,
+        r#type: pb::attribute_proto::AttributeType::Ints as i32,
+        ..Default::default()
+    };
+    let int = |name: &str, v: i64| pb::AttributeProto {
+        name: name.into(),
+        i: v,
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        ..Default::default()
+    };
+    let shape = pb::TensorProto {
+        name: "shape".into(),
+        dims: vec![3],
+        data_type: 7,
+        int64_data: vec![1, 2, 3],
+        ..Default::default()
+    };
+    let graph = pb::GraphProto {
+        name: "boxes".into(),
+        node: vec![
+            node(
+                "ReduceMean",
+                &["images"],
+                "mean",
+                vec![ints("axes", vec![2, 3]), int("keepdims", 0)],
+            ),
+            node("MatMul", &["mean", "w"], "flat", vec![]),
+            node("Reshape", &["flat", "shape"], "scores", vec![]),
+            node(
+                "Concat",
+                &["boxes", "scores"],
+                "output0",
+                vec![int("axis", 1)],
+            ),
+        ],
+        initializer: vec![
+            // Rows cx, cy, w, h; columns boxes 0, 1 (overlapping 0), 2.
+            initializer(
+                "boxes",
+                &[1, 4, 3],
+                &[
+                    16.0, 17.0, 5.0, 16.0, 16.0, 5.0, 10.0, 10.0, 6.0, 10.0, 10.0, 6.0,
+                ],
+            ),
+            // mean (r, g, b) → class 0 per box, then class 1 per box.
+            initializer(
+                "w",
+                &[3, 6],
+                &[
+                    1.0, 0.9, 0.3, 0.0, 0.0, 0.0, //
+                    0.0, 0.0, 0.0, 0.2, 0.2, 0.8, //
+                    0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                ],
+            ),
+            shape,
+        ],
+        input: vec![value_info(
+            "images",
+            &[Some(1), Some(3), Some(32), Some(32)],
+        )],
+        output: vec![value_info("output0", &[Some(1), Some(6), Some(3)])],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_users_detector_maps_classes_to_categories_with_threshold_and_nms() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = user_detector();
+    let path = dir.path().join("boxes.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let text = |categories: &str| {
+        format!(
+            "[[model]]\nname = \"boxes\"\ntask = \"classify-frame\"\nlicence = \"CC0-1.0\"\n\
+             file = \"boxes.onnx\"\nsha256 = \"{sha}\"\npath = \"{}\"\n\n[model.detector]\n\
+             input = \"images\"\nlayout = \"nchw\"\nsize = [32, 32]\ncolour = \"rgb\"\n\
+             scale = 0.00392156862745098\noutput = \"output0\"\nformat = \"yolov8\"\n\
+             threshold = 0.5\niou = 0.45\ncategories = {categories}\n",
+            path.display()
+        )
+    };
+    let manifest = Manifest::parse(&text("{ sexual = [0], violence_gore = [1] }")).unwrap();
+    let entry = manifest.get("boxes").unwrap();
+    let spec = entry.detector.as_ref().unwrap();
+    let detector = clipguard_classify::detect::ImageDetector::load("boxes", spec, &path).unwrap();
+    // A 64×64 frame: boxes scale by 2 from the 32×32 input.
+    let red = solid(64, 64, [255, 0, 0]);
+    let found = detector
+        .detect(&Rgb {
+            width: 64,
+            height: 64,
+            pixels: &red,
+        })
+        .unwrap();
+    // Boxes 0 (1.0) and 1 (0.9) overlap: one kept; box 2 (0.3) is under the threshold.
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].category, "sexual");
+    assert!((found[0].score - 1.0).abs() < 1e-5);
+    assert_eq!(
+        (found[0].x, found[0].y, found[0].w, found[0].h),
+        (22.0, 22.0, 20.0, 20.0)
+    );
+    let green = solid(32, 32, [0, 255, 0]);
+    let found = detector
+        .detect(&Rgb {
+            width: 32,
+            height: 32,
+            pixels: &green,
+        })
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].category, "violence_gore");
+    assert!((found[0].score - 0.8).abs() < 1e-5);
+
+    // A class the model does not have fails at load, naming model and category.
+    let manifest = Manifest::parse(&text("{ sexual = [0, 7] }")).unwrap();
+    let e = clipguard_classify::detect::ImageDetector::load(
+        "boxes",
+        manifest.get("boxes").unwrap().detector.as_ref().unwrap(),
+        &path,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("boxes") && e.contains("class 7") && e.contains("2 classes"),
+        "{e}"
+    );
+    // So does a wrong output name.
+    let mut wrong = spec.clone();
+    wrong.output = "detections".into();
+    let e = clipguard_classify::detect::ImageDetector::load("boxes", &wrong, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"detections\"") && e.contains("output0"), "{e}");
+}
