@@ -22,6 +22,7 @@
 pub mod decide;
 pub mod grpc;
 pub mod json;
+pub mod policy;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,304 @@
+//! The moderation policy: per category and audience, a threshold and an action, versioned and
+//! validated with every problem reported at once; and the pure per-audience decision over a
+//! clip's category scores. (The monitor's wiring of it is the next step; see the README.)
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clipguard_schemas::Decision;
+use serde::Deserialize;
+
+/// The policy clipguard ships (`policy/default.toml`).
+pub const DEFAULT_POLICY: &str = include_str!("../../../policy/default.toml");
+
+/// The category every audience treats as context for stricter rules.
+pub const POTENTIAL_MINOR: &str = "potential_minor";
+
+/// The category that must block everywhere.
+pub const MINORS_SEXUAL: &str = "minors_sexual";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Review,
+    Block,
+}
+
+impl Action {
+    pub fn decision(self) -> Decision {
+        match self {
+            Action::Allow => Decision::Allow,
+            Action::Review => Decision::Review,
+            Action::Block => Decision::Block,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub threshold: f32,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryRules {
+    #[serde(default)]
+    pub description: String,
+    pub adult: Rule,
+    pub under_18: Rule,
+    pub public_feed: Rule,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub version: String,
+    pub on_missing: Action,
+    pub categories: BTreeMap<String, CategoryRules>,
+}
+
+/// Who will see the clip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Adult,
+    Under18,
+    PublicFeed,
+}
+
+impl Audience {
+    pub const ALL: [Audience; 3] = [Audience::Adult, Audience::Under18, Audience::PublicFeed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Audience::Adult => "adult",
+            Audience::Under18 => "under_18",
+            Audience::PublicFeed => "public_feed",
+        }
+    }
+}
+
+/// One category's outcome for one audience.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub category: String,
+    pub score: f32,
+    pub threshold: f32,
+    pub decision: Decision,
+    /// Whether the under-18 rules applied because of a potential minor in the clip.
+    pub minor_rules: bool,
+}
+
+impl Policy {
+    /// Parses and checks a policy; every problem is reported at once, each naming its place.
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, String> {
+        let p: Policy = toml::from_str(text).map_err(|e| format!("policy {origin}: {e}"))?;
+        let mut problems = Vec::new();
+        if p.version.trim().is_empty() {
+            problems.push("version: empty".to_string());
+        }
+        if p.on_missing == Action::Allow {
+            problems.push(
+                "on_missing: `allow` would let unchecked clips through; use review or block"
+                    .to_string(),
+            );
+        }
+        if p.categories.is_empty() {
+            problems.push("categories: none".to_string());
+        }
+        for (name, c) in &p.categories {
+            for (audience, r) in [
+                ("adult", c.adult),
+                ("under_18", c.under_18),
+                ("public_feed", c.public_feed),
+            ] {
+                if !(0.0..=1.0).contains(&r.threshold) {
+                    problems.push(format!(
+                        "categories.{name}.{audience}.threshold: {} is outside 0..=1",
+                        r.threshold
+                    ));
+                }
+            }
+            for (audience, r) in [("under_18", c.under_18), ("public_feed", c.public_feed)] {
+                if r.threshold > c.adult.threshold || r.action < c.adult.action {
+                    problems.push(format!(
+                        "categories.{name}.{audience}: must be at least as strict as adult \
+                         (threshold ≤ {}, action ≥ {:?})",
+                        c.adult.threshold, c.adult.action
+                    ));
+                }
+            }
+            if name == MINORS_SEXUAL
+                && [c.adult, c.under_18, c.public_feed]
+                    .iter()
+                    .any(|r| r.action != Action::Block)
+            {
+                problems.push(format!("categories.{name}: must block in every audience"));
+            }
+        }
+        if !p.categories.contains_key(MINORS_SEXUAL) {
+            problems.push(format!(
+                "categories.{MINORS_SEXUAL}: missing; it is a hard block"
+            ));
+        }
+        if problems.is_empty() {
+            Ok(p)
+        } else {
+            Err(format!("policy {origin}: {}", problems.join("; ")))
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Policy, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn default_policy() -> Policy {
+        #[allow(clippy::expect_used)]
+        Self::parse(DEFAULT_POLICY, "(shipped policy/default.toml)")
+            .expect("the shipped policy is valid (checked by its test)")
+    }
+
+    fn rule(&self, category: &str, audience: Audience) -> Option<Rule> {
+        let c = self.categories.get(category)?;
+        Some(match audience {
+            Audience::Adult => c.adult,
+            Audience::Under18 => c.under_18,
+            Audience::PublicFeed => c.public_feed,
+        })
+    }
+
+    /// Each policy category's outcome for `audience`, from the clip's highest score per
+    /// category (`scores`; missing = 0). A `potential_minor` score at or above 0.5 puts every
+    /// audience on the `under_18` rules. Categories the policy does not know are ignored.
+    pub fn decide(&self, scores: &BTreeMap<String, f32>, audience: Audience) -> Vec<Outcome> {
+        let minor = scores.get(POTENTIAL_MINOR).copied().unwrap_or(0.0) >= 0.5;
+        let column = if minor { Audience::Under18 } else { audience };
+        self.categories
+            .keys()
+            .filter_map(|name| {
+                let rule = self.rule(name, column)?;
+                let score = scores.get(name).copied().unwrap_or(0.0);
+                let decision = if score >= rule.threshold {
+                    rule.action.decision()
+                } else {
+                    Decision::Allow
+                };
+                Some(Outcome {
+                    category: name.clone(),
+                    score,
+                    threshold: rule.threshold,
+                    decision,
+                    minor_rules: minor && audience != Audience::Under18,
+                })
+            })
+            .collect()
+    }
+
+    /// The clip's decision for `audience`: the strictest category outcome.
+    pub fn verdict(&self, scores: &BTreeMap<String, f32>, audience: Audience) -> Decision {
+        self.decide(scores, audience)
+            .iter()
+            .map(|o| o.decision)
+            .max()
+            .unwrap_or(Decision::Allow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(list: &[(&str, f32)]) -> BTreeMap<String, f32> {
+        list.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn the_shipped_policy_is_valid() {
+        let p = Policy::default_policy();
+        assert!(p.categories.len() >= 7);
+    }
+
+    /// Category × audience × minor: the shipped policy's table.
+    #[test]
+    fn decisions_by_category_audience_and_potential_minor() {
+        use Audience::*;
+        use Decision::*;
+        let p = Policy::default_policy();
+        #[rustfmt::skip]
+        let table: &[(&str, f32, bool, Audience, Decision)] = &[
+            // category, score, potential minor, audience, expected
+            ("sexual", 0.9, false, Adult, Allow),
+            ("sexual", 0.9, false, PublicFeed, Block),
+            ("sexual", 0.9, false, Under18, Block),
+            ("sexual", 0.6, false, Adult, Allow),
+            ("sexual", 0.6, true, Adult, Block),      // a minor in the clip: under-18 rules
+            ("sexual", 0.4, false, PublicFeed, Allow),
+            ("sexual_likeness", 0.6, false, Adult, Block),
+            ("self_harm", 0.6, false, Adult, Review),
+            ("self_harm", 0.45, false, Adult, Allow),
+            ("self_harm", 0.45, false, Under18, Block),
+            ("self_harm", 0.45, true, PublicFeed, Block),
+            ("violence_gore", 0.6, false, Adult, Allow),
+            ("violence_gore", 0.75, false, Adult, Review),
+            ("violence_gore", 0.6, false, PublicFeed, Block),
+            ("political_persuasion", 0.6, false, Adult, Review),
+            ("political_persuasion", 0.6, false, PublicFeed, Block),
+            ("extremism_hate", 0.6, false, Adult, Block),
+            ("minors_sexual", 0.45, false, Adult, Block),
+            ("minors_sexual", 0.3, false, Adult, Allow),
+        ];
+        for &(category, score, minor, audience, want) in table {
+            let mut s = scores(&[(category, score)]);
+            if minor {
+                s.insert(POTENTIAL_MINOR.into(), 0.8);
+            }
+            let got = p.verdict(&s, audience);
+            assert_eq!(
+                got,
+                want,
+                "{category} {score} minor={minor} {}",
+                audience.name()
+            );
+        }
+        // Nothing found: allow everywhere.
+        for a in Audience::ALL {
+            assert_eq!(p.verdict(&BTreeMap::new(), a), Decision::Allow);
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_by_place() {
+        let text = r#"
+version = "x"
+on_missing = "allow"
+[categories.sexual]
+adult = { threshold = 0.5, action = "block" }
+under_18 = { threshold = 0.7, action = "block" }
+public_feed = { threshold = 1.5, action = "review" }
+[categories.minors_sexual]
+adult = { threshold = 0.4, action = "review" }
+under_18 = { threshold = 0.4, action = "block" }
+public_feed = { threshold = 0.4, action = "block" }
+"#;
+        let e = Policy::parse(text, "t").unwrap_err();
+        for want in [
+            "on_missing",
+            "categories.sexual.public_feed.threshold: 1.5",
+            "categories.sexual.under_18: must be at least as strict as adult",
+            "categories.sexual.public_feed: must be at least as strict as adult",
+            "categories.minors_sexual: must block in every audience",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+        let e = Policy::parse(
+            "version = \"x\"\non_missing = \"review\"\nsurprise = 1\n[categories]\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.contains("surprise"), "{e}");
+    }
+}
