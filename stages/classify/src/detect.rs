@@ -9,7 +9,9 @@ use clipguard_models::classifier::{DetectorFormat, DetectorSpec, Layout};
 use tract_onnx::prelude::*;
 
 use crate::ClassifyError;
-use crate::model::{Rgb, preprocess};
+use clipguard_models::classifier::ClassifierSpec;
+
+use crate::model::{Rgb, find_output, preprocess};
 
 fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::Load(format!("model {model:?}: {msg}"))
@@ -53,6 +55,8 @@ pub fn nms(mut boxes: Vec<Detection>, iou_limit: f32) -> Vec<Detection> {
 pub struct ImageDetector {
     pub name: String,
     pub spec: DetectorSpec,
+    /// The input half of the spec, as the shared preprocessing takes it.
+    pre: ClassifierSpec,
     plan: Arc<TypedRunnableModel>,
     classes: usize,
 }
@@ -96,36 +100,7 @@ impl ImageDetector {
                 ),
             ));
         }
-        let output = model
-            .find_outlet_label(&spec.output)
-            .or_else(|| {
-                model
-                    .node_by_name(&spec.output)
-                    .ok()
-                    .map(|n| OutletId::new(n.id, 0))
-            })
-            .ok_or_else(|| {
-                let outs: Vec<String> = model
-                    .output_outlets()
-                    .map(|o| {
-                        o.iter()
-                            .map(|o| {
-                                model
-                                    .outlet_label(*o)
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| model.node(o.node).name.clone())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                load_err(
-                    name,
-                    format!(
-                        "no output tensor {:?} (the model's outputs: {outs:?})",
-                        spec.output
-                    ),
-                )
-            })?;
+        let output = find_output(&model, name, &spec.output)?;
         model
             .select_output_outlets(&[output])
             .map_err(|e| load_err(name, e))?;
@@ -170,6 +145,7 @@ impl ImageDetector {
         Ok(ImageDetector {
             name: name.to_string(),
             spec: spec.clone(),
+            pre: spec.preprocessing(),
             plan: typed.into_runnable().map_err(|e| load_err(name, e))?,
             classes,
         })
@@ -178,9 +154,8 @@ impl ImageDetector {
     /// Boxes of mapped classes above the threshold after NMS, in the frame's pixels.
     pub fn detect(&self, image: &Rgb<'_>) -> Result<Vec<Detection>, ClassifyError> {
         let run = |e: String| ClassifyError::Run(format!("{}: {e}", self.name));
-        let pre = self.spec.preprocessing();
         let mut data = Vec::new();
-        preprocess(&pre, image, &mut data);
+        preprocess(&self.pre, image, &mut data);
         let [h, w] = self.spec.size.map(|d| d as usize);
         let shape: [usize; 4] = match self.spec.layout {
             Layout::Nhwc => [1, h, w, 3],

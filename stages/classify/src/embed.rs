@@ -319,20 +319,6 @@ impl TextEmbedder {
         self.width
     }
 
-    /// Number of tokens `text` takes (before truncation, special tokens included).
-    pub fn token_count(&self, text: &str) -> Result<usize, ClassifyError> {
-        let enc = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| ClassifyError::Run(format!("{}: tokenizer: {e}", self.name)))?;
-        Ok(enc.get_ids().len()
-            + enc
-                .get_overflowing()
-                .iter()
-                .map(|o| o.get_ids().len())
-                .sum::<usize>())
-    }
-
     /// Unit-length sentence embeddings, one per text, in order. Texts beyond
     /// [`MAX_TOKENS`] are truncated (callers split long texts first).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {

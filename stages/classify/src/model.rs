@@ -56,6 +56,40 @@ fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::Load(format!("model {model:?}: {msg}"))
 }
 
+/// The outlet named `output` (a tensor label or a node name), or an error naming the model's
+/// real outputs.
+pub(crate) fn find_output(
+    model: &InferenceModel,
+    name: &str,
+    output: &str,
+) -> Result<OutletId, ClassifyError> {
+    if let Some(o) = model.find_outlet_label(output).or_else(|| {
+        model
+            .node_by_name(output)
+            .ok()
+            .map(|n| OutletId::new(n.id, 0))
+    }) {
+        return Ok(o);
+    }
+    let outs: Vec<String> = model
+        .output_outlets()
+        .map(|o| {
+            o.iter()
+                .map(|o| {
+                    model
+                        .outlet_label(*o)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| model.node(o.node).name.clone())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Err(load_err(
+        name,
+        format!("no output tensor {output:?} (the model's outputs: {outs:?})"),
+    ))
+}
+
 impl ImageClassifier {
     /// Loads and checks the model: the declared input and output tensors must exist, the input
     /// must take the declared layout and size, and the output must cover every category index.
@@ -103,34 +137,7 @@ impl ImageClassifier {
                 ),
             ));
         }
-        let output = model.find_outlet_label(&spec.output).or_else(|| {
-            model
-                .node_by_name(&spec.output)
-                .ok()
-                .map(|n| OutletId::new(n.id, 0))
-        });
-        let Some(output) = output else {
-            let outs: Vec<String> = model
-                .output_outlets()
-                .map(|o| {
-                    o.iter()
-                        .map(|o| {
-                            model
-                                .outlet_label(*o)
-                                .map(str::to_string)
-                                .unwrap_or_else(|| model.node(o.node).name.clone())
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            return Err(load_err(
-                name,
-                format!(
-                    "no output tensor {:?} (the model's outputs: {outs:?})",
-                    spec.output
-                ),
-            ));
-        };
+        let output = find_output(&model, name, &spec.output)?;
         model
             .select_output_outlets(&[output])
             .map_err(|e| load_err(name, e))?;

@@ -278,9 +278,9 @@ struct Term {
     words: Vec<String>,
 }
 
-/// Finds blocklist terms as whole-word sequences in `text`; returns (term, byte span).
-fn find_terms<'t>(terms: &'t [Term], text: &str) -> Vec<(&'t Term, usize, usize)> {
-    let ws = words(text);
+/// Finds blocklist terms as whole-word sequences in `ws` (the [`words`] of a text); returns
+/// (term, byte span of the text).
+fn find_terms<'t>(terms: &'t [Term], ws: &[Word]) -> Vec<(&'t Term, usize, usize)> {
     let mut hits = Vec::new();
     for term in terms {
         let k = term.words.len();
@@ -431,16 +431,15 @@ fn units(text: &str) -> Vec<&str> {
         if s.is_empty() {
             continue;
         }
-        let ws: Vec<(usize, &str)> = s.split_whitespace().map(|w| (0, w)).collect();
-        if ws.len() <= MAX_UNIT_WORDS {
-            windows.push(s);
-            continue;
-        }
         // Byte offsets of word starts, to cut the sentence without copying.
         let starts: Vec<usize> = s
             .split_whitespace()
             .map(|w| w.as_ptr() as usize - s.as_ptr() as usize)
             .collect();
+        if starts.len() <= MAX_UNIT_WORDS {
+            windows.push(s);
+            continue;
+        }
         let mut i = 0;
         while i < starts.len() {
             let end = starts.get(i + MAX_UNIT_WORDS).copied().unwrap_or(s.len());
@@ -561,8 +560,9 @@ impl TextClassifier {
         };
         // Blocklists.
         for input in inputs {
+            let ws = words(input.text);
             for (cat, out) in self.categories.iter().zip(scores.iter_mut()) {
-                for (term, a, b) in find_terms(&cat.terms, input.text) {
+                for (term, a, b) in find_terms(&cat.terms, &ws) {
                     out.score = out.score.max(cat.blocklist_score);
                     out.evidence.push(evidence(
                         input,
@@ -675,7 +675,7 @@ mod tests {
     #[test]
     fn blocklist_matches_whole_words_and_variants_only() {
         let t = terms(&["kill myself", "beheading"]);
-        let hit = |s: &str| !find_terms(&t, s).is_empty();
+        let hit = |s: &str| !find_terms(&t, &words(s)).is_empty();
         assert!(hit("I will kill myself"));
         assert!(hit("i will K1LL   MYSELF"));
         assert!(hit("k i l l myself"));
@@ -683,7 +683,7 @@ mod tests {
         assert!(!hit("skill myselfie"));
         assert!(!hit("kill them myself"));
         assert!(!hit("the Kill Bill film"));
-        let found = find_terms(&t, "then: beheadings!");
+        let found = find_terms(&t, &words("then: beheadings!"));
         assert_eq!(found.len(), 1);
         assert_eq!(&"then: beheadings!"[found[0].1..found[0].2], "beheadings");
     }

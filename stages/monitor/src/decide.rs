@@ -10,7 +10,7 @@ use crate::MonitorConfig;
 /// Categories that describe the clip rather than a violation (`potential_minor`: a face that
 /// may be under 18). Reported with their evidence; the policy uses them to pick stricter
 /// rules; they never block or review a clip by themselves.
-pub const CONTEXT_CATEGORIES: &[&str] = &["potential_minor"];
+pub const CONTEXT_CATEGORIES: &[&str] = &[crate::policy::POTENTIAL_MINOR];
 
 /// Fuses `signals` (at most one per stage; later duplicates are ignored) into a verdict.
 /// `deadline_passed` means the monitor stopped waiting: missing stages fail closed.
