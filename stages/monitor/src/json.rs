@@ -10,7 +10,9 @@ fn word(d: i32) -> &'static str {
 }
 
 /// One JSON object with `clip_id`, `source`, `decision`, `audiences`, `categories`, `reasons`,
-/// `policy_version`, `rationale` and bookkeeping fields.
+/// `policy_version`, `rationale`, `audience` (the clip's own audience), `engine` (`policy` or
+/// `reasoning:<model>`), `fallback` (why a configured reasoning backend was not used) and
+/// bookkeeping fields.
 pub fn verdict_json(v: &Verdict) -> Value {
     let audiences = v.audiences.unwrap_or_default();
     json!({
@@ -27,6 +29,11 @@ pub fn verdict_json(v: &Verdict) -> Value {
             "score": c.score,
             "threshold": c.threshold,
             "decision": word(c.decision),
+            "audiences": c.audiences.map(|a| json!({
+                "adult": word(a.adult),
+                "under_18": word(a.under_18),
+                "public_feed": word(a.public_feed),
+            })),
             "evidence": c.evidence.iter().map(|e| json!({
                 "kind": e.kind, "start_s": e.start_s, "end_s": e.end_s, "detail": e.detail,
             })).collect::<Vec<_>>(),
@@ -34,6 +41,9 @@ pub fn verdict_json(v: &Verdict) -> Value {
         "reasons": v.reasons,
         "policy_version": v.policy_version,
         "rationale": v.rationale,
+        "audience": v.audience,
+        "engine": v.engine,
+        "fallback": v.fallback,
         "revision": v.revision,
         "decided_at_ms": v.decided_at_ms,
         "stages": v.stages,

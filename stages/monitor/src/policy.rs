@@ -1,11 +1,11 @@
 //! The moderation policy: per category and audience, a threshold and an action, versioned and
 //! validated with every problem reported at once; and the pure per-audience decision over a
-//! clip's category scores. (The monitor's wiring of it is the next step; see the README.)
+//! clip's category scores. [`crate::decide`] applies it to a clip's signals.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use clipguard_schemas::Decision;
+use clipguard_schemas::{AgeBand, AudienceContext, AudienceDecisions, Decision, Surface};
 use serde::Deserialize;
 
 /// The policy clipguard ships (`policy/default.toml`).
@@ -17,6 +17,20 @@ pub const POTENTIAL_MINOR: &str = "potential_minor";
 /// The category that must block everywhere.
 pub const MINORS_SEXUAL: &str = "minors_sexual";
 
+/// Sexual content without / with a real person's likeness.
+pub const SEXUAL: &str = "sexual";
+pub const SEXUAL_LIKENESS: &str = "sexual_likeness";
+
+/// A real person named in the clip's context without their consent.
+pub const LIKENESS_WITHOUT_CONSENT: &str = "likeness_without_consent";
+
+/// A potential-minor score at or above this puts every audience on the under-18 rules.
+pub const MINOR_SCORE: f32 = 0.5;
+
+fn block() -> Action {
+    Action::Block
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -26,6 +40,10 @@ pub enum Action {
 }
 
 impl Action {
+    pub fn word(self) -> &'static str {
+        self.decision().word()
+    }
+
     pub fn decision(self) -> Decision {
         match self {
             Action::Allow => Decision::Allow,
@@ -56,8 +74,15 @@ pub struct CategoryRules {
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub version: String,
+    /// A stage failed on the clip or did not answer by the deadline (never `allow`).
     pub on_missing: Action,
+    /// The clip could not be decoded (never `allow`; default `block`).
+    #[serde(default = "block")]
+    pub on_undecodable: Action,
     pub categories: BTreeMap<String, CategoryRules>,
+    /// The policy's text as written (for the reasoning backend's prompt and for replay output).
+    #[serde(skip)]
+    pub source: String,
 }
 
 /// Who will see the clip.
@@ -77,6 +102,50 @@ impl Audience {
             Audience::Under18 => "under_18",
             Audience::PublicFeed => "public_feed",
         }
+    }
+
+    /// `adult`, `under_18`, `public_feed` (also `under-18`, `feed`).
+    pub fn parse(word: &str) -> Option<Audience> {
+        Some(match word {
+            "adult" => Audience::Adult,
+            "under_18" | "under-18" | "minor" => Audience::Under18,
+            "public_feed" | "public-feed" | "feed" => Audience::PublicFeed,
+            _ => return None,
+        })
+    }
+
+    /// The audience a clip's context puts it in: a viewer under 18 → `under_18`; a private
+    /// surface (or a download) for an adult → `adult`; a feed, or nothing said → `public_feed`
+    /// (anyone may see it).
+    pub fn of_context(ctx: Option<&AudienceContext>) -> Audience {
+        let Some(ctx) = ctx else {
+            return Audience::PublicFeed;
+        };
+        if ctx.age_band() == AgeBand::Under18 {
+            return Audience::Under18;
+        }
+        match (ctx.age_band(), ctx.surface()) {
+            (AgeBand::Adult, Surface::Private | Surface::Download) => Audience::Adult,
+            _ => Audience::PublicFeed,
+        }
+    }
+
+    /// The decision of this audience's column.
+    pub fn of(self, d: &AudienceDecisions) -> i32 {
+        match self {
+            Audience::Adult => d.adult,
+            Audience::Under18 => d.under_18,
+            Audience::PublicFeed => d.public_feed,
+        }
+    }
+
+    pub fn set(self, d: &mut AudienceDecisions, decision: Decision) {
+        let slot = match self {
+            Audience::Adult => &mut d.adult,
+            Audience::Under18 => &mut d.under_18,
+            Audience::PublicFeed => &mut d.public_feed,
+        };
+        *slot = decision as i32;
     }
 }
 
@@ -102,6 +171,12 @@ impl Policy {
         if p.on_missing == Action::Allow {
             problems.push(
                 "on_missing: `allow` would let unchecked clips through; use review or block"
+                    .to_string(),
+            );
+        }
+        if p.on_undecodable == Action::Allow {
+            problems.push(
+                "on_undecodable: `allow` would let undecodable clips through; use review or block"
                     .to_string(),
             );
         }
@@ -144,7 +219,10 @@ impl Policy {
             ));
         }
         if problems.is_empty() {
-            Ok(p)
+            Ok(Policy {
+                source: text.to_string(),
+                ..p
+            })
         } else {
             Err(format!("policy {origin}: {}", problems.join("; ")))
         }
@@ -172,10 +250,21 @@ impl Policy {
     }
 
     /// Each policy category's outcome for `audience`, from the clip's highest score per
-    /// category (`scores`; missing = 0). A `potential_minor` score at or above 0.5 puts every
-    /// audience on the `under_18` rules. Categories the policy does not know are ignored.
+    /// category (`scores`; missing = 0). A `potential_minor` score at or above
+    /// [`MINOR_SCORE`] puts every audience on the `under_18` rules. Categories the policy
+    /// does not know are ignored.
     pub fn decide(&self, scores: &BTreeMap<String, f32>, audience: Audience) -> Vec<Outcome> {
-        let minor = scores.get(POTENTIAL_MINOR).copied().unwrap_or(0.0) >= 0.5;
+        let minor = scores.get(POTENTIAL_MINOR).copied().unwrap_or(0.0) >= MINOR_SCORE;
+        self.decide_as(scores, audience, minor)
+    }
+
+    /// [`Policy::decide`] with the under-18 rules forced on (`minor`) or not.
+    pub fn decide_as(
+        &self,
+        scores: &BTreeMap<String, f32>,
+        audience: Audience,
+        minor: bool,
+    ) -> Vec<Outcome> {
         let column = if minor { Audience::Under18 } else { audience };
         self.categories
             .keys()
