@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use clipguard_classify::prompt::PromptChecker;
 use clipguard_classify::stage::{ClassifyStage, ClassifyTranscriptStage};
 use clipguard_hashmatch::stage::HashmatchStage;
 use clipguard_media::MediaStage;
@@ -12,6 +13,7 @@ use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::telemetry::StageMetrics;
 use clipguard_transcribe::TranscribeStage;
 use futures::future::BoxFuture;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tonic::service::Routes;
 
@@ -39,6 +41,8 @@ type RunKafka = Box<
 /// A built stage: its Kafka worker and its gRPC service.
 pub struct Built {
     pub name: &'static str,
+    /// Registers the stage's own metrics beside the shared ones.
+    pub register_metrics: Box<dyn FnOnce(&mut Registry) + Send>,
     pub run_kafka: RunKafka,
     pub routes: Routes,
     pub services: Vec<&'static str>,
@@ -53,6 +57,7 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
             let stage = Arc::new(MediaStage::new(cfg.media.clone(), store)?);
             let routes = Routes::new(clipguard_media::grpc::service(stage.clone()));
             Ok(Built {
+                register_metrics: Box::new(|_| {}),
                 name: clipguard_media::NAME,
                 run_kafka: Box::new(move |host, metrics, shutdown| {
                     Box::pin(async move { host.run(stage, metrics, shutdown).await })
@@ -65,6 +70,7 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
             let stage = Arc::new(HashmatchStage::new(cfg.hashmatch.clone())?);
             let routes = Routes::new(clipguard_hashmatch::grpc::service(stage.clone()));
             Ok(Built {
+                register_metrics: Box::new(|_| {}),
                 name: clipguard_hashmatch::stage::NAME,
                 run_kafka: Box::new(move |host, metrics, shutdown| {
                     Box::pin(async move { host.run(stage, metrics, shutdown).await })
@@ -78,6 +84,7 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
             let stage = Arc::new(TranscribeStage::new(cfg.transcribe.clone(), store)?);
             let routes = Routes::new(clipguard_transcribe::grpc::service(stage.clone()));
             Ok(Built {
+                register_metrics: Box::new(|_| {}),
                 name: clipguard_transcribe::NAME,
                 run_kafka: Box::new(move |host, metrics, shutdown| {
                     Box::pin(async move { host.run(stage, metrics, shutdown).await })
@@ -89,20 +96,32 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
         "classify" => {
             let store = MediaStore::open(&cfg.store)?;
             let stage = Arc::new(ClassifyStage::new(cfg.classify.clone(), store)?);
-            let routes = Routes::new(clipguard_classify::grpc::service(stage.clone()));
+            // The classify worker also serves synchronous prompt checks (same text model).
+            let checker = PromptChecker::new(
+                stage.text().clone(),
+                Arc::new(cfg.monitor.load_policy().map_err(anyhow::Error::msg)?),
+                cfg.classify.max_text_bytes,
+            );
+            let routes = Routes::new(clipguard_classify::grpc::service(stage.clone()))
+                .add_service(clipguard_classify::prompt::service(checker));
             Ok(Built {
+                register_metrics: Box::new(|_| {}),
                 name: clipguard_classify::stage::NAME,
                 run_kafka: Box::new(move |host, metrics, shutdown| {
                     Box::pin(async move { host.run(stage, metrics, shutdown).await })
                 }),
                 routes,
-                services: vec![clipguard_classify::grpc::SERVICE],
+                services: vec![
+                    clipguard_classify::grpc::SERVICE,
+                    clipguard_classify::prompt::SERVICE,
+                ],
             })
         }
         "classify_transcript" => {
             let stage = Arc::new(ClassifyTranscriptStage::new(cfg.classify.clone())?);
             let routes = Routes::new(clipguard_classify::grpc::transcript_service(stage.clone()));
             Ok(Built {
+                register_metrics: Box::new(|_| {}),
                 name: clipguard_classify::stage::TRANSCRIPT_NAME,
                 run_kafka: Box::new(move |host, metrics, shutdown| {
                     Box::pin(async move { host.run(stage, metrics, shutdown).await })
@@ -112,9 +131,12 @@ pub fn build(name: &str, cfg: &Config) -> anyhow::Result<Built> {
             })
         }
         "monitor" => {
-            let stage = Arc::new(MonitorStage::new(cfg.monitor.clone()));
+            let stage =
+                Arc::new(MonitorStage::new(cfg.monitor.clone()).map_err(anyhow::Error::msg)?);
             let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
+            let metrics = stage.metrics().clone();
             Ok(Built {
+                register_metrics: Box::new(move |r| metrics.register(r)),
                 name: clipguard_monitor::NAME,
                 run_kafka: Box::new(move |host, metrics, shutdown| {
                     Box::pin(async move { host.run(stage, metrics, shutdown).await })

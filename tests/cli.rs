@@ -205,7 +205,7 @@ fn every_config_problem_is_reported_at_once_by_name() {
     let cfg = dir.path().join("bad.toml");
     std::fs::write(
         &cfg,
-        "[media]\nsample_fps = 100.0\nframe_rate = 2\n[monitor]\non_timeout = \"allow\"\n",
+        "[media]\nsample_fps = 100.0\nframe_rate = 2\n[monitor]\ntimeout_s = 0\n",
     )
     .unwrap();
     let out = Command::new(common::bin())
@@ -220,7 +220,7 @@ fn every_config_problem_is_reported_at_once_by_name() {
         "unknown key `media.frame_rate`",
         "unknown key `kafka.brokerz` (from CLIPGUARD_KAFKA__BROKERZ)",
         "media.sample_fps: 100 is outside 0..=60",
-        "monitor.on_timeout",
+        "monitor.timeout_s: 0 must be > 0",
     ] {
         assert!(err.contains(needle), "`{needle}` missing from:\n{err}");
     }

@@ -7,7 +7,7 @@ use clipguard_schemas::monitor_stage_server::{MonitorStage as MonitorService, Mo
 use clipguard_schemas::{DecideRequest, Verdict};
 use tonic::{Request, Response, Status};
 
-use crate::{MonitorStage, decide};
+use crate::MonitorStage;
 
 /// Fully qualified service name, for health and reflection.
 pub const SERVICE: &str = "clipguard.v1.MonitorStage";
@@ -22,12 +22,13 @@ impl MonitorService for MonitorGrpc {
         if r.clip_id.is_empty() {
             return Err(Status::invalid_argument("clip_id is required"));
         }
-        Ok(Response::new(decide::decide(
-            &r.clip_id,
-            &r.signals,
-            self.0.config(),
-            r.deadline_passed,
-        )))
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs_f64(self.0.config().timeout_s);
+        let (verdict, _shadow) = self
+            .0
+            .decide(&r.clip_id, &r.signals, r.deadline_passed, deadline)
+            .await;
+        Ok(Response::new(verdict))
     }
 }
 

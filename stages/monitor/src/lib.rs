@@ -3,9 +3,12 @@
 //! Signals arrive on `clips.signals`, keyed by clip id (so all of a clip's signals reach the same
 //! monitor instance). The monitor waits for the expected set of stages (config), de-duplicates by
 //! `(clip_id, stage)`, and decides ([`decide::decide`]) as soon as the set is complete, the media
-//! stage reports undecodable media, or the clip's deadline passes (fail closed: `review` by
-//! default, never a silent `allow`). Verdicts go to the compacted `clips.verdicts`, keyed by
-//! clip id.
+//! stage reports undecodable media, a CSAM bank matched, or the clip's deadline passes (the
+//! policy's fail-closed action, never a silent `allow`). The decision applies the policy file
+//! ([`policy`]) per audience, optionally consults a reasoning model ([`reasoning`]), and goes
+//! to the compacted `clips.verdicts`, keyed by clip id. A shadow policy, when configured, is
+//! decided on the same findings and published on `clips.verdicts.shadow`, with a
+//! disagreement counter.
 //!
 //! Delivery: processing a signal does not finish until its clip's verdict is acknowledged by the
 //! broker, so the Kafka host never commits a signal's offset before the verdict it fed exists. A
@@ -14,8 +17,8 @@
 //! produce a second, different verdict.
 //!
 //! ```no_run
-//! use clipguard_monitor::{MonitorConfig, decide::decide};
-//! let verdict = decide("clip-1", &[], &MonitorConfig::default(), true);
+//! use clipguard_monitor::{MonitorConfig, decide::decide, policy::Policy};
+//! let verdict = decide("clip-1", &[], &MonitorConfig::default(), &Policy::default_policy(), true);
 //! assert_eq!(verdict.decision(), clipguard_schemas::Decision::Review);
 //! ```
 
@@ -23,25 +26,29 @@ pub mod decide;
 pub mod grpc;
 pub mod json;
 pub mod policy;
+pub mod reasoning;
+pub mod replay;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
 use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, topics};
-use clipguard_schemas::{Decision, Signal, Verdict};
-use serde::{Deserialize, Deserializer};
+use clipguard_schemas::{Signal, Verdict};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
 use tokio::sync::oneshot;
+
+use crate::policy::Policy;
+use crate::reasoning::{Reasoner, ReasoningConfig};
 
 /// Stage name and consumer group suffix.
 pub const NAME: &str = "monitor";
-
-fn decision_from_word<'de, D: Deserializer<'de>>(d: D) -> Result<Decision, D::Error> {
-    let word = String::deserialize(d)?;
-    Decision::from_word(&word).ok_or_else(|| {
-        serde::de::Error::custom(format!("`{word}` is not one of allow, review, block"))
-    })
-}
 
 /// Settings of the monitor.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,22 +58,14 @@ pub struct MonitorConfig {
     pub expected_stages: Vec<String>,
     /// Seconds to wait for the expected signals after the first one arrives.
     pub timeout_s: f64,
-    /// Decision when stages are still missing at the deadline (`review` or `block`).
-    #[serde(deserialize_with = "decision_from_word")]
-    pub on_timeout: Decision,
-    /// Decision for media that cannot be decoded.
-    #[serde(deserialize_with = "decision_from_word")]
-    pub on_media_error: Decision,
-    /// Decision when another stage reports an error for the clip.
-    #[serde(deserialize_with = "decision_from_word")]
-    pub on_stage_error: Decision,
-    /// Decision for a category score at or above `score_threshold`.
-    #[serde(deserialize_with = "decision_from_word")]
-    pub on_flag: Decision,
-    /// Category score that counts as a finding.
-    pub score_threshold: f32,
-    /// Recorded in every verdict.
-    pub policy_version: String,
+    /// The policy file (TOML); unset = the shipped `policy/default.toml`. It owns the
+    /// thresholds and actions, the fail-closed actions and the version every verdict records.
+    pub policy: Option<PathBuf>,
+    /// A second policy decided beside the active one on the same findings; its verdicts go to
+    /// `clips.verdicts.shadow` and disagreements are counted. Unset = none.
+    pub shadow_policy: Option<PathBuf>,
+    /// Optional reasoning model over an OpenAI-compatible API (`[monitor.reasoning]`).
+    pub reasoning: ReasoningConfig,
     /// Clips joined at once (each holds its signals' offsets uncommitted).
     pub max_pending_clips: usize,
     /// Recently decided clip ids remembered to drop redelivered signals.
@@ -84,12 +83,9 @@ impl Default for MonitorConfig {
                 "classify_transcript".into(),
             ],
             timeout_s: 30.0,
-            on_timeout: Decision::Review,
-            on_media_error: Decision::Block,
-            on_stage_error: Decision::Review,
-            on_flag: Decision::Review,
-            score_threshold: 0.5,
-            policy_version: "builtin-1".into(),
+            policy: None,
+            shadow_policy: None,
+            reasoning: ReasoningConfig::default(),
             max_pending_clips: 10_000,
             remember_decided: 200_000,
         }
@@ -97,6 +93,14 @@ impl Default for MonitorConfig {
 }
 
 impl MonitorConfig {
+    /// The active policy: the configured file, else the shipped one.
+    pub fn load_policy(&self) -> Result<Policy, String> {
+        match &self.policy {
+            Some(path) => Policy::load(path),
+            None => Ok(Policy::default_policy()),
+        }
+    }
+
     pub fn validate(&self, problems: &mut Vec<String>) {
         const STAGES: &[&str] = &[
             "media",
@@ -119,19 +123,17 @@ impl MonitorConfig {
         if self.timeout_s.is_nan() || self.timeout_s <= 0.0 {
             problems.push(format!("monitor.timeout_s: {} must be > 0", self.timeout_s));
         }
-        if self.on_timeout == Decision::Allow {
-            problems.push("monitor.on_timeout: `allow` would let unchecked clips through; use review or block".into());
+        for (key, path) in [
+            ("policy", &self.policy),
+            ("shadow_policy", &self.shadow_policy),
+        ] {
+            if let Some(path) = path
+                && let Err(e) = Policy::load(path)
+            {
+                problems.push(format!("monitor.{key}: {e}"));
+            }
         }
-        if self.on_media_error == Decision::Allow {
-            problems
-                .push("monitor.on_media_error: `allow` would let undecodable clips through".into());
-        }
-        if !(0.0..=1.0).contains(&self.score_threshold) {
-            problems.push(format!(
-                "monitor.score_threshold: {} is outside 0..=1",
-                self.score_threshold
-            ));
-        }
+        self.reasoning.validate(problems);
         if self.max_pending_clips == 0 {
             problems.push("monitor.max_pending_clips: must be >= 1".into());
         }
@@ -176,10 +178,75 @@ struct JoinState {
     draining: bool,
 }
 
-/// The monitor stage (settings + join state).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PairLabels {
+    active: String,
+    shadow: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+/// The monitor's own metrics (beside the shared stage metrics).
+#[derive(Debug, Clone, Default)]
+pub struct MonitorMetrics {
+    shadow_verdicts: Counter,
+    shadow_disagreements: Family<PairLabels, Counter>,
+    reasoning: Family<OutcomeLabels, Counter>,
+}
+
+impl MonitorMetrics {
+    /// Registers `clipguard_monitor_shadow_verdicts`, `..._shadow_disagreements{active,
+    /// shadow}` and `..._reasoning{outcome}` (`used` or the fallback kind).
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("clipguard_monitor");
+        r.register(
+            "shadow_verdicts",
+            "Clips decided under the shadow policy",
+            self.shadow_verdicts.clone(),
+        );
+        r.register(
+            "shadow_disagreements",
+            "Clips whose shadow decision differs from the active one, by decision pair",
+            self.shadow_disagreements.clone(),
+        );
+        r.register(
+            "reasoning",
+            "Reasoning backend outcomes: used, or why the policy engine decided instead",
+            self.reasoning.clone(),
+        );
+    }
+
+    /// Shadow verdicts and disagreements so far.
+    pub fn shadow_counts(&self) -> (u64, u64) {
+        let mut disagreements = 0;
+        for a in ["allow", "review", "block"] {
+            for b in ["allow", "review", "block"] {
+                if a != b {
+                    disagreements += self
+                        .shadow_disagreements
+                        .get_or_create(&PairLabels {
+                            active: a.into(),
+                            shadow: b.into(),
+                        })
+                        .get();
+                }
+            }
+        }
+        (self.shadow_verdicts.get(), disagreements)
+    }
+}
+
+/// The monitor stage (settings, policies, reasoning client, join state).
 #[derive(Debug)]
 pub struct MonitorStage {
     config: MonitorConfig,
+    policy: Policy,
+    shadow: Option<Policy>,
+    reasoner: Option<Reasoner>,
+    metrics: MonitorMetrics,
     state: Mutex<JoinState>,
 }
 
@@ -188,7 +255,17 @@ fn lock(m: &Mutex<JoinState>) -> std::sync::MutexGuard<'_, JoinState> {
 }
 
 impl MonitorStage {
-    pub fn new(config: MonitorConfig) -> Self {
+    /// Loads the policies; a missing or invalid policy file fails here with every problem.
+    pub fn new(config: MonitorConfig) -> Result<Self, String> {
+        let policy = config.load_policy()?;
+        let shadow = match &config.shadow_policy {
+            Some(path) => Some(Policy::load(path)?),
+            None => None,
+        };
+        let reasoner = config
+            .reasoning
+            .enabled()
+            .then(|| Reasoner::new(config.reasoning.clone()));
         let state = JoinState {
             decided: Decided {
                 capacity: config.remember_decided,
@@ -196,14 +273,82 @@ impl MonitorStage {
             },
             ..Default::default()
         };
-        Self {
+        Ok(Self {
             config,
+            policy,
+            shadow,
+            reasoner,
+            metrics: MonitorMetrics::default(),
             state: Mutex::new(state),
-        }
+        })
     }
 
     pub fn config(&self) -> &MonitorConfig {
         &self.config
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn metrics(&self) -> &MonitorMetrics {
+        &self.metrics
+    }
+
+    /// The verdict for a clip's signals: the policy engine, then the reasoning backend when
+    /// configured (never waiting past `deadline`), and the shadow policy's verdict if any.
+    pub async fn decide(
+        &self,
+        clip_id: &str,
+        signals: &[Signal],
+        deadline_passed: bool,
+        deadline: Instant,
+    ) -> (Verdict, Option<Verdict>) {
+        let findings = decide::gather(
+            clip_id,
+            signals,
+            &self.config,
+            &self.policy,
+            deadline_passed,
+        );
+        let mut verdict = decide::verdict(&findings, &self.policy);
+        if let Some(r) = &self.reasoner {
+            match r.reason(&findings, &self.policy, deadline).await {
+                Ok(answer) => {
+                    reasoning::apply(&mut verdict, &findings, &answer, r.model());
+                    self.count_reasoning("used");
+                }
+                Err(why) => {
+                    tracing::warn!(clip_id, reason = %why, "reasoning backend not used");
+                    reasoning::record_fallback(&mut verdict, &why);
+                    self.count_reasoning(why.kind());
+                }
+            }
+        }
+        let shadow = self.shadow.as_ref().map(|p| {
+            let s = decide::verdict(&findings, p);
+            self.metrics.shadow_verdicts.inc();
+            if s.decision != verdict.decision {
+                self.metrics
+                    .shadow_disagreements
+                    .get_or_create(&PairLabels {
+                        active: verdict.decision().word().into(),
+                        shadow: s.decision().word().into(),
+                    })
+                    .inc();
+            }
+            s
+        });
+        (verdict, shadow)
+    }
+
+    fn count_reasoning(&self, outcome: &str) {
+        self.metrics
+            .reasoning
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Decides `clip_id` now (complete or expired), emits the verdict and releases the waiters.
@@ -217,9 +362,15 @@ impl MonitorStage {
             return Ok(()); // someone else finalized it
         };
         let signals: Vec<Signal> = pending.signals.values().cloned().collect();
-        let verdict = decide::decide(clip_id, &signals, &self.config, deadline_passed);
+        let (verdict, shadow) = self
+            .decide(clip_id, &signals, deadline_passed, pending.deadline)
+            .await;
+        let mut records = vec![verdict_record(&verdict)];
+        if let Some(s) = &shadow {
+            records.push(Record::encode(topics::VERDICTS_SHADOW, &s.clip_id, s));
+        }
         let result = emitter
-            .emit(vec![verdict_record(&verdict)])
+            .emit(records)
             .await
             .map_err(|e| StageError::external("verdict_delivery", e.to_string()));
         match &result {
@@ -352,12 +503,11 @@ impl Stage for MonitorStage {
 
     fn poison_outputs(&self, clip_id: &str, error: &StageError) -> Vec<Record> {
         // A signal the monitor cannot read still ends in a (fail-closed) verdict for its clip.
-        let cfg = &self.config;
-        let mut v = decide::decide(clip_id, &[], cfg, true);
+        let mut v = decide::decide(clip_id, &[], &self.config, &self.policy, true);
         v.reasons.push(format!("monitor_error:{}", error.kind));
         v.rationale = format!(
             "{}: a signal for this clip could not be read ({error})",
-            cfg.on_timeout.word()
+            self.policy.on_missing.word()
         );
         vec![verdict_record(&v)]
     }
