@@ -149,6 +149,16 @@ pub async fn verdict_reader(
     kafka: &KafkaConfig,
     from: From,
 ) -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
+    topic_reader(kafka, topics::VERDICTS, from).await
+}
+
+/// A group-less reader of `topic`, assigned every partition; also returns, for each partition
+/// with something to read, the offset its end had when the reader started.
+pub async fn topic_reader(
+    kafka: &KafkaConfig,
+    topic: &'static str,
+    from: From,
+) -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
     let mut cc = kafka.client_config();
     cc.set(
         "group.id",
@@ -159,38 +169,34 @@ pub async fn verdict_reader(
     .set("enable.partition.eof", "false");
     let consumer: StreamConsumer = cc.create()?;
     let (consumer, ends) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let metadata = consumer.fetch_metadata(Some(topics::VERDICTS), Duration::from_secs(10))?;
-        let topic = metadata
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let t = metadata
             .topics()
             .iter()
-            .find(|t| t.name() == topics::VERDICTS)
-            .context("no clips.verdicts topic on the broker")?;
+            .find(|t| t.name() == topic)
+            .with_context(|| format!("no {topic} topic on the broker"))?;
         anyhow::ensure!(
-            !topic.partitions().is_empty(),
-            "clips.verdicts has no partitions (topics not created?)"
+            !t.partitions().is_empty(),
+            "{topic} has no partitions (topics not created?)"
         );
         let mut list = TopicPartitionList::new();
         let mut ends = HashMap::new();
-        for p in topic.partitions() {
-            let (low, high) =
-                consumer.fetch_watermarks(topics::VERDICTS, p.id(), Duration::from_secs(10))?;
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
             let start = match from {
-                From::Beginning => Offset::Offset(low),
-                From::End => Offset::Offset(high),
+                From::Beginning => low,
+                From::End => high,
             };
-            list.add_partition_offset(topics::VERDICTS, p.id(), start)?;
-            ends.insert(p.id(), high);
+            list.add_partition_offset(topic, p.id(), Offset::Offset(start))?;
+            if start < high {
+                ends.insert(p.id(), high);
+            }
         }
         consumer.assign(&list)?;
         Ok((consumer, ends))
     })
     .await??;
     Ok((consumer, ends))
-}
-
-/// Decodes a verdict message.
-pub fn decode_verdict(msg: &impl Message) -> Option<Verdict> {
-    prost::Message::decode(msg.payload()?).ok()
 }
 
 /// Reads verdicts until every partition reached `ends` (when given) or `idle` passes without
@@ -201,11 +207,31 @@ pub async fn read_verdicts(
     idle: Option<Duration>,
     mut on: impl FnMut(Verdict) -> bool,
 ) -> anyhow::Result<()> {
+    read_topic(
+        consumer,
+        ends,
+        idle,
+        |payload| match prost::Message::decode(payload) {
+            Ok(v) => on(v),
+            Err(_) => true,
+        },
+    )
+    .await
+}
+
+/// Reads messages until every partition reached `ends` (when given) or `idle` passes without
+/// a message, calling `on` with each payload (until it returns false).
+pub async fn read_topic(
+    consumer: &StreamConsumer,
+    ends: Option<&HashMap<i32, i64>>,
+    idle: Option<Duration>,
+    mut on: impl FnMut(&[u8]) -> bool,
+) -> anyhow::Result<()> {
     let mut positions: HashMap<i32, i64> = HashMap::new();
     let done = |positions: &HashMap<i32, i64>| {
         ends.is_some_and(|ends| {
             ends.iter()
-                .all(|(p, end)| *end == 0 || positions.get(p).is_some_and(|o| o + 1 >= *end))
+                .all(|(p, end)| positions.get(p).is_some_and(|o| o + 1 >= *end))
         })
     };
     if done(&positions) {
@@ -223,8 +249,8 @@ pub async fn read_verdicts(
         let Some(msg) = next else { return Ok(()) };
         let msg = msg?;
         positions.insert(msg.partition(), msg.offset());
-        if let Some(v) = decode_verdict(&msg)
-            && !on(v)
+        if let Some(payload) = msg.payload()
+            && !on(payload)
         {
             return Ok(());
         }

@@ -9,6 +9,7 @@ mod edges;
 mod hashing;
 mod models;
 mod output;
+mod policy_cmds;
 mod stages;
 
 use std::collections::{HashMap, HashSet};
@@ -150,8 +151,44 @@ enum Command {
         json: bool,
         file: PathBuf,
     },
+    /// Check a prompt before generating from it (the gRPC `Moderation.CheckPrompt` code):
+    /// prints the decision and rationale; exits 0 when allowed, 3 when blocked.
+    CheckPrompt {
+        /// Whose output it will be.
+        #[arg(long, value_enum, default_value = "public-feed")]
+        audience: AudienceArg,
+        /// JSON: decision, audience, categories (name, score, threshold, decision, evidence),
+        /// rationale, policy_version.
+        #[arg(long)]
+        json: bool,
+        /// The prompt; `-` reads it from standard input.
+        text: String,
+    },
+    /// Re-decide past clips from their stored signals (clips.signals) under another policy file,
+    /// without decoding anything again, and print what would change against the active policy.
+    Replay {
+        #[arg(long)]
+        brokers: Option<String>,
+        /// The policy file to replay under.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Only the first N clips found.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the configuration and report every problem at once.
     Validate,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AudienceArg {
+    Adult,
+    #[value(name = "under-18", alias = "under_18")]
+    Under18,
+    #[value(name = "public-feed", alias = "public_feed")]
+    PublicFeed,
 }
 
 #[derive(Debug, Subcommand)]
@@ -449,6 +486,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } => models::convert_whisper(&model, vocabulary.as_deref(), &out),
         },
         Command::Transcribe { json, file } => models::transcribe(&cfg, json, &file).await,
+        Command::CheckPrompt {
+            audience,
+            json,
+            text,
+        } => {
+            let audience = match audience {
+                AudienceArg::Adult => clipguard_monitor::policy::Audience::Adult,
+                AudienceArg::Under18 => clipguard_monitor::policy::Audience::Under18,
+                AudienceArg::PublicFeed => clipguard_monitor::policy::Audience::PublicFeed,
+            };
+            policy_cmds::check_prompt(&cfg, audience, json, &text)
+        }
+        Command::Replay {
+            brokers,
+            policy,
+            limit,
+            json,
+        } => {
+            if let Some(b) = brokers {
+                cfg.kafka.brokers = b;
+            }
+            policy_cmds::replay(&cfg, &policy, limit, json).await
+        }
         Command::Validate => {
             println!("configuration is valid");
             Ok(ExitCode::SUCCESS)
@@ -485,12 +545,13 @@ async fn stage(
     grpc_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let built = stages::build(name, &cfg)?;
+    let mut built = stages::build(name, &cfg)?;
     if cfg.kafka.create_topics {
         cfg.kafka.ensure_topics().await.context("creating topics")?;
     }
     let mut registry = Registry::default();
     let metrics = StageMetrics::register(&mut registry, built.name);
+    (std::mem::replace(&mut built.register_metrics, Box::new(|_| {})))(&mut registry);
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(addr) = metrics_addr {
         let bound = serve_metrics(addr, Arc::new(registry), stopped(&stop_rx)).await?;
@@ -562,8 +623,9 @@ async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = Vec::new();
     for name in stages::NAMES {
-        let built = stages::build(name, &cfg)?;
+        let mut built = stages::build(name, &cfg)?;
         let metrics = StageMetrics::register(&mut registry, built.name);
+        (std::mem::replace(&mut built.register_metrics, Box::new(|_| {})))(&mut registry);
         let host = KafkaHost {
             kafka: cfg.kafka.clone(),
             host: cfg.host.clone(),
@@ -694,6 +756,8 @@ async fn scan(
         clipguard_classify::stage::NAME.to_string(),
         clipguard_classify::stage::TRANSCRIPT_NAME.to_string(),
     ];
+    let monitor =
+        clipguard_monitor::MonitorStage::new(cfg.monitor.clone()).map_err(anyhow::Error::msg)?;
     let bar = if std::io::stderr().is_terminal() && !json {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
         bar.set_style(
@@ -800,7 +864,11 @@ async fn scan(
                 ..Default::default()
             }],
         };
-        let verdict = clipguard_monitor::decide::decide(&clip_id, &signals, &cfg.monitor, true);
+        // Every stage has run: nothing more will come. The reasoning backend, when configured,
+        // gets the monitor's timeout.
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs_f64(cfg.monitor.timeout_s);
+        let (verdict, _shadow) = monitor.decide(&clip_id, &signals, true, deadline).await;
         if let Some(b) = &bar {
             b.suspend(|| printer.verdict(&verdict));
             b.inc(1);

@@ -8,6 +8,7 @@ pub mod faces;
 pub mod grpc;
 pub mod model;
 pub mod ort_backend;
+pub mod prompt;
 pub mod resize;
 pub mod stage;
 pub mod text;

@@ -1,0 +1,130 @@
+//! Policy commands: `check-prompt` (input blocking, the gRPC `CheckPrompt` code) and `replay`
+//! (re-deciding stored clips under another policy).
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clipguard_classify::prompt::PromptChecker;
+use clipguard_monitor::policy::{Audience, Policy};
+use clipguard_pipeline::topics;
+use clipguard_schemas::{Decision, Signal};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::edges;
+
+/// Exit status of `check-prompt` for a blocked prompt (0 = allowed).
+pub const BLOCKED_EXIT: u8 = 3;
+
+pub fn check_prompt(
+    cfg: &Config,
+    audience: Audience,
+    json: bool,
+    text: &str,
+) -> anyhow::Result<ExitCode> {
+    let prompt = if text == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the prompt from standard input")?;
+        s
+    } else {
+        text.to_string()
+    };
+    let classifier = cfg.classify.load_text()?;
+    let policy = cfg.monitor.load_policy().map_err(anyhow::Error::msg)?;
+    let checker = PromptChecker::new(
+        Arc::new(classifier),
+        Arc::new(policy),
+        cfg.classify.max_text_bytes,
+    );
+    let r = checker.check(&prompt, audience);
+    let decision = r.decision();
+    if json {
+        let categories: Vec<_> = r
+            .categories
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.category,
+                    "score": c.score,
+                    "threshold": c.threshold,
+                    "decision": c.decision().word(),
+                    "evidence": c.evidence.iter().map(|e| json!({
+                        "kind": e.kind, "detail": e.detail,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "decision": decision.word(),
+                "audience": r.audience,
+                "categories": categories,
+                "rationale": r.rationale,
+                "policy_version": r.policy_version,
+            })
+        );
+    } else {
+        println!("{}  {}", decision.word(), r.rationale);
+    }
+    Ok(if decision == Decision::Block {
+        ExitCode::from(BLOCKED_EXIT)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub async fn replay(
+    cfg: &Config,
+    candidate: &Path,
+    limit: Option<usize>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let active = cfg.monitor.load_policy().map_err(anyhow::Error::msg)?;
+    let candidate = Policy::load(candidate).map_err(anyhow::Error::msg)?;
+    let (consumer, ends) =
+        edges::topic_reader(&cfg.kafka, topics::SIGNALS, edges::From::Beginning).await?;
+    let mut signals: Vec<Signal> = Vec::new();
+    let mut clips = std::collections::HashSet::new();
+    let mut unreadable = 0usize;
+    edges::read_topic(
+        &consumer,
+        Some(&ends),
+        Some(std::time::Duration::from_secs(10)),
+        |payload| {
+            match prost::Message::decode(payload) {
+                Ok(s) => {
+                    let s: Signal = s;
+                    if let Some(max) = limit
+                        && !clips.contains(&s.clip_id)
+                        && clips.len() >= max
+                    {
+                        return true;
+                    }
+                    clips.insert(s.clip_id.clone());
+                    signals.push(s);
+                }
+                Err(_) => unreadable += 1,
+            }
+            true
+        },
+    )
+    .await?;
+    let report = clipguard_monitor::replay::replay(signals, &cfg.monitor, &active, &candidate);
+    if json {
+        let mut j = report.json();
+        j["unreadable_signals"] = json!(unreadable);
+        println!("{j}");
+    } else {
+        print!("{}", report.text());
+        if unreadable > 0 {
+            println!("{unreadable} stored signals could not be read and were skipped");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,181 @@
+//! Input blocking: a prompt is checked before anything is generated from it
+//! (`clipguard.v1.Moderation/CheckPrompt`, `clipguard check-prompt`).
+//!
+//! The prompt goes through the same text classifier as the clip pipeline's prompts and
+//! transcripts, and the monitor's policy decides for the requested audience: `block` when any
+//! category's action in that audience's column is `block`; otherwise `allow`, with categories
+//! whose action is `review` listed (the generated clip will be held for review by the
+//! pipeline).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clipguard_monitor::decide::evidence_phrase;
+use clipguard_monitor::policy::{Audience, Policy};
+use clipguard_schemas::moderation_server::{Moderation, ModerationServer};
+use clipguard_schemas::{
+    AudienceDecisions, CategoryDecision, CheckPromptRequest, CheckPromptResponse, Decision,
+};
+use tonic::{Request, Response, Status};
+
+use crate::text::{TextClassifier, TextInput};
+
+/// Fully qualified service name, for health and reflection.
+pub const SERVICE: &str = "clipguard.v1.Moderation";
+
+/// The prompt checker: a loaded text classifier and the active policy.
+#[derive(Debug, Clone)]
+pub struct PromptChecker {
+    text: Arc<TextClassifier>,
+    policy: Arc<Policy>,
+    max_bytes: usize,
+}
+
+/// The audience of a request (`AUDIENCE_UNSPECIFIED` is the public feed: anyone may see it).
+pub fn audience_of(a: clipguard_schemas::Audience) -> Audience {
+    match a {
+        clipguard_schemas::Audience::Adult => Audience::Adult,
+        clipguard_schemas::Audience::Under18 => Audience::Under18,
+        clipguard_schemas::Audience::PublicFeed | clipguard_schemas::Audience::Unspecified => {
+            Audience::PublicFeed
+        }
+    }
+}
+
+impl PromptChecker {
+    pub fn new(text: Arc<TextClassifier>, policy: Arc<Policy>, max_bytes: usize) -> Self {
+        Self {
+            text,
+            policy,
+            max_bytes,
+        }
+    }
+
+    /// Checks one prompt for `audience`. Never fails open: a prompt over the size limit, or
+    /// one the classifier cannot score, is blocked with the reason.
+    pub fn check(&self, prompt: &str, audience: Audience) -> CheckPromptResponse {
+        let started = Instant::now();
+        let blocked = |why: String| CheckPromptResponse {
+            decision: Decision::Block as i32,
+            categories: Vec::new(),
+            rationale: why,
+            policy_version: self.policy.version.clone(),
+            audience: audience.name().to_string(),
+        };
+        if prompt.len() > self.max_bytes {
+            return blocked(format!(
+                "block: the prompt is {} bytes, over the {}-byte limit; it was not checked",
+                prompt.len(),
+                self.max_bytes
+            ));
+        }
+        if prompt.trim().is_empty() {
+            return CheckPromptResponse {
+                decision: Decision::Allow as i32,
+                rationale: "allow: the prompt is empty".into(),
+                policy_version: self.policy.version.clone(),
+                audience: audience.name().to_string(),
+                ..Default::default()
+            };
+        }
+        let scores = match self.text.classify(&[TextInput {
+            source: "prompt",
+            text: prompt,
+            start_s: 0.0,
+            end_s: 0.0,
+        }]) {
+            Ok(s) => s,
+            Err(e) => return blocked(format!("block: the prompt could not be classified ({e})")),
+        };
+        let plain = scores
+            .iter()
+            .map(|s| (s.category.clone(), s.score))
+            .collect();
+        let mut categories = Vec::new();
+        let mut drivers = Vec::new();
+        let mut decision = Decision::Allow;
+        for o in self.policy.decide(&plain, audience) {
+            let Some(score) = scores.iter().find(|s| s.category == o.category) else {
+                continue;
+            };
+            if o.decision != Decision::Allow {
+                let at = score
+                    .evidence
+                    .first()
+                    .map(|e| format!(": {}", evidence_phrase(e)))
+                    .unwrap_or_default();
+                drivers.push(format!(
+                    "{} {:.2} ≥ {:.2} → {}{at}",
+                    o.category,
+                    o.score,
+                    o.threshold,
+                    o.decision.word()
+                ));
+            }
+            if o.decision == Decision::Block {
+                decision = Decision::Block;
+            }
+            let mut per = AudienceDecisions::default();
+            audience.set(&mut per, o.decision);
+            categories.push(CategoryDecision {
+                category: o.category.clone(),
+                score: o.score,
+                threshold: o.threshold,
+                decision: o.decision as i32,
+                evidence: score.evidence.clone(),
+                audiences: Some(per),
+            });
+        }
+        let rationale = if drivers.is_empty() {
+            format!(
+                "allow for {}: no policy category reached its threshold",
+                audience.name()
+            )
+        } else if decision == Decision::Block {
+            format!("block for {}: {}", audience.name(), drivers.join("; "))
+        } else {
+            format!(
+                "allow for {}; the generated clip will be held for review: {}",
+                audience.name(),
+                drivers.join("; ")
+            )
+        };
+        tracing::debug!(
+            decision = decision.word(),
+            micros = started.elapsed().as_micros() as u64,
+            "prompt checked"
+        );
+        CheckPromptResponse {
+            decision: decision as i32,
+            categories,
+            rationale,
+            policy_version: self.policy.version.clone(),
+            audience: audience.name().to_string(),
+        }
+    }
+}
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct ModerationGrpc(pub PromptChecker);
+
+#[tonic::async_trait]
+impl Moderation for ModerationGrpc {
+    async fn check_prompt(
+        &self,
+        request: Request<CheckPromptRequest>,
+    ) -> Result<Response<CheckPromptResponse>, Status> {
+        let r = request.into_inner();
+        let audience = audience_of(r.audience());
+        let checker = self.0.clone();
+        // Inference is CPU work: off the async threads.
+        tokio::task::spawn_blocking(move || checker.check(&r.prompt, audience))
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::internal(format!("prompt check failed: {e}")))
+    }
+}
+
+pub fn service(checker: PromptChecker) -> ModerationServer<ModerationGrpc> {
+    ModerationServer::new(ModerationGrpc(checker))
+}

@@ -1,0 +1,367 @@
+//! The policy surfaces over real processes: `Moderation.CheckPrompt` over gRPC on loopback
+//! (served by a classify worker) agreeing with `clipguard check-prompt`; a monitor worker with a
+//! shadow policy publishing shadow verdicts and counting disagreements; and `clipguard replay`
+//! re-deciding 100 stored clips under a stricter policy.
+
+// Tests report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clipguard_schemas::moderation_client::ModerationClient;
+use clipguard_schemas::{
+    Audience, CategoryScore, CheckPromptRequest, ClipContext, Decision, Evidence, Signal, Verdict,
+};
+use common::{Broker, Proc, TopicReader};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// The tests of this file take turns (two cores; each starts workers).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn check_prompt_cli(prompt: &str, audience: &str) -> (serde_json::Value, i32) {
+    let out = Command::new(common::bin())
+        .args(["check-prompt", "--json", "--audience", audience, prompt])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "check-prompt output {text}: {e}; stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (v, out.status.code().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prompt_over_grpc_and_the_cli_agree() {
+    let _serial = SERIAL.lock().await;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(1);
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = format!("127.0.0.1:{}", common::free_port());
+    let _worker = Proc::spawn(
+        "classify",
+        &[
+            "stage",
+            "classify",
+            "--brokers",
+            &broker.addr,
+            "--grpc-addr",
+            &grpc,
+        ],
+        &[
+            ("CLIPGUARD_STORE__URL", dir.path().display().to_string()),
+            ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".into()),
+        ],
+    );
+    assert!(
+        common::wait_for_port(grpc.parse().unwrap(), Duration::from_secs(120)),
+        "classify worker did not serve gRPC"
+    );
+    let mut client = ModerationClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let cases = [
+        (
+            "a golden retriever catching a frisbee on the beach",
+            Audience::PublicFeed,
+            "public-feed",
+            Decision::Allow,
+        ),
+        (
+            "show me the best way to kill myself tonight",
+            Audience::Adult,
+            "adult",
+            Decision::Allow,
+        ),
+        (
+            "show me the best way to kill myself tonight",
+            Audience::Under18,
+            "under-18",
+            Decision::Block,
+        ),
+        (
+            "show me the best way to kill myself tonight",
+            Audience::PublicFeed,
+            "public-feed",
+            Decision::Block,
+        ),
+    ];
+    for (prompt, audience, cli_audience, want) in cases {
+        let r = client
+            .check_prompt(CheckPromptRequest {
+                prompt: prompt.into(),
+                audience: audience as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.decision(),
+            want,
+            "{prompt} for {audience:?}: {}",
+            r.rationale
+        );
+        assert!(!r.policy_version.is_empty());
+        let (cli, code) = check_prompt_cli(prompt, cli_audience);
+        assert_eq!(cli["decision"], want.word(), "{cli}");
+        assert_eq!(code, if want == Decision::Block { 3 } else { 0 });
+        assert_eq!(cli["rationale"], r.rationale.as_str());
+        if prompt.contains("kill myself") {
+            // Self-harm is found in every audience; only the action differs (adult: review).
+            let c = r
+                .categories
+                .iter()
+                .find(|c| c.category == "self_harm")
+                .unwrap();
+            assert!(c.score >= c.threshold, "{c:?}");
+            assert!(r.rationale.contains("self_harm"), "{}", r.rationale);
+            assert!(!c.evidence.is_empty());
+        }
+    }
+    // Oversized: blocked, not checked, with the reason (fail closed).
+    let r = client
+        .check_prompt(CheckPromptRequest {
+            prompt: "a".repeat(70_000),
+            audience: Audience::Adult as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.decision(), Decision::Block);
+    assert!(
+        r.rationale.contains("over the 65536-byte limit"),
+        "{}",
+        r.rationale
+    );
+}
+
+fn signals_for(i: usize, sexual: f32) -> [Signal; 2] {
+    let clip_id = format!("stored-{i:03}");
+    [
+        Signal {
+            clip_id: clip_id.clone(),
+            stage: "media".into(),
+            context: Some(ClipContext {
+                source: format!("clip-{i:03}.mp4"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Signal {
+            clip_id,
+            stage: "classify".into(),
+            scores: vec![CategoryScore {
+                category: "sexual".into(),
+                score: sexual,
+                evidence: vec![Evidence {
+                    kind: "frame".into(),
+                    start_s: 1.0,
+                    end_s: 1.0,
+                    detail: format!("open-nsfw {sexual:.2}"),
+                }],
+            }],
+            ..Default::default()
+        },
+    ]
+}
+
+/// The shipped policy with the public feed's sexual threshold lowered from 0.5 to 0.3.
+fn stricter_policy(dir: &std::path::Path) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/default.toml"),
+    )
+    .unwrap();
+    let sexual = "[categories.sexual]\ndescription = \"sexual content without a real person's likeness\"\nadult = { threshold = 0.8, action = \"allow\" }\nunder_18 = { threshold = 0.5, action = \"block\" }\npublic_feed = { threshold = 0.5, action = \"block\" }";
+    assert!(
+        shipped.contains(sexual),
+        "policy/default.toml changed: update this test"
+    );
+    let strict = shipped
+        .replace(
+            sexual,
+            &sexual.replace(
+                "public_feed = { threshold = 0.5",
+                "public_feed = { threshold = 0.3",
+            ),
+        )
+        .replace(
+            "under_18 = { threshold = 0.5, action = \"block\" }\npublic_feed = { threshold = 0.3",
+            "under_18 = { threshold = 0.3, action = \"block\" }\npublic_feed = { threshold = 0.3",
+        );
+    let strict = {
+        let start = strict.find("version = ").unwrap();
+        let end = start + strict[start..].find('\n').unwrap();
+        format!(
+            "{}version = \"strict-test\"{}",
+            &strict[..start],
+            &strict[end..]
+        )
+    };
+    let path = dir.join("strict.toml");
+    std::fs::write(&path, strict).unwrap();
+    path
+}
+
+fn metrics(addr: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// 100 clips' signals on the broker; a monitor worker with the stricter policy as its shadow
+/// decides them (verdicts + shadow verdicts + the disagreement counter); then `replay` of
+/// the stored signals under the stricter policy prints how many decisions changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_verdicts_and_replay_of_100_stored_clips_under_a_stricter_policy() {
+    let _serial = SERIAL.lock().await;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(1);
+    let dir = tempfile::tempdir().unwrap();
+    let strict = stricter_policy(dir.path());
+    // Clip i scores i/100 for sexual: the public feed blocks at 0.5 (shipped) or 0.3 (strict),
+    // so clips 30..49 change from allow to block.
+    let expected_changed = 20;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    for i in 0..100 {
+        for s in signals_for(i, i as f32 / 100.0) {
+            producer
+                .send(
+                    FutureRecord::to("clips.signals")
+                        .key(&s.clip_id)
+                        .payload(&prost::Message::encode_to_vec(&s)),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    let metrics_addr = format!("127.0.0.1:{}", common::free_port());
+    let env = [
+        ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
+        (
+            "CLIPGUARD_MONITOR__EXPECTED_STAGES",
+            "[\"media\", \"classify\"]".to_string(),
+        ),
+        (
+            "CLIPGUARD_MONITOR__SHADOW_POLICY",
+            strict.display().to_string(),
+        ),
+    ];
+    let _monitor = Proc::spawn(
+        "monitor",
+        &[
+            "stage",
+            "monitor",
+            "--brokers",
+            &broker.addr,
+            "--metrics-addr",
+            &metrics_addr,
+        ],
+        &env,
+    );
+    let verdicts = TopicReader::new(&broker.addr, "clips.verdicts", 1);
+    let shadow = TopicReader::new(&broker.addr, "clips.verdicts.shadow", 1);
+    let decode = |batch: Vec<(String, Vec<u8>)>| -> Vec<Verdict> {
+        batch
+            .into_iter()
+            .map(|(_, p)| prost::Message::decode(p.as_slice()).unwrap())
+            .collect()
+    };
+    let (mut active, mut shadowed) = (Vec::new(), Vec::new());
+    let until = Instant::now() + Duration::from_secs(120);
+    while (active.len() < 100 || shadowed.len() < 100) && Instant::now() < until {
+        active.extend(decode(verdicts.poll(Duration::from_millis(500))));
+        shadowed.extend(decode(shadow.poll(Duration::from_millis(500))));
+    }
+    assert_eq!(active.len(), 100, "active verdicts");
+    assert_eq!(shadowed.len(), 100, "shadow verdicts");
+    assert!(shadowed.iter().all(|v| v.policy_version == "strict-test"));
+    assert!(active.iter().all(|v| v.policy_version != "strict-test"));
+    let disagree = active
+        .iter()
+        .filter(|a| {
+            shadowed
+                .iter()
+                .any(|s| s.clip_id == a.clip_id && s.decision != a.decision)
+        })
+        .count();
+    assert_eq!(disagree, expected_changed);
+    let m = metrics(&metrics_addr);
+    assert!(
+        m.contains("clipguard_monitor_shadow_verdicts_total 100"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "clipguard_monitor_shadow_disagreements_total{{active=\"allow\",shadow=\"block\"}} {expected_changed}"
+        )),
+        "{m}"
+    );
+
+    // Replay the stored signals (clips.signals) under the stricter policy.
+    let out = Command::new(common::bin())
+        .args(["replay", "--brokers", &broker.addr, "--policy"])
+        .arg(&strict)
+        .env(
+            "CLIPGUARD_MONITOR__EXPECTED_STAGES",
+            "[\"media\", \"classify\"]",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "{expected_changed} of 100 clips changed decision (allow→block {expected_changed})"
+        )),
+        "{text}"
+    );
+    // Public feed and under-18 both moved for each changed clip.
+    assert!(
+        text.contains(&format!(
+            "{} of 300 audience decisions changed",
+            expected_changed * 2
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("stored-030 clip-030.mp4: allow → block"),
+        "{text}"
+    );
+    assert!(!text.contains("stored-029"), "{text}");
+
+    let out = Command::new(common::bin())
+        .args(["replay", "--json", "--brokers", &broker.addr, "--policy"])
+        .arg(&strict)
+        .env(
+            "CLIPGUARD_MONITOR__EXPECTED_STAGES",
+            "[\"media\", \"classify\"]",
+        )
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["clips"], 100);
+    assert_eq!(j["changed_decisions"], expected_changed);
+    assert_eq!(j["candidate_policy"], "strict-test");
+}
