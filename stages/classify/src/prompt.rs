@@ -128,14 +128,14 @@ impl PromptChecker {
         }
         let rationale = if drivers.is_empty() {
             format!(
-                "allow for {}: no policy category reached its threshold",
+                "allow for {} — no policy category reached its threshold",
                 audience.name()
             )
         } else if decision == Decision::Block {
-            format!("block for {}: {}", audience.name(), drivers.join("; "))
+            format!("block for {} — {}", audience.name(), drivers.join("; "))
         } else {
             format!(
-                "allow for {}; the generated clip will be held for review: {}",
+                "allow for {} (the generated clip will be held for review) — {}",
                 audience.name(),
                 drivers.join("; ")
             )

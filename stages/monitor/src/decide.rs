@@ -160,10 +160,10 @@ pub fn gather(
             f.hard.push(Hard {
                 decision: action.decision(),
                 rationale: format!(
-                    "{}: the {} stage could not process the clip ({}), and an unchecked clip is not shown",
-                    action.word(),
+                    "the {} stage could not process the clip ({}), and an unchecked clip is not shown → {}",
                     s.stage,
-                    err.message
+                    err.message,
+                    action.word(),
                 ),
                 category: None,
             });
@@ -198,10 +198,10 @@ pub fn gather(
         f.hard.push(Hard {
             decision: policy.on_missing.decision(),
             rationale: format!(
-                "{}: no answer from {} within {:.0} s; failing closed",
-                policy.on_missing.word(),
+                "no answer from {} within {:.0} s; failing closed → {}",
                 missing.join(", "),
-                cfg.timeout_s
+                cfg.timeout_s,
+                policy.on_missing.word(),
             ),
             category: None,
         });
@@ -250,10 +250,10 @@ fn hash_finding(m: &clipguard_schemas::HashMatch) -> Hard {
     Hard {
         decision,
         rationale: format!(
-            "{}: {what}{at} in bank `{}` ({}{ids})",
-            decision.word(),
+            "{what}{at} in bank `{}` ({}{ids}) → {}",
             m.bank,
-            m.category
+            m.category,
+            decision.word(),
         ),
         category: Some(CategoryDecision {
             category: format!("hash_match:{}", m.category),
@@ -592,7 +592,8 @@ fn rationale(
             None => "no stage found a problem".to_string(),
         });
     }
-    parts.join("; ")
+    let head = parts.remove(0);
+    format!("{head} — {}", parts.join("; "))
 }
 
 /// True when the signals are enough to decide without waiting any longer: all expected stages

@@ -506,7 +506,7 @@ impl Stage for MonitorStage {
         let mut v = decide::decide(clip_id, &[], &self.config, &self.policy, true);
         v.reasons.push(format!("monitor_error:{}", error.kind));
         v.rationale = format!(
-            "{}: a signal for this clip could not be read ({error})",
+            "{} for every audience — a signal for this clip could not be read ({error})",
             self.policy.on_missing.word()
         );
         vec![verdict_record(&v)]
