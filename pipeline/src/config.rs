@@ -17,17 +17,28 @@ use serde::de::DeserializeOwned;
 use crate::error::PipelineError;
 
 /// Environment variables with the `CLIPGUARD_` prefix that are not config keys: the log filter,
-/// the config file, the model cache, and the variables of the project's own scripts and tests.
+/// the config file, the model cache and registries, and the variables of the project's own
+/// scripts, tests and benchmarks (a test below checks that every one the project uses is here).
 pub const RESERVED_ENV: &[&str] = &[
     "CLIPGUARD_LOG",
     "CLIPGUARD_CONFIG",
     "CLIPGUARD_MODELS",
     "CLIPGUARD_MODEL_MANIFEST",
     "CLIPGUARD_PYPI_INDEX",
+    "CLIPGUARD_NPM_REGISTRY",
     "CLIPGUARD_CACHE",
     "CLIPGUARD_TANSU",
     "CLIPGUARD_REQUIRE_BROKER",
     "CLIPGUARD_BENCH_CLIPS",
+    "CLIPGUARD_BENCH_RUNS",
+    "CLIPGUARD_BENCH_PYTHON",
+    "CLIPGUARD_BENCH_PINNED",
+    "CLIPGUARD_BENCH_SIZES",
+    "CLIPGUARD_BENCH_RADIUS",
+    "CLIPGUARD_BENCH_REPS",
+    "CLIPGUARD_TARGET_LIMIT_GB",
+    "CLIPGUARD_LLAMA_SERVER",
+    "CLIPGUARD_REQUIRE_LLM",
     "CLIPGUARD_UPDATE_PROTO_BASELINE",
     "CLIPGUARD_CONFORMANCE",
 ];
@@ -120,6 +131,50 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variable with the prefix and no `__` that the project reads is reserved, so
+    /// setting it never fails config loading as an unknown key.
+    #[test]
+    fn every_variable_the_project_reads_is_reserved() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stack = vec![root.clone()];
+        let mut missing = std::collections::BTreeSet::new();
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if p.is_dir() {
+                    if !name.starts_with('.') && name != "target" || name == ".ci" {
+                        stack.push(p);
+                    }
+                    continue;
+                }
+                if !(name.ends_with(".rs") || name.ends_with(".sh") || name == "run") {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&p) else {
+                    continue;
+                };
+                for (i, _) in text.match_indices("CLIPGUARD_") {
+                    let var: String = text[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                        .collect();
+                    let var = var.trim_end_matches('_');
+                    if var.len() > "CLIPGUARD_".len()
+                        && !var.contains("__")
+                        && !RESERVED_ENV.contains(&var)
+                    {
+                        missing.insert(format!("{var} ({})", p.display()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in RESERVED_ENV: {missing:?}");
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, Default)]
