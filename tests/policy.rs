@@ -365,3 +365,71 @@ async fn shadow_verdicts_and_replay_of_100_stored_clips_under_a_stricter_policy(
     assert_eq!(j["changed_decisions"], expected_changed);
     assert_eq!(j["candidate_policy"], "strict-test");
 }
+
+/// A spoken self-harm sentence through the real pipeline (`scan`: decode, whisper, the
+/// transcript classifier, the monitor): the verdict JSON quotes the transcript span with its
+/// segment times.
+#[test]
+fn a_transcript_hit_shows_its_span_and_time_in_the_verdict_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("s.wav");
+    let clip = dir.path().join("spoken.mp4");
+    let ok = Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&wav)
+        .args([
+            "-s",
+            "150",
+            "Good evening. I am going to kill myself tonight.",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let pipeline = format!(
+        "mp4mux name=mux faststart=true ! filesink location={} \
+         videotestsrc pattern=smpte num-buffers=100 ! video/x-raw,width=320,height=240,framerate=25/1,format=I420 \
+         ! x264enc speed-preset=ultrafast key-int-max=25 ! h264parse ! mux. \
+         filesrc location={} ! wavparse ! audioconvert ! audioresample ! avenc_aac ! aacparse ! mux.",
+        clip.display(),
+        wav.display()
+    );
+    let ok = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = Command::new(common::bin())
+        .args(["scan", "--json"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    println!("{v:#}");
+    let cat = v["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "self_harm")
+        .unwrap_or_else(|| panic!("no self_harm category: {v}"));
+    assert_ne!(cat["decision"], "allow", "{cat}");
+    let e = cat["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "transcript")
+        .unwrap_or_else(|| panic!("no transcript evidence: {cat}"));
+    let (start, end) = (e["start_s"].as_f64().unwrap(), e["end_s"].as_f64().unwrap());
+    assert!(end > start && end <= 4.5, "segment times {start}–{end}");
+    let detail = e["detail"].as_str().unwrap().to_lowercase();
+    assert!(detail.contains("kill myself"), "{detail}");
+    let rationale = v["rationale"].as_str().unwrap();
+    assert!(rationale.contains("speech at "), "{rationale}");
+    assert_eq!(v["audiences"]["public_feed"], "block", "{v}");
+}
