@@ -6,13 +6,16 @@
 
 mod config;
 mod edges;
+mod eval;
+mod eval_plots;
+mod eval_report;
 mod hashing;
 mod models;
 mod output;
+mod pipeline_run;
 mod policy_cmds;
 mod stages;
 
-use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +25,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use clipguard_pipeline::embedded::EmbeddedBroker;
 use clipguard_pipeline::kafka::KafkaHost;
 use clipguard_pipeline::stage::error_signal;
 use clipguard_pipeline::store::MediaStore;
@@ -175,6 +177,28 @@ enum Command {
         /// Only the first N clips found.
         #[arg(long)]
         limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate on labelled sets: per category and audience not_unsafe / not_overrefuse with
+    /// 95 % Wilson intervals and threshold sweeps, beside the reference table. Text items go
+    /// through the prompt check; speech, clip and generated items through every stage on an
+    /// embedded broker. Exits 4 when a --targets table is not met, 2 when items had no decision.
+    Eval {
+        /// Manifests (JSON lines): {id, kind: text|speech|clip|generated, text|path|pattern,
+        /// labels: [categories] or [] for benign, near, audience}.
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+        /// Write report.md, report.html, summary.json and PNG plots here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Targets (TOML, e.g. eval/targets.toml) to check.
+        #[arg(long)]
+        targets: Option<PathBuf>,
+        /// Where generated clips are kept between runs (default: the cache's eval-media).
+        #[arg(long)]
+        work: Option<PathBuf>,
+        /// Print summary.json instead of the tables.
         #[arg(long)]
         json: bool,
     },
@@ -509,6 +533,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             policy_cmds::replay(&cfg, &policy, limit, json).await
         }
+        Command::Eval {
+            manifests,
+            report,
+            targets,
+            work,
+            json,
+        } => {
+            eval::eval(
+                cfg,
+                eval::EvalArgs {
+                    manifests,
+                    report,
+                    targets,
+                    work,
+                    json,
+                },
+            )
+            .await
+        }
         Command::Validate => {
             println!("configuration is valid");
             Ok(ExitCode::SUCCESS)
@@ -591,7 +634,7 @@ async fn stage(
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    mut cfg: Config,
+    cfg: Config,
     brokers: Option<String>,
     json: bool,
     metrics_addr: Option<SocketAddr>,
@@ -601,86 +644,36 @@ async fn run(
 ) -> anyhow::Result<ExitCode> {
     let files = edges::expand_inputs(&inputs)?;
     anyhow::ensure!(!files.is_empty(), "no input files");
-    let _broker = match brokers {
-        Some(b) => {
-            cfg.kafka.brokers = b;
-            if cfg.kafka.create_topics {
-                cfg.kafka.ensure_topics().await.context("creating topics")?;
-            }
-            None
-        }
-        None => {
-            let broker = EmbeddedBroker::start(cfg.kafka.partitions)?;
-            cfg.kafka.brokers = broker.bootstrap_servers();
-            cfg.kafka.create_topics = false;
-            tracing::info!(brokers = %cfg.kafka.brokers, "embedded broker started");
-            Some(broker)
-        }
-    };
-
-    // Every stage, each a consumer-group member on the same code path as `clipguard stage`.
-    let mut registry = Registry::default();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut workers = Vec::new();
-    for name in stages::NAMES {
-        let mut built = stages::build(name, &cfg)?;
-        let metrics = StageMetrics::register(&mut registry, built.name);
-        (std::mem::replace(&mut built.register_metrics, Box::new(|_| {})))(&mut registry);
-        let host = KafkaHost {
-            kafka: cfg.kafka.clone(),
-            host: cfg.host.clone(),
-        };
-        workers.push(tokio::spawn((built.run_kafka)(
-            host,
-            metrics,
-            stop_rx.clone(),
-        )));
-    }
-    if let Some(addr) = metrics_addr {
-        serve_metrics(addr, Arc::new(registry), stopped(&stop_rx)).await?;
-    }
-
-    let (consumer, _) = edges::verdict_reader(&cfg.kafka, edges::From::End).await?;
-    let store = MediaStore::open(&cfg.store)?;
-    let producer = cfg.kafka.producer()?;
-    let mut expected: HashMap<String, PathBuf> = HashMap::new();
-    for file in &files {
-        let clip_id = edges::new_clip_id();
-        let clip = edges::clip_for_file(file, &clip_id, &store, &opts).await?;
-        edges::publish(&producer, &clip).await?;
-        expected.insert(clip_id, file.clone());
-    }
-
     let wait = timeout_s.unwrap_or(cfg.media.deadline_s + cfg.monitor.timeout_s + 60.0);
-    let mut printer = Printer::new(json);
-    let mut seen = HashSet::new();
-    let reading = edges::read_verdicts(&consumer, None, None, |v| {
-        if expected.contains_key(&v.clip_id) && seen.insert(v.clip_id.clone()) {
-            printer.verdict(&v);
-        }
-        seen.len() < expected.len()
-    });
-    let timed_out = tokio::time::timeout(Duration::from_secs_f64(wait), reading)
-        .await
-        .is_err();
-    let _ = stop_tx.send(true);
-    for w in workers {
-        if let Ok(Err(e)) = w.await {
-            tracing::error!(error = %e, "stage failed");
-        }
-    }
-    let missing: Vec<_> = expected
+    let jobs: Vec<pipeline_run::Job> = files
         .iter()
-        .filter(|(id, _)| !seen.contains(*id))
+        .map(|f| pipeline_run::Job {
+            path: f.clone(),
+            opts: opts.clone(),
+        })
         .collect();
-    if missing.is_empty() {
+    let mut printer = Printer::new(json);
+    let outcome = pipeline_run::moderate(
+        cfg,
+        brokers,
+        metrics_addr,
+        &jobs,
+        pipeline_run::Wait::Total(Duration::from_secs_f64(wait)),
+        |_, v| printer.verdict(v),
+    )
+    .await?;
+    if outcome.missing.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    for (id, file) in &missing {
+    for i in &outcome.missing {
         eprintln!(
-            "no verdict for {} (clip {id}){}",
-            file.display(),
-            if timed_out { " before the timeout" } else { "" }
+            "no verdict for {}{}",
+            files[*i].display(),
+            if outcome.timed_out {
+                " before the timeout"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::from(2))

@@ -1,0 +1,143 @@
+//! Every stage at once on one broker (embedded unless one is given), moderating a list of
+//! files: `clipguard run` and `clipguard eval` share it. Stages run on the same Kafka code
+//! path as `clipguard stage`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clipguard_pipeline::embedded::EmbeddedBroker;
+use clipguard_pipeline::kafka::KafkaHost;
+use clipguard_pipeline::store::MediaStore;
+use clipguard_pipeline::telemetry::{StageMetrics, serve_metrics};
+use clipguard_schemas::Verdict;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::edges::{self, SubmitOptions};
+use crate::stages;
+
+/// One file to moderate and who it is for.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub path: PathBuf,
+    pub opts: SubmitOptions,
+}
+
+/// How long to wait for verdicts.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// For all of them, from the first submission.
+    Total(Duration),
+    /// Between one verdict and the next (long runs: many clips on two cores).
+    Idle(Duration),
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    /// Jobs (by index) without a verdict.
+    pub missing: Vec<usize>,
+    pub timed_out: bool,
+}
+
+/// Starts every stage, submits `jobs`, calls `on(job index, verdict)` once per job as verdicts
+/// arrive, and stops the stages.
+pub async fn moderate(
+    mut cfg: Config,
+    brokers: Option<String>,
+    metrics_addr: Option<SocketAddr>,
+    jobs: &[Job],
+    wait: Wait,
+    mut on: impl FnMut(usize, &Verdict),
+) -> anyhow::Result<Outcome> {
+    let _broker = match brokers {
+        Some(b) => {
+            cfg.kafka.brokers = b;
+            if cfg.kafka.create_topics {
+                cfg.kafka.ensure_topics().await.context("creating topics")?;
+            }
+            None
+        }
+        None => {
+            let broker = EmbeddedBroker::start(cfg.kafka.partitions)?;
+            cfg.kafka.brokers = broker.bootstrap_servers();
+            cfg.kafka.create_topics = false;
+            tracing::info!(brokers = %cfg.kafka.brokers, "embedded broker started");
+            Some(broker)
+        }
+    };
+
+    let mut registry = Registry::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = Vec::new();
+    for name in stages::NAMES {
+        let mut built = stages::build(name, &cfg)?;
+        let metrics = StageMetrics::register(&mut registry, built.name);
+        (std::mem::replace(&mut built.register_metrics, Box::new(|_| {})))(&mut registry);
+        let host = KafkaHost {
+            kafka: cfg.kafka.clone(),
+            host: cfg.host.clone(),
+        };
+        workers.push(tokio::spawn((built.run_kafka)(
+            host,
+            metrics,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(addr) = metrics_addr {
+        let mut rx = stop_rx.clone();
+        serve_metrics(addr, Arc::new(registry), async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await?;
+    }
+
+    let (consumer, _) = edges::verdict_reader(&cfg.kafka, edges::From::End).await?;
+    let store = MediaStore::open(&cfg.store)?;
+    let producer = cfg.kafka.producer()?;
+    let mut expected: HashMap<String, usize> = HashMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let clip_id = edges::new_clip_id();
+        let clip = edges::clip_for_file(&job.path, &clip_id, &store, &job.opts).await?;
+        edges::publish(&producer, &clip).await?;
+        expected.insert(clip_id, i);
+    }
+
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    let (total, idle) = match wait {
+        Wait::Total(d) => (Some(d), None),
+        Wait::Idle(d) => (None, Some(d)),
+    };
+    let reading = edges::read_verdicts(&consumer, None, idle, |v| {
+        if let Some(i) = expected.get(&v.clip_id)
+            && seen.insert(v.clip_id.clone(), ()).is_none()
+        {
+            on(*i, &v);
+        }
+        seen.len() < expected.len()
+    });
+    let timed_out = match total {
+        Some(d) => tokio::time::timeout(d, reading).await.is_err(),
+        None => {
+            reading.await?;
+            seen.len() < expected.len()
+        }
+    };
+    let _ = stop_tx.send(true);
+    for w in workers {
+        if let Ok(Err(e)) = w.await {
+            tracing::error!(error = %e, "stage failed");
+        }
+    }
+    let mut missing: Vec<usize> = expected
+        .iter()
+        .filter(|(id, _)| !seen.contains_key(*id))
+        .map(|(_, i)| *i)
+        .collect();
+    missing.sort_unstable();
+    Ok(Outcome { missing, timed_out })
+}
