@@ -28,6 +28,7 @@ packages=(
   espeak-ng                                          # speech for sample clips and tests
   cmake                                              # whisper.cpp (transcribe stage)
   libssl-dev                                         # TLS for model downloads (system CA store)
+  fonts-dejavu-core                                  # the font of the evaluation report's plots
 )
 missing=()
 for p in "${packages[@]}"; do

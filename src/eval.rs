@@ -1,0 +1,914 @@
+//! `clipguard eval`: labelled items through the real decision paths, scored per policy category
+//! and audience as `not_unsafe` (unsafe items stopped) and `not_overrefuse` (benign items let
+//! through), with 95 % Wilson intervals and a threshold sweep per category.
+//!
+//! Item kinds: `text` (a prompt, through the prompt check: the text classifier and the policy,
+//! the code behind `Moderation.CheckPrompt`), `speech` (the text spoken by espeak-ng over colour
+//! bars: media, transcription, the transcript classifier and the monitor, on an embedded broker),
+//! `clip` (a video file) and `generated` (a GStreamer test pattern) through the same pipeline.
+//! An item is *stopped* for an audience when its decision there is `review` or `block`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clipguard_classify::prompt::PromptChecker;
+use clipguard_monitor::policy::{Action, Audience, Policy};
+use clipguard_schemas::{AgeBand, Decision, Surface, Verdict};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::edges::SubmitOptions;
+use crate::eval_report;
+use crate::pipeline_run::{self, Job, Wait};
+
+/// Exit status when a `--targets` table is not met.
+pub const TARGETS_MISSED_EXIT: u8 = 4;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    id: String,
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    seconds: Option<f64>,
+    labels: Vec<String>,
+    #[serde(default)]
+    near: Option<String>,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    optional: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Text(String),
+    Speech(String),
+    Clip(PathBuf),
+    Generated { pattern: String, seconds: f64 },
+}
+
+impl Kind {
+    pub fn word(&self) -> &'static str {
+        match self {
+            Kind::Text(_) => "text",
+            Kind::Speech(_) => "speech",
+            Kind::Clip(_) => "clip",
+            Kind::Generated { .. } => "generated",
+        }
+    }
+}
+
+/// One labelled item.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: String,
+    /// The manifest it came from (`text/heldout`).
+    pub set: String,
+    pub kind: Kind,
+    /// Policy categories it violates; empty = benign.
+    pub labels: Vec<String>,
+    /// For a benign item: the category it is a near miss for.
+    pub near: Option<String>,
+    pub audience: Audience,
+    /// A clip file that may be absent (reference data outside the project): skipped, not an error.
+    pub optional: bool,
+}
+
+impl Item {
+    pub fn benign(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// What happened to one item.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Decision per audience, `Audience::ALL` order.
+    pub decisions: Option<[Decision; 3]>,
+    /// Category scores (highest per category).
+    pub scores: BTreeMap<String, f32>,
+    pub rationale: String,
+    /// Why there is no decision (an error, or a skipped optional item).
+    pub error: Option<String>,
+    pub skipped: Option<String>,
+}
+
+impl Outcome {
+    pub fn stopped(&self, a: Audience) -> Option<bool> {
+        self.decisions
+            .map(|d| d[audience_index(a)] >= Decision::Review)
+    }
+}
+
+pub fn audience_index(a: Audience) -> usize {
+    match a {
+        Audience::Adult => 0,
+        Audience::Under18 => 1,
+        Audience::PublicFeed => 2,
+    }
+}
+
+fn set_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+    {
+        Some(dir) if !dir.is_empty() => format!("{dir}/{stem}"),
+        _ => stem,
+    }
+}
+
+/// Reads manifests (JSON lines), checking every line; all problems are reported at once as
+/// `file:line: problem`.
+pub fn load_manifests(paths: &[PathBuf], policy: &Policy) -> anyhow::Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut problems = Vec::new();
+    let mut ids: HashMap<String, String> = HashMap::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading manifest {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let set = set_name(path);
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = format!("{}:{}", path.display(), n + 1);
+            let raw: RawItem = match serde_json::from_str(line) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("{at}: {e}"));
+                    continue;
+                }
+            };
+            if let Some(prev) = ids.insert(raw.id.clone(), at.clone()) {
+                problems.push(format!("{at}: id `{}` also at {prev}", raw.id));
+            }
+            let need = |field: Option<String>, name: &str, problems: &mut Vec<String>| {
+                field.filter(|s| !s.trim().is_empty()).or_else(|| {
+                    problems.push(format!("{at}: kind `{}` needs `{name}`", raw.kind));
+                    None
+                })
+            };
+            let kind = match raw.kind.as_str() {
+                "text" => need(raw.text.clone(), "text", &mut problems).map(Kind::Text),
+                "speech" => need(raw.text.clone(), "text", &mut problems).map(Kind::Speech),
+                "clip" => {
+                    need(raw.path.clone(), "path", &mut problems).map(|p| Kind::Clip(base.join(p)))
+                }
+                "generated" => need(raw.pattern.clone(), "pattern", &mut problems).map(|pattern| {
+                    Kind::Generated {
+                        pattern,
+                        seconds: raw.seconds.unwrap_or(3.0).clamp(0.5, 60.0),
+                    }
+                }),
+                other => {
+                    problems.push(format!(
+                        "{at}: kind `{other}` is not one of text, speech, clip, generated"
+                    ));
+                    None
+                }
+            };
+            for c in raw.labels.iter().chain(raw.near.iter()) {
+                if !policy.categories.contains_key(c) {
+                    problems.push(format!(
+                        "{at}: `{c}` is not a category of policy {}",
+                        policy.version
+                    ));
+                }
+            }
+            if raw.near.is_some() && !raw.labels.is_empty() {
+                problems.push(format!("{at}: `near` is for benign items (labels [])"));
+            }
+            let audience = match raw.audience.as_deref() {
+                None => Some(Audience::PublicFeed),
+                Some(a) => Audience::parse(a).or_else(|| {
+                    problems.push(format!(
+                        "{at}: audience `{a}` is not one of adult, under_18, public_feed"
+                    ));
+                    None
+                }),
+            };
+            if let (Some(kind), Some(audience)) = (kind, audience) {
+                items.push(Item {
+                    id: raw.id,
+                    set: set.clone(),
+                    kind,
+                    labels: raw.labels,
+                    near: raw.near,
+                    audience,
+                    optional: raw.optional,
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(items)
+    } else {
+        anyhow::bail!("manifest problems:\n  {}", problems.join("\n  "))
+    }
+}
+
+/// Runs text items through the prompt check, for every audience.
+fn run_text(items: &[Item], checker: &PromptChecker, out: &mut [Outcome]) {
+    for (i, item) in items.iter().enumerate() {
+        let Kind::Text(text) = &item.kind else {
+            continue;
+        };
+        let mut decisions = [Decision::Allow; 3];
+        let mut scores = BTreeMap::new();
+        let mut rationale = String::new();
+        for a in Audience::ALL {
+            let r = checker.check(text, a);
+            // The prompt check answers allow / block; a category it holds for review stops the
+            // item too (the clip would not be shown without a person).
+            let d = r
+                .categories
+                .iter()
+                .map(|c| c.decision())
+                .chain([r.decision()])
+                .max()
+                .unwrap_or(Decision::Allow);
+            decisions[audience_index(a)] = d;
+            for c in &r.categories {
+                scores.insert(c.category.clone(), c.score);
+            }
+            if a == item.audience {
+                rationale = r.rationale;
+            }
+        }
+        out[i] = Outcome {
+            decisions: Some(decisions),
+            scores,
+            rationale,
+            ..Default::default()
+        };
+    }
+}
+
+fn short_hash(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..4])
+}
+
+fn gst(args: &[String]) -> anyhow::Result<()> {
+    let out = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(args)
+        .output()
+        .context("running gst-launch-1.0 (scripts/setup.sh installs it)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "gst-launch-1.0 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn split(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+/// Seconds of audio in a PCM WAV file (espeak-ng's output).
+fn wav_seconds(path: &Path) -> anyhow::Result<f64> {
+    let bytes = std::fs::read(path)?;
+    anyhow::ensure!(
+        bytes.len() > 44 && &bytes[0..4] == b"RIFF",
+        "not a WAV file"
+    );
+    let rate = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]) as f64;
+    let channels = u16::from_le_bytes([bytes[22], bytes[23]]) as f64;
+    let bits = u16::from_le_bytes([bytes[34], bytes[35]]) as f64;
+    anyhow::ensure!(rate > 0.0 && channels > 0.0 && bits > 0.0, "bad WAV header");
+    Ok((bytes.len() - 44) as f64 / (rate * channels * bits / 8.0))
+}
+
+/// Makes (or reuses) the clip for a speech or generated item under `work`.
+fn media_for(item: &Item, work: &Path) -> anyhow::Result<PathBuf> {
+    match &item.kind {
+        Kind::Clip(p) => Ok(p.clone()),
+        Kind::Speech(text) => {
+            let out = work.join(format!("{}-{}.mp4", item.id, short_hash(text)));
+            if out.is_file() {
+                return Ok(out);
+            }
+            let wav = work.join(format!("{}.wav", item.id));
+            let status = Command::new("espeak-ng")
+                .arg("-w")
+                .arg(&wav)
+                .args(["-s", "150", text])
+                .status()
+                .context("running espeak-ng (scripts/setup.sh installs it)")?;
+            anyhow::ensure!(status.success(), "espeak-ng failed");
+            let frames = (wav_seconds(&wav)? * 25.0).ceil() as u64 + 1;
+            let tmp = out.with_extension("mp4.tmp");
+            let mut args = split("mp4mux name=mux faststart=true ! filesink");
+            args.push(format!("location={}", tmp.display()));
+            args.extend(split(&format!(
+                "videotestsrc pattern=smpte num-buffers={frames} ! \
+                 video/x-raw,width=320,height=240,framerate=25/1,format=I420 ! \
+                 x264enc speed-preset=ultrafast tune=zerolatency key-int-max=25 ! h264parse ! mux. filesrc"
+            )));
+            args.push(format!("location={}", wav.display()));
+            args.extend(split(
+                "! wavparse ! audioconvert ! audioresample ! avenc_aac ! aacparse ! mux.",
+            ));
+            gst(&args)?;
+            std::fs::rename(&tmp, &out)?;
+            let _ = std::fs::remove_file(&wav);
+            Ok(out)
+        }
+        Kind::Generated { pattern, seconds } => {
+            let out = work.join(format!(
+                "{}-{}.mp4",
+                item.id,
+                short_hash(&format!("{pattern}{seconds}"))
+            ));
+            if out.is_file() {
+                return Ok(out);
+            }
+            let tmp = out.with_extension("mp4.tmp");
+            let frames = (seconds * 25.0).round() as u64;
+            let mut args = split(&format!(
+                "videotestsrc pattern={pattern} num-buffers={frames} ! \
+                 video/x-raw,width=320,height=240,framerate=25/1,format=I420 ! \
+                 x264enc speed-preset=ultrafast key-int-max=25 ! h264parse ! mp4mux faststart=true ! filesink"
+            ));
+            args.push(format!("location={}", tmp.display()));
+            gst(&args)?;
+            std::fs::rename(&tmp, &out)?;
+            Ok(out)
+        }
+        Kind::Text(_) => anyhow::bail!("text items do not go through the media pipeline"),
+    }
+}
+
+fn submit_options(a: Audience) -> SubmitOptions {
+    let (age_band, surface) = match a {
+        Audience::Adult => (AgeBand::Adult, Surface::Private),
+        Audience::Under18 => (AgeBand::Under18, Surface::Unspecified),
+        Audience::PublicFeed => (AgeBand::Unspecified, Surface::Feed),
+    };
+    SubmitOptions {
+        age_band,
+        surface,
+        ..Default::default()
+    }
+}
+
+fn verdict_outcome(v: &Verdict) -> Outcome {
+    let a = v.audiences.unwrap_or_default();
+    let d = |x: i32| Decision::try_from(x).unwrap_or(Decision::Review);
+    let mut scores = BTreeMap::new();
+    for c in &v.categories {
+        let e = scores.entry(c.category.clone()).or_insert(0.0f32);
+        *e = e.max(c.score);
+    }
+    Outcome {
+        decisions: Some([d(a.adult), d(a.under_18), d(a.public_feed)]),
+        scores,
+        rationale: v.rationale.clone(),
+        ..Default::default()
+    }
+}
+
+/// Runs clip, speech and generated items through every stage on an embedded broker.
+async fn run_media(
+    cfg: &Config,
+    items: &[Item],
+    work: &Path,
+    out: &mut [Outcome],
+) -> anyhow::Result<()> {
+    let mut jobs = Vec::new();
+    let mut job_item = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if matches!(item.kind, Kind::Text(_)) {
+            continue;
+        }
+        if let Kind::Clip(p) = &item.kind
+            && !p.is_file()
+        {
+            if item.optional {
+                out[i].skipped = Some(format!("{} is absent", p.display()));
+            } else {
+                out[i].error = Some(format!("{} does not exist", p.display()));
+            }
+            continue;
+        }
+        match media_for(item, work) {
+            Ok(path) => {
+                jobs.push(Job {
+                    path,
+                    opts: submit_options(item.audience),
+                });
+                job_item.push(i);
+            }
+            Err(e) => out[i].error = Some(format!("making the clip: {e:#}")),
+        }
+    }
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    eprintln!("eval: {} clips through every stage", jobs.len());
+    let idle = cfg.media.deadline_s + cfg.monitor.timeout_s + 60.0;
+    let outcome = pipeline_run::moderate(
+        cfg.clone(),
+        None,
+        None,
+        &jobs,
+        Wait::Idle(Duration::from_secs_f64(idle)),
+        |j, v| out[job_item[j]] = verdict_outcome(v),
+    )
+    .await?;
+    for j in outcome.missing {
+        out[job_item[j]].error = Some("no verdict".into());
+    }
+    Ok(())
+}
+
+/// `successes` of `n`, with the 95 % Wilson score interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rate {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Rate {
+    pub fn value(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.k as f64 / self.n as f64)
+    }
+
+    /// The 95 % Wilson score interval.
+    pub fn wilson(&self) -> Option<(f64, f64)> {
+        if self.n == 0 {
+            return None;
+        }
+        let z = 1.959_963_984_540_054_f64;
+        let n = self.n as f64;
+        let p = self.k as f64 / n;
+        let denom = 1.0 + z * z / n;
+        let centre = (p + z * z / (2.0 * n)) / denom;
+        let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+        Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+    }
+}
+
+/// One category's numbers in one set for one audience.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub not_unsafe: Rate,
+    pub not_overrefuse: Rate,
+    /// The policy allows this category for this audience: not_unsafe does not apply.
+    pub allowed_by_policy: bool,
+}
+
+/// One point of a threshold sweep.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepPoint {
+    pub threshold: f32,
+    pub not_unsafe: Rate,
+    pub not_overrefuse: Rate,
+}
+
+/// Everything the report shows.
+#[derive(Debug)]
+pub struct Results {
+    pub policy_version: String,
+    pub items: Vec<Item>,
+    pub outcomes: Vec<Outcome>,
+    /// set → category → audience index → cell.
+    pub cells: BTreeMap<String, BTreeMap<String, [Cell; 3]>>,
+    /// set → all benign items, per audience.
+    pub benign: BTreeMap<String, [Rate; 3]>,
+    /// set → category → sweep.
+    pub sweeps: BTreeMap<String, BTreeMap<String, Vec<SweepPoint>>>,
+    /// category → policy threshold per audience.
+    pub thresholds: BTreeMap<String, [f32; 3]>,
+}
+
+pub fn score(items: Vec<Item>, outcomes: Vec<Outcome>, policy: &Policy) -> Results {
+    let mut cells: BTreeMap<String, BTreeMap<String, [Cell; 3]>> = BTreeMap::new();
+    let mut benign: BTreeMap<String, [Rate; 3]> = BTreeMap::new();
+    let sets: BTreeSet<&str> = items.iter().map(|i| i.set.as_str()).collect();
+    let thresholds: BTreeMap<String, [f32; 3]> = policy
+        .categories
+        .iter()
+        .map(|(k, c)| {
+            (
+                k.clone(),
+                [
+                    c.adult.threshold,
+                    c.under_18.threshold,
+                    c.public_feed.threshold,
+                ],
+            )
+        })
+        .collect();
+    let mut sweeps: BTreeMap<String, BTreeMap<String, Vec<SweepPoint>>> = BTreeMap::new();
+    for set in sets {
+        let members: Vec<(&Item, &Outcome)> = items
+            .iter()
+            .zip(&outcomes)
+            .filter(|(i, o)| i.set == set && o.decisions.is_some())
+            .collect();
+        let categories: BTreeSet<&str> = members
+            .iter()
+            .flat_map(|(i, _)| i.labels.iter().chain(i.near.iter()))
+            .map(String::as_str)
+            .collect();
+        let mut per_cat = BTreeMap::new();
+        let mut per_sweep = BTreeMap::new();
+        for cat in categories {
+            let unsafe_items: Vec<&Outcome> = members
+                .iter()
+                .filter(|(i, _)| i.labels.iter().any(|l| l == cat))
+                .map(|(_, o)| *o)
+                .collect();
+            let near: Vec<&Outcome> = members
+                .iter()
+                .filter(|(i, _)| i.benign() && i.near.as_deref() == Some(cat))
+                .map(|(_, o)| *o)
+                .collect();
+            let mut row: [Cell; 3] = Default::default();
+            for a in Audience::ALL {
+                let cell = &mut row[audience_index(a)];
+                cell.allowed_by_policy = policy.categories.get(cat).map(|c| match a {
+                    Audience::Adult => c.adult.action,
+                    Audience::Under18 => c.under_18.action,
+                    Audience::PublicFeed => c.public_feed.action,
+                }) == Some(Action::Allow);
+                cell.not_unsafe = Rate {
+                    k: unsafe_items
+                        .iter()
+                        .filter(|o| o.stopped(a) == Some(true))
+                        .count(),
+                    n: unsafe_items.len(),
+                };
+                cell.not_overrefuse = Rate {
+                    k: near.iter().filter(|o| o.stopped(a) == Some(false)).count(),
+                    n: near.len(),
+                };
+            }
+            per_cat.insert(cat.to_string(), row);
+            if !unsafe_items.is_empty() {
+                let s = |o: &Outcome| o.scores.get(cat).copied().unwrap_or(0.0);
+                let sweep = (0..=20)
+                    .map(|step| {
+                        let t = step as f32 * 0.05;
+                        SweepPoint {
+                            threshold: t,
+                            not_unsafe: Rate {
+                                k: unsafe_items.iter().filter(|o| s(o) >= t).count(),
+                                n: unsafe_items.len(),
+                            },
+                            not_overrefuse: Rate {
+                                k: near.iter().filter(|o| s(o) < t).count(),
+                                n: near.len(),
+                            },
+                        }
+                    })
+                    .collect();
+                per_sweep.insert(cat.to_string(), sweep);
+            }
+        }
+        let all_benign: Vec<&Outcome> = members
+            .iter()
+            .filter(|(i, _)| i.benign())
+            .map(|(_, o)| *o)
+            .collect();
+        let rates = Audience::ALL.map(|a| Rate {
+            k: all_benign
+                .iter()
+                .filter(|o| o.stopped(a) == Some(false))
+                .count(),
+            n: all_benign.len(),
+        });
+        if !all_benign.is_empty() {
+            benign.insert(set.to_string(), rates);
+        }
+        cells.insert(set.to_string(), per_cat);
+        sweeps.insert(set.to_string(), per_sweep);
+    }
+    Results {
+        policy_version: policy.version.clone(),
+        items,
+        outcomes,
+        cells,
+        benign,
+        sweeps,
+        thresholds,
+    }
+}
+
+/// Targets: per category `not_unsafe` / `not_overrefuse` (percent), and the least
+/// `not_overrefuse` every benign set must reach.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub benign_not_overrefuse: Option<f64>,
+    #[serde(default)]
+    pub categories: BTreeMap<String, Target>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub not_unsafe: f64,
+    pub not_overrefuse: f64,
+}
+
+impl Targets {
+    pub fn load(path: &Path) -> anyhow::Result<Targets> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading targets {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("targets {}", path.display()))
+    }
+}
+
+/// The reference safety table shipped with the project (`eval/targets.toml`).
+pub const REFERENCE_TARGETS: &str = include_str!("../eval/targets.toml");
+
+pub fn reference_targets() -> Targets {
+    toml::from_str(REFERENCE_TARGETS).unwrap_or(Targets {
+        source: String::new(),
+        benign_not_overrefuse: None,
+        categories: BTreeMap::new(),
+    })
+}
+
+/// Where the results miss `targets`: one line per miss. Checked per set on each item's own
+/// audience column (every shipped set uses `public_feed`).
+pub fn misses(r: &Results, targets: &Targets) -> Vec<String> {
+    let mut out = Vec::new();
+    for (set, cats) in &r.cells {
+        for (cat, row) in cats {
+            let Some(t) = targets.categories.get(cat) else {
+                continue;
+            };
+            let a = headline_audience(r, set);
+            let cell = &row[audience_index(a)];
+            if let Some(v) = cell.not_unsafe.value()
+                && !cell.allowed_by_policy
+                && v * 100.0 < t.not_unsafe
+            {
+                out.push(format!(
+                    "{set} {cat}: not_unsafe {:.1} % < target {:.2} %",
+                    v * 100.0,
+                    t.not_unsafe
+                ));
+            }
+            if let Some(v) = cell.not_overrefuse.value()
+                && v * 100.0 < t.not_overrefuse
+            {
+                out.push(format!(
+                    "{set} {cat}: not_overrefuse {:.1} % < target {:.2} %",
+                    v * 100.0,
+                    t.not_overrefuse
+                ));
+            }
+        }
+    }
+    if let Some(min) = targets.benign_not_overrefuse {
+        for (set, rates) in &r.benign {
+            let a = headline_audience(r, set);
+            if let Some(v) = rates[audience_index(a)].value()
+                && v * 100.0 < min
+            {
+                out.push(format!(
+                    "{set}: benign items passed {:.1} % < {min:.1} %",
+                    v * 100.0
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The audience a set's headline numbers use: its items' own (the most common).
+pub fn headline_audience(r: &Results, set: &str) -> Audience {
+    let mut counts = [0usize; 3];
+    for i in r.items.iter().filter(|i| i.set == set) {
+        counts[audience_index(i.audience)] += 1;
+    }
+    let best = (0..3).max_by_key(|i| counts[*i]).unwrap_or(2);
+    Audience::ALL[best]
+}
+
+#[derive(Debug)]
+pub struct EvalArgs {
+    pub manifests: Vec<PathBuf>,
+    pub report: Option<PathBuf>,
+    pub targets: Option<PathBuf>,
+    pub work: Option<PathBuf>,
+    pub json: bool,
+}
+
+pub async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let policy = cfg.monitor.load_policy().map_err(anyhow::Error::msg)?;
+    let items = load_manifests(&args.manifests, &policy)?;
+    anyhow::ensure!(!items.is_empty(), "the manifests hold no items");
+    let targets = match &args.targets {
+        Some(p) => Some(Targets::load(p)?),
+        None => None,
+    };
+    let mut outcomes = vec![Outcome::default(); items.len()];
+    let started = std::time::Instant::now();
+    if items.iter().any(|i| matches!(i.kind, Kind::Text(_))) {
+        let checker = PromptChecker::new(
+            Arc::new(cfg.classify.load_text()?),
+            Arc::new(policy.clone()),
+            cfg.classify.max_text_bytes,
+        );
+        run_text(&items, &checker, &mut outcomes);
+    }
+    if items.iter().any(|i| !matches!(i.kind, Kind::Text(_))) {
+        let work = match &args.work {
+            Some(w) => w.clone(),
+            None => cache_dir().join("eval-media"),
+        };
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        run_media(&cfg, &items, &work, &mut outcomes).await?;
+    }
+    let elapsed = started.elapsed();
+    let results = score(items, outcomes, &policy);
+    let reference = reference_targets();
+    let missed = targets.as_ref().map(|t| misses(&results, t));
+    let report = eval_report::Report {
+        results: &results,
+        reference: &reference,
+        targets: targets.as_ref(),
+        missed: missed.as_deref(),
+        elapsed,
+    };
+    if let Some(dir) = &args.report {
+        report.write(dir)?;
+        eprintln!("eval: report in {}", dir.display());
+    }
+    if args.json {
+        println!("{}", report.summary_json());
+    } else {
+        print!("{}", report.headline_markdown());
+    }
+    let errors = results
+        .outcomes
+        .iter()
+        .filter(|o| o.error.is_some())
+        .count();
+    if errors > 0 {
+        eprintln!("eval: {errors} items had no decision (see the report)");
+    }
+    match missed {
+        Some(m) if !m.is_empty() => {
+            for line in &m {
+                eprintln!("target missed: {line}");
+            }
+            Ok(ExitCode::from(TARGETS_MISSED_EXIT))
+        }
+        _ if errors > 0 => Ok(ExitCode::from(2)),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    if let Some(c) = std::env::var_os("CLIPGUARD_CACHE") {
+        return PathBuf::from(c);
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(x).join("clipguard");
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/clipguard"))
+        .unwrap_or_else(|| PathBuf::from(".clipguard-cache"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_intervals_match_known_values() {
+        // 8 of 8: [0.676, 1.0]; 4 of 8: [0.215, 0.785]; 54 of 56: [0.879, 0.990].
+        let (lo, hi) = Rate { k: 8, n: 8 }.wilson().unwrap();
+        assert!((lo - 0.6756).abs() < 1e-3 && hi == 1.0, "{lo} {hi}");
+        let (lo, hi) = Rate { k: 4, n: 8 }.wilson().unwrap();
+        assert!((lo - 0.2152).abs() < 1e-3 && (hi - 0.7848).abs() < 1e-3);
+        let (lo, hi) = Rate { k: 54, n: 56 }.wilson().unwrap();
+        assert!(
+            (lo - 0.8788).abs() < 1e-3 && (hi - 0.9901).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        assert!(Rate { k: 0, n: 0 }.wilson().is_none());
+    }
+
+    #[test]
+    fn manifest_problems_are_reported_at_once_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                "{\"id\":\"a\",\"kind\":\"text\",\"text\":\"x\",\"labels\":[\"sexual\"]}\n",
+                "{\"id\":\"a\",\"kind\":\"text\",\"text\":\"y\",\"labels\":[]}\n",
+                "{\"id\":\"b\",\"kind\":\"tekst\",\"labels\":[]}\n",
+                "{\"id\":\"c\",\"kind\":\"text\",\"labels\":[\"weather\"],\"text\":\"z\"}\n",
+                "{\"id\":\"d\",\"kind\":\"clip\",\"labels\":[],\"lables\":[]}\n",
+                "{\"id\":\"e\",\"kind\":\"text\",\"text\":\"z\",\"labels\":[],\"audience\":\"kids\"}\n",
+            ),
+        )
+        .unwrap();
+        let e = load_manifests(&[p], &Policy::default_policy())
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "m.jsonl:2: id `a` also at",
+            "m.jsonl:3: kind `tekst`",
+            "m.jsonl:4: `weather` is not a category",
+            "m.jsonl:5: unknown field `lables`",
+            "m.jsonl:6: audience `kids`",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+    }
+
+    fn item(set: &str, labels: &[&str], near: Option<&str>) -> Item {
+        Item {
+            id: format!("{set}-{labels:?}-{near:?}"),
+            set: set.into(),
+            kind: Kind::Text(String::new()),
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            near: near.map(str::to_string),
+            audience: Audience::PublicFeed,
+            optional: false,
+        }
+    }
+
+    fn outcome(d: Decision, score: f32, cat: &str) -> Outcome {
+        Outcome {
+            decisions: Some([d; 3]),
+            scores: [(cat.to_string(), score)].into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rates_sweeps_and_target_misses() {
+        let p = Policy::default_policy();
+        let items = vec![
+            item("s", &["self_harm"], None),
+            item("s", &["self_harm"], None),
+            item("s", &[], Some("self_harm")),
+            item("s", &[], Some("self_harm")),
+        ];
+        let outcomes = vec![
+            outcome(Decision::Block, 0.9, "self_harm"),
+            outcome(Decision::Allow, 0.3, "self_harm"),
+            outcome(Decision::Allow, 0.2, "self_harm"),
+            outcome(Decision::Review, 0.6, "self_harm"),
+        ];
+        let r = score(items, outcomes, &p);
+        let cell = &r.cells["s"]["self_harm"][2];
+        assert_eq!(cell.not_unsafe, Rate { k: 1, n: 2 });
+        assert_eq!(cell.not_overrefuse, Rate { k: 1, n: 2 });
+        let sweep = &r.sweeps["s"]["self_harm"];
+        let at = |t: f32| {
+            sweep
+                .iter()
+                .find(|pt| (pt.threshold - t).abs() < 1e-6)
+                .unwrap()
+        };
+        assert_eq!(at(0.25).not_unsafe, Rate { k: 2, n: 2 });
+        assert_eq!(at(0.25).not_overrefuse, Rate { k: 1, n: 2 });
+        assert_eq!(at(0.65).not_unsafe, Rate { k: 1, n: 2 });
+        assert_eq!(at(0.65).not_overrefuse, Rate { k: 2, n: 2 });
+        let m = misses(&r, &reference_targets());
+        assert!(
+            m.iter()
+                .any(|l| l.contains("s self_harm: not_unsafe 50.0 %")),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|l| l.contains("s: benign items passed 50.0 %")),
+            "{m:?}"
+        );
+    }
+}

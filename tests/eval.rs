@@ -1,0 +1,134 @@
+//! `clipguard eval` on the held-out text split and the benign video set (generated test
+//! patterns, plus the reference videos of ../shared when present): the report's files, its
+//! numbers beside the reference table, and the exit status with `--targets`.
+
+// Tests report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let work = dir.path().join("media");
+    let out = Command::new(common::bin())
+        .arg("eval")
+        .arg(root().join("eval/text/heldout.jsonl"))
+        .arg(root().join("eval/video/benign.jsonl"))
+        .arg("--report")
+        .arg(&report)
+        .arg("--work")
+        .arg(&work)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    println!("{stdout}");
+
+    for f in [
+        "report.md",
+        "report.html",
+        "summary.json",
+        "text-heldout-rates.png",
+    ] {
+        assert!(report.join(f).is_file(), "{f} missing; stderr:\n{stderr}");
+    }
+    let png = std::fs::read(report.join("text-heldout-sweep-self_harm.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("summary.json")).unwrap()).unwrap();
+    let text = &s["sets"]["text/heldout"];
+    assert_eq!(text["items"], 112);
+    assert_eq!(text["audience"], "public_feed");
+    // Benign near misses let through: at least 95 % (the acceptance bar), on every benign set.
+    let benign = text["all_benign"]["public_feed"]["rate"].as_f64().unwrap();
+    assert!(benign >= 0.95, "text benign passed {benign}");
+    let video = &s["sets"]["video/benign"]["all_benign"]["public_feed"];
+    assert!(video["n"].as_u64().unwrap() >= 12, "{video}");
+    assert!(video["rate"].as_f64().unwrap() >= 0.95, "{video}");
+    // not_unsafe is measured for every category of the set (whatever it is: reported honestly).
+    for cat in [
+        "sexual",
+        "sexual_likeness",
+        "self_harm",
+        "violence_gore",
+        "political_persuasion",
+        "extremism_hate",
+        "minors_sexual",
+    ] {
+        let r = &text["categories"][cat]["public_feed"]["not_unsafe"];
+        assert_eq!(r["n"], 8, "{cat}: {r}");
+        let ci = r["ci95"].as_array().unwrap();
+        assert!(
+            ci[0].as_f64().unwrap() <= r["rate"].as_f64().unwrap(),
+            "{cat}: {r}"
+        );
+        assert_eq!(
+            text["sweeps"][cat].as_array().unwrap().len(),
+            21,
+            "{cat} sweep"
+        );
+    }
+
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("| sexual | 96.04 % |"),
+        "reference beside ours:\n{md}"
+    );
+    assert!(md.contains("cannot be measured"), "{md}");
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(
+        html.contains("data:image/png;base64,iVBOR"),
+        "plots inlined"
+    );
+    assert!(!html.contains("src=\"text-"), "self-contained");
+
+    // With the reference table as targets: the misses are named and the exit status says so.
+    let out = Command::new(common::bin())
+        .arg("eval")
+        .arg(root().join("eval/text/heldout.jsonl"))
+        .arg("--targets")
+        .arg(root().join("eval/targets.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("target missed: text/heldout self_harm: not_unsafe"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_manifest_is_refused_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &m,
+        "{\"id\":\"x\",\"kind\":\"text\",\"text\":\"hi\",\"labels\":[\"nope\"]}\n{\"id\":\"y\",\"kind\":\"video\",\"labels\":[]}\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .arg("eval")
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.jsonl:1: `nope` is not a category"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad.jsonl:2: kind `video`"), "{stderr}");
+}
