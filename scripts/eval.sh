@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-eval-report}
 scripts/setup.sh
-cargo run --locked --quiet --release -- models fetch whisper-tiny.en open-nsfw minilm-l6-int8 minilm-l6-tokenizer blazeface-back age-v1
-cargo run --locked --quiet --release -- eval \
+cargo run --locked --quiet -- models fetch whisper-tiny.en open-nsfw minilm-l6-int8 minilm-l6-tokenizer blazeface-back age-v1
+cargo run --locked --quiet -- eval \
   eval/text/heldout.jsonl eval/speech/heldout.jsonl eval/video/benign.jsonl \
   --targets eval/targets.toml --report "$out"

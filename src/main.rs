@@ -658,6 +658,7 @@ async fn run(
         brokers,
         metrics_addr,
         &jobs,
+        None,
         pipeline_run::Wait::Total(Duration::from_secs_f64(wait)),
         |_, v| printer.verdict(v),
     )

@@ -44,13 +44,15 @@ pub struct Outcome {
     pub timed_out: bool,
 }
 
-/// Starts every stage, submits `jobs`, calls `on(job index, verdict)` once per job as verdicts
-/// arrive, and stops the stages.
+/// Starts every stage, submits `jobs` (at most `window` awaiting their verdict at once; `None`:
+/// all at once), calls `on(job index, verdict)` once per job as verdicts arrive, and stops the
+/// stages.
 pub async fn moderate(
     mut cfg: Config,
     brokers: Option<String>,
     metrics_addr: Option<SocketAddr>,
     jobs: &[Job],
+    window: Option<usize>,
     wait: Wait,
     mut on: impl FnMut(usize, &Verdict),
 ) -> anyhow::Result<Outcome> {
@@ -99,13 +101,33 @@ pub async fn moderate(
     let (consumer, _) = edges::verdict_reader(&cfg.kafka, edges::From::End).await?;
     let store = MediaStore::open(&cfg.store)?;
     let producer = cfg.kafka.producer()?;
-    let mut expected: HashMap<String, usize> = HashMap::new();
-    for (i, job) in jobs.iter().enumerate() {
-        let clip_id = edges::new_clip_id();
-        let clip = edges::clip_for_file(&job.path, &clip_id, &store, &job.opts).await?;
-        edges::publish(&producer, &clip).await?;
-        expected.insert(clip_id, i);
-    }
+    // Clip ids first, so verdicts can be matched while later clips are still being submitted.
+    let ids: Vec<String> = jobs.iter().map(|_| edges::new_clip_id()).collect();
+    let expected: HashMap<String, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), i))
+        .collect();
+    // At most `window` clips in the pipeline at once (a verdict frees a place).
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        window.unwrap_or(jobs.len()).max(1),
+    ));
+    let submitting = {
+        let slots = slots.clone();
+        let jobs = jobs.to_vec();
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            for (job, clip_id) in jobs.iter().zip(&ids) {
+                match slots.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return Ok(()),
+                }
+                let clip = edges::clip_for_file(&job.path, clip_id, &store, &job.opts).await?;
+                edges::publish(&producer, &clip).await?;
+            }
+            anyhow::Ok(())
+        })
+    };
 
     let mut seen: HashMap<String, ()> = HashMap::new();
     let (total, idle) = match wait {
@@ -116,6 +138,7 @@ pub async fn moderate(
         if let Some(i) = expected.get(&v.clip_id)
             && seen.insert(v.clip_id.clone(), ()).is_none()
         {
+            slots.add_permits(1);
             on(*i, &v);
         }
         seen.len() < expected.len()
@@ -127,6 +150,8 @@ pub async fn moderate(
             seen.len() < expected.len()
         }
     };
+    slots.close();
+    let submitted = submitting.await;
     let _ = stop_tx.send(true);
     for w in workers {
         if let Ok(Err(e)) = w.await {
@@ -139,5 +164,6 @@ pub async fn moderate(
         .map(|(_, i)| *i)
         .collect();
     missing.sort_unstable();
+    submitted.context("submitting clips")??;
     Ok(Outcome { missing, timed_out })
 }
