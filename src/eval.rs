@@ -113,16 +113,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn stopped(&self, a: Audience) -> Option<bool> {
-        self.decisions
-            .map(|d| d[audience_index(a)] >= Decision::Review)
-    }
-}
-
-pub fn audience_index(a: Audience) -> usize {
-    match a {
-        Audience::Adult => 0,
-        Audience::Under18 => 1,
-        Audience::PublicFeed => 2,
+        self.decisions.map(|d| d[a.index()] >= Decision::Review)
     }
 }
 
@@ -252,7 +243,7 @@ fn run_text(items: &[Item], checker: &PromptChecker, out: &mut [Outcome]) {
                 .chain([r.decision()])
                 .max()
                 .unwrap_or(Decision::Allow);
-            decisions[audience_index(a)] = d;
+            decisions[a.index()] = d;
             for c in &r.categories {
                 scores.insert(c.category.clone(), c.score);
             }
@@ -571,7 +562,7 @@ pub fn score(items: Vec<Item>, outcomes: Vec<Outcome>, policy: &Policy) -> Resul
                 .collect();
             let mut row: [Cell; 3] = Default::default();
             for a in Audience::ALL {
-                let cell = &mut row[audience_index(a)];
+                let cell = &mut row[a.index()];
                 cell.allowed_by_policy = policy.categories.get(cat).map(|c| match a {
                     Audience::Adult => c.adult.action,
                     Audience::Under18 => c.under_18.action,
@@ -689,7 +680,7 @@ pub fn misses(r: &Results, targets: &Targets) -> Vec<String> {
                 continue;
             };
             let a = headline_audience(r, set);
-            let cell = &row[audience_index(a)];
+            let cell = &row[a.index()];
             if let Some(v) = cell.not_unsafe.value()
                 && !cell.allowed_by_policy
                 && v * 100.0 < t.not_unsafe
@@ -714,7 +705,7 @@ pub fn misses(r: &Results, targets: &Targets) -> Vec<String> {
     if let Some(min) = targets.benign_not_overrefuse {
         for (set, rates) in &r.benign {
             let a = headline_audience(r, set);
-            if let Some(v) = rates[audience_index(a)].value()
+            if let Some(v) = rates[a.index()].value()
                 && v * 100.0 < min
             {
                 out.push(format!(
@@ -731,7 +722,7 @@ pub fn misses(r: &Results, targets: &Targets) -> Vec<String> {
 pub fn headline_audience(r: &Results, set: &str) -> Audience {
     let mut counts = [0usize; 3];
     for i in r.items.iter().filter(|i| i.set == set) {
-        counts[audience_index(i.audience)] += 1;
+        counts[i.audience.index()] += 1;
     }
     let best = (0..3).max_by_key(|i| counts[*i]).unwrap_or(2);
     Audience::ALL[best]

@@ -9,7 +9,7 @@ use anyhow::Context;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::eval::{Results, Targets, audience_index, headline_audience};
+use crate::eval::{Results, Targets, headline_audience};
 
 const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -79,7 +79,7 @@ pub fn plots(
 
 fn rates(r: &Results, reference: &Targets, set: &str, path: &Path) -> anyhow::Result<()> {
     let cats: Vec<(&String, &[crate::eval::Cell; 3])> = r.cells[set].iter().collect();
-    let a = audience_index(headline_audience(r, set));
+    let a = headline_audience(r, set).index();
     let root = BitMapBackend::new(path, (960, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let n = cats.len() as f64;
@@ -167,7 +167,7 @@ fn rates(r: &Results, reference: &Targets, set: &str, path: &Path) -> anyhow::Re
 
 fn sweep(r: &Results, set: &str, cat: &str, path: &Path) -> anyhow::Result<()> {
     let points = &r.sweeps[set][cat];
-    let a = audience_index(headline_audience(r, set));
+    let a = headline_audience(r, set).index();
     let policy_t = r.thresholds.get(cat).map(|t| t[a]);
     let root = BitMapBackend::new(path, (560, 360)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;

@@ -6,10 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use clipguard_monitor::decide::shorten;
 use clipguard_monitor::policy::Audience;
 use serde_json::{Value, json};
 
-use crate::eval::{Results, Targets, audience_index, headline_audience};
+use crate::eval::{Results, Targets, headline_audience};
 
 #[derive(Debug)]
 pub struct Report<'a> {
@@ -74,7 +75,7 @@ impl Report<'_> {
         let mut rows = Vec::new();
         if let Some(cats) = r.cells.get(set) {
             for (cat, row) in cats {
-                let cell = &row[audience_index(a)];
+                let cell = &row[a.index()];
                 let reference = self.reference.categories.get(cat);
                 let target = self.targets.and_then(|t| t.categories.get(cat));
                 let meets = match target {
@@ -120,9 +121,9 @@ impl Report<'_> {
                     .benign_not_overrefuse
                     .map(|v| format!("≥ {v:.0} %"))
                     .unwrap_or_else(|| "–".into()),
-                rate_cell(&b[audience_index(a)]),
+                rate_cell(&b[a.index()]),
                 match self.targets.and_then(|t| t.benign_not_overrefuse) {
-                    Some(min) => match b[audience_index(a)].value() {
+                    Some(min) => match b[a.index()].value() {
                         Some(v) if v * 100.0 >= min => "yes".into(),
                         Some(_) => "no".into(),
                         None => "–".into(),
@@ -232,7 +233,7 @@ impl Report<'_> {
                     .map(|(cat, row)| {
                         let mut cells = vec![cat.clone()];
                         for a in Audience::ALL {
-                            let c = &row[audience_index(a)];
+                            let c = &row[a.index()];
                             cells.push(if c.allowed_by_policy && c.not_unsafe.n > 0 {
                                 "allowed by policy".into()
                             } else {
@@ -260,7 +261,7 @@ impl Report<'_> {
                 let mut head = vec!["threshold".to_string()];
                 head.extend(sweeps.keys().map(|c| {
                     let t = r.thresholds.get(c).copied().unwrap_or([0.5; 3]);
-                    format!("{c} [{:.2}]", t[audience_index(a)])
+                    format!("{c} [{:.2}]", t[a.index()])
                 }));
                 let n = sweeps.values().next().map(Vec::len).unwrap_or(0);
                 let rows = (0..n)
@@ -402,7 +403,7 @@ impl Report<'_> {
                         let audiences: serde_json::Map<String, Value> = Audience::ALL
                             .iter()
                             .map(|a| {
-                                let c = &row[audience_index(*a)];
+                                let c = &row[a.index()];
                                 (
                                     a.name().to_string(),
                                     json!({
@@ -443,7 +444,7 @@ impl Report<'_> {
                 let benign = r.benign.get(set).map(|b| {
                     Audience::ALL
                         .iter()
-                        .map(|a| (a.name().to_string(), rate(&b[audience_index(*a)])))
+                        .map(|a| (a.name().to_string(), rate(&b[a.index()])))
                         .collect::<serde_json::Map<_, _>>()
                 });
                 (
@@ -485,15 +486,6 @@ impl Report<'_> {
             "not_decided": errors,
         })
     }
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max).collect();
-    out.push('…');
-    out
 }
 
 fn md_cell(s: &str) -> String {

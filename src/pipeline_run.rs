@@ -2,7 +2,7 @@
 //! files: `clipguard run` and `clipguard eval` share it. Stages run on the same Kafka code
 //! path as `clipguard stage`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -129,14 +129,14 @@ pub async fn moderate(
         })
     };
 
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let (total, idle) = match wait {
         Wait::Total(d) => (Some(d), None),
         Wait::Idle(d) => (None, Some(d)),
     };
     let reading = edges::read_verdicts(&consumer, None, idle, |v| {
         if let Some(i) = expected.get(&v.clip_id)
-            && seen.insert(v.clip_id.clone(), ()).is_none()
+            && seen.insert(v.clip_id.clone())
         {
             slots.add_permits(1);
             on(*i, &v);
@@ -160,7 +160,7 @@ pub async fn moderate(
     }
     let mut missing: Vec<usize> = expected
         .iter()
-        .filter(|(id, _)| !seen.contains_key(*id))
+        .filter(|(id, _)| !seen.contains(*id))
         .map(|(_, i)| *i)
         .collect();
     missing.sort_unstable();

@@ -362,14 +362,6 @@ struct Row<'a> {
     outcomes: [Option<Outcome>; 3],
 }
 
-fn index(a: Audience) -> usize {
-    match a {
-        Audience::Adult => 0,
-        Audience::Under18 => 1,
-        Audience::PublicFeed => 2,
-    }
-}
-
 /// Applies `policy` to `f`: the verdict with a decision per audience.
 pub fn verdict(f: &Findings, policy: &Policy) -> Verdict {
     let minor = f.minor();
@@ -419,14 +411,14 @@ pub fn verdict(f: &Findings, policy: &Policy) -> Verdict {
         // The clip's own audience first, so ties report its threshold.
         let order = std::iter::once(own).chain(Audience::ALL.into_iter().filter(|a| *a != own));
         for a in order {
-            let (d, threshold) = match &row.outcomes[index(a)] {
+            let (d, threshold) = match &row.outcomes[a.index()] {
                 Some(o) => (o.decision, o.threshold),
                 // A category the policy does not name: found at 0.5, treated as missing policy.
                 None if scored.score >= 0.5 => (policy.on_missing.decision(), 0.5),
                 None => (Decision::Allow, 0.5),
             };
             a.set(&mut per, d);
-            columns[index(a)] = columns[index(a)].max(d);
+            columns[a.index()] = columns[a.index()].max(d);
             if strictest.is_none_or(|(best, _)| d > best) {
                 strictest = Some((d, threshold));
             }
@@ -484,7 +476,7 @@ pub fn verdict(f: &Findings, policy: &Policy) -> Verdict {
 fn driver_sentence(row: &Row<'_>, unknown: bool) -> String {
     let mut by_decision: BTreeMap<std::cmp::Reverse<Decision>, Vec<String>> = BTreeMap::new();
     for a in Audience::ALL {
-        let d = match &row.outcomes[index(a)] {
+        let d = match &row.outcomes[a.index()] {
             Some(o) => (o.decision, o.threshold),
             None => (Decision::Allow, 0.5),
         };
@@ -529,7 +521,8 @@ pub fn evidence_phrase(e: &Evidence) -> String {
     }
 }
 
-fn shorten(s: &str, max_chars: usize) -> String {
+/// `s` cut to `max_chars` characters, with `…` when cut.
+pub fn shorten(s: &str, max_chars: usize) -> String {
     if s.chars().count() <= max_chars {
         return s.to_string();
     }
@@ -553,7 +546,7 @@ fn rationale(
     } else {
         Audience::ALL
             .iter()
-            .map(|a| format!("{} {}", columns[index(*a)].word(), a.name()))
+            .map(|a| format!("{} {}", columns[a.index()].word(), a.name()))
             .collect::<Vec<_>>()
             .join(", ")
     };

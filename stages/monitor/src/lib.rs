@@ -218,25 +218,6 @@ impl MonitorMetrics {
             self.reasoning.clone(),
         );
     }
-
-    /// Shadow verdicts and disagreements so far.
-    pub fn shadow_counts(&self) -> (u64, u64) {
-        let mut disagreements = 0;
-        for a in ["allow", "review", "block"] {
-            for b in ["allow", "review", "block"] {
-                if a != b {
-                    disagreements += self
-                        .shadow_disagreements
-                        .get_or_create(&PairLabels {
-                            active: a.into(),
-                            shadow: b.into(),
-                        })
-                        .get();
-                }
-            }
-        }
-        (self.shadow_verdicts.get(), disagreements)
-    }
 }
 
 /// The monitor stage (settings, policies, reasoning client, join state).

@@ -96,6 +96,15 @@ pub enum Audience {
 impl Audience {
     pub const ALL: [Audience; 3] = [Audience::Adult, Audience::Under18, Audience::PublicFeed];
 
+    /// Position in [`Audience::ALL`] (per-audience arrays use this order).
+    pub fn index(self) -> usize {
+        match self {
+            Audience::Adult => 0,
+            Audience::Under18 => 1,
+            Audience::PublicFeed => 2,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Audience::Adult => "adult",

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::decide::{Findings, evidence_phrase};
+use crate::decide::{Findings, evidence_phrase, shorten};
 use crate::policy::{self, Audience, Policy};
 
 /// Settings of the reasoning backend (`[monitor.reasoning]`); off unless `url` is set.
@@ -189,8 +189,12 @@ pub fn parse_response(body: &str, policy: &Policy) -> Result<Reasoned, String> {
         .pointer("/message/content")
         .and_then(Value::as_str)
         .ok_or("choices[0].message.content is missing or not a string")?;
-    let a: Answer = serde_json::from_str(content.trim())
-        .map_err(|e| format!("content does not match the schema: {e}: {}", clip(content)))?;
+    let a: Answer = serde_json::from_str(content.trim()).map_err(|e| {
+        format!(
+            "content does not match the schema: {e}: {}",
+            shorten(content, 200)
+        )
+    })?;
     let word = |field: &str, w: &str| {
         Decision::from_word(w.trim())
             .ok_or_else(|| format!("{field}: `{w}` is not one of allow, review, block"))
@@ -213,14 +217,6 @@ pub fn parse_response(body: &str, policy: &Policy) -> Result<Reasoned, String> {
         categories: a.categories,
         rationale: a.rationale.trim().to_string(),
     })
-}
-
-fn clip(s: &str) -> String {
-    let mut out: String = s.chars().take(200).collect();
-    if s.chars().count() > 200 {
-        out.push('…');
-    }
-    out
 }
 
 fn cut(s: &str, max: usize) -> String {
@@ -278,6 +274,8 @@ pub fn messages(f: &Findings, policy: &Policy, max_chars: usize) -> Value {
 pub struct Reasoner {
     cfg: ReasoningConfig,
     endpoint: String,
+    /// One HTTP agent (connection pool, TLS roots) for every call.
+    agent: ureq::Agent,
     slots: Arc<Semaphore>,
     api_key: Option<String>,
 }
@@ -288,9 +286,20 @@ impl Reasoner {
         let api_key = (!cfg.api_key_env.is_empty())
             .then(|| std::env::var(&cfg.api_key_env).ok())
             .flatten();
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .user_agent(concat!("clipguard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
         Self {
             slots: Arc::new(Semaphore::new(cfg.max_concurrency.max(1))),
             endpoint,
+            agent,
             api_key,
             cfg,
         }
@@ -335,9 +344,11 @@ impl Reasoner {
             let left = budget.saturating_sub(started.elapsed());
             let endpoint = self.endpoint.clone();
             let key = self.api_key.clone();
-            let text = tokio::task::spawn_blocking(move || post(&endpoint, key, body, left))
-                .await
-                .map_err(|e| Fallback::Unavailable(format!("request task: {e}")))??;
+            let agent = self.agent.clone();
+            let text =
+                tokio::task::spawn_blocking(move || post(&agent, &endpoint, key, body, left))
+                    .await
+                    .map_err(|e| Fallback::Unavailable(format!("request task: {e}")))??;
             parse_response(&text, policy).map_err(Fallback::Malformed)
         };
         match tokio::time::timeout(budget, call).await {
@@ -351,24 +362,17 @@ impl Reasoner {
 const MAX_RESPONSE_BYTES: u64 = 1 << 20;
 
 fn post(
+    agent: &ureq::Agent,
     endpoint: &str,
     key: Option<String>,
     body: String,
     timeout: Duration,
 ) -> Result<String, Fallback> {
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::NativeTls)
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-        .build();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(tls)
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .user_agent(concat!("clipguard/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
     let mut req = agent
         .post(endpoint)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
         .header("Content-Type", "application/json");
     if let Some(key) = key {
         req = req.header("Authorization", &format!("Bearer {key}"));
@@ -388,7 +392,7 @@ fn post(
             other => Fallback::Unavailable(format!("{endpoint}: reading the answer: {other}")),
         })?;
     if !(200..300).contains(&status) {
-        return Err(Fallback::Http(status, clip(&text)));
+        return Err(Fallback::Http(status, shorten(&text, 200)));
     }
     Ok(text)
 }
