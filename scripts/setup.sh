@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what clipguard needs on Debian 12 (with Rust already installed). Safe to run twice:
 # only what is missing is installed.
-#   scripts/setup.sh            system packages (GStreamer, protoc, espeak-ng, cmake, build tools)
+#   scripts/setup.sh            system packages (GStreamer, protoc, espeak-ng, Festival, cmake, build tools)
 #   scripts/setup.sh --broker   ... plus the tansu Kafka-protocol broker the tests run against,
 #                               built once into $CLIPGUARD_CACHE (default ~/.cache/clipguard)
 set -euo pipefail
@@ -26,6 +26,7 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   espeak-ng                                          # speech for sample clips and tests
+  festival festvox-us-slt-hts                        # the evaluation's spoken set (natural voice)
   cmake                                              # whisper.cpp (transcribe stage)
   libssl-dev                                         # TLS for model downloads (system CA store)
   fonts-dejavu-core                                  # the font of the evaluation report's plots

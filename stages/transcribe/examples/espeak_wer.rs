@@ -1,0 +1,215 @@
+//! Word error rate of the transcribe engine on the text policy's exemplar sentences spoken by
+//! espeak-ng (or Festival: `--voices festival:cmu_us_slt_arctic_hts`), for a grid of voices, speaking rates, models and decodings: how the speech
+//! evaluation's voice and the transcription settings it reports were chosen. It reads only the
+//! exemplars (`policy/text.toml`), never the held-out evaluation set.
+//!
+//!     cargo run --release -p clipguard-transcribe --example espeak_wer -- \
+//!         [--policy policy/text.toml] [--limit N] [--voices en-us,en] [--rates 150,130] \
+//!         [--models whisper-tiny.en,whisper-base] [--decodings greedy,beam]
+//!
+//! Prints, per setting, WER (word edits / reference words, after lower-casing and dropping
+//! punctuation), the share of sentences transcribed exactly, and seconds of processing per
+//! second of audio. Models come from the cache (`clipguard models fetch …`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use clipguard_transcribe::{Decoding, Engine, TranscribeConfig};
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every exemplar sentence of a text policy: `benign`, and each category's `unsafe_examples`
+/// and `benign_examples`, in file order.
+fn exemplars(path: &Path) -> Vec<String> {
+    let doc: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let strings = |v: Option<&toml::Value>| -> Vec<String> {
+        v.and_then(toml::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = strings(doc.get("benign"));
+    if let Some(cats) = doc.get("categories").and_then(toml::Value::as_table) {
+        for cat in cats.values() {
+            out.extend(strings(cat.get("unsafe_examples")));
+            out.extend(strings(cat.get("benign_examples")));
+        }
+    }
+    out
+}
+
+/// One sentence as 16 kHz mono s16 samples.
+fn speak(dir: &Path, voice: &str, rate: &str, i: usize, text: &str) -> Vec<i16> {
+    let tag = voice.replace([':', '/'], "_");
+    let wav = dir.join(format!("{tag}-{rate}-{i}.wav"));
+    let raw = dir.join(format!("{tag}-{rate}-{i}.raw"));
+    let ok = if let Some(festival) = voice.strip_prefix("festival:") {
+        // Festival's text2wave (Debian `festival` + a voice package, e.g. festvox-us-slt-hts:
+        // `festival:cmu_us_slt_arctic_hts`); the rate is ignored.
+        let txt = dir.join(format!("{i}.txt"));
+        std::fs::write(&txt, text).unwrap();
+        Command::new("text2wave")
+            .arg("-eval")
+            .arg(format!("(voice_{festival})"))
+            .arg("-o")
+            .arg(&wav)
+            .arg(&txt)
+            .status()
+            .expect("text2wave (Debian festival)")
+            .success()
+    } else {
+        Command::new("espeak-ng")
+            .args(["-v", voice, "-s", rate, "-w"])
+            .arg(&wav)
+            .arg(text)
+            .status()
+            .expect("espeak-ng (scripts/setup.sh installs it)")
+            .success()
+    };
+    assert!(ok, "speech synthesis failed");
+    let pipeline = format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+         audio/x-raw,format=S16LE,rate=16000,channels=1 ! filesink location={}",
+        wav.display(),
+        raw.display()
+    );
+    let ok = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "gst-launch-1.0 failed");
+    std::fs::read(&raw)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|w| w.trim_matches('\'').to_string())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Word-level Levenshtein distance.
+fn edits(a: &[String], b: &[String]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let policy = arg(
+        &args,
+        "--policy",
+        &root.join("policy/text.toml").display().to_string(),
+    );
+    let limit: usize = arg(&args, "--limit", "100000").parse().unwrap();
+    let voices = list(&arg(&args, "--voices", "en-us"));
+    let rates = list(&arg(&args, "--rates", "150"));
+    let models = list(&arg(&args, "--models", "whisper-tiny.en"));
+    let decodings = list(&arg(&args, "--decodings", "greedy"));
+    let show = args.iter().any(|a| a == "--show");
+
+    let sentences: Vec<String> = exemplars(Path::new(&policy))
+        .into_iter()
+        .take(limit)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "{} exemplar sentences from {policy}; 1 ggml thread\n",
+        sentences.len()
+    );
+    println!(
+        "{:<8} {:>5} {:<16} {:<7} {:>7} {:>7} {:>7}",
+        "voice", "rate", "model", "decode", "WER %", "exact%", "RTF"
+    );
+    for voice in &voices {
+        for rate in &rates {
+            let audio: Vec<Vec<i16>> = sentences
+                .iter()
+                .enumerate()
+                .map(|(i, s)| speak(dir.path(), voice, rate, i, s))
+                .collect();
+            let audio_s: f64 = audio.iter().map(|a| a.len() as f64 / 16_000.0).sum();
+            for model in &models {
+                for decoding in &decodings {
+                    let cfg = TranscribeConfig {
+                        model: model.clone(),
+                        decoding: match decoding.as_str() {
+                            "beam" => Decoding::Beam,
+                            _ => Decoding::Greedy,
+                        },
+                        language: "en".into(),
+                        ..TranscribeConfig::default()
+                    };
+                    let engine = match Engine::load(&cfg) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            println!("{model}: skipped: {e}");
+                            continue;
+                        }
+                    };
+                    let (mut errs, mut total, mut exact) = (0usize, 0usize, 0usize);
+                    let start = Instant::now();
+                    for (s, pcm) in sentences.iter().zip(&audio) {
+                        let heard = engine.transcribe(pcm).unwrap().text;
+                        let (r, h) = (words(s), words(&heard));
+                        let e = edits(&r, &h);
+                        if show && e > 0 {
+                            println!("  {s:?}\n    → {heard:?}");
+                        }
+                        errs += e;
+                        total += r.len();
+                        exact += usize::from(e == 0);
+                    }
+                    let secs = start.elapsed().as_secs_f64();
+                    println!(
+                        "{:<8} {:>5} {:<16} {:<7} {:>7.2} {:>7.1} {:>7.3}",
+                        voice,
+                        rate,
+                        model,
+                        decoding,
+                        100.0 * errs as f64 / total.max(1) as f64,
+                        100.0 * exact as f64 / sentences.len().max(1) as f64,
+                        secs / audio_s
+                    );
+                }
+            }
+        }
+    }
+}
