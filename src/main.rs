@@ -180,6 +180,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Choose the text heads' operating points by k-fold cross-validation on the text policy's
+    /// exemplars (classify.text_policy, or the shipped one) and print them beside the current
+    /// thresholds, with out-of-fold recall and the benign exemplars that reach each. Changes
+    /// nothing: copy a chosen value into the policy file to use it.
+    TextCv {
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Cross-validations, each with its own deterministic shuffle; results are pooled.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Benign exemplars allowed at or above a chosen threshold, per category.
+        #[arg(long, default_value_t = 2)]
+        max_benign_above: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate on labelled sets: per category and audience not_unsafe / not_overrefuse with
     /// 95 % Wilson intervals and threshold sweeps, beside the reference table. Text items go
     /// through the prompt check; speech, clip and generated items through every stage on an
@@ -533,6 +549,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             policy_cmds::replay(&cfg, &policy, limit, json).await
         }
+        Command::TextCv {
+            folds,
+            repeats,
+            max_benign_above,
+            json,
+        } => policy_cmds::text_cv(&cfg, folds, repeats, max_benign_above, json),
         Command::Eval {
             manifests,
             report,

@@ -128,3 +128,60 @@ pub async fn replay(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `clipguard text-cv`: the text heads' operating points by cross-validation on the exemplars.
+pub fn text_cv(
+    cfg: &Config,
+    folds: usize,
+    repeats: usize,
+    max_benign_above: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(folds >= 2, "--folds must be at least 2");
+    let (policy, embedder) = cfg.classify.load_text_parts()?;
+    let embedder = embedder
+        .context("classify.text_model is empty: there are no embedding heads to cross-validate")?;
+    let rows = clipguard_classify::text::cross_validate(
+        &policy,
+        &embedder,
+        folds,
+        repeats,
+        max_benign_above,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "text policy {}: {repeats} × {folds}-fold cross-validation on its exemplars; chosen = the lowest \
+         raw score ≥ 0.50 that at most {max_benign_above} benign exemplar(s) reach out of fold \
+         (on average over the repeats)",
+        policy.version
+    );
+    println!(
+        "{:<22} {:>4} {:>6} {:>8} {:>7} {:>8} {:>8} {:>7}",
+        "category", "pos", "benign", "current", "recall", "benign≥", "chosen", "recall"
+    );
+    for r in &rows {
+        println!(
+            "{:<22} {:>4} {:>6} {:>8.2} {:>6.1}% {:>8.1} {:>8.2} {:>6.1}%  {}",
+            r.category,
+            r.positives,
+            r.benign,
+            r.current,
+            100.0 * r.recall_current,
+            r.benign_above_current,
+            r.chosen,
+            100.0 * r.recall_chosen,
+            if (r.current - r.chosen).abs() < 0.005 {
+                "same"
+            } else {
+                "differs"
+            }
+        );
+        for (s, x) in &r.benign_hits {
+            println!("    benign up to {x:.2}: {s}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -149,6 +149,13 @@ impl ClassifyConfig {
     /// Loads the text classifier: the policy (the shipped one unless `text_policy` is set)
     /// and, unless `text_model` is empty, the sentence encoder, verified in the model cache.
     pub fn load_text(&self) -> Result<TextClassifier, ClassifyError> {
+        let (policy, embedder) = self.load_text_parts()?;
+        TextClassifier::new(policy, embedder)
+    }
+
+    /// The text policy (the configured file or the shipped one) and the sentence encoder
+    /// (`None` when `text_model` is empty).
+    pub fn load_text_parts(&self) -> Result<(TextPolicy, Option<TextEmbedder>), ClassifyError> {
         let policy = match &self.text_policy {
             Some(path) => TextPolicy::load(path)?,
             None => TextPolicy::parse(DEFAULT_POLICY, "(shipped policy/text.toml)")?,
@@ -162,7 +169,7 @@ impl ClassifyConfig {
             let tokenizer = cache.verified_path(manifest.get(&self.text_tokenizer)?)?;
             Some(TextEmbedder::load(&self.text_model, &model, &tokenizer)?)
         };
-        TextClassifier::new(policy, embedder)
+        Ok((policy, embedder))
     }
 }
 

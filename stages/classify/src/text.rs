@@ -31,6 +31,12 @@ pub struct TextPolicy {
     /// Benign sentences shared by every category's head as negatives.
     #[serde(default)]
     pub benign: Vec<String>,
+    /// Near-miss gate: a head's score is multiplied by `min(1, 2σ((u − b) / gate))`, where u is
+    /// the cosine to the category's nearest unsafe exemplar and b to the nearest benign one
+    /// (shared or any near miss), so a sentence closer to an allowed exemplar than to any unsafe
+    /// one is scored down. 0 turns it off.
+    #[serde(default)]
+    pub near_miss_gate: f32,
     pub categories: BTreeMap<String, TextCategory>,
 }
 
@@ -68,6 +74,12 @@ impl TextPolicy {
         let mut problems = Vec::new();
         if p.categories.is_empty() {
             problems.push("no categories".to_string());
+        }
+        if !(0.0..=1.0).contains(&p.near_miss_gate) {
+            problems.push(format!(
+                "near_miss_gate: {} is outside 0..=1",
+                p.near_miss_gate
+            ));
         }
         for (name, c) in &p.categories {
             if !(0.0..=1.0).contains(&c.threshold) {
@@ -362,6 +374,210 @@ pub fn calibrate(raw: f32, threshold: f32) -> f32 {
     }
 }
 
+/// One category's operating point by repeated k-fold cross-validation on the exemplars (see
+/// [`cross_validate`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CvCategory {
+    pub category: String,
+    /// The threshold in the policy file.
+    pub current: f32,
+    /// The lowest raw score (at least 0.5, in steps of 0.01) that on average over the repeats at
+    /// most `max_benign_above` benign exemplars reach out of fold.
+    pub chosen: f32,
+    pub positives: usize,
+    pub benign: usize,
+    /// Out-of-fold share of the category's unsafe exemplars at or above each threshold
+    /// (pooled over the repeats).
+    pub recall_current: f64,
+    pub recall_chosen: f64,
+    /// Benign exemplars (shared and every category's near misses) at or above each threshold,
+    /// on average over the repeats.
+    pub benign_above_current: f64,
+    pub benign_above_chosen: f64,
+    /// The benign exemplars that reach the chosen threshold in any repeat, with their highest
+    /// out-of-fold score, highest first.
+    pub benign_hits: Vec<(String, f32)>,
+}
+
+/// Exemplars at least this similar (cosine) are one paraphrase group in cross-validation.
+pub const PARAPHRASE_COSINE: f32 = 0.75;
+
+/// Connected components of the "cosine ≥ `min`" graph over unit vectors, each in index order.
+fn paraphrase_groups(vectors: &[Vec<f32>], min: f32) -> Vec<Vec<usize>> {
+    let n = vectors.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for i in 0..n {
+        for j in i + 1..n {
+            if dot(&vectors[i], &vectors[j]) >= min {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+/// Deterministic 64-bit FNV-1a of a sentence and a repeat number: the order folds are dealt in.
+fn deal_key(s: &str, repeat: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes().chain(repeat.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Chooses each category's operating point by `repeats` × `folds`-fold cross-validation on the
+/// policy's own exemplars. Paraphrases (cosine ≥ [`PARAPHRASE_COSINE`], transitively) stay in
+/// one fold; in each repeat the groups are shuffled (deterministically) and dealt to folds,
+/// those with positives first; every sentence is scored by a head
+/// trained without its fold. The threshold is the lowest raw score ≥ 0.5 (0.01 steps) that on
+/// average at most `max_benign_above` benign exemplars reach. Benign means the shared `benign`
+/// sentences and every category's `benign_examples`; other categories' unsafe sentences stay
+/// negatives in training but do not count here (categories overlap: sexual_likeness is also
+/// sexual). Reads only the exemplars, never the evaluation's held-out set.
+pub fn cross_validate(
+    policy: &TextPolicy,
+    embedder: &TextEmbedder,
+    folds: usize,
+    repeats: usize,
+    max_benign_above: usize,
+) -> Result<Vec<CvCategory>, ClassifyError> {
+    let (folds, repeats) = (folds.max(2), repeats.max(1));
+    // (sentence, Some(category) if unsafe)
+    let mut all: Vec<(&str, Option<&str>)> = Vec::new();
+    for s in &policy.benign {
+        all.push((s, None));
+    }
+    for (name, c) in &policy.categories {
+        all.extend(c.benign_examples.iter().map(|s| (s.as_str(), None)));
+        all.extend(
+            c.unsafe_examples
+                .iter()
+                .map(|s| (s.as_str(), Some(name.as_str()))),
+        );
+    }
+    let texts: Vec<&str> = all.iter().map(|(s, _)| *s).collect();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(32) {
+        vectors.extend(embedder.embed(chunk)?);
+    }
+    let groups = paraphrase_groups(&vectors, PARAPHRASE_COSINE);
+    let mut out = Vec::new();
+    for (name, c) in &policy.categories {
+        if c.unsafe_examples.is_empty() {
+            continue;
+        }
+        let positive: Vec<bool> = all.iter().map(|(_, k)| *k == Some(name.as_str())).collect();
+        // Out-of-fold scores, one row per repeat.
+        let mut oof = vec![vec![0f32; all.len()]; repeats];
+        for (r, scores) in oof.iter_mut().enumerate() {
+            // Paraphrase groups go to one fold together: a held-out sentence must not be scored
+            // by a head (or a near-miss gate) that trained on its near twin. Groups holding a
+            // positive are dealt first, then the rest, each round-robin in shuffled order.
+            let mut fold = vec![0usize; all.len()];
+            let mut order: Vec<usize> = (0..groups.len()).collect();
+            order.sort_by_key(|&g| {
+                let has_pos = groups[g].iter().any(|&i| positive[i]);
+                (!has_pos, deal_key(all[groups[g][0]].0, r))
+            });
+            let (mut dealt_pos, mut dealt_neg) = (0usize, 0usize);
+            for g in order {
+                let n = if groups[g].iter().any(|&i| positive[i]) {
+                    &mut dealt_pos
+                } else {
+                    &mut dealt_neg
+                };
+                for &i in &groups[g] {
+                    fold[i] = *n % folds;
+                }
+                *n += 1;
+            }
+            for f in 0..folds {
+                let (mut pos, mut neg) = (Vec::new(), Vec::new());
+                for (i, v) in vectors.iter().enumerate() {
+                    if fold[i] != f {
+                        if positive[i] {
+                            pos.push(v.as_slice());
+                        } else {
+                            neg.push(v.as_slice());
+                        }
+                    }
+                }
+                let head = Head::train(&pos, &neg, embedder.width());
+                // The gate sees only this fold's training exemplars.
+                let train = |keep: &dyn Fn(usize) -> bool| -> Vec<&[f32]> {
+                    (0..all.len())
+                        .filter(|&i| fold[i] != f && keep(i))
+                        .map(|i| vectors[i].as_slice())
+                        .collect()
+                };
+                let unsafe_set = train(&|i| positive[i]);
+                let benign_set = train(&|i| all[i].1.is_none());
+                for (i, v) in vectors.iter().enumerate() {
+                    if fold[i] == f {
+                        let u = nearest(unsafe_set.iter().copied(), v).map_or(-1.0, |n| n.1);
+                        let b = nearest(benign_set.iter().copied(), v).map_or(-1.0, |n| n.1);
+                        scores[i] = head.score(v) * gate_factor(u, b, policy.near_miss_gate);
+                    }
+                }
+            }
+        }
+        let benign_idx: Vec<usize> = (0..all.len()).filter(|&i| all[i].1.is_none()).collect();
+        let pos_idx: Vec<usize> = (0..all.len()).filter(|&i| positive[i]).collect();
+        let benign_above = |t: f32| {
+            oof.iter()
+                .map(|s| benign_idx.iter().filter(|&&i| s[i] >= t).count())
+                .sum::<usize>() as f64
+                / repeats as f64
+        };
+        let recall = |t: f32| {
+            oof.iter()
+                .map(|s| pos_idx.iter().filter(|&&i| s[i] >= t).count())
+                .sum::<usize>() as f64
+                / (repeats * pos_idx.len()) as f64
+        };
+        let chosen = (50..=100)
+            .map(|k| k as f32 / 100.0)
+            .find(|&t| benign_above(t) <= max_benign_above as f64)
+            .unwrap_or(1.0);
+        let mut benign_hits: Vec<(String, f32)> = benign_idx
+            .iter()
+            .map(|&i| {
+                let top = oof.iter().map(|s| s[i]).fold(0f32, f32::max);
+                (all[i].0.to_string(), top)
+            })
+            .filter(|(_, x)| *x >= chosen)
+            .collect();
+        benign_hits.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.push(CvCategory {
+            category: name.clone(),
+            current: c.threshold,
+            chosen,
+            positives: pos_idx.len(),
+            benign: benign_idx.len(),
+            recall_current: recall(c.threshold),
+            recall_chosen: recall(chosen),
+            benign_above_current: benign_above(c.threshold),
+            benign_above_chosen: benign_above(chosen),
+            benign_hits,
+        });
+    }
+    Ok(out)
+}
+
 struct CategoryModel {
     name: String,
     threshold: f32,
@@ -388,6 +604,9 @@ pub struct TextClassifier {
     pub version: String,
     embedder: Option<TextEmbedder>,
     categories: Vec<CategoryModel>,
+    /// Benign exemplars (shared and near misses) and their embeddings, for the near-miss gate.
+    benign: Vec<(String, Vec<f32>)>,
+    near_miss_gate: f32,
 }
 
 impl std::fmt::Debug for TextClassifier {
@@ -452,6 +671,23 @@ fn units(text: &str) -> Vec<&str> {
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The nearest of `set` to `v`: (index, cosine); unit vectors.
+fn nearest<'a>(set: impl Iterator<Item = &'a [f32]>, v: &[f32]) -> Option<(usize, f32)> {
+    set.enumerate()
+        .map(|(i, e)| (i, dot(e, v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The near-miss gate's factor (see [`TextPolicy::near_miss_gate`]): 1 when the nearest unsafe
+/// exemplar is at least as close as the nearest benign one, falling towards 0 as the benign one
+/// gets closer.
+fn gate_factor(unsafe_cos: f32, benign_cos: f32, gate: f32) -> f32 {
+    if gate <= 0.0 {
+        return 1.0;
+    }
+    (2.0 / (1.0 + (-(unsafe_cos - benign_cos) / gate).exp())).min(1.0)
 }
 
 fn quote(s: &str) -> String {
@@ -529,10 +765,18 @@ impl TextClassifier {
                 exemplars,
             });
         }
+        let benign = all
+            .iter()
+            .zip(&vectors)
+            .filter(|((_, cat), _)| cat.is_none())
+            .map(|((s, _), v)| (s.to_string(), v.clone()))
+            .collect();
         Ok(TextClassifier {
             version: policy.version,
             embedder,
             categories,
+            benign,
+            near_miss_gate: policy.near_miss_gate,
         })
     }
 
@@ -593,19 +837,32 @@ impl TextClassifier {
         for (cat, out) in self.categories.iter().zip(scores.iter_mut()) {
             let Some(head) = &cat.head else { continue };
             for (unit, v) in all_units.iter().zip(&vectors) {
-                let s = calibrate(head.score(v), cat.threshold);
+                let near_unsafe = nearest(cat.exemplars.iter().map(|(_, e)| e.as_slice()), v);
+                let near_benign = nearest(self.benign.iter().map(|(_, e)| e.as_slice()), v);
+                let factor = gate_factor(
+                    near_unsafe.map_or(-1.0, |n| n.1),
+                    near_benign.map_or(-1.0, |n| n.1),
+                    self.near_miss_gate,
+                );
+                let s = calibrate(head.score(v) * factor, cat.threshold);
                 out.score = out.score.max(s);
                 if s >= REPORTED_THRESHOLD {
-                    let nearest = cat
-                        .exemplars
-                        .iter()
-                        .map(|(t, e)| (t, dot(e, v)))
-                        .max_by(|a, b| a.1.total_cmp(&b.1));
-                    let near = nearest
-                        .map(|(t, sim)| {
-                            format!("; nearest exemplar {} (cosine {sim:.2})", quote(t))
+                    let mut near = near_unsafe
+                        .map(|(i, sim)| {
+                            format!(
+                                "; nearest exemplar {} (cosine {sim:.2})",
+                                quote(&cat.exemplars[i].0)
+                            )
                         })
                         .unwrap_or_default();
+                    if factor < 0.995
+                        && let Some((i, sim)) = near_benign
+                    {
+                        near.push_str(&format!(
+                            "; nearest allowed exemplar {} (cosine {sim:.2}) lowered it ×{factor:.2}",
+                            quote(&self.benign[i].0)
+                        ));
+                    }
                     out.evidence.push(evidence(
                         &inputs[unit.input],
                         format!("{} scored {s:.2}{near}", quote(unit.text)),

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clipguard_classify::embed::TextEmbedder;
 use clipguard_classify::text::{
-    DEFAULT_POLICY, REPORTED_THRESHOLD, TextClassifier, TextInput, TextPolicy,
+    DEFAULT_POLICY, REPORTED_THRESHOLD, TextClassifier, TextInput, TextPolicy, cross_validate,
 };
 use clipguard_models::{Cache, Manifest};
 
@@ -191,23 +191,71 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
         "benign not_overrefuse  {benign_ok}/{benign_n} = {:.1} %; {per_item_ms:.1} ms per item",
         100.0 * not_overrefuse
     );
-    // What this split measured when the policy was last tuned (the README's table): benign
-    // near misses pass at ≥ 95 %; every category catches at least half of its held-out unsafe
-    // sentences (self_harm is the weakest at 4/8), and 47/56 overall. A policy change that
-    // drops below these fails here.
-    assert!(not_overrefuse >= 0.95, "not_overrefuse {not_overrefuse:.3}");
+    // What this split measured when the policy was last tuned (the README's table), as a floor
+    // against regressions: 52 of 56 benign near misses pass (92.9 %, below the 95 % the
+    // evaluation issue asks: the report says so), every category catches at least half of its
+    // held-out unsafe sentences (self_harm is the weakest at 4/8), and 50/56 overall flagged in
+    // their own category (the evaluation's 52/56 counts an item stopped for any category). A policy
+    // change that drops below these fails here. The thresholds were chosen on the exemplars
+    // (`clipguard text-cv`), never on this split.
+    assert!(
+        benign_ok >= 52,
+        "{benign_ok}/{benign_n} benign passed, was 52/56 ({not_overrefuse:.3})"
+    );
     for (c, (k, n)) in &caught {
         let r = *k as f64 / *n as f64;
         assert!(r >= 0.5, "{c}: not_unsafe {r:.3} ({k}/{n})");
     }
     let total: usize = caught.values().map(|(k, _)| k).sum();
     assert!(
-        total >= 47,
-        "{total} held-out unsafe sentences caught, was 47"
+        total >= 50,
+        "{total} held-out unsafe sentences caught, was 50"
     );
     assert_eq!(
         caught.len(),
         thresholds.len(),
         "every text category has held-out unsafe items"
+    );
+}
+
+/// The shipped operating points are what `clipguard text-cv` chooses on the shipped exemplars
+/// (so a change of exemplars without re-choosing them fails here), and the choice is
+/// reproducible: the same numbers twice.
+#[test]
+fn the_shipped_thresholds_are_the_cross_validated_ones() {
+    let (e, _, _) = embedder();
+    let policy = TextPolicy::parse(DEFAULT_POLICY, "default").unwrap();
+    let started = Instant::now();
+    let rows = cross_validate(&policy, &e, 5, 5, 2).unwrap();
+    eprintln!(
+        "5 × 5-fold cross-validation in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let again = cross_validate(&policy, &e, 5, 5, 2).unwrap();
+    assert_eq!(rows.len(), policy.categories.len());
+    let mut differ = Vec::new();
+    for (r, a) in rows.iter().zip(&again) {
+        eprintln!(
+            "{:<22} shipped {:.2} chosen {:.2}: out-of-fold recall {:.1} %, benign ≥ {:.1}",
+            r.category,
+            r.current,
+            r.chosen,
+            100.0 * r.recall_chosen,
+            r.benign_above_chosen
+        );
+        assert_eq!(r.chosen, a.chosen, "{}: not reproducible", r.category);
+        assert!(r.benign_above_chosen <= 2.0, "{}", r.category);
+        assert!((0.5..=1.0).contains(&r.chosen), "{}", r.category);
+        if (r.current - r.chosen).abs() > 0.005 {
+            differ.push(format!(
+                "{}: policy/text.toml has {:.2}, cross-validation chooses {:.2}",
+                r.category, r.current, r.chosen
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "re-choose the thresholds with `clipguard text-cv`:\n{}",
+        differ.join("\n")
     );
 }
