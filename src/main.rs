@@ -393,13 +393,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Work left behind (a Kafka client still closing, say) must not hold a one-shot command
+    // that has printed its results.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -153,10 +153,21 @@ pub async fn moderate(
     slots.close();
     let submitted = submitting.await;
     let _ = stop_tx.send(true);
-    for w in workers {
-        if let Ok(Err(e)) = w.await {
-            tracing::error!(error = %e, "stage failed");
+    // Stages drain (bounded by host.drain_timeout_s) and leave their consumer groups; a group
+    // leave that hangs on the broker must not hold the results, so the wait is bounded too.
+    let stop_limit = Duration::from_secs(cfg.host.drain_timeout_s + 15);
+    let stopping = async {
+        for w in workers {
+            if let Ok(Err(e)) = w.await {
+                tracing::error!(error = %e, "stage failed");
+            }
         }
+    };
+    if tokio::time::timeout(stop_limit, stopping).await.is_err() {
+        tracing::warn!(
+            seconds = stop_limit.as_secs(),
+            "stages did not stop in time; going on without them"
+        );
     }
     let mut missing: Vec<usize> = expected
         .iter()
