@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use clipguard_pipeline::store::{MediaStore, StoreConfig};
 use clipguard_schemas::{ClipSubmitted, MediaExtract, MediaRef, Transcript, media_ref::Location};
+use clipguard_transcribe::wer::{word_errors, words};
 use clipguard_transcribe::{Decoding, TranscribeConfig, TranscribeStage};
 use common::{Broker, Proc, TopicReader};
 
@@ -57,33 +58,6 @@ fn clip_with_speech(dir: &Path, name: &str, text: &str) -> PathBuf {
         wav.display()
     ));
     out
-}
-
-/// Lower-case words without punctuation.
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric() || *c == '\'')
-                .collect::<String>()
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-/// Word-level edit distance (substitutions + insertions + deletions).
-fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
-    for (i, r) in reference.iter().enumerate() {
-        let mut cur = vec![i + 1; hypothesis.len() + 1];
-        for (j, h) in hypothesis.iter().enumerate() {
-            let sub = prev[j] + usize::from(r != h);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[hypothesis.len()]
 }
 
 #[test]

@@ -399,6 +399,35 @@ pub struct CvCategory {
     pub benign_hits: Vec<(String, f32)>,
 }
 
+/// Every exemplar sentence of a policy in one order: the shared benign ones, then per category
+/// its near misses and its unsafe ones; `Some(category)` marks an unsafe sentence.
+fn exemplar_sentences(policy: &TextPolicy) -> Vec<(&str, Option<&str>)> {
+    let mut all: Vec<(&str, Option<&str>)> =
+        policy.benign.iter().map(|s| (s.as_str(), None)).collect();
+    for (name, c) in &policy.categories {
+        all.extend(c.benign_examples.iter().map(|s| (s.as_str(), None)));
+        all.extend(
+            c.unsafe_examples
+                .iter()
+                .map(|s| (s.as_str(), Some(name.as_str()))),
+        );
+    }
+    all
+}
+
+/// Embeddings of `sentences`, in batches.
+fn embed_all(
+    embedder: &TextEmbedder,
+    sentences: &[(&str, Option<&str>)],
+) -> Result<Vec<Vec<f32>>, ClassifyError> {
+    let texts: Vec<&str> = sentences.iter().map(|(s, _)| *s).collect();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(32) {
+        vectors.extend(embedder.embed(chunk)?);
+    }
+    Ok(vectors)
+}
+
 /// Exemplars at least this similar (cosine) are one paraphrase group in cross-validation.
 pub const PARAPHRASE_COSINE: f32 = 0.75;
 
@@ -457,23 +486,8 @@ pub fn cross_validate(
 ) -> Result<Vec<CvCategory>, ClassifyError> {
     let (folds, repeats) = (folds.max(2), repeats.max(1));
     // (sentence, Some(category) if unsafe)
-    let mut all: Vec<(&str, Option<&str>)> = Vec::new();
-    for s in &policy.benign {
-        all.push((s, None));
-    }
-    for (name, c) in &policy.categories {
-        all.extend(c.benign_examples.iter().map(|s| (s.as_str(), None)));
-        all.extend(
-            c.unsafe_examples
-                .iter()
-                .map(|s| (s.as_str(), Some(name.as_str()))),
-        );
-    }
-    let texts: Vec<&str> = all.iter().map(|(s, _)| *s).collect();
-    let mut vectors = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(32) {
-        vectors.extend(embedder.embed(chunk)?);
-    }
+    let all = exemplar_sentences(policy);
+    let vectors = embed_all(embedder, &all)?;
     let groups = paraphrase_groups(&vectors, PARAPHRASE_COSINE);
     let mut out = Vec::new();
     for (name, c) in &policy.categories {
@@ -707,27 +721,9 @@ impl TextClassifier {
     /// sentences and the other categories' unsafe ones). Without an embedder only blocklists
     /// score.
     pub fn new(policy: TextPolicy, embedder: Option<TextEmbedder>) -> Result<Self, ClassifyError> {
-        let mut all: Vec<(&str, Option<&str>)> = Vec::new(); // (sentence, Some(category) if unsafe)
-        for s in &policy.benign {
-            all.push((s, None));
-        }
-        for (name, c) in &policy.categories {
-            for s in &c.benign_examples {
-                all.push((s, None));
-            }
-            for s in &c.unsafe_examples {
-                all.push((s, Some(name)));
-            }
-        }
+        let all = exemplar_sentences(&policy);
         let vectors = match &embedder {
-            Some(e) => {
-                let texts: Vec<&str> = all.iter().map(|(s, _)| *s).collect();
-                let mut v = Vec::with_capacity(texts.len());
-                for chunk in texts.chunks(32) {
-                    v.extend(e.embed(chunk)?);
-                }
-                v
-            }
+            Some(e) => embed_all(e, &all)?,
             None => Vec::new(),
         };
         let mut categories = Vec::new();
@@ -834,11 +830,15 @@ impl TextClassifier {
         for chunk in texts.chunks(16) {
             vectors.extend(embedder.embed(chunk)?);
         }
+        // The nearest benign exemplar of each unit: the same for every category.
+        let near_benign: Vec<Option<(usize, f32)>> = vectors
+            .iter()
+            .map(|v| nearest(self.benign.iter().map(|(_, e)| e.as_slice()), v))
+            .collect();
         for (cat, out) in self.categories.iter().zip(scores.iter_mut()) {
             let Some(head) = &cat.head else { continue };
-            for (unit, v) in all_units.iter().zip(&vectors) {
+            for ((unit, v), &near_benign) in all_units.iter().zip(&vectors).zip(&near_benign) {
                 let near_unsafe = nearest(cat.exemplars.iter().map(|(_, e)| e.as_slice()), v);
-                let near_benign = nearest(self.benign.iter().map(|(_, e)| e.as_slice()), v);
                 let factor = gate_factor(
                     near_unsafe.map_or(-1.0, |n| n.1),
                     near_benign.map_or(-1.0, |n| n.1),

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -41,24 +43,7 @@ fn speak(dir: &Path, i: usize, text: &str) -> Vec<i16> {
         .unwrap()
         .success();
     assert!(ok, "espeak-ng");
-    let pipeline = format!(
-        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
-         audio/x-raw,format=S16LE,rate=16000,channels=1 ! filesink location={}",
-        wav.display(),
-        raw.display()
-    );
-    let ok = Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(pipeline.split_whitespace())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "gst-launch-1.0");
-    std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect()
+    support::wav_to_pcm16k(&wav, &raw)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

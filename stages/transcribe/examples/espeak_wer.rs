@@ -8,15 +8,19 @@
 //!         [--models whisper-tiny.en,whisper-base] [--decodings greedy,beam]
 //!
 //! Prints, per setting, WER (word edits / reference words, after lower-casing and dropping
-//! punctuation), the share of sentences transcribed exactly, and seconds of processing per
+//! punctuation: `clipguard_transcribe::wer`), the share of sentences transcribed exactly, and seconds of processing per
 //! second of audio. Models come from the cache (`clipguard models fetch …`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../benches/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use clipguard_transcribe::wer::{word_errors, words};
 use clipguard_transcribe::{Decoding, Engine, TranscribeConfig};
 
 fn arg(args: &[String], name: &str, default: &str) -> String {
@@ -87,47 +91,7 @@ fn speak(dir: &Path, voice: &str, rate: &str, i: usize, text: &str) -> Vec<i16> 
             .success()
     };
     assert!(ok, "speech synthesis failed");
-    let pipeline = format!(
-        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
-         audio/x-raw,format=S16LE,rate=16000,channels=1 ! filesink location={}",
-        wav.display(),
-        raw.display()
-    );
-    let ok = Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(pipeline.split_whitespace())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "gst-launch-1.0 failed");
-    std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect()
-}
-
-fn words(s: &str) -> Vec<String> {
-    s.to_lowercase()
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .map(|w| w.trim_matches('\'').to_string())
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-/// Word-level Levenshtein distance.
-fn edits(a: &[String], b: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    support::wav_to_pcm16k(&wav, &raw)
 }
 
 fn main() {
@@ -189,7 +153,7 @@ fn main() {
                     for (s, pcm) in sentences.iter().zip(&audio) {
                         let heard = engine.transcribe(pcm).unwrap().text;
                         let (r, h) = (words(s), words(&heard));
-                        let e = edits(&r, &h);
+                        let e = word_errors(&r, &h);
                         if show && e > 0 {
                             println!("  {s:?}\n    → {heard:?}");
                         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod grpc;
 pub mod vad;
+pub mod wer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
