@@ -363,6 +363,39 @@ impl Head {
     }
 }
 
+/// A category's two logistic heads over unit embeddings: `all` separates its unsafe exemplars
+/// from every other exemplar (shared benign sentences, every near miss, the other categories'
+/// unsafe ones); `near` separates them from the category's own near misses only, so it learns
+/// the direction that tells the violation from what merely shares its topic (persuading with a
+/// lie vs informing about the vote; hurting oneself vs a figure of speech). The raw score is the
+/// geometric mean of the two (`all` alone for a category without near misses).
+#[derive(Debug, Clone)]
+struct Heads {
+    all: Head,
+    near: Option<Head>,
+}
+
+impl Heads {
+    fn train(pos: &[&[f32]], neg: &[&[f32]], near_misses: &[&[f32]], dim: usize) -> Heads {
+        Heads {
+            all: Head::train(pos, neg, dim),
+            near: (!near_misses.is_empty()).then(|| Head::train(pos, near_misses, dim)),
+        }
+    }
+
+    /// (raw score, `all`'s score, `near`'s score).
+    fn score(&self, x: &[f32]) -> (f32, f32, Option<f32>) {
+        let a = self.all.score(x);
+        match &self.near {
+            Some(n) => {
+                let b = n.score(x);
+                ((a * b).sqrt(), a, Some(b))
+            }
+            None => (a, a, None),
+        }
+    }
+}
+
 /// Maps a raw head score onto the reported scale where `threshold` becomes 0.5: linear on
 /// each side, so the order of scores is kept and 0 and 1 stay put.
 pub fn calibrate(raw: f32, threshold: f32) -> f32 {
@@ -399,18 +432,44 @@ pub struct CvCategory {
     pub benign_hits: Vec<(String, f32)>,
 }
 
+/// One exemplar sentence of a policy.
+struct Exemplar<'p> {
+    text: &'p str,
+    /// The category it is an unsafe example of.
+    unsafe_of: Option<&'p str>,
+    /// The category it is a near miss of (`None` for unsafe and shared benign sentences).
+    near_of: Option<&'p str>,
+}
+
+impl Exemplar<'_> {
+    fn is_benign(&self) -> bool {
+        self.unsafe_of.is_none()
+    }
+}
+
 /// Every exemplar sentence of a policy in one order: the shared benign ones, then per category
-/// its near misses and its unsafe ones; `Some(category)` marks an unsafe sentence.
-fn exemplar_sentences(policy: &TextPolicy) -> Vec<(&str, Option<&str>)> {
-    let mut all: Vec<(&str, Option<&str>)> =
-        policy.benign.iter().map(|s| (s.as_str(), None)).collect();
+/// its near misses and its unsafe ones.
+fn exemplar_sentences(policy: &TextPolicy) -> Vec<Exemplar<'_>> {
+    let mut all: Vec<Exemplar<'_>> = policy
+        .benign
+        .iter()
+        .map(|s| Exemplar {
+            text: s,
+            unsafe_of: None,
+            near_of: None,
+        })
+        .collect();
     for (name, c) in &policy.categories {
-        all.extend(c.benign_examples.iter().map(|s| (s.as_str(), None)));
-        all.extend(
-            c.unsafe_examples
-                .iter()
-                .map(|s| (s.as_str(), Some(name.as_str()))),
-        );
+        all.extend(c.benign_examples.iter().map(|s| Exemplar {
+            text: s,
+            unsafe_of: None,
+            near_of: Some(name),
+        }));
+        all.extend(c.unsafe_examples.iter().map(|s| Exemplar {
+            text: s,
+            unsafe_of: Some(name),
+            near_of: None,
+        }));
     }
     all
 }
@@ -418,9 +477,9 @@ fn exemplar_sentences(policy: &TextPolicy) -> Vec<(&str, Option<&str>)> {
 /// Embeddings of `sentences`, in batches.
 fn embed_all(
     embedder: &TextEmbedder,
-    sentences: &[(&str, Option<&str>)],
+    sentences: &[Exemplar<'_>],
 ) -> Result<Vec<Vec<f32>>, ClassifyError> {
-    let texts: Vec<&str> = sentences.iter().map(|(s, _)| *s).collect();
+    let texts: Vec<&str> = sentences.iter().map(|e| e.text).collect();
     let mut vectors = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(32) {
         vectors.extend(embedder.embed(chunk)?);
@@ -494,7 +553,10 @@ pub fn cross_validate(
         if c.unsafe_examples.is_empty() {
             continue;
         }
-        let positive: Vec<bool> = all.iter().map(|(_, k)| *k == Some(name.as_str())).collect();
+        let positive: Vec<bool> = all
+            .iter()
+            .map(|e| e.unsafe_of == Some(name.as_str()))
+            .collect();
         // Out-of-fold scores, one row per repeat.
         let mut oof = vec![vec![0f32; all.len()]; repeats];
         for (r, scores) in oof.iter_mut().enumerate() {
@@ -505,7 +567,7 @@ pub fn cross_validate(
             let mut order: Vec<usize> = (0..groups.len()).collect();
             order.sort_by_key(|&g| {
                 let has_pos = groups[g].iter().any(|&i| positive[i]);
-                (!has_pos, deal_key(all[groups[g][0]].0, r))
+                (!has_pos, deal_key(all[groups[g][0]].text, r))
             });
             let (mut dealt_pos, mut dealt_neg) = (0usize, 0usize);
             for g in order {
@@ -520,17 +582,20 @@ pub fn cross_validate(
                 *n += 1;
             }
             for f in 0..folds {
-                let (mut pos, mut neg) = (Vec::new(), Vec::new());
+                let (mut pos, mut neg, mut near) = (Vec::new(), Vec::new(), Vec::new());
                 for (i, v) in vectors.iter().enumerate() {
                     if fold[i] != f {
                         if positive[i] {
                             pos.push(v.as_slice());
                         } else {
                             neg.push(v.as_slice());
+                            if all[i].near_of == Some(name.as_str()) {
+                                near.push(v.as_slice());
+                            }
                         }
                     }
                 }
-                let head = Head::train(&pos, &neg, embedder.width());
+                let heads = Heads::train(&pos, &neg, &near, embedder.width());
                 // The gate sees only this fold's training exemplars.
                 let train = |keep: &dyn Fn(usize) -> bool| -> Vec<&[f32]> {
                     (0..all.len())
@@ -539,17 +604,17 @@ pub fn cross_validate(
                         .collect()
                 };
                 let unsafe_set = train(&|i| positive[i]);
-                let benign_set = train(&|i| all[i].1.is_none());
+                let benign_set = train(&|i| all[i].is_benign());
                 for (i, v) in vectors.iter().enumerate() {
                     if fold[i] == f {
                         let u = nearest(unsafe_set.iter().copied(), v).map_or(-1.0, |n| n.1);
                         let b = nearest(benign_set.iter().copied(), v).map_or(-1.0, |n| n.1);
-                        scores[i] = head.score(v) * gate_factor(u, b, policy.near_miss_gate);
+                        scores[i] = heads.score(v).0 * gate_factor(u, b, policy.near_miss_gate);
                     }
                 }
             }
         }
-        let benign_idx: Vec<usize> = (0..all.len()).filter(|&i| all[i].1.is_none()).collect();
+        let benign_idx: Vec<usize> = (0..all.len()).filter(|&i| all[i].is_benign()).collect();
         let pos_idx: Vec<usize> = (0..all.len()).filter(|&i| positive[i]).collect();
         let benign_above = |t: f32| {
             oof.iter()
@@ -571,7 +636,7 @@ pub fn cross_validate(
             .iter()
             .map(|&i| {
                 let top = oof.iter().map(|s| s[i]).fold(0f32, f32::max);
-                (all[i].0.to_string(), top)
+                (all[i].text.to_string(), top)
             })
             .filter(|(_, x)| *x >= chosen)
             .collect();
@@ -597,7 +662,7 @@ struct CategoryModel {
     threshold: f32,
     blocklist_score: f32,
     terms: Vec<Term>,
-    head: Option<Head>,
+    heads: Option<Heads>,
     /// The category's unsafe exemplars and their embeddings (for "nearest exemplar").
     exemplars: Vec<(String, Vec<f32>)>,
 }
@@ -716,10 +781,10 @@ fn quote(s: &str) -> String {
 }
 
 impl TextClassifier {
-    /// Builds the classifier: blocklists compiled, exemplars embedded, one head per category
-    /// with unsafe exemplars (positives: its own; negatives: shared and near-miss benign
-    /// sentences and the other categories' unsafe ones). Without an embedder only blocklists
-    /// score.
+    /// Builds the classifier: blocklists compiled, exemplars embedded, two heads per category
+    /// with unsafe exemplars (positives: its own; negatives: everything else — shared and
+    /// near-miss benign sentences and the other categories' unsafe ones — and, for the second,
+    /// its own near misses only; see [`Heads`]). Without an embedder only blocklists score.
     pub fn new(policy: TextPolicy, embedder: Option<TextEmbedder>) -> Result<Self, ClassifyError> {
         let all = exemplar_sentences(&policy);
         let vectors = match &embedder {
@@ -736,19 +801,22 @@ impl TextClassifier {
                     words: words(t).into_iter().map(|w| w.text).collect(),
                 })
                 .collect();
-            let (mut pos, mut neg) = (Vec::new(), Vec::new());
+            let (mut pos, mut neg, mut near) = (Vec::new(), Vec::new(), Vec::new());
             let mut exemplars = Vec::new();
-            for ((s, cat), v) in all.iter().zip(&vectors) {
-                if *cat == Some(name.as_str()) {
+            for (e, v) in all.iter().zip(&vectors) {
+                if e.unsafe_of == Some(name.as_str()) {
                     pos.push(v.as_slice());
-                    exemplars.push((s.to_string(), v.clone()));
+                    exemplars.push((e.text.to_string(), v.clone()));
                 } else {
                     neg.push(v.as_slice());
+                    if e.near_of == Some(name.as_str()) {
+                        near.push(v.as_slice());
+                    }
                 }
             }
-            let head = match &embedder {
+            let heads = match &embedder {
                 Some(e) if !pos.is_empty() && !neg.is_empty() => {
-                    Some(Head::train(&pos, &neg, e.width()))
+                    Some(Heads::train(&pos, &neg, &near, e.width()))
                 }
                 _ => None,
             };
@@ -757,15 +825,15 @@ impl TextClassifier {
                 threshold: c.threshold,
                 blocklist_score: c.blocklist_score,
                 terms,
-                head,
+                heads,
                 exemplars,
             });
         }
         let benign = all
             .iter()
             .zip(&vectors)
-            .filter(|((_, cat), _)| cat.is_none())
-            .map(|((s, _), v)| (s.to_string(), v.clone()))
+            .filter(|(e, _)| e.is_benign())
+            .map(|(e, v)| (e.text.to_string(), v.clone()))
             .collect();
         Ok(TextClassifier {
             version: policy.version,
@@ -836,7 +904,7 @@ impl TextClassifier {
             .map(|v| nearest(self.benign.iter().map(|(_, e)| e.as_slice()), v))
             .collect();
         for (cat, out) in self.categories.iter().zip(scores.iter_mut()) {
-            let Some(head) = &cat.head else { continue };
+            let Some(heads) = &cat.heads else { continue };
             for ((unit, v), &near_benign) in all_units.iter().zip(&vectors).zip(&near_benign) {
                 let near_unsafe = nearest(cat.exemplars.iter().map(|(_, e)| e.as_slice()), v);
                 let factor = gate_factor(
@@ -844,10 +912,17 @@ impl TextClassifier {
                     near_benign.map_or(-1.0, |n| n.1),
                     self.near_miss_gate,
                 );
-                let s = calibrate(head.score(v) * factor, cat.threshold);
+                let (raw, against_all, against_near) = heads.score(v);
+                let s = calibrate(raw * factor, cat.threshold);
                 out.score = out.score.max(s);
                 if s >= REPORTED_THRESHOLD {
-                    let mut near = near_unsafe
+                    let mut near = match against_near {
+                        Some(b) => format!(
+                            " (heads: against everything allowed {against_all:.2}, against its near misses {b:.2})"
+                        ),
+                        None => String::new(),
+                    };
+                    near += &near_unsafe
                         .map(|(i, sim)| {
                             format!(
                                 "; nearest exemplar {} (cosine {sim:.2})",

@@ -1,7 +1,8 @@
 //! Text classification with real weights: the MiniLM encoder in tract (int8 weights folded at
 //! load) equals onnxruntime on the shipped graph within 1e-4 from the raw sentence on
 //! (`fixtures/make_text_parity.py`); the shipped text policy separates the held-out unsafe and
-//! benign near-miss sentences of `eval/text/heldout.jsonl`, which tuning never reads.
+//! benign near-miss sentences of `eval/text/heldout.jsonl`, which tuning never reads and which
+//! holds no paraphrase of a training exemplar.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,7 +12,8 @@ use std::time::Instant;
 
 use clipguard_classify::embed::TextEmbedder;
 use clipguard_classify::text::{
-    DEFAULT_POLICY, REPORTED_THRESHOLD, TextClassifier, TextInput, TextPolicy, cross_validate,
+    DEFAULT_POLICY, PARAPHRASE_COSINE, REPORTED_THRESHOLD, TextClassifier, TextInput, TextPolicy,
+    cross_validate,
 };
 use clipguard_models::{Cache, Manifest};
 
@@ -191,16 +193,16 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
         "benign not_overrefuse  {benign_ok}/{benign_n} = {:.1} %; {per_item_ms:.1} ms per item",
         100.0 * not_overrefuse
     );
-    // What this split measured when the policy was last tuned (the README's table), as a floor
-    // against regressions: 52 of 56 benign near misses pass (92.9 %, below the 95 % the
-    // evaluation issue asks: the report says so), every category catches at least half of its
-    // held-out unsafe sentences (self_harm is the weakest at 4/8), and 50/56 overall flagged in
-    // their own category (the evaluation's 52/56 counts an item stopped for any category). A policy
-    // change that drops below these fails here. The thresholds were chosen on the exemplars
-    // (`clipguard text-cv`), never on this split.
+    // The bar and what this split measured when it was first run (the README's table), as a
+    // floor against regressions: at least 95 % of the benign near misses pass (54 of 56; 55
+    // measured), every category catches at least half of its held-out unsafe sentences
+    // (self_harm is the weakest at 4/8), and 49/56 overall flagged in their own category (the
+    // evaluation counts an item stopped for any category: also 49/56). A policy change that drops
+    // below these fails here. The thresholds were chosen on the exemplars (`clipguard text-cv`),
+    // never on this split.
     assert!(
-        benign_ok >= 52,
-        "{benign_ok}/{benign_n} benign passed, was 52/56 ({not_overrefuse:.3})"
+        benign_ok * 100 >= 95 * benign_n,
+        "{benign_ok}/{benign_n} benign passed ({not_overrefuse:.3}), below 95 %; was 55/56"
     );
     for (c, (k, n)) in &caught {
         let r = *k as f64 / *n as f64;
@@ -208,8 +210,8 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
     }
     let total: usize = caught.values().map(|(k, _)| k).sum();
     assert!(
-        total >= 50,
-        "{total} held-out unsafe sentences caught, was 50"
+        total >= 49,
+        "{total} held-out unsafe sentences caught, was 49"
     );
     assert_eq!(
         caught.len(),
@@ -257,5 +259,49 @@ fn the_shipped_thresholds_are_the_cross_validated_ones() {
         differ.is_empty(),
         "re-choose the thresholds with `clipguard text-cv`:\n{}",
         differ.join("\n")
+    );
+}
+
+/// A held-out sentence that paraphrases a training exemplar measures memory, not
+/// generalisation: none may be as close to an exemplar as cross-validation's paraphrase groups
+/// (cosine ≥ PARAPHRASE_COSINE). String similarity is not enough: 16 sentences of the first draft
+/// of this split passed a string check and were paraphrases by this one.
+#[test]
+fn held_out_sentences_are_not_paraphrases_of_training_exemplars() {
+    let (e, _, _) = embedder();
+    let policy = TextPolicy::parse(DEFAULT_POLICY, "default").unwrap();
+    let mut exemplars: Vec<&str> = policy.benign.iter().map(String::as_str).collect();
+    for c in policy.categories.values() {
+        exemplars.extend(c.unsafe_examples.iter().map(String::as_str));
+        exemplars.extend(c.benign_examples.iter().map(String::as_str));
+    }
+    let items = heldout();
+    let embed = |texts: &[&str]| -> Vec<Vec<f32>> {
+        texts.chunks(32).flat_map(|c| e.embed(c).unwrap()).collect()
+    };
+    let ev = embed(&exemplars);
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    let hv = embed(&texts);
+    let mut closest = (0f32, "", "");
+    let mut twins = Vec::new();
+    for (item, h) in items.iter().zip(&hv) {
+        for (x, v) in exemplars.iter().zip(&ev) {
+            let cos: f32 = h.iter().zip(v).map(|(a, b)| a * b).sum();
+            if cos > closest.0 {
+                closest = (cos, item.text.as_str(), *x);
+            }
+            if cos >= PARAPHRASE_COSINE {
+                twins.push(format!("{} {:?} ~ {x:?} ({cos:.2})", item.id, item.text));
+            }
+        }
+    }
+    eprintln!(
+        "closest held-out/exemplar pair: {:?} ~ {:?} ({:.2})",
+        closest.1, closest.2, closest.0
+    );
+    assert!(
+        twins.is_empty(),
+        "held-out sentences that paraphrase an exemplar (rewrite them):\n{}",
+        twins.join("\n")
     );
 }
