@@ -368,6 +368,9 @@ fn lock(m: &Mutex<OffsetTracker>) -> std::sync::MutexGuard<'_, OffsetTracker> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How long a stopping stage waits for its final commit and its consumer group leave.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs `stage` as a Kafka consumer-group member until `shutdown` turns true, then drains.
 #[derive(Debug)]
 pub struct KafkaHost {
@@ -509,8 +512,23 @@ impl KafkaHost {
             tasks.abort_all();
         }
         commit_task.abort();
-        commit_now(&consumer, &tracker, CommitMode::Sync);
-        consumer.unsubscribe();
+        // The task holds a clone of the consumer: let it go before the last one is dropped.
+        let _ = commit_task.await;
+        // The final commit, leaving the group (a synchronous commit of the revoked partitions
+        // in `pre_rebalance`) and closing the consumer all block on the broker: off the async
+        // threads, and bounded, so a coordinator that never answers cannot hold the process.
+        let closing = tokio::task::spawn_blocking(move || {
+            commit_now(&consumer, &tracker, CommitMode::Sync);
+            consumer.unsubscribe();
+            drop(consumer);
+        });
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!(
+                stage = name,
+                timeout_s = CLOSE_TIMEOUT.as_secs(),
+                "leaving the consumer group timed out; the broker expires the membership after the session timeout"
+            );
+        }
         let _ = emitter.producer.flush(Duration::from_secs(5));
         tracing::info!(stage = name, "stage stopped");
         outcome
