@@ -5,7 +5,7 @@
 //!
 //!     cargo run --release -p clipguard-transcribe --example espeak_wer -- \
 //!         [--policy policy/text.toml] [--limit N] [--voices en-us,en] [--rates 150,130] \
-//!         [--models whisper-tiny.en,whisper-base] [--decodings greedy,beam]
+//!         [--models whisper-tiny.en,whisper-base] [--decodings greedy,beam] [--fit on,off]
 //!
 //! Prints, per setting, WER (word edits / reference words, after lower-casing and dropping
 //! punctuation: `clipguard_transcribe::wer`), the share of sentences transcribed exactly, and seconds of processing per
@@ -107,6 +107,8 @@ fn main() {
     let rates = list(&arg(&args, "--rates", "150"));
     let models = list(&arg(&args, "--models", "whisper-tiny.en"));
     let decodings = list(&arg(&args, "--decodings", "greedy"));
+    // Whether whisper's encoder context is fitted to the audio (`transcribe.fit_audio_context`).
+    let fits = list(&arg(&args, "--fit", "on"));
     let show = args.iter().any(|a| a == "--show");
 
     let sentences: Vec<String> = exemplars(Path::new(&policy))
@@ -119,8 +121,8 @@ fn main() {
         sentences.len()
     );
     println!(
-        "{:<8} {:>5} {:<16} {:<7} {:>7} {:>7} {:>7}",
-        "voice", "rate", "model", "decode", "WER %", "exact%", "RTF"
+        "{:<8} {:>5} {:<16} {:<7} {:<4} {:>7} {:>7} {:>7}",
+        "voice", "rate", "model", "decode", "fit", "WER %", "exact%", "RTF"
     );
     for voice in &voices {
         for rate in &rates {
@@ -131,7 +133,10 @@ fn main() {
                 .collect();
             let audio_s: f64 = audio.iter().map(|a| a.len() as f64 / 16_000.0).sum();
             for model in &models {
-                for decoding in &decodings {
+                for (decoding, fit) in decodings
+                    .iter()
+                    .flat_map(|d| fits.iter().map(move |f| (d, f)))
+                {
                     let cfg = TranscribeConfig {
                         model: model.clone(),
                         decoding: match decoding.as_str() {
@@ -139,6 +144,7 @@ fn main() {
                             _ => Decoding::Greedy,
                         },
                         language: "en".into(),
+                        fit_audio_context: fit == "on",
                         ..TranscribeConfig::default()
                     };
                     let engine = match Engine::load(&cfg) {
@@ -163,11 +169,12 @@ fn main() {
                     }
                     let secs = start.elapsed().as_secs_f64();
                     println!(
-                        "{:<8} {:>5} {:<16} {:<7} {:>7.2} {:>7.1} {:>7.3}",
+                        "{:<8} {:>5} {:<16} {:<7} {:<4} {:>7.2} {:>7.1} {:>7.3}",
                         voice,
                         rate,
                         model,
                         decoding,
+                        fit,
                         100.0 * errs as f64 / total.max(1) as f64,
                         100.0 * exact as f64 / sentences.len().max(1) as f64,
                         secs / audio_s

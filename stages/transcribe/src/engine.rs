@@ -36,6 +36,23 @@ pub struct Transcription {
     pub truncated: bool,
 }
 
+/// Encoder frames whisper gives 30 s of audio (one per 20 ms).
+const FULL_AUDIO_CTX: usize = 1500;
+/// Frames of context kept beyond the audio's end when the context is fitted.
+const AUDIO_CTX_MARGIN: usize = 128;
+
+/// The encoder context for `samples` 16 kHz samples with `fit_audio_context`: the audio's
+/// frames plus a margin, in steps of 32; 0 (whisper's full 30 s window) when that is not
+/// shorter — longer audio runs in 30 s windows, each of which needs the full context.
+fn audio_ctx(samples: usize) -> i32 {
+    let frames = (samples.div_ceil(320) + AUDIO_CTX_MARGIN).next_multiple_of(32);
+    if frames >= FULL_AUDIO_CTX {
+        0
+    } else {
+        frames as i32
+    }
+}
+
 /// Resolves `transcribe.model`: a path to a GGML file, or a manifest model in the cache
 /// (verified against its checksum).
 pub fn model_path(model: &str) -> Result<PathBuf, TranscribeError> {
@@ -129,8 +146,8 @@ impl Engine {
         self.whisper_runs.load(Ordering::Relaxed)
     }
 
-    /// The decoding parameters every transcription uses.
-    pub fn params(&self) -> FullParams<'_, '_> {
+    /// The decoding parameters a transcription of `samples` 16 kHz samples uses.
+    pub fn params(&self, samples: usize) -> FullParams<'_, '_> {
         let strategy = match self.cfg.decoding {
             Decoding::Greedy => SamplingStrategy::Greedy { best_of: 1 },
             Decoding::Beam => SamplingStrategy::BeamSearch {
@@ -154,6 +171,12 @@ impl Engine {
             "en"
         };
         p.set_language(Some(language));
+        // Greedy only: beam search over a fitted context dropped the last words of a test
+        // sentence ("… the lazy dog near the river bank" ended at "dog"); beam is the accurate
+        // setting, so it keeps the full window.
+        if self.cfg.fit_audio_context && self.cfg.decoding == Decoding::Greedy {
+            p.set_audio_ctx(audio_ctx(samples));
+        }
         p
     }
 
@@ -190,7 +213,7 @@ impl Engine {
         samples: &[f32],
     ) -> Result<(Vec<RawSegment>, String), TranscribeError> {
         state
-            .full(self.params(), samples)
+            .full(self.params(samples.len()), samples)
             .map_err(|e| TranscribeError::Whisper(format!("whisper full(): {e}")))?;
         let mut segments = Vec::new();
         for seg in state.as_iter() {
@@ -266,5 +289,26 @@ impl Engine {
             (true, "auto") => String::new(),
             (true, l) => l.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoder_context_covers_the_audio_and_a_margin_and_never_cuts_long_audio() {
+        // 4 s = 200 frames, + 128 margin = 328 → 352 (multiple of 32).
+        assert_eq!(audio_ctx(4 * 16_000), 352);
+        assert_eq!(audio_ctx(0), 128);
+        for s in [1usize, 100, 16_000, 5 * 16_000 + 7, 20 * 16_000] {
+            let ctx = audio_ctx(s) as usize;
+            assert!(ctx >= s.div_ceil(320) + AUDIO_CTX_MARGIN, "{s}");
+            assert_eq!(ctx % 32, 0, "{s}");
+        }
+        // Near and past 30 s: whisper's full window.
+        assert_eq!(audio_ctx(28 * 16_000), 0);
+        assert_eq!(audio_ctx(30 * 16_000), 0);
+        assert_eq!(audio_ctx(600 * 16_000), 0);
     }
 }
