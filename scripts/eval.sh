@@ -3,7 +3,7 @@
 # video) through clipguard, with the reference table as targets. Writes report.md, report.html,
 # summary.json and plots to DIR (default eval-report/, not in git) and prints the tables.
 # The test suite runs the text and video sets; the spoken set (112 clips through every stage)
-# takes several minutes on 2 cores. Exits 4 while a target is missed.
+# takes a few minutes on 2 cores in this debug build. Exits 4 while a target is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-eval-report}
