@@ -474,6 +474,47 @@ fn exemplar_sentences(policy: &TextPolicy) -> Vec<Exemplar<'_>> {
     all
 }
 
+/// One category's training sets among the exemplars `keep` admits (by index into `all` and
+/// `vectors`): its unsafe exemplars (`pos`), every other exemplar (`neg`), its own near misses
+/// (`near`), and the benign ones: shared and every category's near misses (`benign`).
+struct TrainingSets<'v> {
+    pos: Vec<&'v [f32]>,
+    neg: Vec<&'v [f32]>,
+    near: Vec<&'v [f32]>,
+    benign: Vec<&'v [f32]>,
+}
+
+fn training_sets<'v>(
+    all: &[Exemplar<'_>],
+    vectors: &'v [Vec<f32>],
+    category: &str,
+    keep: impl Fn(usize) -> bool,
+) -> TrainingSets<'v> {
+    let mut sets = TrainingSets {
+        pos: Vec::new(),
+        neg: Vec::new(),
+        near: Vec::new(),
+        benign: Vec::new(),
+    };
+    for (i, (e, v)) in all.iter().zip(vectors).enumerate() {
+        if !keep(i) {
+            continue;
+        }
+        if e.unsafe_of == Some(category) {
+            sets.pos.push(v);
+            continue;
+        }
+        sets.neg.push(v);
+        if e.near_of == Some(category) {
+            sets.near.push(v);
+        }
+        if e.is_benign() {
+            sets.benign.push(v);
+        }
+    }
+    sets
+}
+
 /// Embeddings of `sentences`, in batches.
 fn embed_all(
     embedder: &TextEmbedder,
@@ -544,7 +585,6 @@ pub fn cross_validate(
     max_benign_above: usize,
 ) -> Result<Vec<CvCategory>, ClassifyError> {
     let (folds, repeats) = (folds.max(2), repeats.max(1));
-    // (sentence, Some(category) if unsafe)
     let all = exemplar_sentences(policy);
     let vectors = embed_all(embedder, &all)?;
     let groups = paraphrase_groups(&vectors, PARAPHRASE_COSINE);
@@ -582,33 +622,13 @@ pub fn cross_validate(
                 *n += 1;
             }
             for f in 0..folds {
-                let (mut pos, mut neg, mut near) = (Vec::new(), Vec::new(), Vec::new());
-                for (i, v) in vectors.iter().enumerate() {
-                    if fold[i] != f {
-                        if positive[i] {
-                            pos.push(v.as_slice());
-                        } else {
-                            neg.push(v.as_slice());
-                            if all[i].near_of == Some(name.as_str()) {
-                                near.push(v.as_slice());
-                            }
-                        }
-                    }
-                }
-                let heads = Heads::train(&pos, &neg, &near, embedder.width());
-                // The gate sees only this fold's training exemplars.
-                let train = |keep: &dyn Fn(usize) -> bool| -> Vec<&[f32]> {
-                    (0..all.len())
-                        .filter(|&i| fold[i] != f && keep(i))
-                        .map(|i| vectors[i].as_slice())
-                        .collect()
-                };
-                let unsafe_set = train(&|i| positive[i]);
-                let benign_set = train(&|i| all[i].is_benign());
+                // Heads and gate see only this fold's training exemplars.
+                let t = training_sets(&all, &vectors, name, |i| fold[i] != f);
+                let heads = Heads::train(&t.pos, &t.neg, &t.near, embedder.width());
                 for (i, v) in vectors.iter().enumerate() {
                     if fold[i] == f {
-                        let u = nearest(unsafe_set.iter().copied(), v).map_or(-1.0, |n| n.1);
-                        let b = nearest(benign_set.iter().copied(), v).map_or(-1.0, |n| n.1);
+                        let u = nearest(t.pos.iter().copied(), v).map_or(-1.0, |n| n.1);
+                        let b = nearest(t.benign.iter().copied(), v).map_or(-1.0, |n| n.1);
                         scores[i] = heads.score(v).0 * gate_factor(u, b, policy.near_miss_gate);
                     }
                 }
@@ -801,22 +821,16 @@ impl TextClassifier {
                     words: words(t).into_iter().map(|w| w.text).collect(),
                 })
                 .collect();
-            let (mut pos, mut neg, mut near) = (Vec::new(), Vec::new(), Vec::new());
-            let mut exemplars = Vec::new();
-            for (e, v) in all.iter().zip(&vectors) {
-                if e.unsafe_of == Some(name.as_str()) {
-                    pos.push(v.as_slice());
-                    exemplars.push((e.text.to_string(), v.clone()));
-                } else {
-                    neg.push(v.as_slice());
-                    if e.near_of == Some(name.as_str()) {
-                        near.push(v.as_slice());
-                    }
-                }
-            }
+            let exemplars = all
+                .iter()
+                .zip(&vectors)
+                .filter(|(e, _)| e.unsafe_of == Some(name.as_str()))
+                .map(|(e, v)| (e.text.to_string(), v.clone()))
+                .collect();
+            let t = training_sets(&all, &vectors, name, |_| true);
             let heads = match &embedder {
-                Some(e) if !pos.is_empty() && !neg.is_empty() => {
-                    Some(Heads::train(&pos, &neg, &near, e.width()))
+                Some(e) if !t.pos.is_empty() && !t.neg.is_empty() => {
+                    Some(Heads::train(&t.pos, &t.neg, &t.near, e.width()))
                 }
                 _ => None,
             };
