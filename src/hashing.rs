@@ -4,18 +4,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clipguard_hashmatch::pdq;
-use clipguard_hashmatch::vpdq::{self, FrameHash, MatchParams};
+use clipguard_hashmatch::bank::BankStore;
+use clipguard_hashmatch::import::{self, ImportRequest};
 use clipguard_media::MediaConfig;
-
-use crate::edges;
+use clipguard_pdq::vpdq::{self, FrameHash, MatchParams};
+use clipguard_pipeline::edges;
+use clipguard_topology::Config;
 
 /// PDQ of images: `pdq_hex,quality,path` per image (plus the 7 other dihedral variants).
 pub fn hash_pdq(dihedral: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for path in edges::expand_inputs(images)? {
         let line = if dihedral {
-            pdq::hash_file_dihedral(&path).map(|(all, quality)| {
+            clipguard_pdq::hash_file_dihedral(&path).map(|(all, quality)| {
                 let hexes: Vec<String> = all.iter().map(|h| h.to_hex()).collect();
                 format!(
                     "{},{quality},{},{}",
@@ -25,7 +26,8 @@ pub fn hash_pdq(dihedral: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> 
                 )
             })
         } else {
-            pdq::hash_file(&path).map(|h| format!("{},{},{}", h.hash, h.quality, path.display()))
+            clipguard_pdq::hash_file(&path)
+                .map(|h| format!("{},{},{}", h.hash, h.quality, path.display()))
         };
         match line {
             Ok(line) => println!("{line}"),
@@ -126,7 +128,7 @@ fn round2(v: f64) -> f64 {
 
 /// Options of `clipguard bank import`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ImportOptions {
+pub struct ImportArgs {
     /// Bank name (a-z, 0-9, _ and -).
     #[arg(long)]
     pub bank: String,
@@ -156,101 +158,31 @@ pub struct ImportOptions {
 }
 
 /// `clipguard bank import`.
-pub fn bank_import(
-    cfg: &crate::config::Config,
-    opts: &ImportOptions,
-    files: &[PathBuf],
-) -> anyhow::Result<ExitCode> {
-    use clipguard_hashmatch::bank::{Action, BankMeta, BankStore, Contents, check_name};
-    use clipguard_hashmatch::import::{self, DefaultKind};
-    check_name(&opts.bank)?;
+pub fn bank_import(cfg: &Config, args: ImportArgs, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let req = ImportRequest {
+        action: args.action.as_deref().map(str::parse).transpose()?,
+        format: args.format.parse()?,
+        bank: args.bank,
+        category: args.category,
+        description: args.description,
+        sha256: args.sha256,
+        id: args.id,
+        replace: args.replace,
+        strict: args.strict,
+    };
     let store = BankStore::new(&cfg.hashmatch.banks_dir);
-    let existing = match store.current(&opts.bank)? {
-        Some(_) => Some(store.meta(&opts.bank)?),
-        None => None,
+    let hash_video = |path: &Path| {
+        vpdq_of_video(&cfg.media, path, cfg.media.pdq_rate_hz).map_err(|e| format!("{e:#}"))
     };
-    let mut meta = match (&existing, &opts.category, &opts.action) {
-        (Some(m), _, _) => m.clone(),
-        (None, Some(c), Some(a)) => BankMeta::new(&opts.bank, c, a.parse::<Action>()?),
-        (None, _, _) => anyhow::bail!(
-            "bank `{}` is new: give its --category (csam, ncii, terrorism, internal_generated or \
-             a custom name) and --action (block or review)",
-            opts.bank
-        ),
-    };
-    if let Some(c) = &opts.category {
-        meta.category = c.clone();
-    }
-    if let Some(a) = &opts.action {
-        meta.action = a.parse()?;
-    }
-    if let Some(d) = &opts.description {
-        meta.description = d.clone();
-    }
-    let problems = meta.problems();
-    anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
-
-    let default_kind = if opts.sha256 {
-        DefaultKind::Sha256
-    } else {
-        DefaultKind::Pdq
-    };
-    let mut added = Contents::default();
-    let mut skipped = Vec::new();
-    for path in files {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
-        let text = String::from_utf8(bytes).ok();
-        let id = opts.id.clone().unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default()
-        });
-        let format = match (opts.format.as_str(), &text) {
-            ("auto", Some(t)) if import::looks_like_vpdq(path, t) => "vpdq",
-            ("auto", Some(_)) => "list",
-            ("auto", None) => "video",
-            (f, _) => f,
-        };
-        match (format, &text) {
-            ("list", Some(t)) => {
-                skipped.extend(import::hash_list(&name, t, default_kind, &mut added))
-            }
-            ("vpdq", Some(t)) => skipped.extend(import::vpdq_file(&name, t, &id, &mut added)),
-            ("video", _) => {
-                let frames = vpdq_of_video(&cfg.media, path, cfg.media.pdq_rate_hz)?;
-                anyhow::ensure!(!frames.is_empty(), "{name}: no video frames to hash");
-                added.videos.push((id, frames));
-            }
-            ("list" | "vpdq", None) => anyhow::bail!("{name}: not UTF-8 text"),
-            (other, _) => anyhow::bail!("--format {other}: expected auto, list, vpdq or video"),
-        }
-    }
-    for s in &skipped {
+    let done = import::import_files(&store, &req, files, &hash_video)?;
+    for s in &done.skipped {
         eprintln!("skipped {s}");
     }
-    if opts.strict && !skipped.is_empty() {
-        anyhow::bail!(
-            "{} line(s) skipped and --strict given: bank `{}` left unchanged",
-            skipped.len(),
-            opts.bank
-        );
-    }
-    if added.is_empty() && !opts.replace {
-        anyhow::bail!("nothing to import: bank `{}` left unchanged", opts.bank);
-    }
-    let new = added.counts();
-    let mut contents = if opts.replace {
-        Contents::default()
-    } else {
-        store.contents(&opts.bank)?
-    };
-    contents.merge(added);
-    let version = store.write(&meta, &contents)?;
-    let c = contents.counts();
+    let (new, c, meta) = (&done.read, &done.now, &done.meta);
     println!(
-        "bank {} v{version} ({}, {}): read {} PDQ, {} videos, {} MD5, {} SHA-256; now {} PDQ, {} videos, {} MD5, {} SHA-256{}",
-        opts.bank,
+        "bank {} v{} ({}, {}): read {} PDQ, {} videos, {} MD5, {} SHA-256; now {} PDQ, {} videos, {} MD5, {} SHA-256{}",
+        meta.name,
+        done.version,
         meta.category,
         meta.action.word(),
         new.pdq,
@@ -261,18 +193,17 @@ pub fn bank_import(
         c.vpdq_videos,
         c.md5,
         c.sha256,
-        if skipped.is_empty() {
+        if done.skipped.is_empty() {
             String::new()
         } else {
-            format!("; {} line(s) skipped", skipped.len())
+            format!("; {} line(s) skipped", done.skipped.len())
         }
     );
     Ok(ExitCode::SUCCESS)
 }
 
 /// `clipguard bank list`.
-pub fn bank_list(cfg: &crate::config::Config, json: bool) -> anyhow::Result<ExitCode> {
-    use clipguard_hashmatch::bank::BankStore;
+pub fn bank_list(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let store = BankStore::new(&cfg.hashmatch.banks_dir);
     let names = store.names()?;
     if !json && names.is_empty() {
@@ -314,8 +245,8 @@ pub fn bank_list(cfg: &crate::config::Config, json: bool) -> anyhow::Result<Exit
 }
 
 /// `clipguard bank remove`.
-pub fn bank_remove(cfg: &crate::config::Config, name: &str) -> anyhow::Result<ExitCode> {
-    let store = clipguard_hashmatch::bank::BankStore::new(&cfg.hashmatch.banks_dir);
+pub fn bank_remove(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
+    let store = BankStore::new(&cfg.hashmatch.banks_dir);
     store.remove(name)?;
     println!("bank {name} removed");
     Ok(ExitCode::SUCCESS)

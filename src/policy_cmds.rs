@@ -8,13 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clipguard_classify::prompt::PromptChecker;
-use clipguard_monitor::policy::{Audience, Policy};
-use clipguard_pipeline::topics;
+use clipguard_pipeline::{edges, topics};
+use clipguard_policy::{Audience, Policy};
 use clipguard_schemas::{Decision, Signal};
 use serde_json::json;
 
-use crate::config::Config;
-use crate::edges;
+use clipguard_topology::Config;
 
 /// Exit status of `check-prompt` for a blocked prompt (0 = allowed).
 pub const BLOCKED_EXIT: u8 = 3;
@@ -35,7 +34,7 @@ pub fn check_prompt(
         text.to_string()
     };
     let classifier = cfg.classify.load_text()?;
-    let policy = cfg.monitor.load_policy().map_err(anyhow::Error::msg)?;
+    let policy = cfg.monitor.load_policy()?;
     let checker = PromptChecker::new(
         Arc::new(classifier),
         Arc::new(policy),
@@ -85,8 +84,8 @@ pub async fn replay(
     limit: Option<usize>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let active = cfg.monitor.load_policy().map_err(anyhow::Error::msg)?;
-    let candidate = Policy::load(candidate).map_err(anyhow::Error::msg)?;
+    let active = cfg.monitor.load_policy()?;
+    let candidate = Policy::load(candidate)?;
     let (consumer, ends) =
         edges::topic_reader(&cfg.kafka, topics::SIGNALS, edges::From::Beginning).await?;
     let mut signals: Vec<Signal> = Vec::new();

@@ -252,13 +252,15 @@ fn the_example_config_is_complete_and_valid() {
 
 #[test]
 fn hash_pdq_prints_hex_quality_path() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance/threatexchange/pdq");
-    let image = dir.join("images/misc-images/c.png");
-    if !image.is_file() {
-        eprintln!("skipping: no conformance images at {}", dir.display());
+    let Some(dir) = clipguard_pipeline::testing::conformance_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/conformance/threatexchange"),
+        "pdq/images/misc-images/c.png",
+    ) else {
         return;
-    }
+    };
+    let dir = dir.join("pdq");
+    let image = dir.join("images/misc-images/c.png");
     let out = Command::new(common::bin())
         .args(["hash", "pdq"])
         .arg(&image)
@@ -276,11 +278,11 @@ fn hash_pdq_prints_hex_quality_path() {
     assert_eq!(fields[1], "100");
     assert_eq!(fields[2], image.display().to_string());
     // The WebAssembly port's hash of the same file.
-    let wasm: clipguard_hashmatch::pdq::PdqHash =
+    let wasm: clipguard_pdq::PdqHash =
         "e4cc89d91c623842f8d1f1d9a398e78c9f199a3bf87925f2b7e11e0bf061b064"
             .parse()
             .unwrap();
-    let ours: clipguard_hashmatch::pdq::PdqHash = fields[0].parse().unwrap();
+    let ours: clipguard_pdq::PdqHash = fields[0].parse().unwrap();
     assert!(
         ours.distance(&wasm) <= 16,
         "{} bits from the reference",

@@ -99,25 +99,44 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
     );
     assert!(!html.contains("src=\"text-"), "self-contained");
 
-    // With the reference table as targets: the misses are named and the exit status says so.
-    let out = Command::new(common::bin())
-        .arg("eval")
-        .arg(root().join("eval/text/heldout.jsonl"))
-        .arg("--targets")
-        .arg(root().join("eval/targets.toml"))
-        .output()
+    // Targets: every one missed is named and the exit status says so; targets that hold exit 0.
+    // The tables are made for the test (above and below any possible rate), so the behaviour is
+    // tested, not today's numbers.
+    let targets = |dir: &Path, name: &str, pct: f64| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "benign_not_overrefuse = {pct}\n[categories.self_harm]\nnot_unsafe = {pct}\n\
+                 not_overrefuse = {pct}\n"
+            ),
+        )
         .unwrap();
+        path
+    };
+    let eval_with = |targets: &Path| {
+        Command::new(common::bin())
+            .arg("eval")
+            .arg(root().join("eval/text/heldout.jsonl"))
+            .arg("--targets")
+            .arg(targets)
+            .output()
+            .unwrap()
+    };
+    let out = eval_with(&targets(dir.path(), "impossible.toml", 100.5));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(
-        stderr.contains("target missed: text/heldout self_harm: not_unsafe"),
-        "{stderr}"
-    );
-    // The benign bar is met, so it is not among the misses.
-    assert!(
-        !stderr.contains("target missed: text/heldout: benign items passed"),
-        "{stderr}"
-    );
+    for miss in [
+        "target missed: text/heldout self_harm: not_unsafe",
+        "target missed: text/heldout self_harm: not_overrefuse",
+        "target missed: text/heldout: benign items passed",
+    ] {
+        assert!(stderr.contains(miss), "{miss} in\n{stderr}");
+    }
+    let out = eval_with(&targets(dir.path(), "trivial.toml", 0.0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("target missed"), "{stderr}");
 }
 
 #[test]

@@ -39,9 +39,6 @@ async fn reflection_health_stage_service_and_metrics() {
     };
     broker.create_topics(1);
     let samples = Samples::make();
-    let (grpc_port, metrics_port) = (common::free_port(), common::free_port());
-    let grpc = format!("127.0.0.1:{grpc_port}");
-    let metrics = format!("127.0.0.1:{metrics_port}");
     let env = vec![
         (
             "CLIPGUARD_STORE__URL",
@@ -49,7 +46,7 @@ async fn reflection_health_stage_service_and_metrics() {
         ),
         ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
     ];
-    let mut worker = Proc::spawn(
+    let (mut worker, addrs) = Proc::spawn_listening(
         "media",
         &[
             "stage",
@@ -57,16 +54,15 @@ async fn reflection_health_stage_service_and_metrics() {
             "--brokers",
             &broker.addr,
             "--grpc-addr",
-            &grpc,
+            "127.0.0.1:0",
             "--metrics-addr",
-            &metrics,
+            "127.0.0.1:0",
         ],
         &env,
+        &["grpc", "metrics"],
+        Duration::from_secs(30),
     );
-    assert!(
-        common::wait_for_port(grpc.parse().unwrap(), Duration::from_secs(30)),
-        "grpc port"
-    );
+    let (grpc, metrics) = (addrs["grpc"].to_string(), addrs["metrics"].to_string());
     let url = format!("http://{grpc}");
     let channel = tonic::transport::Endpoint::from_shared(url.clone())
         .expect("endpoint")

@@ -1,8 +1,8 @@
-//! Trace export (`--features otlp`): `clipguard run` exports its stage spans to an OTLP/gRPC
+//! Trace export (the default `otlp` feature): `clipguard run` exports its stage spans to an OTLP/gRPC
 //! collector on loopback, and one clip's media and monitor spans share a trace id, linked
 //! through the `traceparent` Kafka header.
 //!
-//! Run: `cargo test --features otlp --test otlp`
+//! Run: `cargo test --test otlp`
 #![cfg(feature = "otlp")]
 // Tests report failure by panicking.
 #![allow(clippy::unwrap_used)]

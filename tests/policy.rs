@@ -46,8 +46,7 @@ async fn check_prompt_over_grpc_and_the_cli_agree() {
     };
     broker.create_topics(1);
     let dir = tempfile::tempdir().unwrap();
-    let grpc = format!("127.0.0.1:{}", common::free_port());
-    let _worker = Proc::spawn(
+    let (_worker, addrs) = Proc::spawn_listening(
         "classify",
         &[
             "stage",
@@ -55,17 +54,16 @@ async fn check_prompt_over_grpc_and_the_cli_agree() {
             "--brokers",
             &broker.addr,
             "--grpc-addr",
-            &grpc,
+            "127.0.0.1:0",
         ],
         &[
             ("CLIPGUARD_STORE__URL", dir.path().display().to_string()),
             ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".into()),
         ],
+        &["grpc"],
+        Duration::from_secs(120),
     );
-    assert!(
-        common::wait_for_port(grpc.parse().unwrap(), Duration::from_secs(120)),
-        "classify worker did not serve gRPC"
-    );
+    let grpc = addrs["grpc"].to_string();
     let mut client = ModerationClient::connect(format!("http://{grpc}"))
         .await
         .unwrap();
@@ -252,7 +250,6 @@ async fn shadow_verdicts_and_replay_of_100_stored_clips_under_a_stricter_policy(
         }
     }
 
-    let metrics_addr = format!("127.0.0.1:{}", common::free_port());
     let env = [
         ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
         (
@@ -264,7 +261,7 @@ async fn shadow_verdicts_and_replay_of_100_stored_clips_under_a_stricter_policy(
             strict.display().to_string(),
         ),
     ];
-    let _monitor = Proc::spawn(
+    let (_monitor, addrs) = Proc::spawn_listening(
         "monitor",
         &[
             "stage",
@@ -272,10 +269,13 @@ async fn shadow_verdicts_and_replay_of_100_stored_clips_under_a_stricter_policy(
             "--brokers",
             &broker.addr,
             "--metrics-addr",
-            &metrics_addr,
+            "127.0.0.1:0",
         ],
         &env,
+        &["metrics"],
+        Duration::from_secs(60),
     );
+    let metrics_addr = addrs["metrics"].to_string();
     let verdicts = TopicReader::new(&broker.addr, "clips.verdicts", 1);
     let shadow = TopicReader::new(&broker.addr, "clips.verdicts.shadow", 1);
     let decode = |batch: Vec<(String, Vec<u8>)>| -> Vec<Verdict> {

@@ -333,7 +333,6 @@ fn the_transcribe_worker_answers_over_grpc() {
     };
     broker.create_topics(1);
     let dir = tempfile::tempdir().unwrap();
-    let grpc = format!("127.0.0.1:{}", common::free_port());
     let env = vec![
         (
             "CLIPGUARD_STORE__URL",
@@ -341,7 +340,7 @@ fn the_transcribe_worker_answers_over_grpc() {
         ),
         ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
     ];
-    let _worker = Proc::spawn(
+    let (_worker, addrs) = Proc::spawn_listening(
         "transcribe",
         &[
             "stage",
@@ -349,14 +348,13 @@ fn the_transcribe_worker_answers_over_grpc() {
             "--brokers",
             &broker.addr,
             "--grpc-addr",
-            &grpc,
+            "127.0.0.1:0",
         ],
         &env,
+        &["grpc"],
+        Duration::from_secs(60),
     );
-    assert!(
-        common::wait_for_port(grpc.parse().unwrap(), Duration::from_secs(60)),
-        "the transcribe worker serves gRPC"
-    );
+    let grpc = addrs["grpc"].to_string();
     let clip = clip_with_speech(dir.path(), "grpc", SENTENCES[4]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let signal = rt.block_on(async {

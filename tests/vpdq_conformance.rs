@@ -17,24 +17,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use clipguard_hashmatch::vpdq::{self, FrameHash, MatchParams};
 use clipguard_media::MediaConfig;
+use clipguard_pdq::vpdq::{self, FrameHash, MatchParams};
 
 fn conformance_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CLIPGUARD_CONFORMANCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/threatexchange")
-        });
-    if dir.join("vpdq/hashes").is_dir() && dir.join("vpdq/videos").is_dir() {
-        Some(dir.join("vpdq"))
-    } else {
-        eprintln!(
-            "skipping: no vPDQ conformance data at {} (set CLIPGUARD_CONFORMANCE)",
-            dir.display()
-        );
-        None
-    }
+    let dir = clipguard_pipeline::testing::conformance_dir(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/threatexchange"),
+        "vpdq/hashes",
+    )?;
+    Some(dir.join("vpdq"))
 }
 
 fn reference_hashes(dir: &Path) -> BTreeMap<String, Vec<FrameHash>> {

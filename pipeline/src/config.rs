@@ -41,6 +41,10 @@ pub const RESERVED_ENV: &[&str] = &[
     "CLIPGUARD_REQUIRE_LLM",
     "CLIPGUARD_UPDATE_PROTO_BASELINE",
     "CLIPGUARD_CONFORMANCE",
+    "CLIPGUARD_REQUIRE_CONFORMANCE",
+    "CLIPGUARD_UPDATE_GOLDEN",
+    "CLIPGUARD_GOLDEN_SPEECH",
+    "CLIPGUARD_BIN",
 ];
 
 /// A config that can check itself and report every problem.

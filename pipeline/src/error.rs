@@ -55,14 +55,36 @@ impl StageError {
             retryable: true,
         }
     }
+    /// A bug or broken invariant (a panic, an attempt past its deadline, an inference failure).
+    /// Not retryable: the same input takes the same path again, so the host dead-letters it at
+    /// once and the clip gets its fail-closed verdict without waiting out the retries.
     pub fn internal(kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
             domain: ErrorDomain::Internal,
-            retryable: true,
+            retryable: false,
         }
     }
+}
+
+impl From<StageError> for tonic::Status {
+    /// The gRPC status of a failed call, from whose fault it is: bad input is
+    /// `INVALID_ARGUMENT` (do not retry), a failing dependency `UNAVAILABLE` (retry with
+    /// backoff), a bug `INTERNAL`. The message keeps the machine-readable kind first.
+    fn from(e: StageError) -> Self {
+        let message = format!("{}: {}", e.kind, e.message);
+        match e.domain {
+            ErrorDomain::Input => tonic::Status::invalid_argument(message),
+            ErrorDomain::External => tonic::Status::unavailable(message),
+            ErrorDomain::Internal => tonic::Status::internal(message),
+        }
+    }
+}
+
+/// A task that ended without an answer (panicked or cancelled) as an internal [`StageError`].
+pub fn join_error(e: tokio::task::JoinError) -> StageError {
+    StageError::internal("panic", e.to_string())
 }
 
 /// Errors of the runtime itself (configuration, broker, store, servers).
@@ -86,6 +108,18 @@ pub enum PipelineError {
     Delivery { attempts: u32, message: String },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A file named by the user could not be read.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A topic is missing or has no partitions.
+    #[error("{0}")]
+    Topic(String),
+    /// A bug or broken invariant in clipguard.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl PipelineError {
@@ -96,7 +130,17 @@ impl PipelineError {
             | PipelineError::Store(_)
             | PipelineError::Delivery { .. }
             | PipelineError::Io(_) => ErrorDomain::External,
-            PipelineError::Server(_) => ErrorDomain::External,
+            PipelineError::Server(_) | PipelineError::Topic(_) => ErrorDomain::External,
+            PipelineError::File { .. } => ErrorDomain::Input,
+            PipelineError::Internal(_) => ErrorDomain::Internal,
+        }
+    }
+
+    /// A file named by the user could not be read or listed.
+    pub fn file(path: &std::path::Path, source: std::io::Error) -> Self {
+        PipelineError::File {
+            path: path.display().to_string(),
+            source,
         }
     }
 }

@@ -13,13 +13,10 @@
 //! and de-duplicated by `(clip_id, stage)`.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clipguard_schemas::DeadLetter;
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -40,7 +37,7 @@ use tracing::Instrument;
 
 use crate::error::{PipelineError, StageError};
 use crate::offsets::OffsetTracker;
-use crate::stage::{Emitter, Outputs, ProcessCtx, Record, Stage};
+use crate::stage::{Emitter, Outputs, ProcessCtx, Record, Stage, attempt, dead_letter_records};
 use crate::telemetry::{PartitionLabels, StageMetrics};
 use crate::topics;
 use crate::trace::{TRACEPARENT, TraceContext};
@@ -473,6 +470,7 @@ impl KafkaHost {
                 job.metrics.in_flight.dec();
                 match result {
                     Ok(Handled::Abandoned) => {
+                        job.metrics.drop_work("drain");
                         tracing::info!(
                             stage = job.stage.name(),
                             offset = ticket.offset,
@@ -643,18 +641,17 @@ impl<S: Stage> Job<S> {
             }
         };
 
-        let mut attempt = 0;
+        let mut attempt_no = 0;
         let error = loop {
-            attempt += 1;
+            attempt_no += 1;
             let ctx = ProcessCtx {
                 clip_id: clip_id.clone(),
-                attempt,
+                attempt: attempt_no,
                 trace,
                 emitter: self.emitter.clone(),
             };
-            let fut = AssertUnwindSafe(self.stage.process(input.clone(), &ctx)).catch_unwind();
-            let error = match tokio::time::timeout(self.stage.attempt_timeout(), fut).await {
-                Ok(Ok(Ok(output))) => {
+            let error = match attempt(self.stage.as_ref(), input.clone(), &ctx).await {
+                Ok(output) => {
                     let records = output.into_records();
                     return match self.emitter.send_all(records, &trace).await {
                         Ok(()) => Ok(Handled::Done),
@@ -664,44 +661,29 @@ impl<S: Stage> Job<S> {
                         }) => {
                             // A stage produced an oversized record: a bug; never stall on it.
                             let error = StageError::internal("oversized_output", msg);
-                            self.dead_letter(message, &clip_id, &error, attempt, &trace)
+                            self.dead_letter(message, &clip_id, &error, attempt_no, &trace)
                                 .await
                         }
                         Err(err) => Err(err),
                     };
                 }
-                Ok(Ok(Err(err))) => err,
-                Ok(Err(panic)) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    StageError::internal("panic", format!("stage panicked: {what}"))
-                }
-                Err(_) => StageError::internal(
-                    "attempt_timeout",
-                    format!(
-                        "attempt took longer than {:?}",
-                        self.stage.attempt_timeout()
-                    ),
-                ),
+                Err(err) => err,
             };
             if self.draining.load(Ordering::SeqCst) {
                 return Ok(Handled::Abandoned);
             }
             self.metrics.error(error.kind);
-            tracing::warn!(attempt, error = %error, retryable = error.retryable, "attempt failed");
-            if !error.retryable || attempt >= self.host.max_attempts {
+            tracing::warn!(attempt = attempt_no, error = %error, retryable = error.retryable, "attempt failed");
+            if !error.retryable || attempt_no >= self.host.max_attempts {
                 break error;
             }
             let backoff = self
                 .host
                 .retry_backoff_ms
-                .saturating_mul(1 << (attempt - 1).min(10));
+                .saturating_mul(1 << (attempt_no - 1).min(10));
             tokio::time::sleep(Duration::from_millis(backoff)).await;
         };
-        self.dead_letter(message, &clip_id, &error, attempt, &trace)
+        self.dead_letter(message, &clip_id, &error, attempt_no, &trace)
             .await
     }
 
@@ -716,29 +698,20 @@ impl<S: Stage> Job<S> {
         let name = self.stage.name();
         tracing::error!(stage = name, clip_id = %clip_id, error = %error, attempts, "dead-lettering message");
         self.metrics.dead_letters.inc();
-        if error.domain == crate::ErrorDomain::Input {
+        if attempts == 0 {
+            // Never attempted (undecodable input): not counted by a failed attempt yet.
             self.metrics.error(error.kind);
         }
-        let mut payload = message.payload().unwrap_or_default().to_vec();
-        // Keep the dead letter itself under the limit; the reason says it was cut.
-        let mut reason = format!("{}: {}", error.kind, error.message);
-        if payload.len() > topics::MAX_MESSAGE_BYTES - 64 * 1024 {
-            reason.push_str(&format!(" (payload of {} bytes not kept)", payload.len()));
-            payload.clear();
-        }
-        let letter = DeadLetter {
-            stage: name.to_string(),
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: clip_id.to_string(),
-            payload,
-            reason,
+        let records = dead_letter_records(
+            self.stage.as_ref(),
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            clip_id,
+            message.payload().unwrap_or_default(),
+            error,
             attempts,
-            failed_at_ms: crate::now_ms(),
-        };
-        let mut records = vec![Record::encode(topics::DLQ, clip_id, &letter)];
-        records.extend(self.stage.poison_outputs(clip_id, error));
+        );
         self.emitter.send_all(records, trace).await?;
         Ok(Handled::Done)
     }

@@ -18,6 +18,7 @@
 //! error signal, never as nothing.
 
 pub mod config;
+pub mod edges;
 pub mod embedded;
 pub mod error;
 pub mod grpc;
@@ -27,6 +28,7 @@ pub mod offsets;
 pub mod stage;
 pub mod store;
 pub mod telemetry;
+pub mod testing;
 pub mod topics;
 pub mod trace;
 

@@ -1,9 +1,11 @@
 //! The [`Stage`] trait: what every stage implements, whatever hosts it.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use clipguard_schemas::{ClipContext, Signal, StageError as StageErrorMsg};
+use clipguard_schemas::{ClipContext, DeadLetter, Signal, StageError as StageErrorMsg};
+use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::error::{PipelineError, StageError};
@@ -118,6 +120,71 @@ pub trait Stage: Send + Sync + 'static {
     /// input (the monitor's joins) by failing it. The host abandons such work without outputs and
     /// without committing its offsets, so the partition's next owner redoes it whole.
     fn drain(&self) {}
+}
+
+/// One attempt at an input, as every host runs it: the stage's [`Stage::process`] with panics
+/// caught and [`Stage::attempt_timeout`] enforced, both as internal errors.
+pub async fn attempt<S: Stage>(
+    stage: &S,
+    input: S::Input,
+    ctx: &ProcessCtx,
+) -> Result<S::Output, StageError> {
+    let fut = AssertUnwindSafe(stage.process(input, ctx)).catch_unwind();
+    match tokio::time::timeout(stage.attempt_timeout(), fut).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(StageError::internal(
+                "panic",
+                format!("stage panicked: {what}"),
+            ))
+        }
+        Err(_) => Err(StageError::internal(
+            "attempt_timeout",
+            format!("attempt took longer than {:?}", stage.attempt_timeout()),
+        )),
+    }
+}
+
+/// What a message that cannot be processed becomes: a dead letter on `clips.dlq` (the payload
+/// kept unless it would push the letter over the message limit) and the stage's
+/// [`Stage::poison_outputs`], so the clip still gets a fail-closed verdict.
+#[allow(clippy::too_many_arguments)]
+pub fn dead_letter_records<S: Stage>(
+    stage: &S,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    clip_id: &str,
+    payload: &[u8],
+    error: &StageError,
+    attempts: u32,
+) -> Vec<Record> {
+    let mut reason = format!("{}: {}", error.kind, error.message);
+    let payload = if payload.len() > topics::MAX_MESSAGE_BYTES - 64 * 1024 {
+        reason.push_str(&format!(" (payload of {} bytes not kept)", payload.len()));
+        Vec::new()
+    } else {
+        payload.to_vec()
+    };
+    let letter = DeadLetter {
+        stage: stage.name().to_string(),
+        topic: topic.to_string(),
+        partition,
+        offset,
+        key: clip_id.to_string(),
+        payload,
+        reason,
+        attempts,
+        failed_at_ms: crate::now_ms(),
+    };
+    let mut records = vec![Record::encode(topics::DLQ, clip_id, &letter)];
+    records.extend(stage.poison_outputs(clip_id, error));
+    records
 }
 
 /// An error signal record for `clips.signals`.

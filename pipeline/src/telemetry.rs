@@ -24,6 +24,12 @@ pub struct ErrorLabels {
     pub error_type: String,
 }
 
+/// Labels of the dropped-work counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 /// Labels of the lag gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
@@ -44,6 +50,9 @@ pub struct StageMetrics {
     pub dead_letters: Counter,
     /// Failed attempts and bad inputs, by kind.
     pub errors: Family<ErrorLabels, Counter>,
+    /// Work given up without outputs, by reason (`drain`: abandoned on shutdown, redone by the
+    /// partition's next owner).
+    pub dropped: Family<ReasonLabels, Counter>,
     /// Wall-clock time from receipt to acknowledged outputs.
     pub processing_seconds: Histogram,
     /// Messages being processed now.
@@ -61,6 +70,7 @@ impl StageMetrics {
             produced: Counter::default(),
             dead_letters: Counter::default(),
             errors: Family::default(),
+            dropped: Family::default(),
             processing_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             in_flight: Gauge::default(),
             lag: Family::default(),
@@ -88,6 +98,11 @@ impl StageMetrics {
             m.errors.clone(),
         );
         r.register(
+            "dropped",
+            "Work given up without outputs, by reason",
+            m.dropped.clone(),
+        );
+        r.register(
             "processing_seconds",
             "Time from receipt to acknowledged outputs",
             m.processing_seconds.clone(),
@@ -104,6 +119,14 @@ impl StageMetrics {
     /// A metrics set attached to no registry (in-process use where nobody scrapes).
     pub fn detached() -> Self {
         Self::register(&mut Registry::default(), "detached")
+    }
+
+    pub fn drop_work(&self, reason: &str) {
+        self.dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn error(&self, error_type: &str) {
@@ -135,7 +158,7 @@ pub struct TelemetryConfig {
     /// Default filter (`info`, `clipguard=debug,rdkafka=warn`, ...); `CLIPGUARD_LOG` overrides.
     pub log_level: String,
     /// OTLP/gRPC collector for traces, e.g. `http://127.0.0.1:4317`; unset = no export. Needs a
-    /// build with the `otlp` feature.
+    /// build with the `otlp` feature (on by default).
     pub otlp_endpoint: Option<String>,
     /// `service.name` of exported spans.
     pub service_name: String,
@@ -157,7 +180,7 @@ impl TelemetryConfig {
         if let Some(endpoint) = &self.otlp_endpoint {
             if !cfg!(feature = "otlp") {
                 problems.push(
-                    "telemetry.otlp_endpoint: this build has no OTLP exporter (build with `--features otlp`)".into(),
+                    "telemetry.otlp_endpoint: this build has no OTLP exporter (built with `--no-default-features`; rebuild with the `otlp` feature)".into(),
                 );
             } else if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
                 problems.push(format!(

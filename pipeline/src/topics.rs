@@ -1,19 +1,7 @@
-//! Topic names and message limits shared by every stage.
+//! Topic names (spelled once, in `clipguard_schemas::names::topic`) and message limits shared by
+//! every stage.
 
-/// Clips published by generators.
-pub const SUBMITTED: &str = "clips.submitted";
-/// The media stage's extracts (frames, thumbnails, audio refs).
-pub const MEDIA: &str = "clips.media";
-/// Transcripts from the transcribe stage.
-pub const TRANSCRIPTS: &str = "clips.transcripts";
-/// One signal per clip per stage, joined by the monitor.
-pub const SIGNALS: &str = "clips.signals";
-/// Final verdicts, compacted, keyed by clip_id.
-pub const VERDICTS: &str = "clips.verdicts";
-/// Shadow-policy verdicts.
-pub const VERDICTS_SHADOW: &str = "clips.verdicts.shadow";
-/// Messages no stage could process, with the reason.
-pub const DLQ: &str = "clips.dlq";
+pub use clipguard_schemas::names::topic::*;
 
 /// Every topic the pipeline uses, with whether it is compacted.
 pub const ALL: &[(&str, bool)] = &[

@@ -51,6 +51,7 @@ impl Stage for Scripted {
                 Err(StageError::external("flaky", "try again"))
             }
             "always-fails" => Err(StageError::external("down", "never works")),
+            "bad-input" => Err(StageError::input("bad_input", "cannot be processed")),
             "hang" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 unreachable!()
@@ -114,7 +115,8 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
     };
     let producer: FutureProducer = kafka.producer().unwrap();
 
-    // (key, payload): good, malformed bytes, panic, flaky, always failing, hang, slow, good.
+    // (key, payload): good, malformed bytes, panic, flaky, always failing, bad input, hang, slow,
+    // good.
     let signal = |stage: &str| {
         prost::Message::encode_to_vec(&Signal {
             stage: stage.into(),
@@ -127,6 +129,7 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
         ("panics", signal("panic")),
         ("flaky", signal("flaky")),
         ("down", signal("always-fails")),
+        ("rejected", signal("bad-input")),
         ("hangs", signal("hang")),
         ("slow", signal("slow")),
         ("good-2", signal("ok")),
@@ -193,9 +196,12 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
             .collect();
     for (key, reason, attempts) in [
         ("garbage", "malformed_message", 0),
-        ("panics", "panic", 3),
+        // Internal errors (a panic, an attempt past its deadline) are bugs: never retried.
+        ("panics", "panic", 1),
         ("down", "down", 3),
-        ("hangs", "attempt_timeout", 3),
+        // Bad input: retrying cannot help.
+        ("rejected", "bad_input", 1),
+        ("hangs", "attempt_timeout", 1),
     ] {
         let letter = letters
             .get(key)
@@ -210,7 +216,7 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
     }
     assert_eq!(
         letters.len(),
-        4,
+        5,
         "only poison is dead-lettered: {:?}",
         letters.keys()
     );
@@ -221,7 +227,7 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
             (s.stage == "scripted" && s.error.is_some()).then_some(k)
         })
         .collect();
-    for key in ["garbage", "panics", "down", "hangs"] {
+    for key in ["garbage", "panics", "down", "rejected", "hangs"] {
         assert!(
             error_signals.contains(&key.to_string()),
             "{key} got an error signal: {error_signals:?}"
@@ -250,11 +256,20 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
     );
     let text = render(&registry);
     assert!(
-        text.contains("clipguard_scripted_dead_letters_total 4"),
+        text.contains("clipguard_scripted_dead_letters_total 5"),
         "{text}"
     );
-    assert!(
-        text.contains("clipguard_scripted_errors_total{error_type=\"flaky\"} 2"),
-        "{text}"
-    );
+    // Every failed attempt counted once, the undecodable message once (it is never attempted).
+    for (error_type, count) in [
+        ("flaky", 2),
+        ("panic", 1),
+        ("down", 3),
+        ("attempt_timeout", 1),
+        ("bad_input", 1),
+        ("malformed_message", 1),
+    ] {
+        let line =
+            format!("clipguard_scripted_errors_total{{error_type=\"{error_type}\"}} {count}");
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
 }

@@ -13,6 +13,8 @@ pub mod v1 {
         tonic::include_file_descriptor_set!("clipguard_descriptor");
 }
 
+pub mod names;
+
 pub use v1::*;
 
 impl Decision {

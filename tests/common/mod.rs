@@ -56,7 +56,9 @@ pub fn ensure_models() {
     });
 }
 
-pub fn free_port() -> u16 {
+/// A port that was free a moment ago, for a server that cannot bind port 0 and report it (the
+/// broker advertises its own address): the caller retries when another process took it first.
+fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -86,6 +88,16 @@ impl Broker {
     /// Starts a broker, or returns `None` (with a message) when no tansu binary is available
     /// and the run does not require one (`CLIPGUARD_REQUIRE_BROKER=1` makes that a failure).
     pub fn start() -> Option<Self> {
+        for _ in 0..3 {
+            match Self::start_once() {
+                Ok(broker) => return broker,
+                Err(why) => eprintln!("tansu did not start ({why}); retrying on another port"),
+            }
+        }
+        panic!("tansu did not start in 3 tries");
+    }
+
+    fn start_once() -> Result<Option<Self>, String> {
         let path = std::env::var_os("CLIPGUARD_TANSU")
             .map(PathBuf::from)
             .or_else(|| {
@@ -100,7 +112,7 @@ impl Broker {
                     panic!("{msg}");
                 }
                 eprintln!("skipping: {msg}");
-                return None;
+                return Ok(None);
             }
         };
         let dir = tempfile::tempdir().expect("tempdir");
@@ -123,16 +135,23 @@ impl Broker {
             .spawn()
             .expect("start tansu");
         let addr = format!("127.0.0.1:{port}");
-        let broker = Broker {
+        let mut broker = Broker {
             child,
             addr: addr.clone(),
             _dir: dir,
         };
-        assert!(
-            wait_for_port(addr.parse().expect("addr"), Duration::from_secs(30)),
-            "tansu did not listen on {addr}"
-        );
-        Some(broker)
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                let log = std::fs::read_to_string(broker._dir.path().join("tansu.log"))
+                    .unwrap_or_default();
+                return Err(format!("exited with {status}: {}", log.trim()));
+            }
+            if wait_for_port(addr.parse().expect("addr"), Duration::from_millis(300)) {
+                return Ok(Some(broker));
+            }
+        }
+        panic!("tansu did not listen on {addr}");
     }
 
     /// Creates the pipeline's topics with `partitions` each.
@@ -221,6 +240,58 @@ impl Proc {
             child,
             name: name.to_string(),
         }
+    }
+
+    /// Spawns a `clipguard stage` that serves on port 0, and returns it with the addresses it
+    /// reports on stdout (`listening grpc=…`, `listening metrics=…`), by kind.
+    pub fn spawn_listening(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+        kinds: &[&str],
+        within: Duration,
+    ) -> (Self, HashMap<String, SocketAddr>) {
+        use std::io::BufRead;
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn clipguard");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some((kind, addr)) = line
+                    .strip_prefix("listening ")
+                    .and_then(|l| l.split_once('='))
+                    && let Ok(addr) = addr.parse::<SocketAddr>()
+                {
+                    let _ = tx.send((kind.to_string(), addr));
+                }
+            }
+        });
+        let proc = Proc {
+            child,
+            name: name.to_string(),
+        };
+        let mut found = HashMap::new();
+        let until = Instant::now() + within;
+        while kinds.iter().any(|k| !found.contains_key(*k)) {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((kind, addr)) => {
+                    found.insert(kind, addr);
+                }
+                Err(_) => panic!("{name} did not report {kinds:?} listening within {within:?}"),
+            }
+        }
+        (proc, found)
     }
 
     pub fn alive(&mut self) -> bool {

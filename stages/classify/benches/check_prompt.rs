@@ -18,7 +18,7 @@ use clipguard_classify::embed::TextEmbedder;
 use clipguard_classify::prompt::{self, PromptChecker};
 use clipguard_classify::text::{DEFAULT_POLICY, TextClassifier, TextPolicy};
 use clipguard_models::{Cache, Manifest};
-use clipguard_monitor::policy::{Audience, Policy};
+use clipguard_policy::{Audience, Policy};
 use clipguard_schemas::moderation_client::ModerationClient;
 use clipguard_schemas::{CheckPromptRequest, Decision};
 use tonic::service::Routes;

@@ -29,7 +29,7 @@ impl ClassifyService for ClassifyGrpc {
             .classify_extract(&extract)
             .await
             .map(Response::new)
-            .map_err(|e| Status::unavailable(format!("{}: {}", e.kind, e.message)))
+            .map_err(Status::from)
     }
 }
 
@@ -48,7 +48,7 @@ impl TranscriptService for ClassifyTranscriptGrpc {
             .classify_transcript(&request.into_inner())
             .await
             .map(Response::new)
-            .map_err(|e| Status::unavailable(format!("{}: {}", e.kind, e.message)))
+            .map_err(Status::from)
     }
 }
 

@@ -10,8 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use clipguard_monitor::decide::evidence_phrase;
-use clipguard_monitor::policy::{Audience, Policy};
+use clipguard_policy::{Audience, Policy, evidence_phrase};
 use clipguard_schemas::moderation_server::{Moderation, ModerationServer};
 use clipguard_schemas::{
     AudienceDecisions, CategoryDecision, CheckPromptRequest, CheckPromptResponse, Decision,
@@ -172,7 +171,7 @@ impl Moderation for ModerationGrpc {
         tokio::task::spawn_blocking(move || checker.check(&r.prompt, audience))
             .await
             .map(Response::new)
-            .map_err(|e| Status::internal(format!("prompt check failed: {e}")))
+            .map_err(|e| Status::from(clipguard_pipeline::error::join_error(e)))
     }
 }
 

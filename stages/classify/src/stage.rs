@@ -19,7 +19,7 @@ use crate::faces::FaceAges;
 use crate::model::{ImageClassifier, Rgb};
 use crate::text::{DEFAULT_POLICY, TextClassifier, TextInput, TextPolicy};
 
-pub const NAME: &str = "classify";
+pub const NAME: &str = clipguard_schemas::names::stage::CLASSIFY;
 
 /// What runs a model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +31,7 @@ pub enum Backend {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ClassifyConfig {
     /// Frame classifiers: models of the manifest with a `classifier` section.
     pub frame_models: Vec<String>,
@@ -208,10 +208,6 @@ async fn classify_texts(
     .map_err(|e| StageError::internal("inference", e.to_string()))
 }
 
-/// The category a face that may be under 18 raises. It is context for the policy (stricter
-/// rules apply), not a violation by itself.
-pub const POTENTIAL_MINOR: &str = "potential_minor";
-
 /// `potential_minor` over a clip's frames: the highest probability of any face being under 18,
 /// with evidence (time, box, estimated age) for every face at or above `threshold`.
 fn minor_score(
@@ -220,7 +216,7 @@ fn minor_score(
     threshold: f32,
 ) -> Result<CategoryScore, ClassifyError> {
     let mut out = CategoryScore {
-        category: POTENTIAL_MINOR.to_string(),
+        category: clipguard_policy::POTENTIAL_MINOR.to_string(),
         ..CategoryScore::default()
     };
     for (t, img) in frames {
@@ -611,7 +607,7 @@ impl Stage for ClassifyStage {
     }
 }
 
-pub const TRANSCRIPT_NAME: &str = "classify_transcript";
+pub const TRANSCRIPT_NAME: &str = clipguard_schemas::names::stage::CLASSIFY_TRANSCRIPT;
 
 /// The text classifier over transcripts: consumes `clips.transcripts`, scores every segment
 /// (evidence carries the segment's clip time) and emits the `classify_transcript` signal.
@@ -645,6 +641,10 @@ impl ClassifyTranscriptStage {
     /// Shares an already loaded text classifier (in-process pipelines: `clipguard scan`).
     pub fn with_text(text: Arc<TextClassifier>, config: ClassifyConfig) -> Self {
         ClassifyTranscriptStage { text, config }
+    }
+
+    pub fn text(&self) -> &Arc<TextClassifier> {
+        &self.text
     }
 
     /// Scores one transcript: each segment on its own (so evidence has its times), or the

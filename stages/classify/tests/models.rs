@@ -314,20 +314,14 @@ fn wrong_names_layouts_and_indices_fail_at_load_naming_model_and_tensor() {
 
 #[test]
 fn benign_conformance_images_are_not_flagged() {
-    let dir = std::env::var_os("CLIPGUARD_CONFORMANCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/conformance/threatexchange")
-        })
-        .join("pdq/images");
-    if !dir.is_dir() {
-        eprintln!(
-            "skipping: no conformance images at {} (set CLIPGUARD_CONFORMANCE)",
-            dir.display()
-        );
+    let Some(dir) = clipguard_pipeline::testing::conformance_dir(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/conformance/threatexchange"),
+        "pdq/images",
+    ) else {
         return;
-    }
+    };
+    let dir = dir.join("pdq/images");
     let (entry, path) = model("open-nsfw");
     let spec = entry.classifier.clone().unwrap();
     let classifier = ImageClassifier::load(&entry.name, &spec, &path).unwrap();

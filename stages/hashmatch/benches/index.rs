@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clipguard_hashmatch::index::{HashIndex, Hit, Strategy};
-use clipguard_hashmatch::pdq::PdqHash;
+use clipguard_pdq::PdqHash;
 
 struct Rng(u64);
 

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::index::HashIndex;
-use crate::pdq::PdqHash;
-use crate::vpdq::{self, FrameHash, MatchParams};
+use clipguard_pdq::PdqHash;
+use clipguard_pdq::vpdq::{self, FrameHash, MatchParams};
 
 /// Categories with a meaning in the default policy; any other lower-case name is a custom one.
 pub const KNOWN_CATEGORIES: &[&str] = &["csam", "ncii", "terrorism", "internal_generated"];

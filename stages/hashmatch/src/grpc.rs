@@ -23,7 +23,7 @@ impl HashMatchService for HashmatchGrpc {
         let extract = request.into_inner();
         let signal = tokio::task::spawn_blocking(move || stage.match_extract(&extract))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| Status::from(clipguard_pipeline::error::join_error(e)))?;
         Ok(Response::new(signal))
     }
 }

@@ -12,12 +12,14 @@
 //! - **vPDQ files**: the reference per-frame text format, one video per file.
 //!
 //! Malformed lines are reported with file and line and skipped; the rest is imported.
+//! [`import_files`] turns files into a new bank version (`clipguard bank import`).
 
 use std::path::Path;
 
-use crate::bank::{Contents, FileKind};
-use crate::pdq::PdqHash;
-use crate::vpdq;
+use clipguard_pdq::PdqHash;
+use clipguard_pdq::vpdq::{self, FrameHash};
+
+use crate::bank::{Action, BankError, BankMeta, BankStore, Contents, Counts, FileKind, check_name};
 
 /// What a 64-hex-digit hash without a stated type is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,4 +317,175 @@ mod tests {
         assert_eq!(c.videos[0].1.len(), 2);
         assert!(!looks_like_vpdq(Path::new("x.csv"), "hash,id\n"));
     }
+}
+
+/// How an input file of `clipguard bank import` is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A vPDQ file when it looks like one, another text file as a hash list, anything else as a
+    /// video.
+    Auto,
+    List,
+    Vpdq,
+    Video,
+}
+
+impl std::str::FromStr for Format {
+    type Err = BankError;
+    fn from_str(s: &str) -> Result<Self, BankError> {
+        Ok(match s {
+            "auto" => Format::Auto,
+            "list" => Format::List,
+            "vpdq" => Format::Vpdq,
+            "video" => Format::Video,
+            other => {
+                return Err(BankError::Invalid(format!(
+                    "--format {other}: expected auto, list, vpdq or video"
+                )));
+            }
+        })
+    }
+}
+
+/// Hashes to add to a bank, and how.
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub bank: String,
+    /// Required for a new bank; changes an existing one's.
+    pub category: Option<String>,
+    /// Required for a new bank; changes an existing one's.
+    pub action: Option<Action>,
+    pub description: Option<String>,
+    pub format: Format,
+    /// Untyped 64-hex-digit hashes are SHA-256 file hashes (else PDQ).
+    pub sha256: bool,
+    /// External id of a vPDQ file or video (default: its file stem).
+    pub id: Option<String>,
+    /// Replace the bank's contents instead of adding to them.
+    pub replace: bool,
+    /// Refuse the whole import when any line is malformed.
+    pub strict: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub meta: BankMeta,
+    pub version: u64,
+    /// Hashes read from the files.
+    pub read: Counts,
+    /// The bank's contents now.
+    pub now: Counts,
+    /// Malformed lines skipped.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Reads `files` into bank `req.bank` as a new version (created with the request's category and
+/// action when new). Videos are hashed by `hash_video` (the media stage's decoder, which this
+/// crate does not depend on). Nothing is written when a line was skipped under `strict`, or when
+/// nothing was read (unless replacing).
+pub fn import_files(
+    store: &BankStore,
+    req: &ImportRequest,
+    files: &[std::path::PathBuf],
+    hash_video: &dyn Fn(&Path) -> Result<Vec<FrameHash>, String>,
+) -> Result<Imported, BankError> {
+    check_name(&req.bank)?;
+    let mut meta = match (store.current(&req.bank)?, &req.category, req.action) {
+        (Some(_), _, _) => store.meta(&req.bank)?,
+        (None, Some(c), Some(a)) => BankMeta::new(&req.bank, c, a),
+        (None, _, _) => {
+            return Err(BankError::Invalid(format!(
+                "bank `{}` is new: give its --category (csam, ncii, terrorism, \
+                 internal_generated or a custom name) and --action (block or review)",
+                req.bank
+            )));
+        }
+    };
+    if let Some(c) = &req.category {
+        meta.category = c.clone();
+    }
+    if let Some(a) = req.action {
+        meta.action = a;
+    }
+    if let Some(d) = &req.description {
+        meta.description = d.clone();
+    }
+    let problems = meta.problems();
+    if !problems.is_empty() {
+        return Err(BankError::Invalid(problems.join("; ")));
+    }
+    let default_kind = if req.sha256 {
+        DefaultKind::Sha256
+    } else {
+        DefaultKind::Pdq
+    };
+    let mut added = Contents::default();
+    let mut skipped = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| BankError::Io {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+        let text = String::from_utf8(bytes).ok();
+        let id = req.id.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default()
+        });
+        let format = match (req.format, &text) {
+            (Format::Auto, Some(t)) if looks_like_vpdq(path, t) => Format::Vpdq,
+            (Format::Auto, Some(_)) => Format::List,
+            (Format::Auto, None) => Format::Video,
+            (f, _) => f,
+        };
+        match (format, &text) {
+            (Format::List, Some(t)) => {
+                skipped.extend(hash_list(&name, t, default_kind, &mut added))
+            }
+            (Format::Vpdq, Some(t)) => skipped.extend(vpdq_file(&name, t, &id, &mut added)),
+            (Format::Video, _) => {
+                let frames =
+                    hash_video(path).map_err(|e| BankError::Invalid(format!("{name}: {e}")))?;
+                if frames.is_empty() {
+                    return Err(BankError::Invalid(format!(
+                        "{name}: no video frames to hash"
+                    )));
+                }
+                added.videos.push((id, frames));
+            }
+            _ => return Err(BankError::Invalid(format!("{name}: not UTF-8 text"))),
+        }
+    }
+    if req.strict && !skipped.is_empty() {
+        let lines: Vec<String> = skipped.iter().map(|s| format!("\n  {s}")).collect();
+        return Err(BankError::Invalid(format!(
+            "{} line(s) skipped and --strict given: bank `{}` left unchanged:{}",
+            skipped.len(),
+            req.bank,
+            lines.concat()
+        )));
+    }
+    if added.is_empty() && !req.replace {
+        return Err(BankError::Invalid(format!(
+            "nothing to import: bank `{}` left unchanged",
+            req.bank
+        )));
+    }
+    let read = added.counts();
+    let mut contents = if req.replace {
+        Contents::default()
+    } else {
+        store.contents(&req.bank)?
+    };
+    contents.merge(added);
+    let version = store.write(&meta, &contents)?;
+    Ok(Imported {
+        meta,
+        version,
+        read,
+        now: contents.counts(),
+        skipped,
+    })
 }

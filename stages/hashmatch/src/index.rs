@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::pdq::{PdqHash, word_distance};
+use clipguard_pdq::{PdqHash, word_distance};
 
 const CHUNKS: usize = 16;
 const BUCKETS: usize = 1 << 16;

@@ -1,22 +1,13 @@
-//! clipguard's hash matching: perceptual hashes of known abuse material.
+//! clipguard's hash matching: known abuse material, by perceptual and exact hashes.
 //!
-//! This crate owns the PDQ hashing library ([`pdq`]), conformant with Meta's reference
-//! implementation (ThreatExchange). The media stage calls [`pdq::hash_luma`] on every sampled
-//! frame at full resolution, so only 32 bytes plus a quality score per frame cross Kafka.
-//!
-//! ```
-//! use clipguard_hashmatch::pdq;
-//! // A 64×64 gradient: bright on the right.
-//! let luma: Vec<f32> = (0..64 * 64).map(|i| (i % 64) as f32 * 4.0).collect();
-//! let h = pdq::hash_luma(&luma, 64, 64);
-//! assert_eq!(h.hash.distance(&h.hash), 0);
-//! println!("{} quality {}", h.hash, h.quality);
-//! ```
+//! The hashes themselves (PDQ, vPDQ) live in `clipguard-pdq`, which the media stage calls per
+//! frame; this crate owns what is matched against: versioned hash banks with atomic swaps
+//! ([`bank`]), their import formats (HMA / ThreatExchange lists, vPDQ files: [`import`]), the
+//! exact multi-index Hamming index ([`index`]), and the stage ([`stage`]: matching, hot reload)
+//! with its gRPC service.
 
 pub mod bank;
 pub mod grpc;
 pub mod import;
 pub mod index;
-pub mod pdq;
 pub mod stage;
-pub mod vpdq;

@@ -20,18 +20,18 @@ use clipguard_schemas::{Decision, HashMatch, MediaExtract, Signal};
 use serde::Deserialize;
 
 use crate::bank::{Action, Bank, BankError, BankStore, FileKind};
-use crate::pdq::PdqHash;
-use crate::vpdq::{self, FrameHash};
+use clipguard_pdq::PdqHash;
+use clipguard_pdq::vpdq::{self, FrameHash};
 
 /// Stage name, consumer group suffix and signal `stage` field.
-pub const NAME: &str = "hashmatch";
+pub const NAME: &str = clipguard_schemas::names::stage::HASHMATCH;
 /// Frame timestamps and external ids reported per match, at most.
 const MAX_TIMESTAMPS: usize = 32;
 const MAX_IDS: usize = 16;
 
 /// Settings of the hashmatch stage.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct HashmatchConfig {
     /// Folder of banks (`clipguard bank import` writes there).
     pub banks_dir: PathBuf,

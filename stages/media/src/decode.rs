@@ -16,8 +16,8 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use clipguard_hashmatch::pdq;
-use clipguard_hashmatch::vpdq::{FrameHash, FrameSelector};
+use clipguard_pdq as pdq;
+use clipguard_pdq::vpdq::{FrameHash, FrameSelector};
 
 use crate::MediaConfig;
 use crate::error::MediaError;

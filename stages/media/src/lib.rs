@@ -43,7 +43,7 @@ pub use decode::Decoded;
 pub use error::MediaError;
 
 /// Stage name, consumer group suffix and signal `stage` field.
-pub const NAME: &str = "media";
+pub const NAME: &str = clipguard_schemas::names::stage::MEDIA;
 
 /// Settings of the media stage.
 #[derive(Debug, Clone, Deserialize)]
@@ -415,10 +415,10 @@ const FRAME_HASH_BYTES: usize = 56;
 /// hashed at a high rate is pruned harder (distance raised in steps, as the reference README
 /// suggests for size), and as a last resort thinned evenly. Returns the pruning distance applied.
 fn fit_frame_hashes(
-    frames: Vec<clipguard_hashmatch::vpdq::FrameHash>,
+    frames: Vec<clipguard_pdq::vpdq::FrameHash>,
     configured: u32,
 ) -> (Vec<clipguard_schemas::FrameHash>, u32) {
-    use clipguard_hashmatch::vpdq::prune;
+    use clipguard_pdq::vpdq::prune;
     let max = topics::MAX_MESSAGE_BYTES / 4 / FRAME_HASH_BYTES;
     let mut distance = configured;
     let mut kept = prune(&frames, distance);

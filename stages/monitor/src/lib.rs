@@ -17,7 +17,8 @@
 //! produce a second, different verdict.
 //!
 //! ```no_run
-//! use clipguard_monitor::{MonitorConfig, decide::decide, policy::Policy};
+//! use clipguard_monitor::{MonitorConfig, decide::decide};
+//! use clipguard_policy::{Policy, PolicyError};
 //! let verdict = decide("clip-1", &[], &MonitorConfig::default(), &Policy::default_policy(), true);
 //! assert_eq!(verdict.decision(), clipguard_schemas::Decision::Review);
 //! ```
@@ -25,7 +26,6 @@
 pub mod decide;
 pub mod grpc;
 pub mod json;
-pub mod policy;
 pub mod reasoning;
 pub mod replay;
 
@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use std::path::PathBuf;
 
 use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, topics};
+use clipguard_schemas::names::stage;
 use clipguard_schemas::{Signal, Verdict};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -44,11 +45,11 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use crate::policy::Policy;
 use crate::reasoning::{Reasoner, ReasoningConfig};
+use clipguard_policy::{Policy, PolicyError};
 
 /// Stage name and consumer group suffix.
-pub const NAME: &str = "monitor";
+pub const NAME: &str = stage::MONITOR;
 
 /// Settings of the monitor.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,13 +76,7 @@ pub struct MonitorConfig {
 impl Default for MonitorConfig {
     fn default() -> Self {
         Self {
-            expected_stages: vec![
-                "media".into(),
-                "hashmatch".into(),
-                "transcribe".into(),
-                "classify".into(),
-                "classify_transcript".into(),
-            ],
+            expected_stages: stage::SIGNALLING.iter().map(|s| s.to_string()).collect(),
             timeout_s: 30.0,
             policy: None,
             shadow_policy: None,
@@ -94,7 +89,7 @@ impl Default for MonitorConfig {
 
 impl MonitorConfig {
     /// The active policy: the configured file, else the shipped one.
-    pub fn load_policy(&self) -> Result<Policy, String> {
+    pub fn load_policy(&self) -> Result<Policy, PolicyError> {
         match &self.policy {
             Some(path) => Policy::load(path),
             None => Ok(Policy::default_policy()),
@@ -102,13 +97,7 @@ impl MonitorConfig {
     }
 
     pub fn validate(&self, problems: &mut Vec<String>) {
-        const STAGES: &[&str] = &[
-            "media",
-            "hashmatch",
-            "transcribe",
-            "classify",
-            "classify_transcript",
-        ];
+        const STAGES: &[&str] = stage::SIGNALLING;
         if self.expected_stages.is_empty() {
             problems.push("monitor.expected_stages: must name at least `media`".into());
         }
@@ -237,7 +226,7 @@ fn lock(m: &Mutex<JoinState>) -> std::sync::MutexGuard<'_, JoinState> {
 
 impl MonitorStage {
     /// Loads the policies; a missing or invalid policy file fails here with every problem.
-    pub fn new(config: MonitorConfig) -> Result<Self, String> {
+    pub fn new(config: MonitorConfig) -> Result<Self, PolicyError> {
         let policy = config.load_policy()?;
         let shadow = match &config.shadow_policy {
             Some(path) => Some(Policy::load(path)?),

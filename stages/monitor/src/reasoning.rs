@@ -18,8 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::decide::{Findings, evidence_phrase, shorten};
-use crate::policy::{self, Audience, Policy};
+use clipguard_policy::{self as policy, Audience, Policy, evidence_phrase, shorten};
+
+use crate::decide::Findings;
 
 /// Settings of the reasoning backend (`[monitor.reasoning]`); off unless `url` is set.
 #[derive(Debug, Clone, Deserialize)]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::MonitorConfig;
 use crate::decide::{gather, verdict};
-use crate::policy::{Audience, Policy};
+use clipguard_policy::{Audience, Policy};
 
 /// One clip decided under both policies.
 #[derive(Debug, Clone)]

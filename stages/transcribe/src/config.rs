@@ -12,7 +12,7 @@ pub enum Decoding {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TranscribeConfig {
     /// A model of the manifest (`whisper-tiny.en`, `whisper-base`; fetched with
     /// `clipguard models fetch`) or the path of a GGML Whisper file.

@@ -22,7 +22,7 @@ impl TranscribeService for TranscribeGrpc {
         let extract = request.into_inner();
         match self.0.transcribe_extract(&extract).await {
             Ok(outcome) => Ok(Response::new(outcome.signal)),
-            Err(e) => Err(Status::unavailable(format!("{}: {}", e.kind, e.message))),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 pub use config::{Decoding, TranscribeConfig};
 pub use engine::{Engine, Transcription};
 
-pub const NAME: &str = "transcribe";
+pub const NAME: &str = clipguard_schemas::names::stage::TRANSCRIBE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TranscribeError {
@@ -136,7 +136,7 @@ impl TranscribeStage {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StageError::internal("shutdown", "the stage is stopping"))?;
+            .map_err(|_| StageError::external("shutdown", "the stage is stopping"))?;
         let engine = self.engine.clone();
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;

@@ -14,7 +14,7 @@ pub const FRAME: usize = 256;
 pub const SAMPLE_RATE: usize = 16_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct VadConfig {
     /// Off: the whole audio goes to whisper.
     pub enabled: bool,

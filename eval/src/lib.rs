@@ -7,24 +7,58 @@
 //! bars: media, transcription, the transcript classifier and the monitor, on an embedded broker),
 //! `clip` (a video file) and `generated` (a GStreamer test pattern) through the same pipeline.
 //! An item is *stopped* for an audience when its decision there is `review` or `block`.
+//!
+//! This crate owns the `eval/` folder: the labelled sets (`text/`, `speech/`, `video/`) and
+//! `targets.toml`, the reference table the report compares with (see `eval/README.md`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clipguard_classify::prompt::PromptChecker;
-use clipguard_monitor::policy::{Action, Audience, Policy};
+use clipguard_pipeline::edges::SubmitOptions;
+use clipguard_policy::{Action, Audience, Policy};
 use clipguard_schemas::{AgeBand, Decision, Surface, Verdict};
+use clipguard_topology::Config;
+use clipguard_topology::run::{self, Job, Wait};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
-use crate::edges::SubmitOptions;
-use crate::eval_report;
-use crate::pipeline_run::{self, Job, Wait};
+mod plots;
+pub mod report;
+
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The manifests, targets or policy are wrong (every problem listed): the user fixes them.
+    #[error("{0}")]
+    Input(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A tool the evaluation makes its media with (GStreamer, Festival, espeak-ng) failed or is
+    /// missing; `scripts/setup.sh` installs them.
+    #[error("{0}")]
+    Tool(String),
+    /// A plot could not be drawn.
+    #[error("plot {0}")]
+    Plot(String),
+    /// The stages could not be built or run.
+    #[error(transparent)]
+    Topology(#[from] clipguard_topology::TopologyError),
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
+    move |source| EvalError::File {
+        path: path.display().to_string(),
+        source,
+    }
+}
 
 /// The monitor's deadline during an evaluation (at least).
 const EVAL_MONITOR_TIMEOUT_S: f64 = 600.0;
@@ -175,13 +209,12 @@ fn set_name(path: &Path) -> String {
 
 /// Reads manifests (JSON lines), checking every line; all problems are reported at once as
 /// `file:line: problem`.
-pub fn load_manifests(paths: &[PathBuf], policy: &Policy) -> anyhow::Result<Vec<Item>> {
+pub fn load_manifests(paths: &[PathBuf], policy: &Policy) -> Result<Vec<Item>, EvalError> {
     let mut items = Vec::new();
     let mut problems = Vec::new();
     let mut ids: HashMap<String, String> = HashMap::new();
     for path in paths {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading manifest {}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(file_error(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let set = set_name(path);
         for (n, line) in text.lines().enumerate() {
@@ -271,7 +304,10 @@ pub fn load_manifests(paths: &[PathBuf], policy: &Policy) -> anyhow::Result<Vec<
     if problems.is_empty() {
         Ok(items)
     } else {
-        anyhow::bail!("manifest problems:\n  {}", problems.join("\n  "))
+        Err(EvalError::Input(format!(
+            "manifest problems:\n  {}",
+            problems.join("\n  ")
+        )))
     }
 }
 
@@ -316,17 +352,22 @@ fn short_hash(s: &str) -> String {
     hex::encode(&Sha256::digest(s.as_bytes())[..4])
 }
 
-fn gst(args: &[String]) -> anyhow::Result<()> {
+fn gst(args: &[String]) -> Result<(), EvalError> {
     let out = Command::new("gst-launch-1.0")
         .arg("-q")
         .args(args)
         .output()
-        .context("running gst-launch-1.0 (scripts/setup.sh installs it)")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "gst-launch-1.0 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .map_err(|e| {
+            EvalError::Tool(format!(
+                "running gst-launch-1.0 (scripts/setup.sh installs it): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(EvalError::Tool(format!(
+            "gst-launch-1.0 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
     Ok(())
 }
 
@@ -335,25 +376,27 @@ fn split(s: &str) -> Vec<String> {
 }
 
 /// Seconds of audio in a PCM WAV file (espeak-ng's output).
-fn wav_seconds(path: &Path) -> anyhow::Result<f64> {
-    let bytes = std::fs::read(path)?;
-    anyhow::ensure!(
-        bytes.len() > 44 && &bytes[0..4] == b"RIFF",
-        "not a WAV file"
-    );
+fn wav_seconds(path: &Path) -> Result<f64, EvalError> {
+    let bytes = std::fs::read(path).map_err(file_error(path))?;
+    let bad = |why: &str| EvalError::Tool(format!("{}: {why}", path.display()));
+    if bytes.len() <= 44 || &bytes[0..4] != b"RIFF" {
+        return Err(bad("not a WAV file"));
+    }
     let rate = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]) as f64;
     let channels = u16::from_le_bytes([bytes[22], bytes[23]]) as f64;
     let bits = u16::from_le_bytes([bytes[34], bytes[35]]) as f64;
-    anyhow::ensure!(rate > 0.0 && channels > 0.0 && bits > 0.0, "bad WAV header");
+    if rate <= 0.0 || channels <= 0.0 || bits <= 0.0 {
+        return Err(bad("bad WAV header"));
+    }
     Ok((bytes.len() - 44) as f64 / (rate * channels * bits / 8.0))
 }
 
 /// Synthesises `text` into a WAV file.
-fn speak(voice: &Voice, text: &str, wav: &Path, work: &Path) -> anyhow::Result<()> {
+fn speak(voice: &Voice, text: &str, wav: &Path, work: &Path) -> Result<(), EvalError> {
     let status = match voice {
         Voice::Festival(v) => {
             let txt = wav.with_extension("txt");
-            std::fs::write(&txt, text)?;
+            std::fs::write(&txt, text).map_err(file_error(&txt))?;
             let status = Command::new("text2wave")
                 .arg("-eval")
                 .arg(format!("(voice_{v})"))
@@ -362,7 +405,11 @@ fn speak(voice: &Voice, text: &str, wav: &Path, work: &Path) -> anyhow::Result<(
                 .arg(&txt)
                 .current_dir(work)
                 .status()
-                .context("running text2wave (Festival; scripts/setup.sh installs it)")?;
+                .map_err(|e| {
+                    EvalError::Tool(format!(
+                        "running text2wave (Festival; scripts/setup.sh installs it): {e}"
+                    ))
+                })?;
             let _ = std::fs::remove_file(&txt);
             status
         }
@@ -371,19 +418,29 @@ fn speak(voice: &Voice, text: &str, wav: &Path, work: &Path) -> anyhow::Result<(
             .arg(wav)
             .arg(text)
             .status()
-            .context("running espeak-ng (scripts/setup.sh installs it)")?,
+            .map_err(|e| {
+                EvalError::Tool(format!(
+                    "running espeak-ng (scripts/setup.sh installs it): {e}"
+                ))
+            })?,
     };
-    anyhow::ensure!(status.success(), "{} failed ({status})", voice.tag());
-    anyhow::ensure!(
-        wav.is_file(),
-        "{} wrote no audio (is the voice installed?)",
-        voice.tag()
-    );
+    if !status.success() {
+        return Err(EvalError::Tool(format!(
+            "{} failed ({status})",
+            voice.tag()
+        )));
+    }
+    if !wav.is_file() {
+        return Err(EvalError::Tool(format!(
+            "{} wrote no audio (is the voice installed?)",
+            voice.tag()
+        )));
+    }
     Ok(())
 }
 
 /// Makes (or reuses) the clip for a speech or generated item under `work`.
-fn media_for(item: &Item, work: &Path) -> anyhow::Result<PathBuf> {
+fn media_for(item: &Item, work: &Path) -> Result<PathBuf, EvalError> {
     match &item.kind {
         Kind::Clip(p) => Ok(p.clone()),
         Kind::Speech { text, voice } => {
@@ -408,7 +465,7 @@ fn media_for(item: &Item, work: &Path) -> anyhow::Result<PathBuf> {
                 "! wavparse ! audioconvert ! audioresample ! avenc_aac ! aacparse ! mux.",
             ));
             gst(&args)?;
-            std::fs::rename(&tmp, &out)?;
+            std::fs::rename(&tmp, &out).map_err(file_error(&out))?;
             let _ = std::fs::remove_file(&wav);
             Ok(out)
         }
@@ -430,10 +487,12 @@ fn media_for(item: &Item, work: &Path) -> anyhow::Result<PathBuf> {
             ));
             args.push(format!("location={}", tmp.display()));
             gst(&args)?;
-            std::fs::rename(&tmp, &out)?;
+            std::fs::rename(&tmp, &out).map_err(file_error(&out))?;
             Ok(out)
         }
-        Kind::Text(_) => anyhow::bail!("text items do not go through the media pipeline"),
+        Kind::Text(_) => Err(EvalError::Input(
+            "text items do not go through the media pipeline".into(),
+        )),
     }
 }
 
@@ -482,7 +541,7 @@ async fn run_media(
     items: &[Item],
     work: &Path,
     out: &mut [Outcome],
-) -> anyhow::Result<()> {
+) -> Result<(), EvalError> {
     let mut jobs = Vec::new();
     let mut job_item = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -520,7 +579,7 @@ async fn run_media(
     let mut cfg = cfg.clone();
     cfg.monitor.timeout_s = cfg.monitor.timeout_s.max(EVAL_MONITOR_TIMEOUT_S);
     let idle = cfg.media.deadline_s + cfg.monitor.timeout_s + 60.0;
-    let outcome = pipeline_run::moderate(
+    let outcome = run::moderate(
         cfg,
         None,
         None,
@@ -733,15 +792,15 @@ pub struct Target {
 }
 
 impl Targets {
-    pub fn load(path: &Path) -> anyhow::Result<Targets> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading targets {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("targets {}", path.display()))
+    pub fn load(path: &Path) -> Result<Targets, EvalError> {
+        let text = std::fs::read_to_string(path).map_err(file_error(path))?;
+        toml::from_str(&text)
+            .map_err(|e| EvalError::Input(format!("targets {}: {e}", path.display())))
     }
 }
 
 /// The reference safety table shipped with the project (`eval/targets.toml`).
-pub const REFERENCE_TARGETS: &str = include_str!("../eval/targets.toml");
+pub const REFERENCE_TARGETS: &str = include_str!("../targets.toml");
 
 pub fn reference_targets() -> Targets {
     toml::from_str(REFERENCE_TARGETS).unwrap_or(Targets {
@@ -818,10 +877,39 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-pub async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let policy = cfg.monitor.load_policy().map_err(anyhow::Error::msg)?;
+/// What an evaluation found, for the command line to print.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// `summary.json` (with `json`) or the headline tables in Markdown.
+    pub printed: String,
+    /// Items that got no decision.
+    pub errors: usize,
+    /// The `--targets` lines missed (`None` without targets).
+    pub missed: Option<Vec<String>>,
+}
+
+impl Evaluation {
+    /// The process exit status: [`TARGETS_MISSED_EXIT`] when a target was missed, 2 when items
+    /// had no decision, else 0.
+    pub fn exit_status(&self) -> u8 {
+        match &self.missed {
+            Some(m) if !m.is_empty() => TARGETS_MISSED_EXIT,
+            _ if self.errors > 0 => 2,
+            _ => 0,
+        }
+    }
+}
+
+/// Runs every item of the manifests, scores them, writes the report when asked.
+pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> {
+    let policy = cfg
+        .monitor
+        .load_policy()
+        .map_err(|e| EvalError::Input(e.to_string()))?;
     let items = load_manifests(&args.manifests, &policy)?;
-    anyhow::ensure!(!items.is_empty(), "the manifests hold no items");
+    if items.is_empty() {
+        return Err(EvalError::Input("the manifests hold no items".into()));
+    }
     let targets = match &args.targets {
         Some(p) => Some(Targets::load(p)?),
         None => None,
@@ -829,8 +917,12 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
     let mut outcomes = vec![Outcome::default(); items.len()];
     let started = std::time::Instant::now();
     if items.iter().any(|i| matches!(i.kind, Kind::Text(_))) {
+        let text = cfg
+            .classify
+            .load_text()
+            .map_err(|e| EvalError::Input(format!("text classifier: {e}")))?;
         let checker = PromptChecker::new(
-            Arc::new(cfg.classify.load_text()?),
+            Arc::new(text),
             Arc::new(policy.clone()),
             cfg.classify.max_text_bytes,
         );
@@ -841,14 +933,14 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
             Some(w) => w.clone(),
             None => cache_dir().join("eval-media"),
         };
-        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        std::fs::create_dir_all(&work).map_err(file_error(&work))?;
         run_media(&cfg, &items, &work, &mut outcomes).await?;
     }
     let elapsed = started.elapsed();
     let results = score(items, outcomes, &policy);
     let reference = reference_targets();
     let missed = targets.as_ref().map(|t| misses(&results, t));
-    let report = eval_report::Report {
+    let report = report::Report {
         results: &results,
         reference: &reference,
         targets: targets.as_ref(),
@@ -859,29 +951,21 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
         report.write(dir)?;
         eprintln!("eval: report in {}", dir.display());
     }
-    if args.json {
-        println!("{}", report.summary_json());
+    let printed = if args.json {
+        format!("{}\n", report.summary_json())
     } else {
-        print!("{}", report.headline_markdown());
-    }
+        report.headline_markdown()
+    };
     let errors = results
         .outcomes
         .iter()
         .filter(|o| o.error.is_some())
         .count();
-    if errors > 0 {
-        eprintln!("eval: {errors} items had no decision (see the report)");
-    }
-    match missed {
-        Some(m) if !m.is_empty() => {
-            for line in &m {
-                eprintln!("target missed: {line}");
-            }
-            Ok(ExitCode::from(TARGETS_MISSED_EXIT))
-        }
-        _ if errors > 0 => Ok(ExitCode::from(2)),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    Ok(Evaluation {
+        printed,
+        errors,
+        missed,
+    })
 }
 
 fn cache_dir() -> PathBuf {

@@ -1,4 +1,19 @@
-//! PDQ: a 256-bit perceptual hash of a picture, as specified by Meta's reference implementation.
+//! clipguard's perceptual hashes: PDQ for pictures and vPDQ for videos, conformant with Meta's
+//! reference implementation (ThreatExchange). The media stage hashes every sampled frame at full
+//! resolution ([`hash_luma`]), so only 32 bytes plus a quality score per frame cross Kafka; the
+//! hashmatch stage matches them against banks ([`vpdq`] for whole videos).
+//!
+//! ```
+//! // A 64×64 gradient: bright on the right.
+//! let luma: Vec<f32> = (0..64 * 64).map(|i| (i % 64) as f32 * 4.0).collect();
+//! let h = clipguard_pdq::hash_luma(&luma, 64, 64);
+//! assert_eq!(h.hash.distance(&h.hash), 0);
+//! println!("{} quality {}", h.hash, h.quality);
+//! ```
+//!
+//! # PDQ
+//!
+//! A 256-bit perceptual hash of a picture, as specified by Meta's reference implementation.
 //!
 //! Steps (all in `f32`, like the reference): RGB to luma (0.299 R + 0.587 G + 0.114 B); two
 //! passes of a Jarosz box filter along rows then columns, with window `ceil(dim / 128)`; decimation
@@ -14,6 +29,8 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
+
+pub mod vpdq;
 
 /// Side of the downsampled picture.
 const SIDE: usize = 64;

@@ -1,4 +1,5 @@
-//! The binary's configuration: one TOML file, every key overridable by `CLIPGUARD_*`.
+//! The configuration: one TOML file, every key overridable by `CLIPGUARD_*` (see
+//! [`clipguard_pipeline::config`] for the rules).
 
 use clipguard_classify::stage::ClassifyConfig;
 use clipguard_hashmatch::stage::HashmatchConfig;
@@ -54,4 +55,51 @@ pub fn load(file: Option<&std::path::Path>) -> Result<Config, clipguard_pipeline
     let from_env = std::env::var_os("CLIPGUARD_CONFIG").map(std::path::PathBuf::from);
     let file = file.map(std::path::Path::to_path_buf).or(from_env);
     clipguard_pipeline::config::load(file.as_deref(), std::env::vars())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Every section, nested ones included, reports its unknown keys by name, and all of them
+    /// come back in one error (no section stops at its first).
+    #[test]
+    fn an_unknown_key_in_every_section_is_reported_at_once() {
+        let sections = [
+            "kafka",
+            "host",
+            "store",
+            "media",
+            "hashmatch",
+            "transcribe",
+            "transcribe.vad",
+            "classify",
+            "monitor",
+            "monitor.reasoning",
+            "telemetry",
+        ];
+        let mut text = String::new();
+        for s in sections {
+            text.push_str(&format!("[{s}]\nno_such_key = 1\nanother_typo = \"x\"\n"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clipguard.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = clipguard_pipeline::config::load::<Config>(Some(&path), Vec::new()).unwrap_err();
+        let clipguard_pipeline::PipelineError::Config(problems) = err else {
+            panic!("expected a config error, got {err}");
+        };
+        for s in sections {
+            for key in ["no_such_key", "another_typo"] {
+                let want = format!("unknown key `{s}.{key}`");
+                assert!(
+                    problems.contains(&want),
+                    "{want} missing from {problems:#?}"
+                );
+            }
+        }
+        assert_eq!(problems.len(), 2 * sections.len(), "{problems:#?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Every stage at once on one broker (embedded unless one is given), moderating a list of
 //! files: `clipguard run` and `clipguard eval` share it. Stages run on the same Kafka code
-//! path as `clipguard stage`.
+//! path as `clipguard stage`, clips are submitted as `clipguard submit` does and verdicts read as
+//! `clipguard verdicts` does.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -8,18 +9,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use clipguard_pipeline::PipelineError;
+use clipguard_pipeline::edges::{self, SubmitOptions};
 use clipguard_pipeline::embedded::EmbeddedBroker;
 use clipguard_pipeline::kafka::KafkaHost;
 use clipguard_pipeline::store::MediaStore;
-use clipguard_pipeline::telemetry::{StageMetrics, serve_metrics};
+use clipguard_pipeline::telemetry::serve_metrics;
 use clipguard_schemas::Verdict;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::config::Config;
-use crate::edges::{self, SubmitOptions};
-use crate::stages;
+use crate::{Config, TopologyError, registry};
 
 /// One file to moderate and who it is for.
 #[derive(Debug, Clone)]
@@ -55,12 +55,12 @@ pub async fn moderate(
     window: Option<usize>,
     wait: Wait,
     mut on: impl FnMut(usize, &Verdict),
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, TopologyError> {
     let _broker = match brokers {
         Some(b) => {
             cfg.kafka.brokers = b;
             if cfg.kafka.create_topics {
-                cfg.kafka.ensure_topics().await.context("creating topics")?;
+                cfg.kafka.ensure_topics().await?;
             }
             None
         }
@@ -76,15 +76,13 @@ pub async fn moderate(
     let mut registry = Registry::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = Vec::new();
-    for name in stages::NAMES {
-        let mut built = stages::build(name, &cfg)?;
-        let metrics = StageMetrics::register(&mut registry, built.name);
-        (std::mem::replace(&mut built.register_metrics, Box::new(|_| {})))(&mut registry);
+    for mut built in registry::build_all(registry::NAMES, &cfg)? {
+        let metrics = built.register_metrics(&mut registry);
         let host = KafkaHost {
             kafka: cfg.kafka.clone(),
             host: cfg.host.clone(),
         };
-        workers.push(tokio::spawn((built.run_kafka)(
+        workers.push(tokio::spawn(built.run_kafka(
             host,
             metrics,
             stop_rx.clone(),
@@ -112,6 +110,7 @@ pub async fn moderate(
     let slots = Arc::new(tokio::sync::Semaphore::new(
         window.unwrap_or(jobs.len()).max(1),
     ));
+    let max_bytes = cfg.media.max_bytes;
     let submitting = {
         let slots = slots.clone();
         let jobs = jobs.to_vec();
@@ -122,10 +121,11 @@ pub async fn moderate(
                     Ok(permit) => permit.forget(),
                     Err(_) => return Ok(()),
                 }
-                let clip = edges::clip_for_file(&job.path, clip_id, &store, &job.opts).await?;
+                let clip =
+                    edges::clip_for_file(&job.path, clip_id, &store, &job.opts, max_bytes).await?;
                 edges::publish(&producer, &clip).await?;
             }
-            anyhow::Ok(())
+            Ok::<(), PipelineError>(())
         })
     };
 
@@ -175,6 +175,6 @@ pub async fn moderate(
         .map(|(_, i)| *i)
         .collect();
     missing.sort_unstable();
-    submitted.context("submitting clips")??;
+    submitted.map_err(|e| PipelineError::Internal(format!("submitting clips: {e}")))??;
     Ok(Outcome { missing, timed_out })
 }

@@ -5,12 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
-use clipguard_monitor::decide::shorten;
-use clipguard_monitor::policy::Audience;
+use clipguard_policy::{Audience, shorten};
 use serde_json::{Value, json};
 
-use crate::eval::{Results, Targets, headline_audience};
+use crate::{EvalError, Results, Targets, file_error, headline_audience};
 
 #[derive(Debug)]
 pub struct Report<'a> {
@@ -33,7 +31,7 @@ fn pct(v: Option<f64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
-fn rate_cell(r: &crate::eval::Rate) -> String {
+fn rate_cell(r: &crate::Rate) -> String {
     match (r.value(), r.wilson()) {
         (Some(v), Some((lo, hi))) => format!(
             "{:.1} % ({}/{}; {:.0}–{:.0})",
@@ -367,29 +365,33 @@ impl Report<'_> {
     }
 
     /// Writes `report.md`, `report.html`, `summary.json` and the plots into `dir`.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let plots = match crate::eval_plots::plots(self.results, self.reference, dir) {
+    pub fn write(&self, dir: &Path) -> Result<(), EvalError> {
+        std::fs::create_dir_all(dir).map_err(file_error(dir))?;
+        let plots = match crate::plots::plots(self.results, self.reference, dir) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("eval: plots skipped: {e:#}");
+                eprintln!("eval: plots skipped: {e}");
                 Vec::new()
             }
         };
         let doc = self.document(&plots);
-        std::fs::write(dir.join("report.md"), markdown(&doc))?;
-        std::fs::write(dir.join("report.html"), html(&doc, dir)?)?;
-        std::fs::write(
-            dir.join("summary.json"),
-            serde_json::to_string_pretty(&self.summary_json())?,
-        )?;
+        let summary = serde_json::to_string_pretty(&self.summary_json())
+            .map_err(|e| EvalError::Input(format!("summary.json: {e}")))?;
+        for (name, text) in [
+            ("report.md", markdown(&doc)),
+            ("report.html", html(&doc, dir)?),
+            ("summary.json", summary),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(file_error(&path))?;
+        }
         Ok(())
     }
 
     /// Every number of the report, machine-readable.
     pub fn summary_json(&self) -> Value {
         let r = self.results;
-        let rate = |x: &crate::eval::Rate| {
+        let rate = |x: &crate::Rate| {
             let (lo, hi) = x.wilson().unzip();
             json!({"k": x.k, "n": x.n, "rate": x.value(), "ci95": [lo, hi]})
         };
@@ -544,7 +546,7 @@ fn inline(s: &str) -> String {
     out
 }
 
-fn html(blocks: &[Block], dir: &Path) -> anyhow::Result<String> {
+fn html(blocks: &[Block], dir: &Path) -> Result<String, EvalError> {
     let mut body = String::new();
     for b in blocks {
         match b {
@@ -573,8 +575,8 @@ fn html(blocks: &[Block], dir: &Path) -> anyhow::Result<String> {
                 body.push_str("</tbody></table>\n");
             }
             Block::Image(file, alt) => {
-                let bytes = std::fs::read(dir.join(file))
-                    .with_context(|| format!("reading plot {file}"))?;
+                let path = dir.join(file);
+                let bytes = std::fs::read(&path).map_err(file_error(&path))?;
                 body.push_str(&format!(
                     "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>\n",
                     esc(alt),

@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::pdq::{PdqHash, word_distance};
+use crate::{PdqHash, word_distance};
 
 /// One hashed frame.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,7 +6,7 @@
 //! from a decoded video frame's Y plane, as the media stage does), the reference's, the ratio,
 //! and the distance between the two hashes.
 //!
-//! Run: `cargo bench -p clipguard-hashmatch --bench pdq`
+//! Run: `cargo bench -p clipguard-pdq --bench pdq`
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use clipguard_hashmatch::pdq;
+use clipguard_pdq as pdq;
 
 const W: usize = 1280;
 const H: usize = 720;

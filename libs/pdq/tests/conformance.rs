@@ -12,24 +12,14 @@
 
 use std::path::PathBuf;
 
-use clipguard_hashmatch::pdq::{self, Dihedral, PdqHash};
+use clipguard_pdq::{self as pdq, Dihedral, PdqHash};
 
 fn conformance_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CLIPGUARD_CONFORMANCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/conformance/threatexchange")
-        });
-    if dir.join("pdq/expected-reference.csv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: no PDQ conformance data at {} (set CLIPGUARD_CONFORMANCE)",
-            dir.display()
-        );
-        None
-    }
+    clipguard_pipeline::testing::conformance_dir(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/conformance/threatexchange"),
+        "pdq/expected-reference.csv",
+    )
 }
 
 fn expected(dir: &std::path::Path) -> Vec<(String, PdqHash, u32)> {

@@ -1,6 +1,20 @@
-//! The moderation policy: per category and audience, a threshold and an action, versioned and
-//! validated with every problem reported at once; and the pure per-audience decision over a
-//! clip's category scores. [`crate::decide`] applies it to a clip's signals.
+//! The moderation policy, shared by the stages that decide (the monitor, the prompt check in
+//! `classify`) and by the evaluation: the policy file format and its validation (every problem
+//! reported at once), the pure per-audience decision over a clip's category scores, and the
+//! words verdicts use for evidence.
+//!
+//! This crate owns the `policy/` folder: `default.toml` (categories × audiences) and `text.toml`
+//! (the text classifier's blocklists, exemplars and operating points) ship inside it.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use clipguard_policy::{Audience, Policy};
+//! let policy = Policy::default_policy();
+//! let scores = BTreeMap::from([("self_harm".to_string(), 0.99_f32)]);
+//! assert_eq!(policy.verdict(&scores, Audience::PublicFeed).word(), "block");
+//! ```
+
+mod evidence;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,21 +22,30 @@ use std::path::Path;
 use clipguard_schemas::{AgeBand, AudienceContext, AudienceDecisions, Decision, Surface};
 use serde::Deserialize;
 
+pub use clipguard_schemas::names::category::*;
+pub use evidence::{evidence_phrase, shorten};
+
 /// The policy clipguard ships (`policy/default.toml`).
-pub const DEFAULT_POLICY: &str = include_str!("../../../policy/default.toml");
+pub const DEFAULT_POLICY: &str = include_str!("../default.toml");
 
-/// The category every audience treats as context for stricter rules.
-pub const POTENTIAL_MINOR: &str = "potential_minor";
+/// The text classifier's shipped policy (`policy/text.toml`): blocklists, exemplars, near-miss
+/// gate and operating points, read by `clipguard-classify`.
+pub const DEFAULT_TEXT_POLICY: &str = include_str!("../text.toml");
 
-/// The category that must block everywhere.
-pub const MINORS_SEXUAL: &str = "minors_sexual";
-
-/// Sexual content without / with a real person's likeness.
-pub const SEXUAL: &str = "sexual";
-pub const SEXUAL_LIKENESS: &str = "sexual_likeness";
-
-/// A real person named in the clip's context without their consent.
-pub const LIKENESS_WITHOUT_CONSENT: &str = "likeness_without_consent";
+/// Why a policy cannot be used. Always the user's to fix (the file or its path); a retry never
+/// helps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The policy file could not be read.
+    #[error("policy {path}: {message}")]
+    Unreadable { path: String, message: String },
+    /// The policy is malformed or inconsistent; every problem found is listed.
+    #[error("policy {origin}: {}", problems.join("; "))]
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
+}
 
 /// A potential-minor score at or above this puts every audience on the under-18 rules.
 pub const MINOR_SCORE: f32 = 0.5;
@@ -171,8 +194,11 @@ pub struct Outcome {
 
 impl Policy {
     /// Parses and checks a policy; every problem is reported at once, each naming its place.
-    pub fn parse(text: &str, origin: &str) -> Result<Policy, String> {
-        let p: Policy = toml::from_str(text).map_err(|e| format!("policy {origin}: {e}"))?;
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let p: Policy = toml::from_str(text).map_err(|e| PolicyError::Invalid {
+            origin: origin.to_string(),
+            problems: vec![e.to_string()],
+        })?;
         let mut problems = Vec::new();
         if p.version.trim().is_empty() {
             problems.push("version: empty".to_string());
@@ -233,13 +259,18 @@ impl Policy {
                 ..p
             })
         } else {
-            Err(format!("policy {origin}: {}", problems.join("; ")))
+            Err(PolicyError::Invalid {
+                origin: origin.to_string(),
+                problems,
+            })
         }
     }
 
-    pub fn load(path: &Path) -> Result<Policy, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Unreadable {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -382,7 +413,7 @@ adult = { threshold = 0.4, action = "review" }
 under_18 = { threshold = 0.4, action = "block" }
 public_feed = { threshold = 0.4, action = "block" }
 "#;
-        let e = Policy::parse(text, "t").unwrap_err();
+        let e = Policy::parse(text, "t").unwrap_err().to_string();
         for want in [
             "on_missing",
             "categories.sexual.public_feed.threshold: 1.5",
@@ -396,7 +427,8 @@ public_feed = { threshold = 0.4, action = "block" }
             "version = \"x\"\non_missing = \"review\"\nsurprise = 1\n[categories]\n",
             "t",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("surprise"), "{e}");
     }
 }

@@ -5,18 +5,17 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use anyhow::Context;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::eval::{Results, Targets, headline_audience};
+use crate::{EvalError, Results, Targets, headline_audience};
 
 const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
 ];
 
-fn font() -> anyhow::Result<()> {
+fn font() -> Result<(), EvalError> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let path = FONT_PATHS.iter().find(|p| Path::new(p).is_file()).ok_or(
@@ -31,11 +30,11 @@ fn font() -> anyhow::Result<()> {
             .map_err(|_| format!("{path}: not a usable font"))
     })
     .clone()
-    .map_err(anyhow::Error::msg)
+    .map_err(EvalError::Plot)
 }
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+fn err(e: impl std::fmt::Display) -> EvalError {
+    EvalError::Plot(e.to_string())
 }
 
 /// Draws every plot into `dir`; returns (set, file name, caption) per plot.
@@ -43,7 +42,7 @@ pub fn plots(
     r: &Results,
     reference: &Targets,
     dir: &Path,
-) -> anyhow::Result<Vec<(String, String, String)>> {
+) -> Result<Vec<(String, String, String)>, EvalError> {
     font()?;
     let mut out = Vec::new();
     for (set, cats) in &r.cells {
@@ -53,7 +52,8 @@ pub fn plots(
         let stem = set.replace(['/', ' '], "-");
         let a = headline_audience(r, set);
         let file = format!("{stem}-rates.png");
-        rates(r, reference, set, &dir.join(&file)).with_context(|| file.clone())?;
+        rates(r, reference, set, &dir.join(&file))
+            .map_err(|e| EvalError::Plot(format!("{file}: {e}")))?;
         out.push((
             set.clone(),
             file,
@@ -65,7 +65,8 @@ pub fn plots(
         if let Some(sweeps) = r.sweeps.get(set) {
             for cat in sweeps.keys() {
                 let file = format!("{stem}-sweep-{cat}.png");
-                sweep(r, set, cat, &dir.join(&file)).with_context(|| file.clone())?;
+                sweep(r, set, cat, &dir.join(&file))
+                    .map_err(|e| EvalError::Plot(format!("{file}: {e}")))?;
                 out.push((
                     set.clone(),
                     file,
@@ -77,8 +78,8 @@ pub fn plots(
     Ok(out)
 }
 
-fn rates(r: &Results, reference: &Targets, set: &str, path: &Path) -> anyhow::Result<()> {
-    let cats: Vec<(&String, &[crate::eval::Cell; 3])> = r.cells[set].iter().collect();
+fn rates(r: &Results, reference: &Targets, set: &str, path: &Path) -> Result<(), EvalError> {
+    let cats: Vec<(&String, &[crate::Cell; 3])> = r.cells[set].iter().collect();
     let a = headline_audience(r, set).index();
     let root = BitMapBackend::new(path, (960, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -165,7 +166,7 @@ fn rates(r: &Results, reference: &Targets, set: &str, path: &Path) -> anyhow::Re
     Ok(())
 }
 
-fn sweep(r: &Results, set: &str, cat: &str, path: &Path) -> anyhow::Result<()> {
+fn sweep(r: &Results, set: &str, cat: &str, path: &Path) -> Result<(), EvalError> {
     let points = &r.sweeps[set][cat];
     let a = headline_audience(r, set).index();
     let policy_t = r.thresholds.get(cat).map(|t| t[a]);

@@ -1,14 +1,11 @@
-//! The two edges of the pipeline: submitting clips and reading verdicts.
+//! The two edges of the pipeline, as generators and enforcement services use them: a file
+//! becomes a `ClipSubmitted` (inline or by claim check) published on `clips.submitted`, and
+//! verdicts (or any topic) are read back by a group-less reader.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
-use clipguard_pipeline::kafka::KafkaConfig;
-use clipguard_pipeline::store::{MediaStore, sha256_hex};
-use clipguard_pipeline::topics;
-use clipguard_pipeline::trace::{TRACEPARENT, TraceContext};
 use clipguard_schemas::media_ref::Location;
 use clipguard_schemas::{AgeBand, AudienceContext, ClipSubmitted, MediaRef, Surface, Verdict};
 use futures::StreamExt;
@@ -16,6 +13,12 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::error::PipelineError;
+use crate::kafka::KafkaConfig;
+use crate::store::{MediaStore, sha256_hex};
+use crate::topics;
+use crate::trace::{TRACEPARENT, TraceContext};
 
 /// Who a submitted clip is for, from the command line.
 #[derive(Debug, Clone, Default)]
@@ -28,12 +31,13 @@ pub struct SubmitOptions {
 
 /// Files named on the command line, with folders expanded (sorted, non-recursive, hidden files
 /// skipped).
-pub fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PipelineError> {
     let mut out = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).with_context(|| format!("{}", input.display()))?;
+        let meta = std::fs::metadata(input).map_err(|e| PipelineError::file(input, e))?;
         if meta.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(input)?
+            let mut files: Vec<PathBuf> = std::fs::read_dir(input)
+                .map_err(|e| PipelineError::file(input, e))?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.is_file())
@@ -56,16 +60,32 @@ pub fn new_clip_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Builds the `ClipSubmitted` for a file: inline when small, else copied into the store.
+/// Builds the `ClipSubmitted` for a file: inline when small, else copied into the store. A
+/// file over `max_bytes` (the media stage's limit) is not read at all: the message names it by
+/// its `file://` URI and size, and the media stage refuses it by size without fetching it.
 pub async fn clip_for_file(
     path: &Path,
     clip_id: &str,
     store: &MediaStore,
     opts: &SubmitOptions,
-) -> anyhow::Result<ClipSubmitted> {
+    max_bytes: u64,
+) -> Result<ClipSubmitted, PipelineError> {
+    let size = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| PipelineError::file(path, e))?
+        .len();
+    if size > max_bytes {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let media = MediaRef {
+            location: Some(Location::Uri(format!("file://{}", absolute.display()))),
+            size_bytes: size,
+            ..Default::default()
+        };
+        return Ok(submission(path, clip_id, media, opts));
+    }
     let bytes = tokio::fs::read(path)
         .await
-        .with_context(|| format!("reading {}", path.display()))?;
+        .map_err(|e| PipelineError::file(path, e))?;
     let sha256 = sha256_hex(&bytes);
     let size_bytes = bytes.len() as u64;
     let location = if bytes.len() <= store.inline_max_bytes() {
@@ -91,14 +111,20 @@ pub async fn clip_for_file(
                 .await?,
         )
     };
-    Ok(ClipSubmitted {
+    let media = MediaRef {
+        location: Some(location),
+        sha256,
+        size_bytes,
+        content_type: String::new(),
+    };
+    Ok(submission(path, clip_id, media, opts))
+}
+
+/// The message for `path`'s media, with who it is for.
+fn submission(path: &Path, clip_id: &str, media: MediaRef, opts: &SubmitOptions) -> ClipSubmitted {
+    ClipSubmitted {
         clip_id: clip_id.to_string(),
-        media: Some(MediaRef {
-            location: Some(location),
-            sha256,
-            size_bytes,
-            content_type: String::new(),
-        }),
+        media: Some(media),
         audience: Some(AudienceContext {
             age_band: opts.age_band as i32,
             surface: opts.surface as i32,
@@ -107,21 +133,23 @@ pub async fn clip_for_file(
         prompt: opts.prompt.clone(),
         scene_description: opts.scene_description.clone(),
         source: path.display().to_string(),
-        submitted_at_ms: clipguard_pipeline::now_ms(),
+        submitted_at_ms: crate::now_ms(),
         revision: 0,
         attributes: Default::default(),
-    })
+    }
 }
 
 /// Publishes a clip on `clips.submitted` and waits for the broker's acknowledgement.
-pub async fn publish(producer: &FutureProducer, clip: &ClipSubmitted) -> anyhow::Result<()> {
+pub async fn publish(producer: &FutureProducer, clip: &ClipSubmitted) -> Result<(), PipelineError> {
     let payload = prost::Message::encode_to_vec(clip);
-    anyhow::ensure!(
-        payload.len() <= topics::MAX_MESSAGE_BYTES,
-        "message for {} is {} bytes, over the limit; lower store.inline_max_bytes",
-        clip.source,
-        payload.len()
-    );
+    if payload.len() > topics::MAX_MESSAGE_BYTES {
+        return Err(PipelineError::Config(vec![format!(
+            "message for {} is {} bytes, over the limit of {}; lower store.inline_max_bytes",
+            clip.source,
+            payload.len(),
+            topics::MAX_MESSAGE_BYTES
+        )]));
+    }
     let headers = OwnedHeaders::new().insert(Header {
         key: TRACEPARENT,
         value: Some(&TraceContext::new_root().header()),
@@ -133,7 +161,7 @@ pub async fn publish(producer: &FutureProducer, clip: &ClipSubmitted) -> anyhow:
     producer
         .send(record, Duration::from_secs(30))
         .await
-        .map_err(|(e, _)| anyhow::anyhow!("publishing {}: {e}", clip.source))?;
+        .map_err(|(e, _)| PipelineError::Kafka(e))?;
     Ok(())
 }
 
@@ -148,7 +176,7 @@ pub enum From {
 pub async fn verdict_reader(
     kafka: &KafkaConfig,
     from: From,
-) -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
+) -> Result<(StreamConsumer, HashMap<i32, i64>), PipelineError> {
     topic_reader(kafka, topics::VERDICTS, from).await
 }
 
@@ -158,7 +186,7 @@ pub async fn topic_reader(
     kafka: &KafkaConfig,
     topic: &'static str,
     from: From,
-) -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
+) -> Result<(StreamConsumer, HashMap<i32, i64>), PipelineError> {
     let mut cc = kafka.client_config();
     cc.set(
         "group.id",
@@ -168,17 +196,18 @@ pub async fn topic_reader(
     .set("fetch.wait.max.ms", "10")
     .set("enable.partition.eof", "false");
     let consumer: StreamConsumer = cc.create()?;
-    let (consumer, ends) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let (consumer, ends) = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let t = metadata
             .topics()
             .iter()
             .find(|t| t.name() == topic)
-            .with_context(|| format!("no {topic} topic on the broker"))?;
-        anyhow::ensure!(
-            !t.partitions().is_empty(),
-            "{topic} has no partitions (topics not created?)"
-        );
+            .ok_or_else(|| PipelineError::Topic(format!("no {topic} topic on the broker")))?;
+        if t.partitions().is_empty() {
+            return Err(PipelineError::Topic(format!(
+                "{topic} has no partitions (topics not created?)"
+            )));
+        }
         let mut list = TopicPartitionList::new();
         let mut ends = HashMap::new();
         for p in t.partitions() {
@@ -195,7 +224,8 @@ pub async fn topic_reader(
         consumer.assign(&list)?;
         Ok((consumer, ends))
     })
-    .await??;
+    .await
+    .map_err(|e| PipelineError::Internal(format!("topic reader setup: {e}")))??;
     Ok((consumer, ends))
 }
 
@@ -206,7 +236,7 @@ pub async fn read_verdicts(
     ends: Option<&HashMap<i32, i64>>,
     idle: Option<Duration>,
     mut on: impl FnMut(Verdict) -> bool,
-) -> anyhow::Result<()> {
+) -> Result<(), PipelineError> {
     read_topic(
         consumer,
         ends,
@@ -226,7 +256,7 @@ pub async fn read_topic(
     ends: Option<&HashMap<i32, i64>>,
     idle: Option<Duration>,
     mut on: impl FnMut(&[u8]) -> bool,
-) -> anyhow::Result<()> {
+) -> Result<(), PipelineError> {
     let mut positions: HashMap<i32, i64> = HashMap::new();
     let done = |positions: &HashMap<i32, i64>| {
         ends.is_some_and(|ends| {

@@ -1,0 +1,64 @@
+//! The names every crate shares: stages, topics and policy categories. They appear in messages
+//! (`Signal.stage`, `CategoryScore.category`), consumer groups, metric prefixes, policy files and
+//! configuration, so each is spelled once, here.
+
+/// Stage names: the consumer group suffix, the metric prefix and `Signal.stage`.
+pub mod stage {
+    pub const MEDIA: &str = "media";
+    pub const HASHMATCH: &str = "hashmatch";
+    pub const TRANSCRIBE: &str = "transcribe";
+    pub const CLASSIFY: &str = "classify";
+    pub const CLASSIFY_TRANSCRIPT: &str = "classify_transcript";
+    pub const MONITOR: &str = "monitor";
+
+    /// Every stage, in pipeline order.
+    pub const ALL: &[&str] = &[
+        MEDIA,
+        HASHMATCH,
+        TRANSCRIBE,
+        CLASSIFY,
+        CLASSIFY_TRANSCRIPT,
+        MONITOR,
+    ];
+
+    /// The stages whose signals the monitor joins (every stage but the monitor).
+    pub const SIGNALLING: &[&str] = &[MEDIA, HASHMATCH, TRANSCRIBE, CLASSIFY, CLASSIFY_TRANSCRIPT];
+}
+
+/// Kafka topics.
+pub mod topic {
+    /// Clips published by generators.
+    pub const SUBMITTED: &str = "clips.submitted";
+    /// The media stage's extracts (frames, thumbnails, audio refs).
+    pub const MEDIA: &str = "clips.media";
+    /// Transcripts from the transcribe stage.
+    pub const TRANSCRIPTS: &str = "clips.transcripts";
+    /// One signal per clip per stage, joined by the monitor.
+    pub const SIGNALS: &str = "clips.signals";
+    /// Final verdicts, compacted, keyed by clip_id.
+    pub const VERDICTS: &str = "clips.verdicts";
+    /// Shadow-policy verdicts.
+    pub const VERDICTS_SHADOW: &str = "clips.verdicts.shadow";
+    /// Messages no stage could process, with the reason.
+    pub const DLQ: &str = "clips.dlq";
+}
+
+/// Policy categories that code refers to by name (the policy file may define more).
+pub mod category {
+    pub const SEXUAL: &str = "sexual";
+    /// Sexual content using a real person's likeness.
+    pub const SEXUAL_LIKENESS: &str = "sexual_likeness";
+    pub const SELF_HARM: &str = "self_harm";
+    pub const VIOLENCE_GORE: &str = "violence_gore";
+    pub const POLITICAL_PERSUASION: &str = "political_persuasion";
+    pub const EXTREMISM_HATE: &str = "extremism_hate";
+    /// The category that must block everywhere.
+    pub const MINORS_SEXUAL: &str = "minors_sexual";
+    /// A real person named in the clip's context without their consent.
+    pub const LIKENESS_WITHOUT_CONSENT: &str = "likeness_without_consent";
+    /// Context, not a violation: a face that may be under 18 puts every audience on the
+    /// under-18 rules.
+    pub const POTENTIAL_MINOR: &str = "potential_minor";
+    /// The hash-bank category of known child sexual abuse material.
+    pub const CSAM: &str = "csam";
+}

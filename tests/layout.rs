@@ -1,0 +1,167 @@
+//! The workspace's layout rules, checked on `cargo metadata`: `schemas` imports nothing of ours,
+//! `pipeline` only `schemas`, no stage crate imports another stage crate, and the binary's
+//! `src/` stays a thin command line (at most 1,500 lines). Also: no crate reads a file outside
+//! its own folder at compile time (each must be packageable on its own).
+
+// Tests report failure by panicking.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Workspace crate → (its folder, the workspace crates it depends on, dev-dependencies too).
+fn workspace() -> BTreeMap<String, (PathBuf, Vec<String>)> {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = meta["packages"].as_array().unwrap();
+    let ours: Vec<String> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    packages
+        .iter()
+        .map(|p| {
+            let dir = Path::new(p["manifest_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .to_path_buf();
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .filter(|d| ours.contains(d))
+                .collect();
+            (p["name"].as_str().unwrap().to_string(), (dir, deps))
+        })
+        .collect()
+}
+
+#[test]
+fn crates_depend_only_downwards() {
+    let ws = workspace();
+    let stages: Vec<&String> = ws
+        .iter()
+        .filter(|(_, (dir, _))| dir.parent().is_some_and(|p| p.ends_with("stages")))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(stages.len(), 5, "the stage crates: {stages:?}");
+    assert!(
+        ws["clipguard-schemas"].1.is_empty(),
+        "{:?}",
+        ws["clipguard-schemas"].1
+    );
+    assert_eq!(ws["clipguard-pipeline"].1, ["clipguard-schemas"]);
+    for stage in &stages {
+        let deps = &ws[*stage].1;
+        for d in deps {
+            assert!(
+                !stages.contains(&d),
+                "stage crate {stage} depends on stage crate {d}"
+            );
+            assert!(
+                !["clipguard-topology", "clipguard-eval", "clipguard"].contains(&d.as_str()),
+                "stage crate {stage} depends on {d}, which sits above the stages"
+            );
+        }
+    }
+    for lib in ["clipguard-policy", "clipguard-pdq", "clipguard-models"] {
+        for d in &ws[lib].1 {
+            assert!(
+                !stages.contains(&d) && d != "clipguard-topology",
+                "shared library {lib} depends on {d}"
+            );
+        }
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir()
+            && !p.ends_with("target")
+            && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+        {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn the_binary_is_a_thin_command_line() {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let lines: usize = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
+        .sum();
+    assert!(
+        lines <= 1500,
+        "src/ holds {lines} lines of Rust (at most 1,500)"
+    );
+}
+
+#[test]
+fn no_crate_includes_files_from_outside_its_folder() {
+    for (name, (dir, _)) in workspace() {
+        let mut files = Vec::new();
+        for sub in ["src", "benches", "tests", "examples", "build.rs"] {
+            let p = dir.join(sub);
+            if p.is_dir() {
+                rust_files(&p, &mut files);
+            } else if p.is_file() {
+                files.push(p);
+            }
+        }
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                for mac in ["include_str!(\"", "include_bytes!(\""] {
+                    let Some(at) = line.find(mac) else { continue };
+                    let rel = line[at + mac.len()..].split('"').next().unwrap();
+                    let target = f.parent().unwrap().join(rel);
+                    let target = std::path::absolute(&target).unwrap();
+                    // Normalise `..` without touching the file system.
+                    let mut parts: Vec<std::path::Component> = Vec::new();
+                    for c in target.components() {
+                        match c {
+                            std::path::Component::ParentDir => {
+                                parts.pop();
+                            }
+                            c => parts.push(c),
+                        }
+                    }
+                    let target: PathBuf = parts.iter().collect();
+                    assert!(
+                        target.starts_with(&dir),
+                        "{name}: {}:{} includes {} from outside the crate's folder",
+                        f.display(),
+                        i + 1,
+                        target.display()
+                    );
+                }
+            }
+        }
+    }
+}

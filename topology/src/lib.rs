@@ -1,0 +1,52 @@
+//! clipguard's stages wired together: what the `clipguard` binary, the evaluation and the
+//! end-to-end tests run.
+//!
+//! - [`Config`]: every section of the one configuration file, loaded with `CLIPGUARD_*`
+//!   overrides, unknown keys and invalid values reported all at once.
+//! - [`registry`]: the one plain function from a stage name to a built stage, which can then run
+//!   on the Kafka host (`clipguard stage NAME`), serve its gRPC services, or join an in-process
+//!   [`clipguard_pipeline::inproc::Topology`].
+//! - [`run::moderate`]: every stage on one broker (embedded unless one is given), on the
+//!   production Kafka path: `clipguard run` and `clipguard eval`.
+//! - [`local`]: every stage in process, records routed by topic without a broker: `clipguard
+//!   scan` and `clipguard transcribe`.
+
+pub mod config;
+pub mod local;
+pub mod registry;
+pub mod run;
+
+pub use config::Config;
+
+/// Why stages could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// A stage could not start (a model missing, a policy invalid, GStreamer plugins absent):
+    /// the user's environment or configuration, not a retry, fixes it.
+    #[error("stage {stage}: {message}")]
+    Build {
+        stage: &'static str,
+        message: String,
+    },
+    /// No such stage.
+    #[error("unknown stage `{name}` (available: {})", clipguard_schemas::names::stage::ALL.join(", "))]
+    UnknownStage { name: String },
+    /// The runtime failed (broker, store, configuration).
+    #[error(transparent)]
+    Pipeline(#[from] clipguard_pipeline::PipelineError),
+    /// A clip could not get through the stages (its input was refused before any stage ran).
+    #[error("{0}")]
+    Clip(String),
+}
+
+impl TopologyError {
+    /// Whose fault it is.
+    pub fn domain(&self) -> clipguard_pipeline::ErrorDomain {
+        use clipguard_pipeline::ErrorDomain;
+        match self {
+            TopologyError::Build { .. } | TopologyError::UnknownStage { .. } => ErrorDomain::Input,
+            TopologyError::Pipeline(e) => e.domain(),
+            TopologyError::Clip(_) => ErrorDomain::Input,
+        }
+    }
+}

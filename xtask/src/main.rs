@@ -1,0 +1,322 @@
+//! clipguard's developer tasks, one entry point for people, the scripts and CI:
+//! `cargo xtask help` lists them. Each task prints its phases with their wall-clock times, so a
+//! slow CI run says where its time went.
+//!
+//! The tasks install what is missing through `scripts/setup.sh` (system packages, the test
+//! broker) and the `clipguard models fetch` command (model weights), both safe to run twice.
+//! Build and tool caches live outside the clone (`CLIPGUARD_CACHE`, default
+//! `~/.cache/clipguard`), so repeated runs on one machine reuse them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// The models the test suite and the demo load.
+const TEST_MODELS: &[&str] = &[
+    "whisper-tiny.en",
+    "open-nsfw",
+    "minilm-l6-int8",
+    "minilm-l6-tokenizer",
+    "blazeface-back",
+    "age-v1",
+    "onnxruntime",
+    "smollm2-135m",
+];
+
+const DEMO_MODELS: &[&str] = &[
+    "whisper-tiny.en",
+    "open-nsfw",
+    "minilm-l6-int8",
+    "minilm-l6-tokenizer",
+    "blazeface-back",
+    "age-v1",
+];
+
+const TASKS: &[(&str, &str)] = &[
+    (
+        "test",
+        "install what is missing, then fmt, clippy -D warnings and every test (the README's test command)",
+    ),
+    (
+        "demo [RUN ARGS]",
+        "install what is missing, make sample clips, moderate them on an embedded broker",
+    ),
+    (
+        "eval [REPORT DIR]",
+        "every evaluation set against the reference table (default report dir: eval-report)",
+    ),
+    ("setup [--broker]", "system packages (and the test broker)"),
+    ("help", "this list"),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        return help(ExitCode::from(2));
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("xtask: cannot enter {}: {e}", root.display());
+        return ExitCode::FAILURE;
+    }
+    let mut run = Run::default();
+    let result = match task.as_str() {
+        "test" => test(&mut run),
+        "demo" => demo(&mut run, rest),
+        "eval" => eval(&mut run, rest),
+        "setup" => run.phase("setup", sh("scripts/setup.sh").args(rest)),
+        "help" | "--help" | "-h" => return help(ExitCode::SUCCESS),
+        other => {
+            eprintln!("xtask: unknown task `{other}`");
+            return help(ExitCode::from(2));
+        }
+    };
+    run.report();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn help(code: ExitCode) -> ExitCode {
+    println!("cargo xtask TASK\n");
+    for (task, what) in TASKS {
+        println!("  {task:<20} {what}");
+    }
+    code
+}
+
+/// The phases run so far and how long each took.
+#[derive(Debug, Default)]
+struct Run {
+    phases: Vec<(String, f64, bool)>,
+}
+
+impl Run {
+    /// Runs `cmd` as phase `name`; an unsuccessful exit ends the task.
+    fn phase(&mut self, name: &str, cmd: &mut Command) -> Result<(), String> {
+        println!("\n== {name}");
+        let started = Instant::now();
+        let status = cmd
+            .status()
+            .map_err(|e| format!("{name}: cannot run {:?}: {e}", cmd.get_program()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.phases.push((name.to_string(), seconds, status.success()));
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{name} failed ({status})"))
+        }
+    }
+
+    fn report(&self) {
+        if self.phases.is_empty() {
+            return;
+        }
+        println!("\n== phases");
+        let mut total = 0.0;
+        for (name, seconds, ok) in &self.phases {
+            total += seconds;
+            let mark = if *ok { "" } else { "  FAILED" };
+            println!("  {name:<28} {seconds:>8.1} s{mark}");
+        }
+        println!("  {:<28} {total:>8.1} s", "total");
+    }
+}
+
+fn sh(script: &str) -> Command {
+    Command::new(script)
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.args(args);
+    c
+}
+
+fn cache_dir() -> PathBuf {
+    if let Some(c) = std::env::var_os("CLIPGUARD_CACHE") {
+        return PathBuf::from(c);
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/clipguard"))
+        .unwrap_or_else(|| PathBuf::from(".clipguard-cache"))
+}
+
+/// The build's target folder (`CARGO_TARGET_DIR`, else the workspace's `target/`).
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from("target"),
+    }
+}
+
+/// The `clipguard` binary of the last dev-profile build.
+fn clipguard_bin() -> PathBuf {
+    let bin = target_dir().join("debug/clipguard");
+    std::path::absolute(&bin).unwrap_or(bin)
+}
+
+fn models_fetch(run: &mut Run, models: &[&str]) -> Result<(), String> {
+    run.phase(
+        "models (fetched once, verified every run)",
+        Command::new(clipguard_bin()).args(["models", "fetch"]).args(models),
+    )
+}
+
+/// `cargo xtask test`: what CI runs.
+fn test(run: &mut Run) -> Result<(), String> {
+    let cache = cache_dir();
+    let models = std::env::var_os("CLIPGUARD_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("models"));
+    // Set on each command (the workspace forbids `unsafe`, which `std::env::set_var` needs).
+    let env: Vec<(&str, PathBuf)> = vec![
+        ("CLIPGUARD_CACHE", cache.clone()),
+        ("CLIPGUARD_MODELS", models),
+        ("CLIPGUARD_TANSU", cache.join("tansu/bin/tansu")),
+    ];
+    let with_env = |mut c: Command| {
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        c
+    };
+    run.phase("setup (system packages, test broker)", sh("scripts/setup.sh").arg("--broker"))?;
+    run.phase(
+        "cargo fmt --check",
+        &mut cargo(&["fmt", "--all", "--", "--check"]),
+    )?;
+    // One build for everything below: the test executables and the `clipguard` binary the
+    // model fetch, the reasoning tests' server and the end-to-end tests use.
+    run.phase(
+        "build (cargo test --no-run)",
+        &mut cargo(&["test", "--workspace", "--locked", "--no-run"]),
+    )?;
+    run.phase(
+        "cargo clippy -D warnings",
+        &mut cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    {
+        let mut c = with_env(Command::new(clipguard_bin()));
+        c.args(["models", "fetch"]).args(TEST_MODELS);
+        run.phase("models (fetched once, verified every run)", &mut c)?;
+    }
+    let llama = {
+        let mut c = with_env(sh("scripts/llama-server.sh"));
+        c.env("CLIPGUARD_BIN", clipguard_bin());
+        let started = Instant::now();
+        println!("\n== llama-server for the reasoning-backend tests (built once)");
+        let out = c
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("llama-server: {e}"))?;
+        let ok = out.status.success();
+        run.phases.push((
+            "llama-server (built once)".into(),
+            started.elapsed().as_secs_f64(),
+            ok,
+        ));
+        if !ok {
+            return Err("llama-server build failed".into());
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut c = with_env(cargo(&["test", "--workspace", "--locked"]));
+    c.env("CLIPGUARD_LLAMA_SERVER", llama)
+        // Broker, model-server and reference-data tests must run here, never skip.
+        .env("CLIPGUARD_REQUIRE_BROKER", "1")
+        .env("CLIPGUARD_REQUIRE_LLM", "1")
+        .env("CLIPGUARD_REQUIRE_CONFORMANCE", "1");
+    run.phase("cargo test", &mut c)
+}
+
+/// `cargo xtask demo`: sample clips through every stage on an embedded broker.
+fn demo(run: &mut Run, args: &[String]) -> Result<(), String> {
+    run.phase("setup (system packages)", &mut sh("scripts/setup.sh"))?;
+    run.phase(
+        "build",
+        &mut cargo(&["build", "--locked", "--bin", "clipguard"]),
+    )?;
+    run.phase(
+        "sample clips",
+        sh("scripts/make-samples.sh")
+            .arg("samples")
+            .stdout(std::process::Stdio::null()),
+    )?;
+    models_fetch(run, DEMO_MODELS)?;
+    let bin = clipguard_bin();
+    // A demo hash bank holding the vPDQ of one sample (standing in for a known video), so the
+    // run shows a hash match. Real banks come from HMA / ThreatExchange exports.
+    let banks = std::env::var("CLIPGUARD_HASHMATCH__BANKS_DIR").unwrap_or(".demo-banks".into());
+    let listed = Command::new(&bin)
+        .args(["bank", "list", "--json"])
+        .env("CLIPGUARD_HASHMATCH__BANKS_DIR", &banks)
+        .output()
+        .map_err(|e| format!("bank list: {e}"))?;
+    if !String::from_utf8_lossy(&listed.stdout).contains("\"demo-known\"") {
+        run.phase(
+            "demo hash bank",
+            Command::new(&bin)
+                .args(["bank", "import", "--bank", "demo-known"])
+                .args(["--category", "internal_generated", "--action", "review"])
+                .args(["--id", "demo-video-1", "samples/speech.mp4"])
+                .env("CLIPGUARD_HASHMATCH__BANKS_DIR", &banks),
+        )?;
+    }
+    println!("\nclipguard transcribe samples/speech.mp4   (the media and transcribe stages)");
+    run.phase(
+        "transcribe",
+        Command::new(&bin).args(["transcribe", "samples/speech.mp4"]),
+    )?;
+    println!(
+        "\nclipguard run samples/   (embedded broker, every stage in-process; bank demo-known \
+         holds speech.mp4)"
+    );
+    run.phase(
+        "run",
+        Command::new(&bin)
+            .arg("run")
+            .args(args)
+            .arg("samples/")
+            .env("CLIPGUARD_HASHMATCH__BANKS_DIR", &banks),
+    )
+}
+
+/// `cargo xtask eval`: every evaluation set, with the report.
+fn eval(run: &mut Run, args: &[String]) -> Result<(), String> {
+    let out = args.first().map(String::as_str).unwrap_or("eval-report");
+    run.phase("setup (system packages)", &mut sh("scripts/setup.sh"))?;
+    run.phase(
+        "build",
+        &mut cargo(&["build", "--locked", "--bin", "clipguard"]),
+    )?;
+    models_fetch(run, DEMO_MODELS)?;
+    run.phase(
+        "eval",
+        Command::new(clipguard_bin()).args([
+            "eval",
+            "eval/text/heldout.jsonl",
+            "eval/speech/heldout.jsonl",
+            "eval/video/benign.jsonl",
+            "--targets",
+            "eval/targets.toml",
+            "--report",
+            out,
+        ]),
+    )
+}
