@@ -21,29 +21,6 @@ use tokio::sync::watch;
 
 use crate::output::Printer;
 
-/// Resolves when the stop flag turns true.
-fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
-
 /// `clipguard stage NAME`: a consumer-group member, with gRPC and metrics when asked; SIGTERM
 /// drains.
 pub async fn stage(
@@ -62,7 +39,12 @@ pub async fn stage(
     // The bound addresses go to stdout, so a supervisor (or a test) can ask for port 0 and
     // learn the port without a race.
     if let Some(addr) = metrics_addr {
-        let bound = serve_metrics(addr, Arc::new(registry), stopped(&stop_rx)).await?;
+        let bound = serve_metrics(
+            addr,
+            Arc::new(registry),
+            clipguard_pipeline::stopped(&stop_rx),
+        )
+        .await?;
         tracing::info!(addr = %bound, "metrics serving");
         println!("listening metrics={bound}");
     }
@@ -70,8 +52,13 @@ pub async fn stage(
     let routes = std::mem::take(&mut built.routes);
     let grpc = match grpc_addr {
         Some(addr) => {
-            let g =
-                clipguard_pipeline::grpc::serve(addr, routes, &services, stopped(&stop_rx)).await?;
+            let g = clipguard_pipeline::grpc::serve(
+                addr,
+                routes,
+                &services,
+                clipguard_pipeline::stopped(&stop_rx),
+            )
+            .await?;
             println!("listening grpc={}", g.addr);
             Some(g)
         }
@@ -85,7 +72,7 @@ pub async fn stage(
     tokio::pin!(worker);
     let result = tokio::select! {
         r = &mut worker => r,
-        _ = shutdown_signal() => {
+        _ = clipguard_pipeline::shutdown_signal() => {
             tracing::info!(stage = name, "shutdown requested");
             if let Some(g) = &grpc {
                 for service in services.iter().copied().chain([""]) {

@@ -24,6 +24,7 @@ pub mod error;
 pub mod grpc;
 pub mod inproc;
 pub mod kafka;
+pub mod metrics;
 pub mod offsets;
 pub mod stage;
 pub mod store;
@@ -41,4 +42,30 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+/// Resolves when the stop flag turns true.
+pub fn stopped(
+    rx: &tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C: a worker then drains (see [`kafka::KafkaHost::run`]).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use crate::PipelineError;
 use crate::embedded::EmbeddedBroker;
 use crate::kafka::{HostConfig, KafkaConfig, KafkaHost};
+use crate::metrics::StageMetrics;
 use crate::stage::Stage;
-use crate::telemetry::{StageMetrics, render};
+use crate::telemetry::render;
 
 /// [`assert_shared_telemetry_of`] for a stage at hand.
 pub async fn assert_shared_telemetry<S: Stage>(stage: Arc<S>, good: Vec<u8>) -> String {

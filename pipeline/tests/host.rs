@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use clipguard_pipeline::embedded::EmbeddedBroker;
 use clipguard_pipeline::kafka::{HostConfig, KafkaConfig, KafkaHost};
-use clipguard_pipeline::telemetry::{StageMetrics, render};
+use clipguard_pipeline::metrics::StageMetrics;
+use clipguard_pipeline::telemetry::render;
 use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, topics};
 use clipguard_schemas::{DeadLetter, Signal, Verdict};
 use prometheus_client::registry::Registry;

@@ -6,11 +6,7 @@
 //! Every score comes with the text span that drove it and, for the embedding head, the nearest
 //! exemplar, so a reviewer sees why.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use clipguard_schemas::{CategoryScore, Evidence};
-use serde::Deserialize;
 
 use crate::ClassifyError;
 use crate::embed::TextEmbedder;

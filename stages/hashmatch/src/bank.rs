@@ -18,6 +18,7 @@
 //! sees the old bank or the new one, never half of one. Loading checks every file of the
 //! version; a bank that fails is not loaded at all (a running stage keeps the version it had).
 
+use crate::HashmatchError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -49,12 +50,12 @@ impl Action {
 }
 
 impl std::str::FromStr for Action {
-    type Err = BankError;
-    fn from_str(s: &str) -> Result<Self, BankError> {
+    type Err = HashmatchError;
+    fn from_str(s: &str) -> Result<Self, HashmatchError> {
         match s {
             "block" => Ok(Action::Block),
             "review" => Ok(Action::Review),
-            other => Err(BankError::Invalid(format!(
+            other => Err(HashmatchError::Invalid(format!(
                 "action `{other}`: expected `block` or `review`"
             ))),
         }
@@ -170,28 +171,15 @@ impl BankMeta {
     }
 }
 
-/// Why a bank could not be read, written or changed.
-#[derive(Debug, thiserror::Error)]
-pub enum BankError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("bank `{0}` does not exist")]
-    NotFound(String),
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
-    #[error("bank `{bank}` is damaged and was not loaded: {message}")]
-    Damaged { bank: String, message: String },
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BankError + '_ {
-    move |e| BankError::Io {
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> HashmatchError + '_ {
+    move |e| HashmatchError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     }
 }
 
 /// Bank names: 1–64 of `a-z 0-9 _ -`, starting with a letter or digit (they name folders).
-pub fn check_name(name: &str) -> Result<(), BankError> {
+pub fn check_name(name: &str) -> Result<(), HashmatchError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -204,14 +192,14 @@ pub fn check_name(name: &str) -> Result<(), BankError> {
     if ok {
         Ok(())
     } else {
-        Err(BankError::Invalid(format!(
+        Err(HashmatchError::Invalid(format!(
             "bank name `{name}`: use 1-64 of a-z, 0-9, _ and -, starting with a letter or digit"
         )))
     }
 }
 
 /// Categories: a known one or a custom `a-z 0-9 _` name of up to 40 characters.
-pub fn check_category(category: &str) -> Result<(), BankError> {
+pub fn check_category(category: &str) -> Result<(), HashmatchError> {
     let ok = !category.is_empty()
         && category.len() <= 40
         && category
@@ -220,7 +208,7 @@ pub fn check_category(category: &str) -> Result<(), BankError> {
     if ok {
         Ok(())
     } else {
-        Err(BankError::Invalid(format!(
+        Err(HashmatchError::Invalid(format!(
             "category `{category}`: use a-z, 0-9 and _ (known: {})",
             KNOWN_CATEGORIES.join(", ")
         )))
@@ -313,7 +301,7 @@ impl Bank {
         pdq_ids: Vec<String>,
         videos: Vec<(String, Vec<FrameHash>)>,
         files: BTreeMap<(FileKind, String), String>,
-    ) -> Result<Self, BankError> {
+    ) -> Result<Self, HashmatchError> {
         let mut frames = Vec::new();
         let mut video_of_frame = Vec::new();
         for (v, (_, fs)) in videos.iter().enumerate() {
@@ -326,7 +314,7 @@ impl Bank {
             }
         }
         let video_frames =
-            HashIndex::build(&frames).map_err(|e| BankError::Invalid(e.to_string()))?;
+            HashIndex::build(&frames).map_err(|e| HashmatchError::Invalid(e.to_string()))?;
         Ok(Self {
             meta,
             pdq,
@@ -355,7 +343,7 @@ impl BankStore {
     }
 
     /// Names of the banks with a live version, sorted.
-    pub fn names(&self) -> Result<Vec<String>, BankError> {
+    pub fn names(&self) -> Result<Vec<String>, HashmatchError> {
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -374,7 +362,7 @@ impl BankStore {
     }
 
     /// The live version of a bank (`None` when the bank does not exist).
-    pub fn current(&self, name: &str) -> Result<Option<u64>, BankError> {
+    pub fn current(&self, name: &str) -> Result<Option<u64>, HashmatchError> {
         let path = self.dir.join(name).join("CURRENT");
         match std::fs::read_to_string(&path) {
             Ok(s) => s
@@ -382,7 +370,7 @@ impl BankStore {
                 .strip_prefix('v')
                 .and_then(|v| v.parse().ok())
                 .map(Some)
-                .ok_or_else(|| BankError::Damaged {
+                .ok_or_else(|| HashmatchError::Damaged {
                     bank: name.to_string(),
                     message: format!("CURRENT holds `{}`, expected v<number>", s.trim()),
                 }),
@@ -392,10 +380,10 @@ impl BankStore {
     }
 
     /// The settings of the live version.
-    pub fn meta(&self, name: &str) -> Result<BankMeta, BankError> {
+    pub fn meta(&self, name: &str) -> Result<BankMeta, HashmatchError> {
         let version = self
             .current(name)?
-            .ok_or_else(|| BankError::NotFound(name.to_string()))?;
+            .ok_or_else(|| HashmatchError::NotFound(name.to_string()))?;
         read_meta(name, &self.version_dir(name, version))
     }
 
@@ -404,12 +392,12 @@ impl BankStore {
     }
 
     /// Loads and checks the live version of a bank.
-    pub fn load(&self, name: &str) -> Result<Bank, BankError> {
+    pub fn load(&self, name: &str) -> Result<Bank, HashmatchError> {
         let version = self
             .current(name)?
-            .ok_or_else(|| BankError::NotFound(name.to_string()))?;
+            .ok_or_else(|| HashmatchError::NotFound(name.to_string()))?;
         let dir = self.version_dir(name, version);
-        let damaged = |message: String| BankError::Damaged {
+        let damaged = |message: String| HashmatchError::Damaged {
             bank: name.to_string(),
             message,
         };
@@ -460,7 +448,7 @@ impl BankStore {
     }
 
     /// The entries of the live version (empty when the bank does not exist).
-    pub fn contents(&self, name: &str) -> Result<Contents, BankError> {
+    pub fn contents(&self, name: &str) -> Result<Contents, HashmatchError> {
         if self.current(name)?.is_none() {
             return Ok(Contents::default());
         }
@@ -476,10 +464,10 @@ impl BankStore {
     }
 
     /// Writes a new version of a bank and makes it live. Returns the version written.
-    pub fn write(&self, meta: &BankMeta, contents: &Contents) -> Result<u64, BankError> {
+    pub fn write(&self, meta: &BankMeta, contents: &Contents) -> Result<u64, HashmatchError> {
         let problems = meta.problems();
         if !problems.is_empty() {
-            return Err(BankError::Invalid(problems.join("; ")));
+            return Err(HashmatchError::Invalid(problems.join("; ")));
         }
         let bank_dir = self.dir.join(&meta.name);
         std::fs::create_dir_all(&bank_dir).map_err(io_err(&bank_dir))?;
@@ -497,7 +485,7 @@ impl BankStore {
         let hashes: Vec<PdqHash> = contents.pdq.iter().map(|(h, _)| *h).collect();
         HashIndex::build(&hashes)
             .and_then(|index| index.write(&t.join("pdq.idx")))
-            .map_err(|e| BankError::Invalid(e.to_string()))?;
+            .map_err(|e| HashmatchError::Invalid(e.to_string()))?;
         let mut ids = String::new();
         for (_, id) in &contents.pdq {
             ids.push_str(&clean_id(id));
@@ -515,7 +503,7 @@ impl BankStore {
             let _ = writeln!(files, "{}\t{hex}\t{}", kind.word(), clean_id(id));
         }
         write_file(&t.join("files.tsv"), files.as_bytes())?;
-        let toml = toml::to_string(&meta).map_err(|e| BankError::Invalid(e.to_string()))?;
+        let toml = toml::to_string(&meta).map_err(|e| HashmatchError::Invalid(e.to_string()))?;
         write_file(&t.join("bank.toml"), toml.as_bytes())?;
 
         let final_dir = self.version_dir(&meta.name, version);
@@ -538,12 +526,12 @@ impl BankStore {
     }
 
     /// Removes a bank: first its `CURRENT` (so no reader loads it any more), then its files.
-    pub fn remove(&self, name: &str) -> Result<(), BankError> {
+    pub fn remove(&self, name: &str) -> Result<(), HashmatchError> {
         check_name(name)?;
         let bank_dir = self.dir.join(name);
         let current = bank_dir.join("CURRENT");
         if !current.is_file() {
-            return Err(BankError::NotFound(name.to_string()));
+            return Err(HashmatchError::NotFound(name.to_string()));
         }
         std::fs::remove_file(&current).map_err(io_err(&current))?;
         std::fs::remove_dir_all(&bank_dir).map_err(io_err(&bank_dir))?;
@@ -567,23 +555,24 @@ fn clean_id(id: &str) -> String {
         .to_string()
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BankError> {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), HashmatchError> {
     std::fs::write(path, bytes).map_err(io_err(path))
 }
 
-fn read_text(path: &Path) -> Result<String, BankError> {
+fn read_text(path: &Path) -> Result<String, HashmatchError> {
     std::fs::read_to_string(path).map_err(io_err(path))
 }
 
-fn read_meta(name: &str, dir: &Path) -> Result<BankMeta, BankError> {
+fn read_meta(name: &str, dir: &Path) -> Result<BankMeta, HashmatchError> {
     let path = dir.join("bank.toml");
-    let meta: BankMeta = toml::from_str(&read_text(&path)?).map_err(|e| BankError::Damaged {
-        bank: name.to_string(),
-        message: format!("bank.toml: {e}"),
-    })?;
+    let meta: BankMeta =
+        toml::from_str(&read_text(&path)?).map_err(|e| HashmatchError::Damaged {
+            bank: name.to_string(),
+            message: format!("bank.toml: {e}"),
+        })?;
     let problems = meta.problems();
     if !problems.is_empty() || meta.name != name {
-        return Err(BankError::Damaged {
+        return Err(HashmatchError::Damaged {
             bank: name.to_string(),
             message: format!("bank.toml: {}", problems.join("; ")),
         });
@@ -665,7 +654,7 @@ mod tests {
         assert!(store.names().unwrap().is_empty());
         assert!(matches!(
             store.load("known-bad"),
-            Err(BankError::NotFound(_))
+            Err(HashmatchError::NotFound(_))
         ));
     }
 

@@ -19,7 +19,8 @@ use std::path::Path;
 use clipguard_pdq::PdqHash;
 use clipguard_pdq::vpdq::{self, FrameHash};
 
-use crate::bank::{Action, BankError, BankMeta, BankStore, Contents, Counts, FileKind, check_name};
+use crate::HashmatchError;
+use crate::bank::{Action, BankMeta, BankStore, Contents, Counts, FileKind, check_name};
 
 /// What a 64-hex-digit hash without a stated type is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,15 +332,15 @@ pub enum Format {
 }
 
 impl std::str::FromStr for Format {
-    type Err = BankError;
-    fn from_str(s: &str) -> Result<Self, BankError> {
+    type Err = HashmatchError;
+    fn from_str(s: &str) -> Result<Self, HashmatchError> {
         Ok(match s {
             "auto" => Format::Auto,
             "list" => Format::List,
             "vpdq" => Format::Vpdq,
             "video" => Format::Video,
             other => {
-                return Err(BankError::Invalid(format!(
+                return Err(HashmatchError::Invalid(format!(
                     "--format {other}: expected auto, list, vpdq or video"
                 )));
             }
@@ -389,13 +390,13 @@ pub fn import_files(
     req: &ImportRequest,
     files: &[std::path::PathBuf],
     hash_video: &dyn Fn(&Path) -> Result<Vec<FrameHash>, String>,
-) -> Result<Imported, BankError> {
+) -> Result<Imported, HashmatchError> {
     check_name(&req.bank)?;
     let mut meta = match (store.current(&req.bank)?, &req.category, req.action) {
         (Some(_), _, _) => store.meta(&req.bank)?,
         (None, Some(c), Some(a)) => BankMeta::new(&req.bank, c, a),
         (None, _, _) => {
-            return Err(BankError::Invalid(format!(
+            return Err(HashmatchError::Invalid(format!(
                 "bank `{}` is new: give its --category (csam, ncii, terrorism, \
                  internal_generated or a custom name) and --action (block or review)",
                 req.bank
@@ -413,7 +414,7 @@ pub fn import_files(
     }
     let problems = meta.problems();
     if !problems.is_empty() {
-        return Err(BankError::Invalid(problems.join("; ")));
+        return Err(HashmatchError::Invalid(problems.join("; ")));
     }
     let default_kind = if req.sha256 {
         DefaultKind::Sha256
@@ -424,7 +425,7 @@ pub fn import_files(
     let mut skipped = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| BankError::Io {
+        let bytes = std::fs::read(path).map_err(|e| HashmatchError::Io {
             path: name.clone(),
             message: e.to_string(),
         })?;
@@ -446,21 +447,21 @@ pub fn import_files(
             }
             (Format::Vpdq, Some(t)) => skipped.extend(vpdq_file(&name, t, &id, &mut added)),
             (Format::Video, _) => {
-                let frames =
-                    hash_video(path).map_err(|e| BankError::Invalid(format!("{name}: {e}")))?;
+                let frames = hash_video(path)
+                    .map_err(|e| HashmatchError::Invalid(format!("{name}: {e}")))?;
                 if frames.is_empty() {
-                    return Err(BankError::Invalid(format!(
+                    return Err(HashmatchError::Invalid(format!(
                         "{name}: no video frames to hash"
                     )));
                 }
                 added.videos.push((id, frames));
             }
-            _ => return Err(BankError::Invalid(format!("{name}: not UTF-8 text"))),
+            _ => return Err(HashmatchError::Invalid(format!("{name}: not UTF-8 text"))),
         }
     }
     if req.strict && !skipped.is_empty() {
         let lines: Vec<String> = skipped.iter().map(|s| format!("\n  {s}")).collect();
-        return Err(BankError::Invalid(format!(
+        return Err(HashmatchError::Invalid(format!(
             "{} line(s) skipped and --strict given: bank `{}` left unchanged:{}",
             skipped.len(),
             req.bank,
@@ -468,7 +469,7 @@ pub fn import_files(
         )));
     }
     if added.is_empty() && !req.replace {
-        return Err(BankError::Invalid(format!(
+        return Err(HashmatchError::Invalid(format!(
             "nothing to import: bank `{}` left unchanged",
             req.bank
         )));

@@ -11,6 +11,7 @@
 //! (960 MB for 10M), and 4 MiB of bucket offsets. The tables are sorted buckets (counting sort),
 //! written to disk exactly as held in memory, so loading is one read per array, no parsing.
 
+use crate::HashmatchError;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -29,22 +30,6 @@ pub const BRUTE_FORCE_BELOW: usize = 4096;
 pub struct Hit {
     pub index: u32,
     pub distance: u32,
-}
-
-/// Why an index file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a clipguard hash index ({reason})")]
-    Format { path: String, reason: String },
-    #[error("too many hashes for one index: {0} (at most {max})", max = u32::MAX)]
-    TooLarge(usize),
-    #[error("cannot allocate the index: {0}")]
-    Memory(std::io::Error),
 }
 
 /// How a query is answered.
@@ -126,29 +111,29 @@ fn chunk(w: &[u64; 4], t: usize) -> usize {
 
 impl HashIndex {
     /// Builds the index (with multi-index tables unless the bank is tiny).
-    pub fn build(hashes: &[PdqHash]) -> Result<Self, IndexError> {
+    pub fn build(hashes: &[PdqHash]) -> Result<Self, HashmatchError> {
         Self::build_with(hashes, hashes.len() >= BRUTE_FORCE_BELOW)
     }
 
     /// Builds the index, with or without multi-index tables.
-    pub fn build_with(hashes: &[PdqHash], tables: bool) -> Result<Self, IndexError> {
+    pub fn build_with(hashes: &[PdqHash], tables: bool) -> Result<Self, HashmatchError> {
         let n = hashes.len();
         if n >= u32::MAX as usize {
-            return Err(IndexError::TooLarge(n));
+            return Err(HashmatchError::IndexTooLarge(n));
         }
-        let mut words = Region::zeroed(n * 4).map_err(IndexError::Memory)?;
+        let mut words = Region::zeroed(n * 4).map_err(HashmatchError::IndexMemory)?;
         for (w, h) in words.get_mut().chunks_exact_mut(4).zip(hashes) {
             w.copy_from_slice(&h.words());
         }
         let (offsets, ids) = if tables {
             (
-                Region::zeroed(CHUNKS * (BUCKETS + 1)).map_err(IndexError::Memory)?,
-                Region::zeroed(CHUNKS * n).map_err(IndexError::Memory)?,
+                Region::zeroed(CHUNKS * (BUCKETS + 1)).map_err(HashmatchError::IndexMemory)?,
+                Region::zeroed(CHUNKS * n).map_err(HashmatchError::IndexMemory)?,
             )
         } else {
             (
-                Region::zeroed(0).map_err(IndexError::Memory)?,
-                Region::zeroed(0).map_err(IndexError::Memory)?,
+                Region::zeroed(0).map_err(HashmatchError::IndexMemory)?,
+                Region::zeroed(0).map_err(HashmatchError::IndexMemory)?,
             )
         };
         let mut index = Self {
@@ -315,8 +300,8 @@ impl HashIndex {
 
     /// Writes the index: a header, then each array exactly as held in memory (little-endian).
     /// Written to a temporary file and renamed, so readers never see half a file.
-    pub fn write(&self, path: &Path) -> Result<(), IndexError> {
-        let io = |source| IndexError::Io {
+    pub fn write(&self, path: &Path) -> Result<(), HashmatchError> {
+        let io = |source| HashmatchError::IndexIo {
             path: path.display().to_string(),
             source,
         };
@@ -341,13 +326,13 @@ impl HashIndex {
 
     /// Reads an index written by [`HashIndex::write`], checking its structure (a damaged file is
     /// an error, never a wrong answer or a crash later).
-    pub fn read(path: &Path) -> Result<Self, IndexError> {
+    pub fn read(path: &Path) -> Result<Self, HashmatchError> {
         let p = path.display().to_string();
-        let io = |source| IndexError::Io {
+        let io = |source| HashmatchError::IndexIo {
             path: p.clone(),
             source,
         };
-        let bad = |reason: &str| IndexError::Format {
+        let bad = |reason: &str| HashmatchError::IndexFormat {
             path: p.clone(),
             reason: reason.to_string(),
         };
@@ -379,11 +364,12 @@ impl HashIndex {
             )));
         }
         let n = n as usize;
-        let mut words = Region::<u64>::zeroed(n * 4).map_err(IndexError::Memory)?;
+        let mut words = Region::<u64>::zeroed(n * 4).map_err(HashmatchError::IndexMemory)?;
         read_le(&mut f, words.bytes_mut()).map_err(io)?;
-        let mut offsets = Region::<u32>::zeroed(n_offsets as usize).map_err(IndexError::Memory)?;
+        let mut offsets =
+            Region::<u32>::zeroed(n_offsets as usize).map_err(HashmatchError::IndexMemory)?;
         read_le(&mut f, offsets.bytes_mut()).map_err(io)?;
-        let mut ids = Region::<u32>::zeroed(n_ids as usize).map_err(IndexError::Memory)?;
+        let mut ids = Region::<u32>::zeroed(n_ids as usize).map_err(HashmatchError::IndexMemory)?;
         read_le(&mut f, ids.bytes_mut()).map_err(io)?;
         if tables {
             for t in 0..CHUNKS {

@@ -7,7 +7,10 @@
 //! with its gRPC service.
 
 pub mod bank;
+mod error;
 pub mod grpc;
 pub mod import;
 pub mod index;
 pub mod stage;
+
+pub use error::HashmatchError;

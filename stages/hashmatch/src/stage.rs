@@ -19,7 +19,8 @@ use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, now_ms,
 use clipguard_schemas::{Decision, HashMatch, MediaExtract, Signal};
 use serde::Deserialize;
 
-use crate::bank::{Action, Bank, BankError, BankStore, FileKind};
+use crate::HashmatchError;
+use crate::bank::{Action, Bank, BankStore, FileKind};
 use clipguard_pdq::PdqHash;
 use clipguard_pdq::vpdq::{self, FrameHash};
 
@@ -77,7 +78,7 @@ pub struct BankSet {
 impl BankSet {
     /// Loads every bank; one that fails is reported and left out (or, on reload, kept at the
     /// version `previous` had).
-    pub fn load(store: &BankStore, previous: Option<&BankSet>) -> (BankSet, Vec<BankError>) {
+    pub fn load(store: &BankStore, previous: Option<&BankSet>) -> (BankSet, Vec<HashmatchError>) {
         let mut errors = Vec::new();
         let names = match store.names() {
             Ok(n) => n,
@@ -353,7 +354,7 @@ pub struct HashmatchStage {
 impl HashmatchStage {
     /// Loads every bank now; a bank that fails is reported (and left out), so a worker starts
     /// even when one bank is damaged, and says which.
-    pub fn new(config: HashmatchConfig) -> Result<Self, BankError> {
+    pub fn new(config: HashmatchConfig) -> Result<Self, HashmatchError> {
         let store = BankStore::new(&config.banks_dir);
         let (set, errors) = BankSet::load(&store, None);
         for e in &errors {

@@ -26,8 +26,11 @@
 pub mod decide;
 pub mod grpc;
 pub mod json;
+mod metrics;
 pub mod reasoning;
 pub mod replay;
+
+pub use metrics::MonitorMetrics;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -38,10 +41,6 @@ use std::path::PathBuf;
 use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, topics};
 use clipguard_schemas::names::stage;
 use clipguard_schemas::{Signal, Verdict};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
@@ -167,48 +166,6 @@ struct JoinState {
     draining: bool,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PairLabels {
-    active: String,
-    shadow: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: String,
-}
-
-/// The monitor's own metrics (beside the shared stage metrics).
-#[derive(Debug, Clone, Default)]
-pub struct MonitorMetrics {
-    shadow_verdicts: Counter,
-    shadow_disagreements: Family<PairLabels, Counter>,
-    reasoning: Family<OutcomeLabels, Counter>,
-}
-
-impl MonitorMetrics {
-    /// Registers `clipguard_monitor_shadow_verdicts`, `..._shadow_disagreements{active,
-    /// shadow}` and `..._reasoning{outcome}` (`used` or the fallback kind).
-    pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("clipguard_monitor");
-        r.register(
-            "shadow_verdicts",
-            "Clips decided under the shadow policy",
-            self.shadow_verdicts.clone(),
-        );
-        r.register(
-            "shadow_disagreements",
-            "Clips whose shadow decision differs from the active one, by decision pair",
-            self.shadow_disagreements.clone(),
-        );
-        r.register(
-            "reasoning",
-            "Reasoning backend outcomes: used, or why the policy engine decided instead",
-            self.reasoning.clone(),
-        );
-    }
-}
-
 /// The monitor stage (settings, policies, reasoning client, join state).
 #[derive(Debug)]
 pub struct MonitorStage {
@@ -297,28 +254,14 @@ impl MonitorStage {
         }
         let shadow = self.shadow.as_ref().map(|p| {
             let s = decide::verdict(&findings, p);
-            self.metrics.shadow_verdicts.inc();
-            if s.decision != verdict.decision {
-                self.metrics
-                    .shadow_disagreements
-                    .get_or_create(&PairLabels {
-                        active: verdict.decision().word().into(),
-                        shadow: s.decision().word().into(),
-                    })
-                    .inc();
-            }
+            self.metrics.shadow(verdict.decision(), s.decision());
             s
         });
         (verdict, shadow)
     }
 
     fn count_reasoning(&self, outcome: &str) {
-        self.metrics
-            .reasoning
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
-            })
-            .inc();
+        self.metrics.reasoning(outcome);
     }
 
     /// Decides `clip_id` now (complete or expired), emits the verdict and releases the waiters.
@@ -413,6 +356,7 @@ impl Stage for MonitorStage {
             }
             if state.decided.set.contains(&clip_id) {
                 tracing::debug!(clip_id, stage = %signal.stage, "signal for a decided clip dropped");
+                self.metrics.dropped("already_decided");
                 return Ok(());
             }
             let timeout = Duration::from_secs_f64(self.config.timeout_s);

@@ -1,8 +1,12 @@
 //! Choosing operating points by grouped cross-validation on the exemplars (`clipguard text-cv`),
 //! and the exemplar bookkeeping the classifier shares with it.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::BTreeMap;
+
+use super::heads::Heads;
+use super::{TextPolicy, dot, gate_factor, nearest};
+use crate::ClassifyError;
+use crate::embed::TextEmbedder;
 
 /// One category's operating point by repeated k-fold cross-validation on the exemplars (see
 /// [`cross_validate`]).

@@ -1,9 +1,6 @@
 //! The embedding heads: logistic regressions over sentence embeddings, and the calibration of
 //! their raw scores onto the reported scale.
 
-#[allow(unused_imports)]
-use super::*;
-
 /// A logistic head `σ(w·x + b)` over unit embeddings.
 #[derive(Debug, Clone)]
 pub(super) struct Head {

@@ -1,7 +1,12 @@
 //! The text policy file: categories, blocklists, exemplars, operating points.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::words::words;
+use crate::ClassifyError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,9 +1,6 @@
 //! Normalisation and blocklists: words as a moderator reads them (case, leetspeak, spaced-out
 //! and stretched letters, one-edit typos) and blocklist terms found in them.
 
-#[allow(unused_imports)]
-use super::*;
-
 /// Symbols that stand for letters inside words (leetspeak).
 pub(super) fn is_leet_symbol(c: char) -> bool {
     matches!(c, '!' | '|' | '@' | '$' | '+')

@@ -1,0 +1,167 @@
+//! How to reach the brokers, and how the Kafka host runs a stage.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Deserialize;
+
+use crate::error::PipelineError;
+use crate::topics;
+
+/// How to reach the brokers and how topics are created.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Partitions for topics clipguard creates. Keep it equal across topics: a clip's messages
+    /// then share a partition number everywhere, and one monitor sees all of a clip's signals.
+    pub partitions: i32,
+    /// Replication factor for topics clipguard creates.
+    pub replication: i32,
+    /// Create missing topics at start (turn off where topics are managed, e.g. by Strimzi).
+    pub create_topics: bool,
+    /// Consumer session timeout; a killed worker's partitions move after this long.
+    pub session_timeout_ms: u32,
+    /// Extra librdkafka properties (security, SASL, ...), passed through unchanged.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            partitions: 6,
+            replication: 1,
+            create_topics: true,
+            session_timeout_ms: 10_000,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.brokers.trim().is_empty() {
+            problems.push("kafka.brokers: must name at least one broker".into());
+        }
+        if self.partitions < 1 {
+            problems.push(format!("kafka.partitions: {} is not >= 1", self.partitions));
+        }
+        if self.replication < 1 {
+            problems.push(format!(
+                "kafka.replication: {} is not >= 1",
+                self.replication
+            ));
+        }
+        if !(1_000..=300_000).contains(&self.session_timeout_ms) {
+            problems.push(format!(
+                "kafka.session_timeout_ms: {} is outside 1000..=300000",
+                self.session_timeout_ms
+            ));
+        }
+    }
+
+    /// Base client configuration shared by consumers, producers and admin clients.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &self.brokers);
+        cc.set("log_level", "4");
+        for (k, v) in &self.client {
+            cc.set(k, v);
+        }
+        cc
+    }
+
+    /// An idempotent producer tuned for low latency.
+    pub fn producer(&self) -> Result<FutureProducer, PipelineError> {
+        let mut cc = self.client_config();
+        cc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("delivery.timeout.ms", "30000")
+            .set("message.max.bytes", "1000000");
+        Ok(cc.create()?)
+    }
+
+    /// Creates the pipeline's topics where missing (compacted ones with `cleanup.policy=compact`).
+    pub async fn ensure_topics(&self) -> Result<(), PipelineError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let new: Vec<NewTopic<'_>> = topics::ALL
+            .iter()
+            .map(|(name, compacted)| {
+                let t = NewTopic::new(
+                    name,
+                    self.partitions,
+                    TopicReplication::Fixed(self.replication),
+                );
+                if *compacted {
+                    t.set("cleanup.policy", "compact")
+                } else {
+                    t
+                }
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+        for result in admin.create_topics(&new, &opts).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(PipelineError::Kafka(KafkaError::AdminOp(code))).inspect_err(
+                        |_| tracing::error!(topic = %name, error = %code, "topic creation failed"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the Kafka host runs a stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HostConfig {
+    /// Messages processed at once per worker (bounded in-flight work).
+    pub max_in_flight: usize,
+    /// Attempts per message before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubles each time.
+    pub retry_backoff_ms: u64,
+    /// How often finished offsets are committed.
+    pub commit_interval_ms: u64,
+    /// On SIGTERM, how long in-flight work may take to finish before the worker exits anyway
+    /// (unfinished work is redone by the next owner).
+    pub drain_timeout_s: u64,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 8,
+            max_attempts: 3,
+            retry_backoff_ms: 200,
+            commit_interval_ms: 100,
+            drain_timeout_s: 30,
+        }
+    }
+}
+
+impl HostConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_in_flight == 0 {
+            problems.push("host.max_in_flight: must be >= 1".into());
+        }
+        if self.max_attempts == 0 {
+            problems.push("host.max_attempts: must be >= 1".into());
+        }
+        if self.commit_interval_ms == 0 {
+            problems.push("host.commit_interval_ms: must be >= 1".into());
+        }
+    }
+}
