@@ -107,7 +107,8 @@ impl Run {
             .status()
             .map_err(|e| format!("{name}: cannot run {:?}: {e}", cmd.get_program()))?;
         let seconds = started.elapsed().as_secs_f64();
-        self.phases.push((name.to_string(), seconds, status.success()));
+        self.phases
+            .push((name.to_string(), seconds, status.success()));
         if status.success() {
             Ok(())
         } else {
@@ -124,9 +125,9 @@ impl Run {
         for (name, seconds, ok) in &self.phases {
             total += seconds;
             let mark = if *ok { "" } else { "  FAILED" };
-            println!("  {name:<28} {seconds:>8.1} s{mark}");
+            println!("  {name:<40} {seconds:>8.1} s{mark}");
         }
-        println!("  {:<28} {total:>8.1} s", "total");
+        println!("  {:<40} {total:>8.1} s", "total");
     }
 }
 
@@ -166,7 +167,9 @@ fn clipguard_bin() -> PathBuf {
 fn models_fetch(run: &mut Run, models: &[&str]) -> Result<(), String> {
     run.phase(
         "models (fetched once, verified every run)",
-        Command::new(clipguard_bin()).args(["models", "fetch"]).args(models),
+        Command::new(clipguard_bin())
+            .args(["models", "fetch"])
+            .args(models),
     )
 }
 
@@ -188,7 +191,10 @@ fn test(run: &mut Run) -> Result<(), String> {
         }
         c
     };
-    run.phase("setup (system packages, test broker)", sh("scripts/setup.sh").arg("--broker"))?;
+    run.phase(
+        "setup (system packages, test broker)",
+        sh("scripts/setup.sh").arg("--broker"),
+    )?;
     run.phase(
         "cargo fmt --check",
         &mut cargo(&["fmt", "--all", "--", "--check"]),
