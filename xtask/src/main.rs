@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         eprintln!("xtask: cannot enter {}: {e}", root.display());
         return ExitCode::FAILURE;
     }
+    let started = Instant::now();
     let mut run = Run::default();
     let result = match task.as_str() {
         "test" => test(&mut run),
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
             return help(ExitCode::from(2));
         }
     };
-    run.report();
+    run.report(started.elapsed().as_secs_f64());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -116,18 +117,73 @@ impl Run {
         }
     }
 
-    fn report(&self) {
+    /// The phases with their times; background phases overlap the others, so the total is
+    /// the wall clock, not the sum.
+    fn report(&self, wall: f64) {
         if self.phases.is_empty() {
             return;
         }
         println!("\n== phases");
-        let mut total = 0.0;
         for (name, seconds, ok) in &self.phases {
-            total += seconds;
             let mark = if *ok { "" } else { "  FAILED" };
-            println!("  {name:<40} {seconds:>8.1} s{mark}");
+            println!("  {name:<48} {seconds:>8.1} s{mark}");
         }
-        println!("  {:<40} {total:>8.1} s", "total");
+        println!("  {:<48} {wall:>8.1} s", "total (wall clock)");
+    }
+}
+
+/// A phase running beside the others; its output goes to a log file, shown if it fails.
+struct Background {
+    name: String,
+    child: std::process::Child,
+    log: PathBuf,
+    started: Instant,
+}
+
+impl Background {
+    fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Self, String> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        println!("\n== {name} (in the background; log: {})", log.display());
+        let child = cmd
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{name}: cannot run {:?}: {e}", cmd.get_program()))?;
+        Ok(Background {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits for it and records its phase; returns the last line it printed.
+    fn wait(mut self, run: &mut Run) -> Result<String, String> {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        let seconds = self.started.elapsed().as_secs_f64();
+        run.phases.push((
+            format!("{} (background)", self.name),
+            seconds,
+            status.success(),
+        ));
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        if !status.success() {
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            for line in tail.iter().rev() {
+                eprintln!("  {line}");
+            }
+            return Err(format!("{} failed ({status})", self.name));
+        }
+        Ok(text.lines().last().unwrap_or_default().trim().to_string())
     }
 }
 
@@ -191,9 +247,13 @@ fn test(run: &mut Run) -> Result<(), String> {
         }
         c
     };
-    run.phase(
-        "setup (system packages, test broker)",
+    // The test broker (a Rust build) and llama-server (C++) need nothing of ours: they build
+    // beside the main build, on the cores it leaves idle (once; later runs find them).
+    let logs = cache.join("logs");
+    let broker = Background::spawn(
+        "test broker (tansu, built once)",
         sh("scripts/setup.sh").arg("--broker"),
+        &logs.join("broker.log"),
     )?;
     run.phase(
         "cargo fmt --check",
@@ -205,6 +265,15 @@ fn test(run: &mut Run) -> Result<(), String> {
         "build (cargo test --no-run)",
         &mut cargo(&["test", "--workspace", "--locked", "--no-run"]),
     )?;
+    let llama = {
+        let mut c = with_env(sh("scripts/llama-server.sh"));
+        c.env("CLIPGUARD_BIN", clipguard_bin());
+        Background::spawn(
+            "llama-server (built once)",
+            &mut c,
+            &logs.join("llama-server.log"),
+        )?
+    };
     run.phase(
         "cargo clippy -D warnings",
         &mut cargo(&[
@@ -222,26 +291,8 @@ fn test(run: &mut Run) -> Result<(), String> {
         c.args(["models", "fetch"]).args(TEST_MODELS);
         run.phase("models (fetched once, verified every run)", &mut c)?;
     }
-    let llama = {
-        let mut c = with_env(sh("scripts/llama-server.sh"));
-        c.env("CLIPGUARD_BIN", clipguard_bin());
-        let started = Instant::now();
-        println!("\n== llama-server for the reasoning-backend tests (built once)");
-        let out = c
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .map_err(|e| format!("llama-server: {e}"))?;
-        let ok = out.status.success();
-        run.phases.push((
-            "llama-server (built once)".into(),
-            started.elapsed().as_secs_f64(),
-            ok,
-        ));
-        if !ok {
-            return Err("llama-server build failed".into());
-        }
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    broker.wait(run)?;
+    let llama = llama.wait(run)?;
     let mut c = with_env(cargo(&["test", "--workspace", "--locked"]));
     c.env("CLIPGUARD_LLAMA_SERVER", llama)
         // Broker, model-server and reference-data tests must run here, never skip.
