@@ -11,18 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-/// The models the test suite and the demo load.
-const TEST_MODELS: &[&str] = &[
-    "whisper-tiny.en",
-    "open-nsfw",
-    "minilm-l6-int8",
-    "minilm-l6-tokenizer",
-    "blazeface-back",
-    "age-v1",
-    "onnxruntime",
-    "smollm2-135m",
-];
-
+/// The models the demo (and every pipeline run) loads.
 const DEMO_MODELS: &[&str] = &[
     "whisper-tiny.en",
     "open-nsfw",
@@ -31,6 +20,10 @@ const DEMO_MODELS: &[&str] = &[
     "blazeface-back",
     "age-v1",
 ];
+
+/// What the test suite loads beyond the demo's models: the ONNX Runtime backend and the
+/// reasoning tests' model.
+const TEST_EXTRA_MODELS: &[&str] = &["onnxruntime", "smollm2-135m"];
 
 const TASKS: &[(&str, &str)] = &[
     (
@@ -288,7 +281,9 @@ fn test(run: &mut Run) -> Result<(), String> {
     )?;
     {
         let mut c = with_env(Command::new(clipguard_bin()));
-        c.args(["models", "fetch"]).args(TEST_MODELS);
+        c.args(["models", "fetch"])
+            .args(DEMO_MODELS)
+            .args(TEST_EXTRA_MODELS);
         run.phase("models (fetched once, verified every run)", &mut c)?;
     }
     broker.wait(run)?;
