@@ -49,12 +49,24 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(report.join("summary.json")).unwrap()).unwrap();
     let text = &s["sets"]["text/heldout"];
-    assert_eq!(text["items"], 112);
+    // The counts come from the manifest itself, so the test holds for any split.
+    let manifest: Vec<serde_json::Value> =
+        std::fs::read_to_string(root().join("eval/text/heldout.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let count = |f: &dyn Fn(&serde_json::Value) -> bool| manifest.iter().filter(|i| f(i)).count();
+    assert_eq!(text["items"], manifest.len());
     assert_eq!(text["audience"], "public_feed");
-    // Benign near misses let through and benign video: both at the acceptance's 95 % bar
-    // (the README's text split: 55/56).
+    // Benign items let through (near misses and general) and benign video: both at the
+    // acceptance's 95 % bar.
     let benign = &text["all_benign"]["public_feed"];
-    assert_eq!(benign["n"], 56, "{benign}");
+    assert_eq!(
+        benign["n"],
+        count(&|i| i["labels"].as_array().unwrap().is_empty()),
+        "{benign}"
+    );
     assert!(
         benign["rate"].as_f64().unwrap() >= 0.95,
         "text benign: {benign}"
@@ -73,7 +85,12 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         "minors_sexual",
     ] {
         let r = &text["categories"][cat]["public_feed"]["not_unsafe"];
-        assert_eq!(r["n"], 8, "{cat}: {r}");
+        let unsafe_n = count(&|i| i["labels"].as_array().unwrap().iter().any(|l| l == cat));
+        assert!(
+            unsafe_n >= 50,
+            "{cat}: the split has {unsafe_n} unsafe items"
+        );
+        assert_eq!(r["n"], unsafe_n, "{cat}: {r}");
         let ci = r["ci95"].as_array().unwrap();
         assert!(
             ci[0].as_f64().unwrap() <= r["rate"].as_f64().unwrap(),
