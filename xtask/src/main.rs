@@ -364,6 +364,8 @@ fn eval(run: &mut Run, args: &[String]) -> Result<(), String> {
             "eval",
             "eval/text/heldout.jsonl",
             "eval/speech/heldout.jsonl",
+            "eval/speech/heldout-espeak.jsonl",
+            "eval/speech/everyday.jsonl",
             "eval/video/benign.jsonl",
             "--targets",
             "eval/targets.toml",
