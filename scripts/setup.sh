@@ -56,11 +56,14 @@ done
 if $want_broker; then
   tansu="$CACHE/tansu/bin/tansu"
   stamp="$CACHE/tansu/.version-$TANSU_VERSION"
+  mkdir -p "$CACHE/tansu"
+  # Two runs at once (a test run beside a demo) build once: the second waits for the first.
+  exec 9>"$CACHE/tansu/.lock"
+  flock 9
   if [ -x "$tansu" ] && [ -f "$stamp" ]; then
     say "tansu $TANSU_VERSION present"
   else
     say "building tansu $TANSU_VERSION with SQLite storage (once; about 10 minutes on 2 cores)"
-    mkdir -p "$CACHE/tansu"
     # A test broker, not a production one: built without optimisations (9 CPU-minutes instead
     # of about 30; it still moves the suite's few thousand small messages in time).
     CARGO_TARGET_DIR="$CACHE/tansu/target" CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \

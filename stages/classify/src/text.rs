@@ -62,6 +62,7 @@ pub struct TextClassifier {
     /// Benign exemplars (shared and near misses) and their embeddings, for the near-miss gate.
     benign: Vec<(String, Vec<f32>)>,
     near_miss_gate: f32,
+    support_gate: Option<[f32; 2]>,
 }
 
 impl std::fmt::Debug for TextClassifier {
@@ -145,6 +146,15 @@ fn gate_factor(unsafe_cos: f32, benign_cos: f32, gate: f32) -> f32 {
     (2.0 / (1.0 + (-(unsafe_cos - benign_cos) / gate).exp())).min(1.0)
 }
 
+/// The support gate's factor (see [`TextPolicy::support_gate`]): 0 at or below `lo`, rising
+/// linearly to 1 at `hi`, where `unsafe_cos` is the cosine to the nearest unsafe exemplar.
+fn support_factor(unsafe_cos: f32, gate: Option<[f32; 2]>) -> f32 {
+    match gate {
+        Some([lo, hi]) if hi > lo => ((unsafe_cos - lo) / (hi - lo)).clamp(0.0, 1.0),
+        _ => 1.0,
+    }
+}
+
 fn quote(s: &str) -> String {
     const MAX: usize = 120;
     let s = s.trim();
@@ -211,6 +221,7 @@ impl TextClassifier {
             categories,
             benign,
             near_miss_gate: policy.near_miss_gate,
+            support_gate: policy.support_gate,
         })
     }
 
@@ -277,13 +288,15 @@ impl TextClassifier {
             let Some(heads) = &cat.heads else { continue };
             for ((unit, v), &near_benign) in all_units.iter().zip(&vectors).zip(&near_benign) {
                 let near_unsafe = nearest(cat.exemplars.iter().map(|(_, e)| e.as_slice()), v);
+                let unsafe_cos = near_unsafe.map_or(-1.0, |n| n.1);
                 let factor = gate_factor(
-                    near_unsafe.map_or(-1.0, |n| n.1),
+                    unsafe_cos,
                     near_benign.map_or(-1.0, |n| n.1),
                     self.near_miss_gate,
                 );
+                let support = support_factor(unsafe_cos, self.support_gate);
                 let (raw, against_all, against_near) = heads.score(v);
-                let s = calibrate(raw * factor, cat.threshold);
+                let s = calibrate(raw * factor * support, cat.threshold);
                 out.score = out.score.max(s);
                 if s >= REPORTED_THRESHOLD {
                     let mut near = match against_near {
@@ -308,6 +321,11 @@ impl TextClassifier {
                             quote(&self.benign[i].0)
                         ));
                     }
+                    if support < 0.995 {
+                        near.push_str(&format!(
+                            "; far from the category's exemplars (support gate ×{support:.2})"
+                        ));
+                    }
                     out.evidence.push(evidence(
                         &inputs[unit.input],
                         format!("{} scored {s:.2}{near}", quote(unit.text)),
@@ -325,6 +343,20 @@ mod tests {
 
     fn texts(ws: &[Word]) -> Vec<&str> {
         ws.iter().map(|w| w.text.as_str()).collect()
+    }
+
+    #[test]
+    fn support_gate_scores_down_text_far_from_the_exemplars() {
+        let gate = Some([0.3, 0.5]);
+        assert_eq!(support_factor(0.2, gate), 0.0);
+        assert_eq!(support_factor(0.3, gate), 0.0);
+        assert!((support_factor(0.4, gate) - 0.5).abs() < 1e-6);
+        assert_eq!(support_factor(0.5, gate), 1.0);
+        assert_eq!(support_factor(0.9, gate), 1.0);
+        assert_eq!(support_factor(-1.0, None), 1.0);
+        let bad = "version = \"t\"\nsupport_gate = [0.6, 0.4]\n[categories.x]\n";
+        let err = TextPolicy::parse(bad, "test").unwrap_err().to_string();
+        assert!(err.contains("support_gate: [0.6, 0.4]"), "{err}");
     }
 
     #[test]

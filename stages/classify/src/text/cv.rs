@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::heads::Heads;
-use super::{TextPolicy, dot, gate_factor, nearest};
+use super::{TextPolicy, dot, gate_factor, nearest, support_factor};
 use crate::ClassifyError;
 use crate::embed::TextEmbedder;
 
@@ -230,7 +230,9 @@ pub fn cross_validate(
                     if fold[i] == f {
                         let u = nearest(t.pos.iter().copied(), v).map_or(-1.0, |n| n.1);
                         let b = nearest(t.benign.iter().copied(), v).map_or(-1.0, |n| n.1);
-                        scores[i] = heads.score(v).0 * gate_factor(u, b, policy.near_miss_gate);
+                        scores[i] = heads.score(v).0
+                            * gate_factor(u, b, policy.near_miss_gate)
+                            * support_factor(u, policy.support_gate);
                     }
                 }
             }

@@ -21,6 +21,12 @@ pub struct TextPolicy {
     /// one is scored down. 0 turns it off.
     #[serde(default)]
     pub near_miss_gate: f32,
+    /// Support gate `[lo, hi]`: a head's score is multiplied by `clamp((u − lo) / (hi − lo), 0,
+    /// 1)`, u being the cosine to the category's nearest unsafe exemplar, so text far from
+    /// everything the category was taught (garbled speech, another topic) cannot score high in
+    /// it however the head extrapolates. Absent turns it off.
+    #[serde(default)]
+    pub support_gate: Option<[f32; 2]>,
     pub categories: BTreeMap<String, TextCategory>,
 }
 
@@ -63,6 +69,13 @@ impl TextPolicy {
             problems.push(format!(
                 "near_miss_gate: {} is outside 0..=1",
                 p.near_miss_gate
+            ));
+        }
+        if let Some([lo, hi]) = p.support_gate
+            && !(0.0 <= lo && lo < hi && hi <= 1.0)
+        {
+            problems.push(format!(
+                "support_gate: [{lo}, {hi}] must be two cosines with 0 <= lo < hi <= 1"
             ));
         }
         for (name, c) in &p.categories {
