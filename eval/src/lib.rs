@@ -6,7 +6,9 @@
 //! the code behind `Moderation.CheckPrompt`), `speech` (the text spoken by espeak-ng over colour
 //! bars: media, transcription, the transcript classifier and the monitor, on an embedded broker),
 //! `clip` (a video file) and `generated` (a GStreamer test pattern) through the same pipeline.
-//! An item is *stopped* for an audience when its decision there is `review` or `block`.
+//! An item is *stopped* for an audience when its decision there is `review` or `block`; an
+//! unsafe item counts for `not_unsafe` only when its own category is what stopped it (an unsafe
+//! self-harm prompt held as `minors_sexual` is a miss for `self_harm`).
 //!
 //! This crate owns the `eval/` folder: the labelled sets (`text/`, `speech/`, `video/`) and
 //! `targets.toml`, the reference table the report compares with (see `eval/README.md`).
@@ -180,6 +182,9 @@ pub struct Outcome {
     pub decisions: Option<[Decision; 3]>,
     /// Category scores (highest per category).
     pub scores: BTreeMap<String, f32>,
+    /// Per audience (`Audience::ALL` order), the categories whose own decision is `review` or
+    /// `block` there: an unsafe item counts as stopped only by its own category.
+    pub stopped_by: [BTreeSet<String>; 3],
     pub rationale: String,
     /// Why there is no decision (an error, or a skipped optional item).
     pub error: Option<String>,
@@ -189,6 +194,13 @@ pub struct Outcome {
 impl Outcome {
     pub fn stopped(&self, a: Audience) -> Option<bool> {
         self.decisions.map(|d| d[a.index()] >= Decision::Review)
+    }
+
+    /// Stopped for audience `a` by category `cat` itself (not by another category's score or
+    /// a stage error).
+    pub fn stopped_in(&self, a: Audience, cat: &str) -> Option<bool> {
+        self.decisions
+            .map(|d| d[a.index()] >= Decision::Review && self.stopped_by[a.index()].contains(cat))
     }
 }
 
@@ -319,6 +331,7 @@ fn run_text(items: &[Item], checker: &PromptChecker, out: &mut [Outcome]) {
         };
         let mut decisions = [Decision::Allow; 3];
         let mut scores = BTreeMap::new();
+        let mut stopped_by: [BTreeSet<String>; 3] = Default::default();
         let mut rationale = String::new();
         for a in Audience::ALL {
             let r = checker.check(text, a);
@@ -334,6 +347,9 @@ fn run_text(items: &[Item], checker: &PromptChecker, out: &mut [Outcome]) {
             decisions[a.index()] = d;
             for c in &r.categories {
                 scores.insert(c.category.clone(), c.score);
+                if c.decision() >= Decision::Review {
+                    stopped_by[a.index()].insert(c.category.clone());
+                }
             }
             if a == item.audience {
                 rationale = r.rationale;
@@ -342,6 +358,7 @@ fn run_text(items: &[Item], checker: &PromptChecker, out: &mut [Outcome]) {
         out[i] = Outcome {
             decisions: Some(decisions),
             scores,
+            stopped_by,
             rationale,
             ..Default::default()
         };
@@ -523,13 +540,24 @@ fn verdict_outcome(v: &Verdict) -> Outcome {
     let a = v.audiences.unwrap_or_default();
     let d = |x: i32| Decision::try_from(x).unwrap_or(Decision::Review);
     let mut scores = BTreeMap::new();
+    let mut stopped_by: [BTreeSet<String>; 3] = Default::default();
     for c in &v.categories {
         let e = scores.entry(c.category.clone()).or_insert(0.0f32);
         *e = e.max(c.score);
+        let ca = c.audiences.unwrap_or_default();
+        for (k, x) in [ca.adult, ca.under_18, ca.public_feed]
+            .into_iter()
+            .enumerate()
+        {
+            if d(x) >= Decision::Review {
+                stopped_by[k].insert(c.category.clone());
+            }
+        }
     }
     Outcome {
         decisions: Some([d(a.adult), d(a.under_18), d(a.public_feed)]),
         scores,
+        stopped_by,
         rationale: v.rationale.clone(),
         ..Default::default()
     }
@@ -711,7 +739,7 @@ pub fn score(items: Vec<Item>, outcomes: Vec<Outcome>, policy: &Policy) -> Resul
                 cell.not_unsafe = Rate {
                     k: unsafe_items
                         .iter()
-                        .filter(|o| o.stopped(a) == Some(true))
+                        .filter(|o| o.stopped_in(a, cat) == Some(true))
                         .count(),
                     n: unsafe_items.len(),
                 };
