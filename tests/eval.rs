@@ -171,6 +171,45 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
     assert!(!stderr.contains("target missed"), "{stderr}");
 }
 
+/// Everyday speech through every stage (synthesis, decoding, voice activity, whisper, the
+/// transcript classifier, the monitor): the first sentences of `eval/speech/everyday.jsonl`, the
+/// gardening sentence of issue 17 first, in both voices, must all be allowed (the whole set of
+/// 60 is `cargo xtask eval`'s, with the bar of 98 %; it takes minutes here).
+#[test]
+fn everyday_speech_through_every_stage_is_allowed() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let sets = dir.path().join("speech");
+    std::fs::create_dir_all(&sets).unwrap();
+    let manifest = sets.join("everyday-sample.jsonl");
+    let everyday = std::fs::read_to_string(root().join("eval/speech/everyday.jsonl")).unwrap();
+    let sample: Vec<&str> = everyday.lines().take(6).collect();
+    assert!(
+        sample[0].contains("Welcome back to the garden"),
+        "{}",
+        sample[0]
+    );
+    std::fs::write(&manifest, sample.join("\n")).unwrap();
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(&targets, "benign_not_overrefuse = 100.0\n").unwrap();
+    let out = Command::new(common::bin())
+        .arg("eval")
+        .arg(&manifest)
+        .arg("--targets")
+        .arg(&targets)
+        .arg("--report")
+        .arg(dir.path().join("report"))
+        .output()
+        .unwrap();
+    let report = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{report}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_bad_manifest_is_refused_with_every_problem() {
     let dir = tempfile::tempdir().unwrap();
