@@ -1091,12 +1091,33 @@ mod tests {
         }
     }
 
+    /// An outcome decided by `cat` alone: it stops the item wherever `d` is review or block.
     fn outcome(d: Decision, score: f32, cat: &str) -> Outcome {
+        let by: BTreeSet<String> = (d >= Decision::Review)
+            .then(|| cat.to_string())
+            .into_iter()
+            .collect();
         Outcome {
             decisions: Some([d; 3]),
             scores: [(cat.to_string(), score)].into_iter().collect(),
+            stopped_by: [by.clone(), by.clone(), by],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_unsafe_item_stopped_only_by_another_category_is_not_counted_as_stopped() {
+        let p = Policy::default_policy();
+        let items = vec![
+            item("s", &["self_harm"], None),
+            item("s", &["self_harm"], None),
+        ];
+        let outcomes = vec![
+            outcome(Decision::Block, 0.9, "sexual"),
+            outcome(Decision::Block, 0.9, "self_harm"),
+        ];
+        let r = score(items, outcomes, &p);
+        assert_eq!(r.cells["s"]["self_harm"][2].not_unsafe, Rate { k: 1, n: 2 });
     }
 
     #[test]
