@@ -17,7 +17,9 @@ use crate::detect::ImageDetector;
 use crate::embed::TextEmbedder;
 use crate::faces::FaceAges;
 use crate::model::{ImageClassifier, Rgb};
-use crate::text::{DEFAULT_POLICY, TextClassifier, TextInput, TextPolicy};
+use crate::text::{
+    DEFAULT_POLICY, HeadsCache, TextClassifier, TextInput, TextPolicy, default_heads_dir,
+};
 
 pub const NAME: &str = clipguard_schemas::names::stage::CLASSIFY;
 
@@ -148,9 +150,26 @@ impl ClassifyConfig {
 
     /// Loads the text classifier: the policy (the shipped one unless `text_policy` is set)
     /// and, unless `text_model` is empty, the sentence encoder, verified in the model cache.
+    ///
+    /// The exemplar embeddings and trained heads are cached beside the models
+    /// (`<models>/derived/text-heads`), keyed by the encoder's files and the exemplars, so only
+    /// the first load after a change of either trains them.
     pub fn load_text(&self) -> Result<TextClassifier, ClassifyError> {
         let (policy, embedder) = self.load_text_parts()?;
-        TextClassifier::new(policy, embedder)
+        if embedder.is_none() {
+            return TextClassifier::new(policy, embedder);
+        }
+        let manifest = Manifest::load_default()?;
+        let cache = HeadsCache {
+            dir: default_heads_dir(&Cache::default().dir),
+            encoder: format!(
+                "{}:{}:{}",
+                self.text_model,
+                manifest.get(&self.text_model)?.sha256,
+                manifest.get(&self.text_tokenizer)?.sha256
+            ),
+        };
+        TextClassifier::new_cached(policy, embedder, &cache)
     }
 
     /// The text policy (the configured file or the shipped one) and the sentence encoder

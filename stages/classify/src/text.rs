@@ -20,11 +20,13 @@ pub const REPORTED_THRESHOLD: f32 = 0.5;
 /// Longest unit embedded at once, in words (MiniLM takes 128 tokens; ~1.3 tokens a word).
 const MAX_UNIT_WORDS: usize = 80;
 
+mod cache;
 mod cv;
 mod heads;
 mod policy;
 mod words;
 
+pub use cache::{HeadsCache, default_dir as default_heads_dir};
 pub use cv::{CvCategory, PARAPHRASE_COSINE, cross_validate};
 pub use heads::calibrate;
 pub use policy::{TextCategory, TextPolicy};
@@ -63,6 +65,8 @@ pub struct TextClassifier {
     benign: Vec<(String, Vec<f32>)>,
     near_miss_gate: f32,
     support_gate: Option<[f32; 2]>,
+    /// Whether the embeddings and heads were read from a [`HeadsCache`] instead of computed.
+    pub from_cache: bool,
 }
 
 impl std::fmt::Debug for TextClassifier {
@@ -172,11 +176,67 @@ impl TextClassifier {
     /// near-miss benign sentences and the other categories' unsafe ones — and, for the second,
     /// its own near misses only; see [`Heads`]). Without an embedder only blocklists score.
     pub fn new(policy: TextPolicy, embedder: Option<TextEmbedder>) -> Result<Self, ClassifyError> {
+        Self::build(policy, embedder, None)
+    }
+
+    /// As [`TextClassifier::new`], reading the embeddings and heads from `cache` when it holds
+    /// them for exactly this encoder and these exemplars, and writing them there otherwise. A
+    /// cache that cannot be read or written is logged and built around, never an error.
+    pub fn new_cached(
+        policy: TextPolicy,
+        embedder: Option<TextEmbedder>,
+        cache: &HeadsCache,
+    ) -> Result<Self, ClassifyError> {
+        Self::build(policy, embedder, Some(cache))
+    }
+
+    fn build(
+        policy: TextPolicy,
+        embedder: Option<TextEmbedder>,
+        cache: Option<&HeadsCache>,
+    ) -> Result<Self, ClassifyError> {
         let all = exemplar_sentences(&policy);
-        let vectors = match &embedder {
-            Some(e) => embed_all(e, &all)?,
-            None => Vec::new(),
+        let names: Vec<&str> = policy.categories.keys().map(String::as_str).collect();
+        let key = cache.map(|c| c.key(&names, &all));
+        let width = embedder.as_ref().map_or(0, |e| e.width());
+        let cached = match (cache, &key, &embedder) {
+            (Some(c), Some(k), Some(_)) => match c.load(k, all.len(), width, names.len()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cached text heads not used; training them again");
+                    None
+                }
+            },
+            _ => None,
         };
+        let from_cache = cached.is_some();
+        let trained = match (cached, &embedder) {
+            (Some(t), _) => t,
+            (None, Some(e)) => {
+                let vectors = embed_all(e, &all)?;
+                let heads = names
+                    .iter()
+                    .map(|name| {
+                        let t = training_sets(&all, &vectors, name, |_| true);
+                        (!t.pos.is_empty() && !t.neg.is_empty())
+                            .then(|| Heads::train(&t.pos, &t.neg, &t.near, width))
+                    })
+                    .collect();
+                let t = cache::Trained { vectors, heads };
+                if let (Some(c), Some(k)) = (cache, &key)
+                    && let Err(e) = c.store(k, &t, width)
+                {
+                    tracing::warn!(error = %e, "could not cache the text heads");
+                }
+                t
+            }
+            (None, None) => cache::Trained {
+                vectors: Vec::new(),
+                heads: names.iter().map(|_| None).collect(),
+            },
+        };
+        let vectors = trained.vectors;
+        let mut trained_heads = trained.heads.into_iter();
         let mut categories = Vec::new();
         for (name, c) in &policy.categories {
             let terms = c
@@ -193,13 +253,7 @@ impl TextClassifier {
                 .filter(|(e, _)| e.unsafe_of == Some(name.as_str()))
                 .map(|(e, v)| (e.text.to_string(), v.clone()))
                 .collect();
-            let t = training_sets(&all, &vectors, name, |_| true);
-            let heads = match &embedder {
-                Some(e) if !t.pos.is_empty() && !t.neg.is_empty() => {
-                    Some(Heads::train(&t.pos, &t.neg, &t.near, e.width()))
-                }
-                _ => None,
-            };
+            let heads = trained_heads.next().flatten();
             categories.push(CategoryModel {
                 name: name.clone(),
                 threshold: c.threshold,
@@ -222,6 +276,7 @@ impl TextClassifier {
             benign,
             near_miss_gate: policy.near_miss_gate,
             support_gate: policy.support_gate,
+            from_cache,
         })
     }
 

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use clipguard_classify::embed::TextEmbedder;
 use clipguard_classify::text::{
-    DEFAULT_POLICY, PARAPHRASE_COSINE, REPORTED_THRESHOLD, TextClassifier, TextInput, TextPolicy,
-    cross_validate,
+    DEFAULT_POLICY, HeadsCache, PARAPHRASE_COSINE, REPORTED_THRESHOLD, TextClassifier, TextInput,
+    TextPolicy, cross_validate,
 };
 use clipguard_models::{Cache, Manifest};
 
@@ -224,6 +224,84 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
 /// The shipped operating points are what `clipguard text-cv` chooses on the shipped exemplars
 /// (so a change of exemplars without re-choosing them fails here), and the choice is
 /// reproducible: the same numbers twice.
+/// The trained heads are cached on disk: a second build with the same encoder and exemplars
+/// reads them and scores exactly as the first; a changed exemplar, another encoder or a damaged
+/// file is trained again (and the file repaired), never trusted.
+#[test]
+fn cached_heads_score_exactly_as_trained_ones_and_a_bad_file_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, msha, tsha) = embedder();
+    let cache = HeadsCache {
+        dir: dir.path().join("heads"),
+        encoder: format!("minilm-l6-int8:{msha}:{tsha}"),
+    };
+    let policy = || TextPolicy::parse(DEFAULT_POLICY, "shipped").unwrap();
+    let build = |p: TextPolicy, c: &HeadsCache| {
+        TextClassifier::new_cached(p, Some(embedder().0), c).unwrap()
+    };
+    let prompts = [
+        "a person slitting their wrists with a razor blade",
+        "Welcome back to the garden. Today we plant tomatoes and water the basil.",
+    ];
+    let scores = |c: &TextClassifier| -> Vec<Vec<(String, f32)>> {
+        prompts
+            .iter()
+            .map(|t| {
+                let input = TextInput {
+                    source: "prompt",
+                    text: t,
+                    start_s: 0.0,
+                    end_s: 0.0,
+                };
+                c.classify(&[input])
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.category, s.score))
+                    .collect()
+            })
+            .collect()
+    };
+
+    let t0 = Instant::now();
+    let first = build(policy(), &cache);
+    let trained = t0.elapsed();
+    assert!(!first.from_cache);
+    let files: Vec<_> = std::fs::read_dir(&cache.dir).unwrap().collect();
+    assert_eq!(files.len(), 1, "one heads file written");
+    let file = files[0].as_ref().unwrap().path();
+
+    let t0 = Instant::now();
+    let second = build(policy(), &cache);
+    eprintln!(
+        "classifier built in {:.2} s with training, {:.2} s from the cache",
+        trained.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(second.from_cache);
+    assert_eq!(scores(&first), scores(&second), "same scores, bit for bit");
+
+    // Other inputs: a new exemplar, another encoder identity.
+    let mut changed = policy();
+    changed
+        .benign
+        .push("a brand new benign exemplar about kites".into());
+    assert!(!build(changed, &cache).from_cache);
+    let other = HeadsCache {
+        encoder: "another-encoder".into(),
+        ..cache.clone()
+    };
+    assert!(!build(policy(), &other).from_cache);
+
+    // A truncated file is refused and rewritten; the rebuilt classifier scores the same.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let repaired = build(policy(), &cache);
+    assert!(!repaired.from_cache);
+    assert_eq!(scores(&repaired), scores(&first));
+    assert_eq!(std::fs::read(&file).unwrap(), bytes, "file rewritten whole");
+    assert!(build(policy(), &cache).from_cache);
+}
+
 #[test]
 fn the_shipped_thresholds_are_the_cross_validated_ones() {
     let (e, _, _) = embedder();

@@ -1,6 +1,11 @@
 //! The embedding heads: logistic regressions over sentence embeddings, and the calibration of
 //! their raw scores onto the reported scale.
 
+/// The training recipe below, in words: part of the key of cached heads (see
+/// [`super::cache`]), so change it with any change to [`Head::train`] or [`Heads::train`].
+pub(super) const TRAINING: &str =
+    "logistic; 400 full-batch steps at rate 2.0; L2 1e-3; class-balanced; all + near; v1";
+
 /// A logistic head `σ(w·x + b)` over unit embeddings.
 #[derive(Debug, Clone)]
 pub(super) struct Head {
