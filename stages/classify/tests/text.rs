@@ -235,7 +235,24 @@ fn cached_heads_score_exactly_as_trained_ones_and_a_bad_file_is_rebuilt() {
         dir: dir.path().join("heads"),
         encoder: format!("minilm-l6-int8:{msha}:{tsha}"),
     };
-    let policy = || TextPolicy::parse(DEFAULT_POLICY, "shipped").unwrap();
+    // A small policy of its own: the behaviour is the cache's, and training the shipped one
+    // four times would cost a minute of the suite.
+    let policy = || {
+        TextPolicy::parse(
+            r#"
+version = "cache-test"
+support_gate = [0.25, 0.45]
+benign = ["a family baking bread", "a football match in the rain", "planting tomatoes"]
+[categories.self_harm]
+unsafe_examples = ["cutting my wrists with a razor", "how to end my life with pills"]
+benign_examples = ["a nurse explaining how to store medicines safely"]
+[categories.violence_gore]
+unsafe_examples = ["a man stabbing someone until blood pours out"]
+"#,
+            "cache test",
+        )
+        .unwrap()
+    };
     let build = |p: TextPolicy, c: &HeadsCache| {
         TextClassifier::new_cached(p, Some(embedder().0), c).unwrap()
     };
