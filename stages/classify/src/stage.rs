@@ -155,40 +155,48 @@ impl ClassifyConfig {
     /// (`<models>/derived/text-heads`), keyed by the encoder's files and the exemplars, so only
     /// the first load after a change of either trains them.
     pub fn load_text(&self) -> Result<TextClassifier, ClassifyError> {
-        let (policy, embedder) = self.load_text_parts()?;
-        if embedder.is_none() {
-            return TextClassifier::new(policy, embedder);
+        let policy = self.load_text_policy()?;
+        match self.load_text_encoder()? {
+            Some((embedder, cache)) => TextClassifier::new_cached(policy, Some(embedder), &cache),
+            None => TextClassifier::new(policy, None),
         }
-        let manifest = Manifest::load_default()?;
-        let cache = HeadsCache {
-            dir: default_heads_dir(&Cache::default().dir),
-            encoder: format!(
-                "{}:{}:{}",
-                self.text_model,
-                manifest.get(&self.text_model)?.sha256,
-                manifest.get(&self.text_tokenizer)?.sha256
-            ),
-        };
-        TextClassifier::new_cached(policy, embedder, &cache)
     }
 
     /// The text policy (the configured file or the shipped one) and the sentence encoder
     /// (`None` when `text_model` is empty).
     pub fn load_text_parts(&self) -> Result<(TextPolicy, Option<TextEmbedder>), ClassifyError> {
-        let policy = match &self.text_policy {
-            Some(path) => TextPolicy::load(path)?,
-            None => TextPolicy::parse(DEFAULT_POLICY, "(shipped policy/text.toml)")?,
+        let policy = self.load_text_policy()?;
+        Ok((policy, self.load_text_encoder()?.map(|(e, _)| e)))
+    }
+
+    fn load_text_policy(&self) -> Result<TextPolicy, ClassifyError> {
+        match &self.text_policy {
+            Some(path) => TextPolicy::load(path),
+            None => TextPolicy::parse(DEFAULT_POLICY, "(shipped policy/text.toml)"),
+        }
+    }
+
+    /// The sentence encoder, verified in the model cache, and where its trained heads are
+    /// cached (`<models>/derived/text-heads`, keyed by the manifest's SHA-256 of its files);
+    /// `None` when `text_model` is empty.
+    fn load_text_encoder(&self) -> Result<Option<(TextEmbedder, HeadsCache)>, ClassifyError> {
+        if self.text_model.is_empty() {
+            return Ok(None);
+        }
+        let manifest = Manifest::load_default()?;
+        let cache = Cache::default();
+        let model = manifest.get(&self.text_model)?;
+        let tokenizer = manifest.get(&self.text_tokenizer)?;
+        let embedder = TextEmbedder::load(
+            &self.text_model,
+            &cache.verified_path(model)?,
+            &cache.verified_path(tokenizer)?,
+        )?;
+        let heads = HeadsCache {
+            dir: default_heads_dir(&cache.dir),
+            encoder: format!("{}:{}:{}", model.name, model.sha256, tokenizer.sha256),
         };
-        let embedder = if self.text_model.is_empty() {
-            None
-        } else {
-            let manifest = Manifest::load_default()?;
-            let cache = Cache::default();
-            let model = cache.verified_path(manifest.get(&self.text_model)?)?;
-            let tokenizer = cache.verified_path(manifest.get(&self.text_tokenizer)?)?;
-            Some(TextEmbedder::load(&self.text_model, &model, &tokenizer)?)
-        };
-        Ok((policy, embedder))
+        Ok(Some((embedder, heads)))
     }
 }
 

@@ -197,18 +197,18 @@ impl TextClassifier {
     ) -> Result<Self, ClassifyError> {
         let all = exemplar_sentences(&policy);
         let names: Vec<&str> = policy.categories.keys().map(String::as_str).collect();
-        let key = cache.map(|c| c.key(&names, &all));
         let width = embedder.as_ref().map_or(0, |e| e.width());
-        let cached = match (cache, &key, &embedder) {
-            (Some(c), Some(k), Some(_)) => match c.load(k, all.len(), width, names.len()) {
-                Ok(t) => t,
-                Err(e) => {
+        // The cache only matters with an encoder: without one there is nothing to train.
+        let cache = cache
+            .filter(|_| embedder.is_some())
+            .map(|c| (c, c.key(&names, &all)));
+        let cached = cache.as_ref().and_then(|(c, k)| {
+            c.load(k, all.len(), width, names.len())
+                .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "cached text heads not used; training them again");
                     None
-                }
-            },
-            _ => None,
-        };
+                })
+        });
         let from_cache = cached.is_some();
         let trained = match (cached, &embedder) {
             (Some(t), _) => t,
@@ -223,7 +223,7 @@ impl TextClassifier {
                     })
                     .collect();
                 let t = cache::Trained { vectors, heads };
-                if let (Some(c), Some(k)) = (cache, &key)
+                if let Some((c, k)) = &cache
                     && let Err(e) = c.store(k, &t, width)
                 {
                     tracing::warn!(error = %e, "could not cache the text heads");
