@@ -30,6 +30,7 @@ packages=(
   cmake                                              # whisper.cpp (transcribe stage)
   libssl-dev                                         # TLS for model downloads (system CA store)
   fonts-dejavu-core                                  # the font of the evaluation report's plots
+  python3-venv                                       # the ops tools' venv (scripts/ops-setup.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -233,6 +233,18 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
     }
 }
 
+/// Every metric family a worker of this build can export, registered without building any
+/// stage: the shared stage metrics of each stage and the stages' own. What dashboards and alert
+/// rules may refer to (`clipguard metrics`, and a test over `deploy/k8s/monitoring`).
+pub fn metrics_catalog() -> Registry {
+    let mut registry = Registry::default();
+    for name in NAMES {
+        StageMetrics::register(&mut registry, name);
+    }
+    clipguard_monitor::MonitorMetrics::default().register(&mut registry);
+    registry
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

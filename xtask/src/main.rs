@@ -156,7 +156,7 @@ impl Background {
         })
     }
 
-    /// Waits for it and records its phase; returns the last line it printed.
+    /// Waits for it and records its phase; returns what it printed.
     fn wait(mut self, run: &mut Run) -> Result<String, String> {
         let status = self
             .child
@@ -176,7 +176,7 @@ impl Background {
             }
             return Err(format!("{} failed ({status})", self.name));
         }
-        Ok(text.lines().last().unwrap_or_default().trim().to_string())
+        Ok(text)
     }
 }
 
@@ -248,6 +248,12 @@ fn test(run: &mut Run) -> Result<(), String> {
         sh("scripts/setup.sh").arg("--broker"),
         &logs.join("broker.log"),
     )?;
+    // kubectl, kubernetes-validate and promtool for the operations assets' tests (tests/ops.rs).
+    let ops = Background::spawn(
+        "ops tools (kubectl, kubernetes-validate, promtool; once)",
+        &mut with_env(sh("scripts/ops-setup.sh")),
+        &logs.join("ops-setup.log"),
+    )?;
     run.phase(
         "cargo fmt --check",
         &mut cargo(&["fmt", "--all", "--", "--check"]),
@@ -287,8 +293,16 @@ fn test(run: &mut Run) -> Result<(), String> {
         run.phase("models (fetched once, verified every run)", &mut c)?;
     }
     broker.wait(run)?;
+    let ops = ops.wait(run)?;
     let llama = llama.wait(run)?;
+    let llama = llama.lines().last().unwrap_or_default().trim();
     let mut c = with_env(cargo(&["test", "--workspace", "--locked"]));
+    // CLIPGUARD_OPS_PYTHON=..., CLIPGUARD_PROMTOOL=...
+    for (k, v) in ops.lines().filter_map(|l| l.split_once('=')) {
+        if k.starts_with("CLIPGUARD_") {
+            c.env(k, v);
+        }
+    }
     c.env("CLIPGUARD_LLAMA_SERVER", llama)
         // Broker, model-server and reference-data tests must run here, never skip.
         .env("CLIPGUARD_REQUIRE_BROKER", "1")

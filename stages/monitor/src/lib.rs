@@ -289,6 +289,13 @@ impl MonitorStage {
         match &result {
             Ok(()) => {
                 tracing::info!(clip_id, decision = verdict.decision().word(), reasons = ?verdict.reasons, "verdict");
+                let submitted_at_ms = signals
+                    .iter()
+                    .filter_map(|s| s.context.as_ref().map(|c| c.submitted_at_ms))
+                    .find(|&ms| ms > 0)
+                    .unwrap_or(0);
+                self.metrics
+                    .verdict(verdict.decision(), deadline_passed, submitted_at_ms);
                 lock(&self.state).decided.insert(clip_id.to_string());
             }
             Err(err) => {

