@@ -234,14 +234,25 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
 }
 
 /// Every metric family a worker of this build can export, registered without building any
-/// stage: the shared stage metrics of each stage and the stages' own. What dashboards and alert
-/// rules may refer to (`clipguard metrics`, and a test over `deploy/k8s/monitoring`).
+/// stage: the shared stage metrics of each stage and the stages' own, each labelled family
+/// with one sample so that encoding the registry lists it. What dashboards and alert rules may
+/// refer to (checked over `deploy/k8s/monitoring` by `tests/ops.rs`).
 pub fn metrics_catalog() -> Registry {
     let mut registry = Registry::default();
     for name in NAMES {
-        StageMetrics::register(&mut registry, name);
+        let m = StageMetrics::register(&mut registry, name);
+        m.error("catalogue");
+        m.drop_work("catalogue");
+        m.lag
+            .get_or_create(&clipguard_pipeline::metrics::PartitionLabels {
+                topic: "catalogue".into(),
+                partition: "0".into(),
+            })
+            .set(0);
     }
-    clipguard_monitor::MonitorMetrics::default().register(&mut registry);
+    let monitor = clipguard_monitor::MonitorMetrics::default();
+    monitor.register(&mut registry);
+    monitor.sample_every_family();
     registry
 }
 

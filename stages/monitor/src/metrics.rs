@@ -97,12 +97,27 @@ impl MonitorMetrics {
         );
     }
 
+    /// One sample in every labelled family, so that an encoder lists each of them (families
+    /// without a sample are not exported): for a catalogue of what can be exported, never on a
+    /// worker's own metrics.
+    pub fn sample_every_family(&self) {
+        self.verdict(Decision::Allow, false, 0);
+        self.shadow(Decision::Allow, Decision::Block);
+        self.reasoning("used");
+        self.dropped("already_decided");
+    }
+
     /// One verdict delivered; `submitted_at_ms` is the clip's submission time (0: unknown).
     pub(crate) fn verdict(&self, decision: Decision, deadline_passed: bool, submitted_at_ms: i64) {
         self.verdicts
             .get_or_create(&VerdictLabels {
                 decision: decision.word().into(),
-                completion: if deadline_passed { "deadline" } else { "complete" }.into(),
+                completion: if deadline_passed {
+                    "deadline"
+                } else {
+                    "complete"
+                }
+                .into(),
             })
             .inc();
         if submitted_at_ms > 0 {

@@ -1,0 +1,78 @@
+//! The load test's short profile end to end: generated clips at a target rate through separate
+//! `clipguard stage` processes (two media replicas) on a real tansu broker, one verdict per
+//! clip, and a complete report (tables, capacity, plots). Its numbers come from a debug build
+//! beside other tests and are not checked: only that they were measured.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use clipguard_loadtest::{Options, Profile};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_short_profile_gets_a_verdict_for_every_clip_and_writes_the_report() {
+    if clipguard_loadtest::procs::tansu_path().is_none() {
+        let msg = "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
+        assert!(
+            std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() != Ok("1"),
+            "{msg}"
+        );
+        eprintln!("skipping: {msg}");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profile = Profile::load(&root.join("loadtest/profiles/short.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        clipguard: common::bin().into(),
+        out: dir.path().join("out"),
+        pool: dir.path().join("pool"),
+        brokers: None,
+        baseline_python: None,
+        baseline_args: Vec::new(),
+        name: "short".into(),
+    };
+    let report = clipguard_loadtest::run(&profile, &opts).await.unwrap();
+
+    assert_eq!(report.submitted, profile.clips);
+    assert_eq!(report.verdicts, profile.clips, "clips without a verdict");
+    assert_eq!(report.duplicates, 0);
+    // Two of the eight are truncated files: blocked fail-closed, never allowed.
+    let broken = (0..profile.clips)
+        .filter(|i| profile.kind_of(*i).broken)
+        .count();
+    assert_eq!(broken, 2);
+    for s in report.seen.iter().filter(|s| s.kind == "broken") {
+        assert_eq!(s.decision, "block", "truncated clip {}", s.clip_id);
+    }
+    for stage in clipguard_schemas::names::stage::ALL {
+        let row = &report.stages[*stage];
+        assert_eq!(row.replicas, profile.replicas_of(stage), "{stage}");
+        assert!(row.cpu_s_per_clip > 0.0, "{stage}: no CPU measured");
+        assert!(row.peak_rss_mib > 10.0, "{stage}: no memory measured");
+    }
+    assert!(report.latency_p50_s > 0.0 && report.latency_p99_s >= report.latency_p50_s);
+    assert!(
+        report.samples.len() >= 3,
+        "{} samples",
+        report.samples.len()
+    );
+    assert!(report.samples.iter().all(|s| s.lag.len() == 6));
+    assert_eq!(
+        report.clean_exits, report.processes,
+        "a stage did not stop on SIGTERM within 60 s"
+    );
+    let md = std::fs::read_to_string(opts.out.join("report.md")).unwrap();
+    for expected in ["| media | 2 |", "## Capacity", "| 1000 |", "latency.png"] {
+        assert!(md.contains(expected), "report.md lacks `{expected}`:\n{md}");
+    }
+    for png in ["latency.png", "lag.png", "cpu.png", "progress.png"] {
+        let len = std::fs::metadata(opts.out.join(png)).unwrap().len();
+        assert!(len > 2000, "{png} is {len} bytes");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(opts.out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["verdicts"], profile.clips);
+}
