@@ -2,24 +2,29 @@
 # Proves the image's runtime package list (deploy/image/runtime-packages.txt) complete without a
 # container engine: installs exactly those packages into a fresh Debian 12 root with mmdebstrap
 # (minbase variant, --no-install-recommends as the Dockerfile does), copies in the clipguard
-# binary and the models, and runs `clipguard run` on the sample clips inside it (chroot, no
-# network needed: the embedded broker). Needs root (chroot) and Debian's package mirror.
+# binary and the models, and runs `clipguard run` inside it (chroot, no network needed: the
+# embedded broker) on the sample clips plus H.265 and AV1 in MP4, VP9 in WebM and H.264 in
+# MPEG-TS: each must decode (only the deliberately truncated sample may fail). Needs root
+# (chroot), the host's GStreamer encoders (scripts/setup.sh) and Debian's package mirror.
 #
-#   scripts/image-rootfs.sh [--bin PATH] [--keep]
+#   scripts/image-rootfs.sh [--bin PATH] [--packages FILE] [--keep]
 #
 # --bin: the binary to put in the root (default: a release build, made if missing).
+# --packages: another package list to try (default deploy/image/runtime-packages.txt).
 # --keep: leave the root in $CLIPGUARD_CACHE/rootfs for a look (removed otherwise).
-# Exits 0 when every sample clip got its verdict inside the root.
+# Exits 0 when every clip got its verdict inside the root and every valid one decoded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=${CLIPGUARD_CACHE:-$HOME/.cache/clipguard}
 MODELS=${CLIPGUARD_MODELS:-$CACHE/models}
 MIRROR=${CLIPGUARD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 bin=""
+list=deploy/image/runtime-packages.txt
 keep=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
+    --packages) list=$2; shift 2 ;;
     --keep) keep=true; shift ;;
     *) echo "image-rootfs: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -37,7 +42,7 @@ if [ -z "$bin" ]; then
 fi
 [ -x "$bin" ] || { say "no binary at $bin"; exit 1; }
 
-packages=$(grep -v '^#' deploy/image/runtime-packages.txt | grep -v '^$' | paste -sd, -)
+packages=$(grep -v '^#' "$list" | grep -v '^$' | paste -sd, -)
 root="$CACHE/rootfs"
 rm -rf "$root"
 mkdir -p "$root"
@@ -53,8 +58,8 @@ mmdebstrap --variant=minbase --include="$packages" --aptopt='APT::Install-Recomm
   "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
   "deb ${MIRROR%/debian}/debian-security bookworm-security main"
 du -sh "$root" | awk '{print "image-rootfs: root is " $1 " (packages only); the largest:"}' >&2
-chroot "$root" dpkg-query -W -f '${Installed-Size}\t${Package}\n' | sort -rn | head -8 |
-  awk -F'\t' '{printf "  %6.1f MB  %s\n", $1 / 1024, $2}' >&2
+chroot "$root" dpkg-query -W -f '${Installed-Size}\t${Package}\n' | sort -rn |
+  awk -F'\t' 'NR <= 8 {printf "  %6.1f MB  %s\n", $1 / 1024, $2}' >&2
 
 install -D "$bin" "$root/usr/local/bin/clipguard"
 mkdir -p "$root/opt/clipguard/models"
@@ -62,6 +67,13 @@ for m in whisper-tiny.en open-nsfw minilm-l6-int8 minilm-l6-tokenizer blazeface-
   [ -e "$MODELS/$m" ] && cp -a "$MODELS/$m" "$root/opt/clipguard/models/"
 done
 scripts/make-samples.sh "$root/samples" >/dev/null
+# The codecs and containers generators use beyond the samples' H.264/VP8 (encoded here, on the
+# host, whose GStreamer has the encoders): each must decode inside the root.
+gst() { gst-launch-1.0 -q videotestsrc num-buffers=50 ! video/x-raw,width=320,height=240,framerate=25/1 ! "$@" >/dev/null; }
+gst x265enc speed-preset=ultrafast ! h265parse ! mp4mux ! filesink location="$root/samples/hevc.mp4"
+gst av1enc cpu-used=8 usage-profile=realtime ! av1parse ! mp4mux ! filesink location="$root/samples/av1.mp4"
+gst vp9enc deadline=1 ! webmmux ! filesink location="$root/samples/vp9.webm"
+gst x264enc speed-preset=ultrafast ! h264parse ! mpegtsmux ! filesink location="$root/samples/h264.ts"
 
 # Every library the binary links must resolve inside the root.
 missing=$(chroot "$root" ldd /usr/local/bin/clipguard | grep 'not found' || true)
@@ -81,4 +93,13 @@ for line in sys.stdin:
 samples=$(find "$root/samples" -maxdepth 1 -type f | wc -l)
 verdicts=$(echo "$out" | grep -c '"decision"' || true)
 [ "$verdicts" -eq "$samples" ] || { say "$verdicts verdicts for $samples samples"; exit 1; }
-say "ok: $verdicts verdicts for $samples sample clips inside a root of exactly the runtime packages"
+# A verdict is not enough: every clip but the truncated sample must have decoded.
+undecoded=$(echo "$out" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    v = json.loads(line)
+    errors = [r for r in v["reasons"] if r.startswith("media_error:")]
+    if errors and not v["source"].endswith("corrupt.mp4"):
+        print(v["source"], " ".join(errors))')
+[ -z "$undecoded" ] || { say "clips that did not decode inside the root:"; echo "$undecoded" >&2; exit 1; }
+say "ok: $verdicts verdicts, every valid clip decoded, inside a root of exactly the runtime packages"
