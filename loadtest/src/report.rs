@@ -509,7 +509,7 @@ const COLOURS: &[RGBColor] = &[
     RGBColor(78, 154, 6),
     RGBColor(245, 121, 0),
     RGBColor(117, 80, 123),
-    RGBColor(193, 125, 17),
+    RGBColor(46, 52, 54),
 ];
 
 fn lines(
