@@ -11,7 +11,8 @@ embedded with the same MiniLM int8 encoder on onnxruntime (mean pooling, L2 norm
 fails to decode is counted as an error and the worker goes on.
 
 Models load before timing. Writes JSON: clips, cpu_s (user + system of this process over the
-clips), wall_s, load_s, peak_rss_mib, threads, errors, sampling, models.
+clips), wall_s, load_s, peak_rss_mib, threads, errors, steps_cpu_s (CPU seconds by step: decode,
+pdq, open_nsfw, whisper, text), sampling, models.
 
     loadtest/baseline.py --out baseline.json --nsfw open-nsfw.onnx --whisper DIR \
         --minilm minilm-l6-int8.onnx --tokenizer minilm-l6-tokenizer.json -- CLIP...
@@ -82,12 +83,25 @@ def main() -> int:
         v = hidden.mean(axis=0)
         return v / (np.linalg.norm(v) + 1e-12)
 
+    # CPU seconds by step (this process's threads included), to set beside the stages' own.
+    steps = {"decode": 0.0, "pdq": 0.0, "open_nsfw": 0.0, "whisper": 0.0, "text": 0.0}
+
+    class step:
+        def __init__(self, name):
+            self.name = name
+
+        def __enter__(self):
+            self.t = time.process_time()
+
+        def __exit__(self, *exc):
+            steps[self.name] += time.process_time() - self.t
+
     errors = 0
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     for path in args.clips:
         try:
-            with av.open(path) as container:
+            with step("decode"), av.open(path) as container:
                 frames, pcm = [], []
                 next_t = 0.0
                 vs = container.streams.video[0] if container.streams.video else None
@@ -105,16 +119,20 @@ def main() -> int:
                         for out in resampler.resample(frame):
                             pcm.append(out.to_ndarray().reshape(-1))
             for rgb in frames:
-                pdqhash.compute(rgb)
-                nsfw_score(rgb)
+                with step("pdq"):
+                    pdqhash.compute(rgb)
+                with step("open_nsfw"):
+                    nsfw_score(rgb)
             if pcm:
-                audio = np.concatenate(pcm).astype(np.float32) / 32768.0
-                segments, _ = whisper.transcribe(
-                    audio, language="en", beam_size=1, vad_filter=True, without_timestamps=False
-                )
-                text = " ".join(s.text for s in segments)
+                with step("whisper"):
+                    audio = np.concatenate(pcm).astype(np.float32) / 32768.0
+                    segments, _ = whisper.transcribe(
+                        audio, language="en", beam_size=1, vad_filter=True, without_timestamps=False
+                    )
+                    text = " ".join(s.text for s in segments)
                 if text.strip():
-                    embed(text)
+                    with step("text"):
+                        embed(text)
         except Exception as err:  # a broken clip: counted, the worker goes on
             errors += 1
             print(f"baseline: {path}: {err}", file=sys.stderr)
@@ -128,6 +146,7 @@ def main() -> int:
         "peak_rss_mib": r1.ru_maxrss / 1024.0,
         "threads": args.threads,
         "errors": errors,
+        "steps_cpu_s": steps,
         "sampling": f"{fps:g} fps, PDQ and open_nsfw per sampled frame, whisper on the whole audio track",
         "models": ["open_nsfw (onnxruntime)", "whisper tiny.en CTranslate2 (faster-whisper)", "MiniLM-L6 int8 (onnxruntime)"],
     }

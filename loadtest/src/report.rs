@@ -47,6 +47,9 @@ pub struct Baseline {
     pub sampling: String,
     #[serde(default)]
     pub models: Vec<String>,
+    /// CPU seconds by step (decode, pdq, open_nsfw, whisper, text).
+    #[serde(default)]
+    pub steps_cpu_s: BTreeMap<String, f64>,
 }
 
 /// The inputs of a report.
@@ -374,6 +377,38 @@ impl Report {
                 "| clips it could not process | {} | {} | |",
                 self.missing, b.errors
             );
+            if !b.steps_cpu_s.is_empty() {
+                let theirs = |steps: &str| -> f64 {
+                    steps
+                        .split(" + ")
+                        .map(|s| b.steps_cpu_s.get(s).copied().unwrap_or(0.0))
+                        .sum::<f64>()
+                        / b.clips.max(1) as f64
+                };
+                let ours = |s: &str| self.stages.get(s).map_or(0.0, |r| r.cpu_s_per_clip);
+                let _ = writeln!(
+                    m,
+                    "\nCPU seconds per clip by step:\n\n| clipguard stage | CPU s | Python worker step | CPU s |\n| --- | ---: | --- | ---: |"
+                );
+                for (stage, step) in [
+                    ("media", "decode + pdq"),
+                    ("classify", "open_nsfw"),
+                    ("transcribe", "whisper"),
+                    ("classify_transcript", "text"),
+                ] {
+                    let _ = writeln!(
+                        m,
+                        "| {stage} | {:.3} | {step} | {:.3} |",
+                        ours(stage),
+                        theirs(step)
+                    );
+                }
+                let _ = writeln!(
+                    m,
+                    "| hashmatch + monitor | {:.3} | (none) | |",
+                    ours("hashmatch") + ours("monitor")
+                );
+            }
         }
         let _ = writeln!(m, "\n## Plots\n");
         for (file, caption) in PLOTS {
@@ -606,6 +641,63 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&[3.0], 0.99), 3.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn the_baseline_table_sets_each_step_beside_its_stage() {
+        let profile: Profile = toml::from_str(
+            "clips = 2\nrate = 1\nmax_seconds = 9\npartitions = 1\n[[clip]]\nname = \"a\"\nduration_s = 1\nwidth = 32\nheight = 32\naudio = \"none\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let stage = |cpu_s| StageUse {
+            replicas: 1,
+            cpu_s,
+            peak_rss_mib: 10.0,
+            peak_lag: 0.0,
+        };
+        let baseline: Baseline = serde_json::from_str(
+            r#"{"clips": 2, "cpu_s": 1.0, "wall_s": 1.0, "load_s": 0.1, "peak_rss_mib": 50,
+                "threads": 1, "errors": 0,
+                "steps_cpu_s": {"decode": 0.2, "pdq": 0.2, "open_nsfw": 0.3, "whisper": 0.3}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let report = Report::build(Inputs {
+            name: "t".into(),
+            profile,
+            submitted: 2,
+            seen: ["a", "b"]
+                .iter()
+                .map(|id| Seen {
+                    clip_id: id.to_string(),
+                    kind: "a".into(),
+                    decision: "allow".into(),
+                    latency_s: 0.5,
+                    at_s: 1.0,
+                })
+                .collect(),
+            duplicates: 0,
+            elapsed_s: 1.0,
+            stages: [
+                ("media".to_string(), stage(0.5)),
+                ("classify".to_string(), stage(0.2)),
+            ]
+            .into_iter()
+            .collect(),
+            broker_cpu_s: None,
+            samples: Vec::new(),
+            clean_exits: 0,
+            processes: 0,
+            baseline: Some(baseline),
+        });
+        let md = report.markdown();
+        assert!(
+            md.contains("| media | 0.250 | decode + pdq | 0.200 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| classify | 0.100 | open_nsfw | 0.150 |"),
+            "{md}"
+        );
     }
 
     #[test]
