@@ -131,7 +131,22 @@ fn main() {
         ..Default::default()
     })
     .expect("store");
-    let stage = MediaStage::new(MediaConfig::default(), store).expect("media stage");
+    // `CLIPGUARD_BENCH_MEDIA=no-pdq,no-audio,no-scenes` turns parts of the stage off, to see
+    // what each costs against decoding alone.
+    let mut cfg = MediaConfig::default();
+    let off = std::env::var("CLIPGUARD_BENCH_MEDIA").unwrap_or_default();
+    for part in off.split(',').filter(|p| !p.is_empty()) {
+        match part {
+            "no-pdq" => cfg.pdq = false,
+            "no-audio" => cfg.extract_audio = false,
+            "no-scenes" => cfg.scene_cut_threshold = 0.0,
+            other => panic!("CLIPGUARD_BENCH_MEDIA: unknown part `{other}`"),
+        }
+    }
+    if !off.is_empty() {
+        println!("  media stage parts off: {off}");
+    }
+    let stage = MediaStage::new(cfg, store).expect("media stage");
     let inputs: Vec<ClipSubmitted> = clips
         .iter()
         .enumerate()
