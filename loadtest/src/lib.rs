@@ -193,17 +193,7 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
     let warm_started = Instant::now();
     let mut warm = Vec::new();
     for k in &profile.clip {
-        let id = edges::new_clip_id();
-        let clip = edges::clip_for_file(
-            &kinds[&k.name],
-            &id,
-            &store,
-            &SubmitOptions::default(),
-            u64::MAX,
-        )
-        .await?;
-        edges::publish(&producer, &clip).await?;
-        warm.push(id);
+        warm.push(submit(&kinds[&k.name], &store, &producer).await?);
     }
     let warm_until = Instant::now() + Duration::from_secs(600);
     loop {
@@ -251,16 +241,7 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
                 let due = t0 + Duration::from_secs_f64(i as f64 / profile.rate);
                 tokio::time::sleep_until(due.into()).await;
                 let kind = profile.kind_of(i);
-                let id = edges::new_clip_id();
-                let clip = edges::clip_for_file(
-                    &kinds[&kind.name],
-                    &id,
-                    &store,
-                    &SubmitOptions::default(),
-                    u64::MAX,
-                )
-                .await?;
-                edges::publish(&producer, &clip).await?;
+                let id = submit(&kinds[&kind.name], &store, &producer).await?;
                 if let Ok(mut s) = submitted.lock() {
                     s.push((id, kind.name.clone(), Instant::now()));
                 }
@@ -389,4 +370,17 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
     });
     report.write(&opts.out)?;
     Ok(report)
+}
+
+/// Publishes the file at `path` as a new clip (inline or by claim check, as `clipguard submit`
+/// does) and returns its id once the broker acknowledged it.
+async fn submit(
+    path: &std::path::Path,
+    store: &MediaStore,
+    producer: &rdkafka::producer::FutureProducer,
+) -> anyhow::Result<String> {
+    let id = edges::new_clip_id();
+    let clip = edges::clip_for_file(path, &id, store, &SubmitOptions::default(), u64::MAX).await?;
+    edges::publish(producer, &clip).await?;
+    Ok(id)
 }

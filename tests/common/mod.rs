@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -56,30 +56,10 @@ pub fn ensure_models() {
     });
 }
 
-/// A port that was free a moment ago, for a server that cannot bind port 0 and report it (the
-/// broker advertises its own address): the caller retries when another process took it first.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-pub fn wait_for_port(addr: SocketAddr, within: Duration) -> bool {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-/// A tansu broker process with its own data folder; killed on drop.
+/// A tansu broker process with its own data folder (the load test's, `clipguard_loadtest::procs`);
+/// killed on drop.
 pub struct Broker {
-    child: Child,
+    _proc: clipguard_loadtest::procs::Proc,
     pub addr: String,
     _dir: tempfile::TempDir,
 }
@@ -88,70 +68,23 @@ impl Broker {
     /// Starts a broker, or returns `None` (with a message) when no tansu binary is available
     /// and the run does not require one (`CLIPGUARD_REQUIRE_BROKER=1` makes that a failure).
     pub fn start() -> Option<Self> {
-        for _ in 0..3 {
-            match Self::start_once() {
-                Ok(broker) => return broker,
-                Err(why) => eprintln!("tansu did not start ({why}); retrying on another port"),
+        let Some(path) = clipguard_loadtest::procs::tansu_path() else {
+            let msg =
+                "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
+            if std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() == Ok("1") {
+                panic!("{msg}");
             }
-        }
-        panic!("tansu did not start in 3 tries");
-    }
-
-    fn start_once() -> Result<Option<Self>, String> {
-        let path = std::env::var_os("CLIPGUARD_TANSU")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| PathBuf::from(h).join(".cache/clipguard/tansu/bin/tansu"))
-            });
-        let path = match path {
-            Some(p) if p.is_file() => p,
-            _ => {
-                let msg = "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
-                if std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() == Ok("1") {
-                    panic!("{msg}");
-                }
-                eprintln!("skipping: {msg}");
-                return Ok(None);
-            }
+            eprintln!("skipping: {msg}");
+            return None;
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("tansu.log")).expect("log");
-        let child = Command::new(&path)
-            .current_dir(dir.path())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tansu");
-        let addr = format!("127.0.0.1:{port}");
-        let mut broker = Broker {
-            child,
-            addr: addr.clone(),
+        let (proc, addr) = clipguard_loadtest::procs::start_broker(&path, dir.path())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        Some(Broker {
+            _proc: proc,
+            addr,
             _dir: dir,
-        };
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                let log = std::fs::read_to_string(broker._dir.path().join("tansu.log"))
-                    .unwrap_or_default();
-                return Err(format!("exited with {status}: {}", log.trim()));
-            }
-            if wait_for_port(addr.parse().expect("addr"), Duration::from_millis(300)) {
-                return Ok(Some(broker));
-            }
-        }
-        panic!("tansu did not listen on {addr}");
+        })
     }
 
     /// Creates the pipeline's topics with `partitions` each.
@@ -166,13 +99,6 @@ impl Broker {
             "topics create failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
