@@ -50,8 +50,12 @@ async fn the_short_profile_gets_a_verdict_for_every_clip_and_writes_the_report()
     for stage in clipguard_schemas::names::stage::ALL {
         let row = &report.stages[*stage];
         assert_eq!(row.replicas, profile.replicas_of(stage), "{stage}");
-        assert!(row.cpu_s_per_clip > 0.0, "{stage}: no CPU measured");
+        assert!(row.cpu_s_per_clip.is_finite(), "{stage}: CPU not read");
         assert!(row.peak_rss_mib > 10.0, "{stage}: no memory measured");
+    }
+    // The heavy stages' CPU is well above /proc's 10 ms resolution (the light ones may not be).
+    for stage in ["media", "transcribe", "classify"] {
+        assert!(report.stages[stage].cpu_s > 0.0, "{stage}: no CPU measured");
     }
     assert!(report.latency_p50_s > 0.0 && report.latency_p99_s >= report.latency_p50_s);
     assert!(
