@@ -64,6 +64,15 @@ async fn the_short_profile_gets_a_verdict_for_every_clip_and_writes_the_report()
         report.samples.len()
     );
     assert!(report.samples.iter().all(|s| s.lag.len() == 6));
+    // The brokers' view of every stage's group (its input topic found from its lag gauge).
+    assert!(
+        report.samples.iter().any(|s| s.group_lag.len() == 6),
+        "group lag read for {:?}",
+        report
+            .samples
+            .last()
+            .map(|s| s.group_lag.keys().collect::<Vec<_>>())
+    );
     assert_eq!(
         report.clean_exits, report.processes,
         "a stage did not stop on SIGTERM within 60 s"
@@ -72,7 +81,13 @@ async fn the_short_profile_gets_a_verdict_for_every_clip_and_writes_the_report()
     for expected in ["| media | 2 |", "## Capacity", "| 1000 |", "latency.png"] {
         assert!(md.contains(expected), "report.md lacks `{expected}`:\n{md}");
     }
-    for png in ["latency.png", "lag.png", "cpu.png", "progress.png"] {
+    for png in [
+        "latency.png",
+        "lag.png",
+        "group_lag.png",
+        "cpu.png",
+        "progress.png",
+    ] {
         let len = std::fs::metadata(opts.out.join(png)).unwrap().len();
         assert!(len > 2000, "{png} is {len} bytes");
     }

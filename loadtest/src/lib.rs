@@ -1,6 +1,7 @@
 //! clipguard's load test: publishes clips at a target rate to a pipeline of separate
 //! `clipguard stage` processes on a real Kafka-protocol broker (tansu over loopback), and
-//! measures submission → verdict latency, throughput, each stage's consumer lag over time and
+//! measures submission → verdict latency, throughput, each stage's consumer lag over time (its
+//! workers' own gauge, and its group's lag as the brokers and KEDA see it) and
 //! its CPU seconds and peak memory per clip; from the CPU per clip, the replicas each stage
 //! needs for 10, 100 and 1,000 clips/s. Optionally runs the plain Python worker of
 //! `loadtest/baseline.py` over the same clips in the same run and reports the ratios.
@@ -13,6 +14,7 @@
 //!     --clipguard target/release/clipguard --out loadtest/out
 //! ```
 
+pub mod grouplag;
 pub mod pool;
 pub mod procs;
 pub mod profile;
@@ -62,6 +64,8 @@ pub struct Sample {
     pub cpu: BTreeMap<String, f64>,
     /// Consumer lag per stage (its replicas' `clipguard_<stage>_consumer_lag`).
     pub lag: BTreeMap<String, f64>,
+    /// The stage's consumer-group lag as the brokers see it (what KEDA scales on).
+    pub group_lag: BTreeMap<String, f64>,
     pub submitted: usize,
     pub verdicts: usize,
 }
@@ -217,6 +221,38 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
     if let Ok(mut v) = verdicts.lock() {
         v.clear();
     }
+    // Each stage's input topic, from the `topic` label of its lag gauge (librdkafka reports
+    // statistics every 5 s), for the brokers' view of its group's lag.
+    let mut inputs: BTreeMap<&str, String> = BTreeMap::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while inputs.len() < STAGES.len() && Instant::now() < until {
+        for s in &stages {
+            if inputs.contains_key(s.name) {
+                continue;
+            }
+            let metric = format!("clipguard_{}_consumer_lag", s.name);
+            let m = s.metrics;
+            let topics = tokio::task::spawn_blocking(move || {
+                procs::scrape_label_values(m, &metric, "topic")
+            })
+            .await
+            .unwrap_or_default();
+            if let Some(topic) = topics.into_iter().next() {
+                inputs.insert(s.name, topic);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let pairs: Vec<(String, String)> = inputs
+        .iter()
+        .map(|(s, t)| (s.to_string(), t.clone()))
+        .collect();
+    let group_lag = {
+        let kafka = kafka.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || grouplag::GroupLag::new(&kafka, &pairs)).await??,
+        )
+    };
 
     // The measured run.
     let ticks = procs::clock_ticks();
@@ -271,10 +307,15 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
                     .unwrap_or(0.0);
                 *lag.entry(s.name.into()).or_default() += v;
             }
+            let reader = group_lag.clone();
+            let group = tokio::task::spawn_blocking(move || reader.read())
+                .await
+                .unwrap_or_default();
             samples.push(Sample {
                 t: now.duration_since(t0).as_secs_f64(),
                 cpu: per_stage,
                 lag,
+                group_lag: group,
                 submitted: n_sub,
                 verdicts: n_ver,
             });
@@ -307,6 +348,10 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
         for (stage, lag) in &sample.lag {
             let e = per_stage.entry(stage.clone()).or_default();
             e.peak_lag = e.peak_lag.max(*lag);
+        }
+        for (stage, lag) in &sample.group_lag {
+            let e = per_stage.entry(stage.clone()).or_default();
+            e.peak_group_lag = e.peak_group_lag.max(*lag);
         }
     }
     // Stop the stages (they drain and commit), then the broker.

@@ -174,8 +174,8 @@ pub fn start_stage(
     Ok((proc, addr.parse()?))
 }
 
-/// `GET /metrics`, summing the samples of `metric` (any labels).
-pub fn scrape_sum(addr: SocketAddr, metric: &str) -> Option<f64> {
+/// The body of `GET /metrics` (None when the worker does not answer).
+fn get_metrics(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -185,6 +185,12 @@ pub fn scrape_sum(addr: SocketAddr, metric: &str) -> Option<f64> {
     .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// `GET /metrics`, summing the samples of `metric` (any labels).
+pub fn scrape_sum(addr: SocketAddr, metric: &str) -> Option<f64> {
+    let body = get_metrics(addr)?;
     let mut total = None;
     for line in body.lines() {
         let Some(rest) = line.strip_prefix(metric) else {
@@ -197,4 +203,26 @@ pub fn scrape_sum(addr: SocketAddr, metric: &str) -> Option<f64> {
         *total.get_or_insert(0.0) += value;
     }
     Some(total.unwrap_or(0.0))
+}
+
+/// `GET /metrics`, the values label `label` takes on the samples of `metric`.
+pub fn scrape_label_values(
+    addr: SocketAddr,
+    metric: &str,
+    label: &str,
+) -> std::collections::BTreeSet<String> {
+    let mut values = std::collections::BTreeSet::new();
+    let Some(body) = get_metrics(addr) else {
+        return values;
+    };
+    let key = format!("{label}=\"");
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(metric).and_then(|r| r.strip_prefix('{')) else {
+            continue;
+        };
+        if let Some(v) = rest.split(&key).nth(1).and_then(|v| v.split('"').next()) {
+            values.insert(v.to_string());
+        }
+    }
+    values
 }

@@ -30,6 +30,8 @@ pub struct StageUse {
     pub cpu_s: f64,
     pub peak_rss_mib: f64,
     pub peak_lag: f64,
+    /// Peak of the group's lag as the brokers see it.
+    pub peak_group_lag: f64,
 }
 
 /// What the Python baseline reports (`loadtest/baseline.py --out FILE`).
@@ -77,6 +79,7 @@ pub struct StageRow {
     pub cpu_s_per_clip: f64,
     pub peak_rss_mib: f64,
     pub peak_lag: f64,
+    pub peak_group_lag: f64,
 }
 
 /// The report.
@@ -185,6 +188,7 @@ impl Report {
                         cpu_s_per_clip: per_clip(u.cpu_s),
                         peak_rss_mib: u.peak_rss_mib,
                         peak_lag: u.peak_lag,
+                        peak_group_lag: u.peak_group_lag,
                     },
                 )
             })
@@ -291,14 +295,19 @@ impl Report {
         );
         let _ = writeln!(
             m,
-            "| stage | replicas | CPU s | CPU s per clip | peak RSS per replica (MiB) | peak lag |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+            "| stage | replicas | CPU s | CPU s per clip | peak RSS per replica (MiB) | peak lag (workers) | peak group lag (brokers) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for name in STAGES {
             if let Some(s) = self.stages.get(*name) {
                 let _ = writeln!(
                     m,
-                    "| {name} | {} | {:.1} | {:.3} | {:.0} | {:.0} |",
-                    s.replicas, s.cpu_s, s.cpu_s_per_clip, s.peak_rss_mib, s.peak_lag
+                    "| {name} | {} | {:.1} | {:.3} | {:.0} | {:.0} | {:.0} |",
+                    s.replicas,
+                    s.cpu_s,
+                    s.cpu_s_per_clip,
+                    s.peak_rss_mib,
+                    s.peak_lag,
+                    s.peak_group_lag
                 );
             }
         }
@@ -468,6 +477,13 @@ impl Report {
             &per_stage(&|s, stage, _| s.lag.get(stage).copied().unwrap_or(0.0)),
         )?;
         lines(
+            &dir.join(PLOTS[4].0),
+            PLOTS[4].1,
+            "seconds",
+            "messages",
+            &per_stage(&|s, stage, _| s.group_lag.get(stage).copied().unwrap_or(0.0)),
+        )?;
+        lines(
             &dir.join(PLOTS[2].0),
             PLOTS[2].1,
             "seconds",
@@ -510,9 +526,16 @@ impl Report {
 
 const PLOTS: &[(&str, &str)] = &[
     ("latency.png", "Submission to verdict latency (CDF)"),
-    ("lag.png", "Consumer lag per stage"),
+    (
+        "lag.png",
+        "Consumer lag per stage, from the workers' own gauges",
+    ),
     ("cpu.png", "CPU cores used per stage"),
     ("progress.png", "Clips submitted and verdicts received"),
+    (
+        "group_lag.png",
+        "Consumer-group lag per stage, as the brokers (and KEDA) see it",
+    ),
 ];
 
 const FONT_PATHS: &[&str] = &[
@@ -654,6 +677,7 @@ mod tests {
             cpu_s,
             peak_rss_mib: 10.0,
             peak_lag: 0.0,
+            peak_group_lag: 0.0,
         };
         let baseline: Baseline = serde_json::from_str(
             r#"{"clips": 2, "cpu_s": 1.0, "wall_s": 1.0, "load_s": 0.1, "peak_rss_mib": 50,
