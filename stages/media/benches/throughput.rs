@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clipguard_media::{MediaConfig, MediaStage};
+use clipguard_media::{DecodeMode, MediaConfig, MediaStage};
 use clipguard_pipeline::store::{MediaStore, StoreConfig};
 use clipguard_schemas::{ClipSubmitted, MediaRef, media_ref::Location};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-fn make_clip(path: &Path, pattern: &str) {
+fn make_clip(path: &Path, pattern: &str, gop: u32) {
     let status = Command::new("gst-launch-1.0")
         .arg("-q")
         .args(["mp4mux", "name=mux", "!", "filesink"])
@@ -39,7 +39,7 @@ fn make_clip(path: &Path, pattern: &str) {
             "x264enc",
             "speed-preset=veryfast",
             "bitrate=2500",
-            "key-int-max=50",
+            &format!("key-int-max={gop}"),
             "!",
             "h264parse",
             "!",
@@ -107,6 +107,59 @@ fn decode_only(path: &Path) -> u64 {
     frames.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Seconds and (decoded frames, sampled frames) of the stage over `inputs`, `rounds` times.
+fn run_stage(
+    runtime: &tokio::runtime::Runtime,
+    stage: &MediaStage,
+    inputs: &[ClipSubmitted],
+    rounds: usize,
+) -> (f64, u64, usize) {
+    let mut out = (Duration::ZERO, 0u64, 0usize);
+    for _ in 0..rounds {
+        for input in inputs {
+            let t = Instant::now();
+            let result = runtime.block_on(stage.process_clip(input));
+            out.0 += t.elapsed();
+            let Some(extract) = result.extract else {
+                panic!("the stage did not decode the clip: {:?}", result.signal);
+            };
+            out.1 += extract.info.as_ref().map_or(0, |i| i.frames_decoded);
+            out.2 += extract.frames.len();
+        }
+    }
+    (out.0.as_secs_f64(), out.1, out.2)
+}
+
+fn decode_all(clips: &[PathBuf], rounds: usize) -> (f64, u64) {
+    let t = Instant::now();
+    let mut frames = 0;
+    for _ in 0..rounds {
+        for clip in clips {
+            frames += decode_only(clip);
+        }
+    }
+    (t.elapsed().as_secs_f64(), frames)
+}
+
+fn inputs_of(clips: &[PathBuf]) -> Vec<ClipSubmitted> {
+    clips
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let bytes = std::fs::read(p).unwrap();
+            ClipSubmitted {
+                clip_id: format!("bench-{i}"),
+                media: Some(MediaRef {
+                    size_bytes: bytes.len() as u64,
+                    location: Some(Location::Inline(bytes)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 fn main() {
     gst::init().expect("gstreamer");
     let n: usize = std::env::var("CLIPGUARD_BENCH_CLIPS")
@@ -115,22 +168,29 @@ fn main() {
         .unwrap_or(3);
     let dir = tempfile::tempdir().expect("tempdir");
     let patterns = ["ball", "smpte", "snow", "pinwheel", "gamut"];
-    let clips: Vec<PathBuf> = (0..n)
-        .map(|i| {
-            let p = dir.path().join(format!("clip{i}.mp4"));
-            make_clip(&p, patterns[i % patterns.len()]);
-            p
-        })
-        .collect();
+    // Keyframes every 2 s (as streaming encoders emit) and every 10 s (x264's default).
+    let make = |gop: u32| -> Vec<PathBuf> {
+        (0..n)
+            .map(|i| {
+                let p = dir.path().join(format!("clip{i}-gop{gop}.mp4"));
+                make_clip(&p, patterns[i % patterns.len()], gop);
+                p
+            })
+            .collect()
+    };
+    let clips = make(50);
+    let long_gop = make(250);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let store = MediaStore::open(&StoreConfig {
-        url: dir.path().join("store").display().to_string(),
-        ..Default::default()
-    })
-    .expect("store");
+    let store = || {
+        MediaStore::open(&StoreConfig {
+            url: dir.path().join("store").display().to_string(),
+            ..Default::default()
+        })
+        .expect("store")
+    };
     // `CLIPGUARD_BENCH_MEDIA=no-pdq,no-audio,no-scenes` turns parts of the stage off, to see
     // what each costs against decoding alone.
     let mut cfg = MediaConfig::default();
@@ -146,63 +206,62 @@ fn main() {
     if !off.is_empty() {
         println!("  media stage parts off: {off}");
     }
-    let stage = MediaStage::new(cfg, store).expect("media stage");
-    let inputs: Vec<ClipSubmitted> = clips
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let bytes = std::fs::read(p).unwrap();
-            ClipSubmitted {
-                clip_id: format!("bench-{i}"),
-                media: Some(MediaRef {
-                    size_bytes: bytes.len() as u64,
-                    location: Some(Location::Inline(bytes)),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
-        })
-        .collect();
+    let full = MediaStage::new(cfg.clone(), store()).expect("media stage");
+    let sparse = MediaStage::new(
+        MediaConfig {
+            decode: DecodeMode::Sparse,
+            ..cfg
+        },
+        store(),
+    )
+    .expect("media stage");
+    let inputs = inputs_of(&clips);
+    let long_inputs = inputs_of(&long_gop);
 
-    // Warm both paths once (plugin loading, page cache).
+    // Warm every path once (plugin loading, page cache).
     decode_only(&clips[0]);
-    runtime.block_on(stage.process_clip(&inputs[0]));
+    runtime.block_on(full.process_clip(&inputs[0]));
+    runtime.block_on(sparse.process_clip(&inputs[0]));
 
     let rounds = 2;
-    let mut base = (Duration::ZERO, 0u64);
-    let mut ours = (Duration::ZERO, 0u64, 0usize);
-    for _ in 0..rounds {
-        for (clip, input) in clips.iter().zip(&inputs) {
-            let t = Instant::now();
-            base.1 += decode_only(clip);
-            base.0 += t.elapsed();
-            let t = Instant::now();
-            let result = runtime.block_on(stage.process_clip(input));
-            ours.0 += t.elapsed();
-            let extract = result.extract.expect("the stage decodes the clip");
-            ours.1 += extract.info.as_ref().map_or(0, |i| i.frames_decoded);
-            ours.2 += extract.frames.len();
-        }
-    }
     let total = (rounds * clips.len()) as f64;
-    let (b_s, o_s) = (base.0.as_secs_f64(), ours.0.as_secs_f64());
+    let base = decode_all(&clips, rounds);
+    let ours = run_stage(&runtime, &full, &inputs, rounds);
+    let thin = run_stage(&runtime, &sparse, &inputs, rounds);
+    let long_base = decode_all(&long_gop, rounds);
+    let long_thin = run_stage(&runtime, &sparse, &long_inputs, rounds);
     println!(
-        "media stage throughput, {} x 10 s 720p H.264+AAC clips, {rounds} rounds, one clip at a time",
+        "media stage throughput, {} x 10 s 720p 25 fps H.264+AAC clips, {rounds} rounds, one clip at a time",
         clips.len()
     );
-    println!(
-        "  decode-only gstreamer : {:6.2} clips/s {:8.1} frames/s",
-        total / b_s,
-        base.1 as f64 / b_s
+    let line = |name: &str, (secs, frames): (f64, u64), sampled: Option<usize>| {
+        print!(
+            "  {name:<38}: {:6.2} clips/s {:8.1} frames decoded/s {:6.1} decoded/clip",
+            total / secs,
+            frames as f64 / secs,
+            frames as f64 / total
+        );
+        match sampled {
+            Some(s) => println!(" {:5.1} sampled/clip", s as f64 / total),
+            None => println!(),
+        }
+    };
+    line("decode-only gstreamer, keyframes 2 s", base, None);
+    line("media stage, full decode", (ours.0, ours.1), Some(ours.2));
+    line("media stage, sparse decode", (thin.0, thin.1), Some(thin.2));
+    line("decode-only gstreamer, keyframes 10 s", long_base, None);
+    line(
+        "media stage, sparse decode, keyframes 10 s",
+        (long_thin.0, long_thin.1),
+        Some(long_thin.2),
     );
     println!(
-        "  media stage           : {:6.2} clips/s {:8.1} frames/s ({:.1} sampled frames/clip)",
-        total / o_s,
-        ours.1 as f64 / o_s,
-        ours.2 as f64 / total
+        "  ratio full stage / decode-only: {:.2}x (target >= 0.80x)",
+        base.0 / ours.0
     );
     println!(
-        "  ratio stage / decode-only: {:.2}x (target >= 0.80x)",
-        b_s / o_s
+        "  ratio sparse stage / decode-only at 1 fps, keyframes 2 s: {:.2}x (target >= 5x); keyframes 10 s: {:.2}x",
+        base.0 / thin.0,
+        long_base.0 / long_thin.0
     );
 }

@@ -159,36 +159,54 @@ pub fn i420_to_rgb_thumbnail(f: &I420<'_>, out_w: usize, out_h: usize) -> Vec<u8
     if f.width == 0 || f.height == 0 {
         return rgb;
     }
-    for oy in 0..out_h {
-        let sy0 = oy * f.height / out_h;
-        let sy1 = ((oy + 1) * f.height / out_h).max(sy0 + 1).min(f.height);
-        for ox in 0..out_w {
-            let sx0 = ox * f.width / out_w;
-            let sx1 = ((ox + 1) * f.width / out_w).max(sx0 + 1).min(f.width);
-            // Cap the work per output pixel: sample at most 2×2 points of the box (enough
-            // against aliasing at thumbnail scale factors, and 4× cheaper than 4×4).
-            let ys = (sy1 - sy0).div_ceil(2).max(1);
-            let xs = (sx1 - sx0).div_ceil(2).max(1);
-            let (mut ysum, mut usum, mut vsum, mut n) = (0u32, 0u32, 0u32, 0u32);
-            for sy in (sy0..sy1).step_by(ys) {
-                for sx in (sx0..sx1).step_by(xs) {
-                    ysum += u32::from(f.y[sy * f.y_stride + sx]);
-                    let ci = (sy / 2) * f.uv_stride + sx / 2;
-                    usum += u32::from(f.u[ci]);
-                    vsum += u32::from(f.v[ci]);
-                    n += 1;
+    // The source box of each output pixel is sampled at most 2×2 points (enough against
+    // aliasing at thumbnail scale factors, and 4× cheaper than 4×4); the points of every
+    // column and row are worked out once.
+    let points = |out: usize, full: usize| -> Vec<([usize; 2], usize)> {
+        (0..out)
+            .map(|o| {
+                let s0 = o * full / out;
+                let s1 = ((o + 1) * full / out).max(s0 + 1).min(full);
+                let step = (s1 - s0).div_ceil(2).max(1);
+                if s0 + step < s1 {
+                    ([s0, s0 + step], 2)
+                } else {
+                    ([s0, s0], 1)
+                }
+            })
+            .collect()
+    };
+    let cols = points(out_w, f.width);
+    let rows = points(out_h, f.height);
+    // BT.601 limited range to RGB in 16.16 fixed point, from sums over `n` = 1, 2 or 4
+    // samples (a power of two: the mean is a shift).
+    const FY: i32 = (1.164 * 65536.0) as i32;
+    const FRV: i32 = (1.596 * 65536.0) as i32;
+    const FGU: i32 = (0.392 * 65536.0) as i32;
+    const FGV: i32 = (0.813 * 65536.0) as i32;
+    const FBU: i32 = (2.017 * 65536.0) as i32;
+    let clamp = |v: i32, shift: u32| (v >> (16 + shift)).clamp(0, 255) as u8;
+    for (oy, (ys, ny)) in rows.iter().enumerate() {
+        let out_row = &mut rgb[oy * out_w * 3..(oy + 1) * out_w * 3];
+        let y_rows = [&f.y[ys[0] * f.y_stride..], &f.y[ys[1] * f.y_stride..]];
+        let c_rows = [(ys[0] / 2) * f.uv_stride, (ys[1] / 2) * f.uv_stride];
+        for ((xs, nx), o) in cols.iter().zip(out_row.chunks_exact_mut(3)) {
+            let (mut ysum, mut usum, mut vsum) = (0i32, 0i32, 0i32);
+            for r in 0..*ny {
+                for &sx in &xs[..*nx] {
+                    ysum += i32::from(y_rows[r][sx]);
+                    usum += i32::from(f.u[c_rows[r] + sx / 2]);
+                    vsum += i32::from(f.v[c_rows[r] + sx / 2]);
                 }
             }
-            let y = ysum as f32 / n as f32 - 16.0;
-            let u = usum as f32 / n as f32 - 128.0;
-            let v = vsum as f32 / n as f32 - 128.0;
-            let r = 1.164 * y + 1.596 * v;
-            let g = 1.164 * y - 0.392 * u - 0.813 * v;
-            let b = 1.164 * y + 2.017 * u;
-            let o = (oy * out_w + ox) * 3;
-            rgb[o] = r.clamp(0.0, 255.0) as u8;
-            rgb[o + 1] = g.clamp(0.0, 255.0) as u8;
-            rgb[o + 2] = b.clamp(0.0, 255.0) as u8;
+            let n = (ny * nx) as i32;
+            let shift = n.trailing_zeros();
+            let y = ysum - 16 * n;
+            let u = usum - 128 * n;
+            let v = vsum - 128 * n;
+            o[0] = clamp(FY * y + FRV * v, shift);
+            o[1] = clamp(FY * y - FGU * u - FGV * v, shift);
+            o[2] = clamp(FY * y + FBU * u, shift);
         }
     }
     rgb
@@ -196,9 +214,13 @@ pub fn i420_to_rgb_thumbnail(f: &I420<'_>, out_w: usize, out_h: usize) -> Vec<u8
 
 /// Encodes packed RGB as JPEG.
 pub fn encode_jpeg(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
+    let (w, h) = (
+        u16::try_from(width).map_err(|_| format!("thumbnail width {width} > 65535"))?,
+        u16::try_from(height).map_err(|_| format!("thumbnail height {height} > 65535"))?,
+    );
     let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-        .encode(rgb, width, height, image::ExtendedColorType::Rgb8)
+    jpeg_encoder::Encoder::new(&mut out, quality)
+        .encode(rgb, w, h, jpeg_encoder::ColorType::Rgb)
         .map_err(|e| e.to_string())?;
     Ok(out)
 }

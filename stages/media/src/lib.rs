@@ -23,6 +23,7 @@ pub mod decode;
 pub mod error;
 pub mod frames;
 pub mod grpc;
+pub mod sparse;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,29 @@ pub struct MediaConfig {
     pub deadline_s: f64,
     /// Clips decoded at once by one worker; 0 = the number of CPUs.
     pub max_concurrent_decodes: usize,
+    /// `full` decodes every frame; `sparse` decodes only the frames sampling needs (see
+    /// [`DecodeMode`]).
+    pub decode: DecodeMode,
+    /// Sparse decoding: every sampling time has a decoded frame at most this many seconds
+    /// away; a keyframe that close serves, otherwise the frames up to the wanted one are
+    /// decoded.
+    pub sparse_tolerance_s: f64,
+}
+
+/// How much of the video stream is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    /// Every frame: scene cuts found between consecutive frames, vPDQ at `pdq_rate_hz` exactly
+    /// as the reference hasher picks frames.
+    #[default]
+    Full,
+    /// A demux-only pass reads where the keyframes are; then the decoder gets each keyframe
+    /// and, only where no keyframe lies within `sparse_tolerance_s` of a sampling time, the
+    /// frames up to the one nearest that time; every other frame is dropped before decoding.
+    /// Scene cuts are not looked for (decoded frames are not consecutive), and the vPDQ holds
+    /// the decoded frames at most `pdq_rate_hz` apart.
+    Sparse,
 }
 
 impl Default for MediaConfig {
@@ -108,6 +132,8 @@ impl Default for MediaConfig {
             max_frames: 100_000,
             deadline_s: 120.0,
             max_concurrent_decodes: 0,
+            decode: DecodeMode::Full,
+            sparse_tolerance_s: 1.0,
         }
     }
 }
@@ -130,6 +156,19 @@ impl MediaConfig {
             problems.push(format!(
                 "media.pdq_rate_hz: {} is outside 0..=240 (0 = every frame)",
                 self.pdq_rate_hz
+            ));
+        }
+        if self.decode == DecodeMode::Sparse && self.pdq && self.pdq_rate_hz == 0.0 {
+            problems.push(
+                "media.pdq_rate_hz: 0 (every frame) needs media.decode = \"full\"; sparse \
+                 decoding hashes only the frames it decodes"
+                    .into(),
+            );
+        }
+        if !(0.0..=60.0).contains(&self.sparse_tolerance_s) {
+            problems.push(format!(
+                "media.sparse_tolerance_s: {} is outside 0..=60",
+                self.sparse_tolerance_s
             ));
         }
         if self.pdq_prune_distance > 64 {
@@ -314,11 +353,20 @@ impl MediaStage {
                 .map_err(|e| MediaError::Internal(format!("temp file: {e}")))?;
             std::io::Write::write_all(&mut file, &bytes)
                 .map_err(|e| MediaError::Internal(format!("temp file: {e}")))?;
-            let digests = (
-                clipguard_pipeline::store::sha256_hex(&bytes),
-                hex::encode(md5::Md5::digest(&bytes)),
-            );
-            Ok((decode::decode_file(file.path(), &settings)?, digests))
+            // The digests are worked out beside the decoder.
+            std::thread::scope(|scope| {
+                let digests = scope.spawn(|| {
+                    (
+                        clipguard_pipeline::store::sha256_hex(&bytes),
+                        hex::encode(md5::Md5::digest(&bytes)),
+                    )
+                });
+                let decoded = decode::decode_file(file.path(), &settings);
+                let digests = digests
+                    .join()
+                    .map_err(|_| MediaError::Internal("digest thread panicked".into()))?;
+                Ok((decoded?, digests))
+            })
         })
         .await
         .map_err(|e| MediaError::Internal(format!("decoder thread: {e}")))?
