@@ -204,3 +204,103 @@ fn vpdq_matching_reproduces_the_reference_decisions() {
         reference.len().pow(2)
     );
 }
+
+/// Sparse decoding (keyframes, and the frames a sampling time without a keyframe within the
+/// tolerance needs; hashed reduced, `media.pdq_min_side = 256`), matched with `compare_sparse`, against the decision
+/// the reference makes on its own every-frame hashes of both videos (the truth here). Two kinds
+/// of bank: the reference's hash files (every frame) and our full decode at 1 Hz (what
+/// `clipguard hash vpdq` writes into a bank). The stage's full decode at 1 Hz with `compare` is
+/// scored the same way. Sparse decoding must never match different videos, must be right at
+/// least as often as the full decode over both kinds of bank, and on the 1 Hz banks must decide
+/// as the full decode does on at least 95 % of the pairs; every number is printed. (A video whose
+/// picture changes completely within the tolerance — `doorknob`, every frame ~128 bits from the
+/// one a second later — matches a 1 Hz bank only when the very frames the bank holds are
+/// decoded: a smaller `media.sparse_tolerance_s` does that, at a cost in speed.)
+#[test]
+fn sparse_decoding_keeps_the_match_decisions() {
+    let Some(dir) = conformance_dir() else { return };
+    clipguard_media::decode::init().unwrap();
+    let reference = reference_hashes(&dir);
+    let sparse = MediaConfig {
+        decode: clipguard_media::DecodeMode::Sparse,
+        pdq_min_side: 256,
+        sample_fps: 1.0,
+        pdq_rate_hz: 1.0,
+        extract_audio: false,
+        ..MediaConfig::default()
+    };
+    let video = |name: &str| dir.join("videos").join(format!("{name}.mp4"));
+    let mut queries = BTreeMap::new();
+    let mut full = BTreeMap::new();
+    let (mut decoded, mut total) = (0u64, 0u64);
+    for name in reference.keys() {
+        let d = clipguard_media::decode::decode_file(&video(name), &sparse).unwrap();
+        decoded += d.frames_decoded;
+        total += reference[name].len() as u64;
+        assert!(d.frame_hash_max_gap_s > 0.0);
+        queries.insert(name.clone(), (d.frame_hashes, d.frame_hash_max_gap_s));
+        full.insert(
+            name.clone(),
+            clipguard_media::decode::vpdq_of_file(&video(name), &MediaConfig::default(), 1.0)
+                .unwrap(),
+        );
+    }
+    println!("sparse decoding decoded {decoded} of {total} frames");
+    assert!(
+        decoded * 3 < total,
+        "sparse decoding decoded {decoded} of {total} frames"
+    );
+    let params = MatchParams::default();
+    let family = |n: &str| n.split('-').next().unwrap().to_string();
+    let (mut sparse_total, mut full_total) = (0, 0);
+    for bank in ["reference", "1 Hz"] {
+        let (mut pairs, mut sparse_right, mut full_right, mut same) = (0, 0, 0, 0);
+        for (a, (q, gap)) in &queries {
+            for b in reference.keys() {
+                let target = if bank == "1 Hz" {
+                    &full[b]
+                } else {
+                    &reference[b]
+                };
+                let truth = vpdq::compare(&reference[a], &reference[b], &params).is_match;
+                let dense = vpdq::compare(&full[a], target, &params);
+                let got = vpdq::compare_sparse(q, target, &params, *gap);
+                if truth || got.is_match || dense.is_match {
+                    println!(
+                        "{a:28} vs {bank:9} {b:28} truth {:5}  sparse ({:2} frames) query {:6.2} % target {:6.2} % {:5}  full 1 Hz ({:2} frames) target {:6.2} % {}",
+                        if truth { "MATCH" } else { "-" },
+                        q.len(),
+                        got.query_match_pct,
+                        got.target_match_pct,
+                        if got.is_match { "MATCH" } else { "-" },
+                        full[a].len(),
+                        dense.target_match_pct,
+                        if dense.is_match { "MATCH" } else { "-" },
+                    );
+                }
+                if family(a) != family(b) {
+                    assert!(!got.is_match, "sparse {a} matched {bank} {b}: {got:?}");
+                }
+                pairs += 1;
+                sparse_right += usize::from(got.is_match == truth);
+                full_right += usize::from(dense.is_match == truth);
+                same += usize::from(got.is_match == dense.is_match);
+            }
+        }
+        println!(
+            "{bank} banks: {pairs} pairs; decided as the reference: sparse {sparse_right}, full 1 Hz {full_right}; sparse decides as full 1 Hz on {same}"
+        );
+        sparse_total += sparse_right;
+        full_total += full_right;
+        if bank == "1 Hz" {
+            assert!(
+                same * 100 >= pairs * 95,
+                "1 Hz banks: sparse = full on {same}/{pairs}"
+            );
+        }
+    }
+    assert!(
+        sparse_total >= full_total,
+        "sparse decided {sparse_total} pairs as the reference, full 1 Hz {full_total}"
+    );
+}

@@ -127,6 +127,11 @@ impl FrameSelector {
         Self { frame_mod }
     }
 
+    /// Frames between two hashed ones.
+    pub fn frame_mod(&self) -> u64 {
+        self.frame_mod
+    }
+
     pub fn wants(&self, frame: u64) -> bool {
         frame.is_multiple_of(self.frame_mod)
     }
@@ -205,6 +210,101 @@ pub fn compare(query: &[FrameHash], target: &[FrameHash], params: &MatchParams) 
     };
     let query_match_pct = count(&q, &t) as f64 * 100.0 / q.len() as f64;
     let target_match_pct = count(&t, &q) as f64 * 100.0 / t.len() as f64;
+    MatchResult {
+        query_match_pct,
+        target_match_pct,
+        is_match: target_match_pct >= params.target_pct && query_match_pct >= params.query_pct,
+    }
+}
+
+/// [`compare`] for a query hashed sparsely: consecutive query frames up to `max_gap_s` apart
+/// (sparse decoding hashes keyframes). The query percentage is the reference's. A target frame
+/// counts as matched when a query frame is within `D` of it, as in [`compare`], and also when it
+/// lies, in time, between two target frames matched by consecutive query frames whose spacing
+/// agrees with theirs (within a quarter of it, at least 0.5 s): the same stretch of video, seen
+/// at both ends. Without the second rule a query at one frame per 2 s could never cover 80 % of
+/// a bank video hashed at 1 Hz; with it, unrelated videos still need frames within `D` at both
+/// ends of every stretch they cover.
+pub fn compare_sparse(
+    query: &[FrameHash],
+    target: &[FrameHash],
+    params: &MatchParams,
+    max_gap_s: f64,
+) -> MatchResult {
+    let q = filtered(query, params.quality);
+    let t_unique = filtered(target, params.quality);
+    if q.is_empty() || t_unique.is_empty() {
+        return MatchResult {
+            query_match_pct: 0.0,
+            target_match_pct: 0.0,
+            is_match: false,
+        };
+    }
+    let query_match_pct = q
+        .iter()
+        .filter(|x| {
+            t_unique
+                .iter()
+                .any(|y| word_distance(x, y) <= params.distance)
+        })
+        .count() as f64
+        * 100.0
+        / q.len() as f64;
+    // Frames in time order, with their hashes' words.
+    let in_time = |frames: &[FrameHash]| {
+        let mut v: Vec<(f64, PdqHash, [u64; 4])> = frames
+            .iter()
+            .filter(|f| f.quality >= params.quality)
+            .map(|f| (f.timestamp_s, f.hash, f.hash.words()))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let qt = in_time(query);
+    let tt = in_time(target);
+    let matched: Vec<Vec<usize>> = qt
+        .iter()
+        .map(|(_, _, qw)| {
+            tt.iter()
+                .enumerate()
+                .filter(|(_, (_, _, tw))| word_distance(qw, tw) <= params.distance)
+                .map(|(j, _)| j)
+                .collect()
+        })
+        .collect();
+    let mut covered = vec![false; tt.len()];
+    for m in &matched {
+        for &j in m {
+            covered[j] = true;
+        }
+    }
+    for i in 1..qt.len() {
+        let dq = qt[i].0 - qt[i - 1].0;
+        if dq <= 0.0 || dq > max_gap_s + 1e-6 {
+            continue;
+        }
+        let slack = (dq * 0.25).max(0.5);
+        for &a in &matched[i - 1] {
+            for &b in &matched[i] {
+                let dt = tt[b].0 - tt[a].0;
+                if dt > 0.0 && (dt - dq).abs() <= slack {
+                    for c in &mut covered[a..=b] {
+                        *c = true;
+                    }
+                }
+            }
+        }
+    }
+    // Percent of the target's unique hashes with a covered frame.
+    let mut unique = HashSet::new();
+    let mut hit = HashSet::new();
+    for ((_, hash, _), c) in tt.iter().zip(&covered) {
+        unique.insert(*hash);
+        if *c {
+            hit.insert(*hash);
+        }
+    }
+    let target_match_pct = hit.len() as f64 * 100.0 / unique.len() as f64;
     MatchResult {
         query_match_pct,
         target_match_pct,
@@ -303,5 +403,54 @@ mod tests {
         // Nothing left after the quality filter: no match, 0 %.
         let low = compare(&[f(0, 10, a)], &[f(0, 100, a)], &MatchParams::default());
         assert_eq!((low.query_match_pct, low.is_match), (0.0, false));
+    }
+
+    #[test]
+    fn a_sparse_query_covers_the_stretches_between_its_matched_frames() {
+        // A target of 20 distinct frames at 1 Hz; the query has every other one.
+        let target: Vec<FrameHash> = (0..20u8)
+            .map(|i| FrameHash {
+                frame: u64::from(i),
+                quality: 100,
+                hash: PdqHash([i.wrapping_mul(37) ^ 0xa5; 32]),
+                timestamp_s: f64::from(i),
+            })
+            .collect();
+        let query: Vec<FrameHash> = target.iter().step_by(2).copied().collect();
+        let params = MatchParams::default();
+        let dense = compare(&query, &target, &params);
+        assert!(
+            dense.target_match_pct <= 50.0 && !dense.is_match,
+            "{dense:?}"
+        );
+        let sparse = compare_sparse(&query, &target, &params, 2.0);
+        assert_eq!(sparse.query_match_pct, 100.0);
+        assert!(
+            sparse.target_match_pct >= 95.0 && sparse.is_match,
+            "{sparse:?}"
+        );
+        // Gaps longer than the declared one are not filled.
+        let thin = compare_sparse(&query, &target, &params, 1.0);
+        assert!(!thin.is_match, "{thin:?}");
+        // Query frames whose spacing disagrees with the target's (a different edit) are not
+        // joined: the query's second frame is the target's last.
+        let jumbled = vec![
+            query[0],
+            FrameHash {
+                timestamp_s: 2.0,
+                ..target[19]
+            },
+        ];
+        let r = compare_sparse(&jumbled, &target, &params, 2.0);
+        assert!(r.target_match_pct <= 10.0, "{r:?}");
+        // An unrelated query matches nothing.
+        let other: Vec<FrameHash> = query
+            .iter()
+            .map(|f| FrameHash {
+                hash: PdqHash([0x0f; 32]),
+                ..*f
+            })
+            .collect();
+        assert!(!compare_sparse(&other, &target, &params, 2.0).is_match);
     }
 }

@@ -129,13 +129,16 @@ impl BankSet {
     }
 }
 
-/// Matches one clip's hashes against the banks.
+/// Matches one clip's hashes against the banks. `vpdq_max_gap_s` > 0 says the frames were
+/// hashed sparsely, at most that far apart (videos are then compared with
+/// [`vpdq::compare_sparse`]).
 pub fn match_clip(
     banks: &BankSet,
     frames: &[FrameHash],
     md5: &str,
     sha256: &str,
     min_quality: u32,
+    vpdq_max_gap_s: f64,
 ) -> Vec<HashMatch> {
     let good: Vec<&FrameHash> = frames.iter().filter(|f| f.quality >= min_quality).collect();
     let mut out = Vec::new();
@@ -193,7 +196,11 @@ pub fn match_clip(
             let mut ids = BTreeSet::new();
             for v in candidates {
                 let (id, target) = &bank.videos[v as usize];
-                let r = vpdq::compare(frames, target, &params);
+                let r = if vpdq_max_gap_s > 0.0 {
+                    vpdq::compare_sparse(frames, target, &params, vpdq_max_gap_s)
+                } else {
+                    vpdq::compare(frames, target, &params)
+                };
                 if !r.is_match {
                     continue;
                 }
@@ -401,6 +408,7 @@ impl HashmatchStage {
             &extract.md5,
             &extract.sha256,
             self.config.min_quality,
+            extract.frame_hash_max_gap_s,
         );
         if !matches.is_empty() {
             // Names and categories only: never hashes.
@@ -533,7 +541,7 @@ mod tests {
             })
             .collect();
         let banks = stage.banks();
-        let m = match_clip(&banks, &query, "", &"AB".repeat(32), 50);
+        let m = match_clip(&banks, &query, "", &"AB".repeat(32), 50, 0.0);
         let kinds: Vec<&str> = m.iter().map(|m| m.kind.as_str()).collect();
         assert_eq!(kinds, vec!["pdq", "vpdq", "sha256"]);
         assert_eq!(m[0].frame_timestamps_s, vec![1.0]);
@@ -554,13 +562,26 @@ mod tests {
                     .collect::<Vec<_>>(),
                 "",
                 "",
-                50
+                50,
+                0.0
             )
             .is_empty()
         );
+        // A sparse query (every other frame, as sparse decoding hashes keyframes) covers half
+        // the bank video's frames: no video match when compared densely, a match when the
+        // extract says its frames are up to 1 s apart.
+        let thin: Vec<FrameHash> = query.iter().step_by(2).copied().collect();
+        let video = |gap: f64| {
+            match_clip(&banks, &thin, "", "", 50, gap)
+                .iter()
+                .any(|m| m.kind == "vpdq")
+        };
+        assert!(!video(0.0));
+        assert!(video(1.0));
+
         let mut dim = query.clone();
         dim.iter_mut().for_each(|f| f.quality = 10);
-        assert!(match_clip(&banks, &dim, "", "", 50).is_empty());
+        assert!(match_clip(&banks, &dim, "", "", 50, 0.0).is_empty());
 
         let signal = signal_for(&MediaExtract::default(), m);
         assert_eq!(signal.reasons, vec!["hash_match:csam".to_string()]);

@@ -50,6 +50,9 @@ pub struct Decoded {
     pub frames: Vec<PickedFrame>,
     /// vPDQ: PDQ of every frame `pdq_rate_hz` selects, unpruned (empty when hashing is off).
     pub frame_hashes: Vec<FrameHash>,
+    /// 0 for full decoding; when sparse, the longest time between consecutive vPDQ frames (and
+    /// at least the clip's sampling interval), for [`clipguard_pdq::vpdq::compare_sparse`].
+    pub frame_hash_max_gap_s: f64,
     /// 16 kHz mono S16LE PCM; `None` when the clip has no audio stream.
     pub audio: Option<Vec<u8>>,
     pub container: String,
@@ -68,8 +71,8 @@ struct VideoState {
     fps: f64,
     picked: Vec<PickedFrame>,
     selector: Option<FrameSelector>,
-    /// Sparse decoding: the next time a frame joins the vPDQ.
-    next_vpdq_s: f64,
+    /// Sparse decoding: the last frame number hashed into the vPDQ.
+    last_vpdq: Option<u32>,
     /// The last decoded frame's number in the stream.
     last_index: Option<u32>,
 }
@@ -83,60 +86,76 @@ struct Shared {
     unknown: Mutex<Vec<String>>,
     video_linked: AtomicBool,
     no_more_pads: AtomicBool,
-    /// Frames to hash go to a hashing thread, so PDQ overlaps decoding instead of holding up
-    /// the streaming thread.
+    /// Frames to hash and thumbnails to encode go to a worker thread, so PDQ and JPEG overlap
+    /// decoding instead of holding up the streaming thread.
     hasher: Mutex<Option<std::sync::mpsc::SyncSender<HashJob>>>,
     /// Sparse decoding: what reaches the video decoder (`None`: everything).
     gate: Mutex<Option<Gate>>,
 }
 
-/// A full-resolution luma plane to hash.
+/// Work on one frame off the streaming thread: a full-resolution luma plane to hash, and/or a
+/// picked frame's thumbnail to encode.
 struct HashJob {
     index: u32,
     timestamp_s: f64,
     /// Part of the vPDQ (else only a picked frame's own hash).
     vpdq: bool,
-    y: Vec<u8>,
+    /// The packed Y plane, when the frame is hashed.
+    y: Option<Vec<u8>>,
     width: usize,
     height: usize,
     limited: bool,
-    /// Hash a reduced copy (sparse decoding).
-    reduce: bool,
+    /// Hash a copy reduced by this factor in each direction (1: full size).
+    reduce: usize,
+    /// A picked frame's RGB thumbnail (pixels, width, height) and the JPEG quality.
+    thumbnail: Option<(Vec<u8>, u32, u32, u8)>,
 }
 
-/// Sparse decoding hashes frames at the largest integer reduction (up to 4) that keeps their
-/// shorter side at least this long. On the reference's conformance videos this moves a 720p
-/// frame's hash by a median 4 bits (p95 10, max 18) from the reference's full-size hash, far
-/// inside the match distance of 31, and leaves every match decision unchanged; full decoding
-/// hashes at full size, as the reference does.
-const PDQ_MIN_SIDE: usize = 256;
-
-fn pdq_reduction(width: usize, height: usize) -> usize {
-    (width.min(height) / PDQ_MIN_SIDE).clamp(1, 4)
+/// What the worker made of one job.
+struct JobDone {
+    index: u32,
+    timestamp_s: f64,
+    vpdq: bool,
+    hash: Option<pdq::Hashed>,
+    jpeg: Option<Result<Vec<u8>, String>>,
 }
 
-/// Hashes jobs until the sender is dropped; returns (frame index, timestamp, vpdq?, hash).
-fn spawn_hasher(
-    jobs: std::sync::mpsc::Receiver<HashJob>,
-) -> std::thread::JoinHandle<Vec<(u32, f64, bool, pdq::Hashed)>> {
+/// The reduction PDQ hashes a frame at: the largest integer factor, at most 4, that keeps the
+/// shorter side at least `min_side` (0: full size, as the reference hashes).
+fn pdq_reduction(width: usize, height: usize, min_side: u32) -> usize {
+    if min_side == 0 {
+        return 1;
+    }
+    (width.min(height) / min_side as usize).clamp(1, 4)
+}
+
+/// Works through jobs until the sender is dropped.
+fn spawn_hasher(jobs: std::sync::mpsc::Receiver<HashJob>) -> std::thread::JoinHandle<Vec<JobDone>> {
     std::thread::spawn(move || {
         let mut out = Vec::new();
         for job in jobs {
-            let factor = if job.reduce {
-                pdq_reduction(job.width, job.height)
-            } else {
-                1
-            };
-            let (luma, w, h) = pdq::luma_from_video_plane_reduced(
-                &job.y,
-                job.width,
-                job.width,
-                job.height,
-                job.limited,
-                factor,
-            );
-            let h = pdq::hash_luma(&luma, w, h);
-            out.push((job.index, job.timestamp_s, job.vpdq, h));
+            let hash = job.y.as_ref().map(|y| {
+                let (luma, w, h) = pdq::luma_from_video_plane_reduced(
+                    y,
+                    job.width,
+                    job.width,
+                    job.height,
+                    job.limited,
+                    job.reduce,
+                );
+                pdq::hash_luma(&luma, w, h)
+            });
+            let jpeg = job
+                .thumbnail
+                .as_ref()
+                .map(|(rgb, w, h, quality)| encode_jpeg(rgb, *w, *h, *quality));
+            out.push(JobDone {
+                index: job.index,
+                timestamp_s: job.timestamp_s,
+                vpdq: job.vpdq,
+                hash,
+                jpeg,
+            });
         }
         out
     })
@@ -235,11 +254,11 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
     }
     let sparse = sparse_end_s.is_some();
     // At most 2 frames wait for the hashing thread (bounded memory; decoding waits beyond).
-    let hasher = settings.pdq.then(|| {
+    let hasher = {
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         *lock(&shared.hasher) = Some(tx);
         spawn_hasher(rx)
-    });
+    };
     lock(&shared.video).sampler = Some(Sampler::new(
         settings.sample_fps,
         // Decoded frames are not consecutive when sparse: no scene cuts between them.
@@ -330,10 +349,8 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
     let _ = pipeline.set_state(gst::State::Null);
     // Every frame is in; let the hashing thread finish and collect its hashes.
     lock(&shared.hasher).take();
-    let mut hashed = hasher
-        .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
-    hashed.sort_by_key(|(index, ..)| *index);
+    let mut done = hasher.join().unwrap_or_default();
+    done.sort_by_key(|d| d.index);
     let (container, video_codec, audio_codec) = lock(&shared.names).clone();
     result.and_then(|duration_s| {
         let mut video = std::mem::take(&mut *lock(&shared.video));
@@ -361,21 +378,35 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
         }
         let mut frames = std::mem::take(&mut video.picked);
         for f in &mut frames {
-            if let Ok(i) = hashed.binary_search_by_key(&f.index, |(index, ..)| *index) {
-                f.pdq = Some(hashed[i].3);
+            if let Ok(i) = done.binary_search_by_key(&f.index, |d| d.index) {
+                f.pdq = done[i].hash;
+                if let Some(jpeg) = done[i].jpeg.take() {
+                    f.jpeg = jpeg.map_err(MediaError::Internal)?;
+                }
             }
         }
-        let frame_hashes = hashed
+        let frame_hashes: Vec<FrameHash> = done
             .iter()
-            .filter(|(_, _, vpdq, _)| *vpdq)
-            .map(|(index, t, _, h)| FrameHash {
-                frame: u64::from(*index),
-                quality: h.quality,
-                hash: h.hash,
-                timestamp_s: *t,
+            .filter(|d| d.vpdq)
+            .filter_map(|d| {
+                d.hash.map(|h| FrameHash {
+                    frame: u64::from(d.index),
+                    quality: h.quality,
+                    hash: h.hash,
+                    timestamp_s: d.timestamp_s,
+                })
             })
             .collect();
+        let frame_hash_max_gap_s: f64 = if sparse {
+            let gaps = frame_hashes
+                .windows(2)
+                .map(|w: &[FrameHash]| w[1].timestamp_s - w[0].timestamp_s);
+            gaps.fold(1.0 / settings.pdq_rate_hz.max(1e-3), f64::max)
+        } else {
+            0.0
+        };
         Ok(Decoded {
+            frame_hash_max_gap_s,
             width: video.width,
             height: video.height,
             fps: video.fps,
@@ -669,9 +700,11 @@ fn on_video_sample(
         0.0
     });
     // The frame's number in the stream: the decode count, or when frames were skipped its
-    // time × frame rate (kept increasing).
+    // time since the first frame × frame rate (kept increasing).
+    let start_s = lock(&shared.gate).as_ref().map_or(0.0, |g| g.plan.start_s);
     let index = if sparse && fps > 0.0 {
-        let n = (t * fps).round() as u32;
+        // Numbered from the stream's first frame, as a full decode numbers it.
+        let n = ((t - start_s).max(0.0) * fps).round() as u32;
         match video.last_index {
             Some(p) if n <= p => p + 1,
             _ => n,
@@ -704,77 +737,89 @@ fn on_video_sample(
     let grid = LumaGrid::from_plane(y, strides[0] as usize, width as usize, height as usize);
     let pick = video.sampler.as_mut().and_then(|s| s.offer(t, grid));
     // PDQ needs the full-resolution luma, which only exists here: the frames vPDQ wants and
-    // the picked ones go (as a packed copy of the Y plane) to the hashing thread, and only
-    // 32 bytes + quality per frame leave the worker.
-    if settings.pdq {
+    // the picked ones go (as a packed copy of the Y plane) to the worker thread, and only
+    // 32 bytes + quality per frame leave the worker. A picked frame's thumbnail is scaled here
+    // (it needs all three planes) and JPEG-encoded there.
+    let vpdq = if settings.pdq {
+        let selector = *video
+            .selector
+            .get_or_insert_with(|| FrameSelector::new(settings.pdq_rate_hz, fps));
         let vpdq = if sparse {
-            // At most `pdq_rate_hz` of the decoded frames, on the clock.
-            let due = t + 1e-6 >= video.next_vpdq_s;
-            if due && settings.pdq_rate_hz > 0.0 {
-                while video.next_vpdq_s <= t + 1e-6 {
-                    video.next_vpdq_s += 1.0 / settings.pdq_rate_hz;
-                }
-            }
-            due
+            // The frames a full decode would hash, where they were decoded; elsewhere a decoded
+            // frame at least a hashing interval after the last hashed one (a keyframe).
+            let due = video
+                .last_vpdq
+                .is_none_or(|last| index >= last + selector.frame_mod() as u32);
+            selector.wants(u64::from(index)) || due
         } else {
-            let selector = *video
-                .selector
-                .get_or_insert_with(|| FrameSelector::new(settings.pdq_rate_hz, fps));
             selector.wants(u64::from(index))
         };
-        if vpdq || pick.is_some() {
-            let (w, h, stride) = (width as usize, height as usize, strides[0] as usize);
-            let mut packed = Vec::with_capacity(w * h);
-            for row in 0..h {
-                packed.extend_from_slice(&y[row * stride..row * stride + w]);
-            }
-            let job = HashJob {
-                index,
-                timestamp_s: t,
-                vpdq,
-                y: packed,
-                width: w,
-                height: h,
-                limited: info.colorimetry().range() != gst_video::VideoColorRange::Range0_255,
-                reduce: sparse,
-            };
-            let sender = lock(&shared.hasher).clone();
-            if let Some(tx) = sender {
-                // Blocks while the hashing thread is 2 frames behind (backpressure).
-                drop(video);
-                let _ = tx.send(job);
-                video = lock(&shared.video);
-            }
+        if vpdq {
+            video.last_vpdq = Some(index);
         }
-    }
-    let Some(pick) = pick else {
+        vpdq
+    } else {
+        false
+    };
+    let hash = settings.pdq && (vpdq || pick.is_some());
+    if !hash && pick.is_none() {
         return Ok(());
-    };
-    let planes = I420 {
-        y,
-        u: frame
-            .plane_data(1)
-            .map_err(|e| MediaError::Internal(e.to_string()))?,
-        v: frame
-            .plane_data(2)
-            .map_err(|e| MediaError::Internal(e.to_string()))?,
-        y_stride: strides[0] as usize,
-        uv_stride: strides[1] as usize,
-        width: width as usize,
-        height: height as usize,
-    };
-    let (tw, th) = thumbnail_size(width, height, settings.thumbnail_short_side);
-    let rgb = i420_to_rgb_thumbnail(&planes, tw as usize, th as usize);
-    let jpeg = encode_jpeg(&rgb, tw, th, settings.jpeg_quality).map_err(MediaError::Internal)?;
-    video.picked.push(PickedFrame {
+    }
+    let (w, h) = (width as usize, height as usize);
+    let packed = hash.then(|| {
+        let stride = strides[0] as usize;
+        let mut packed = Vec::with_capacity(w * h);
+        for row in 0..h {
+            packed.extend_from_slice(&y[row * stride..row * stride + w]);
+        }
+        packed
+    });
+    let mut thumbnail = None;
+    if let Some(pick) = pick {
+        let planes = I420 {
+            y,
+            u: frame
+                .plane_data(1)
+                .map_err(|e| MediaError::Internal(e.to_string()))?,
+            v: frame
+                .plane_data(2)
+                .map_err(|e| MediaError::Internal(e.to_string()))?,
+            y_stride: strides[0] as usize,
+            uv_stride: strides[1] as usize,
+            width: w,
+            height: h,
+        };
+        let (tw, th) = thumbnail_size(width, height, settings.thumbnail_short_side);
+        let rgb = i420_to_rgb_thumbnail(&planes, tw as usize, th as usize);
+        thumbnail = Some((rgb, tw, th, settings.jpeg_quality));
+        video.picked.push(PickedFrame {
+            index,
+            timestamp_s: t,
+            scene_cut: pick == Pick::SceneCut,
+            // Filled in from the worker's JPEG.
+            jpeg: Vec::new(),
+            width: tw,
+            height: th,
+            pdq: None,
+        });
+    }
+    let job = HashJob {
         index,
         timestamp_s: t,
-        scene_cut: pick == Pick::SceneCut,
-        jpeg,
-        width: tw,
-        height: th,
-        pdq: None,
-    });
+        vpdq,
+        y: packed,
+        width: w,
+        height: h,
+        limited: info.colorimetry().range() != gst_video::VideoColorRange::Range0_255,
+        reduce: pdq_reduction(w, h, settings.pdq_min_side),
+        thumbnail,
+    };
+    let sender = lock(&shared.hasher).clone();
+    if let Some(tx) = sender {
+        // Blocks while the worker is 2 frames behind (backpressure).
+        drop(video);
+        let _ = tx.send(job);
+    }
     Ok(())
 }
 

@@ -45,12 +45,14 @@ pub struct Plan {
     pub frames: u64,
     /// Coded frames the plan feeds the decoder.
     pub fed: u64,
+    /// Where the video starts (its first presentation time), seconds.
+    pub start_s: f64,
     /// Where the video ends (last presentation time plus its duration), seconds.
     pub end_s: f64,
 }
 
-/// The plan for sampling every `interval_s` seconds (infinite: the first frame only) with a
-/// decoded frame at most `tolerance_s` from each sampling time. `None` when the stream has no
+/// The plan for sampling every `interval_s` seconds from the first frame (infinite: the first
+/// frame only) with a decoded frame at most `tolerance_s` from each sampling time. `None` when the stream has no
 /// keyframe with a timestamp (the caller decodes everything instead).
 pub fn plan(frames: &[CodedFrame], interval_s: f64, tolerance_s: f64) -> Option<Plan> {
     let ns = |s: f64| (s * 1e9) as u64;
@@ -70,6 +72,7 @@ pub fn plan(frames: &[CodedFrame], interval_s: f64, tolerance_s: f64) -> Option<
         .filter_map(|f| f.pts.map(|p| p + f.duration.unwrap_or(0)))
         .max()
         .unwrap_or(0);
+    let first_pts = frames.iter().filter_map(|f| f.pts).min().unwrap_or(0);
     let tolerance = ns(tolerance_s.max(0.0));
     let mut groups = Vec::with_capacity(starts.len());
     let mut fed = 0u64;
@@ -83,10 +86,11 @@ pub fn plan(frames: &[CodedFrame], interval_s: f64, tolerance_s: f64) -> Option<
         let span_end = next_key.unwrap_or(end);
         let mut cutoff: Option<u64> = None;
         if interval_s.is_finite() && interval_s > 0.0 {
-            let first = (key as f64 / 1e9 / interval_s).ceil() as u64;
+            // Sampling times count from the first frame, as frame numbers do.
+            let first = (key.saturating_sub(first_pts) as f64 / 1e9 / interval_s).ceil() as u64;
             let mut k = first;
             loop {
-                let t = ns(k as f64 * interval_s);
+                let t = first_pts + ns(k as f64 * interval_s);
                 if t >= span_end || (next_key.is_none() && t > end) {
                     break;
                 }
@@ -114,6 +118,7 @@ pub fn plan(frames: &[CodedFrame], interval_s: f64, tolerance_s: f64) -> Option<
         groups,
         frames: frames.len() as u64,
         fed,
+        start_s: first_pts as f64 / 1e9,
         end_s: end as f64 / 1e9,
     })
 }
@@ -134,7 +139,7 @@ fn keep_delta(f: &CodedFrame, key: u64, cutoff: Option<u64>) -> bool {
 /// Applies a [`Plan`] to buffers arriving at the decoder, in decode order.
 #[derive(Debug)]
 pub struct Gate {
-    plan: Plan,
+    pub plan: Plan,
     /// The current group's keyframe time and cutoff; `None` before the first keyframe.
     current: Option<(u64, Option<u64>)>,
     /// Frames let through.
