@@ -357,3 +357,82 @@ fn monitor_sigterm_hands_incomplete_clips_to_the_next_owner() {
         "monitor stopped in {stop_s:.1} s with 5 incomplete joins; the next owner decided each once"
     );
 }
+
+/// A monitor killed with SIGKILL forgets nothing it decided: clips decided by deadline (a stage
+/// missing) stay decided when their late signals reach the restarted monitor, which read the
+/// verdicts back from `clips.verdicts` before consuming. Without that memory each late signal
+/// would start a new join and a second verdict.
+#[test]
+fn monitor_killed_after_deadline_verdicts_never_decides_those_clips_again() {
+    let _turn = common::serial();
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(PARTITIONS);
+    let samples = Samples::make();
+    let mut env = stage_env(&samples.path("store"));
+    env.retain(|(k, _)| *k != "CLIPGUARD_MONITOR__TIMEOUT_S");
+    env.push((
+        "CLIPGUARD_MONITOR__EXPECTED_STAGES",
+        r#"["media", "hashmatch"]"#.to_string(),
+    ));
+    env.push(("CLIPGUARD_MONITOR__TIMEOUT_S", "2".to_string()));
+    let brokers = broker.addr.clone();
+    let _media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
+    let mut monitor = Proc::spawn(
+        "monitor",
+        &["stage", "monitor", "--brokers", &brokers],
+        &env,
+    );
+    let files: Vec<PathBuf> = (0..4).map(|_| samples.path("ball.webm")).collect();
+    let sources = common::submit(&brokers, &files, &env);
+    let verdicts = TopicReader::new(&brokers, "clips.verdicts", PARTITIONS as i32);
+    let mut log = VerdictLog::default();
+    let until = Instant::now() + Duration::from_secs(90);
+    while log.by_clip.len() < 4 && Instant::now() < until {
+        log.absorb(verdicts.poll(Duration::from_millis(300)));
+    }
+    assert_eq!(log.by_clip.len(), 4, "every clip decided by deadline");
+    for v in log.by_clip.values() {
+        assert_eq!(v[0].missing_stages, vec!["hashmatch".to_string()]);
+    }
+    monitor.kill9();
+
+    // The late signals: a hashmatch worker starts and signals all four clips.
+    let _hashmatch = Proc::spawn(
+        "hashmatch",
+        &["stage", "hashmatch", "--brokers", &brokers],
+        &env,
+    );
+    let signals = TopicReader::new(&brokers, "clips.signals", PARTITIONS as i32);
+    let _restarted = Proc::spawn(
+        "monitor",
+        &["stage", "monitor", "--brokers", &brokers],
+        &env,
+    );
+    let mut late = 0;
+    let until = Instant::now() + Duration::from_secs(60);
+    while late < 4 && Instant::now() < until {
+        late += signals
+            .poll(Duration::from_millis(300))
+            .iter()
+            .filter(|(_, payload)| {
+                <clipguard_schemas::Signal as prost::Message>::decode(payload.as_slice())
+                    .is_ok_and(|s| s.stage == "hashmatch")
+            })
+            .count();
+    }
+    assert_eq!(late, 4, "late hashmatch signals");
+    // Longer than a join's deadline: a monitor that forgot would have decided again by now.
+    let settle = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < settle {
+        log.absorb(verdicts.poll(Duration::from_millis(300)));
+    }
+    assert_eq!(log.by_clip.len(), 4);
+    assert!(log.by_clip.keys().all(|id| sources.contains_key(id)));
+    assert_eq!(
+        log.records, 4,
+        "a restarted monitor decided clips it had already decided"
+    );
+    println!("4 clips decided by deadline, monitor SIGKILLed, 4 late signals: no second verdict");
+}

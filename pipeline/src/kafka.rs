@@ -35,9 +35,14 @@ use crate::trace::{TRACEPARENT, TraceContext};
 
 mod config;
 mod emitter;
+mod state;
 
 pub use config::{HostConfig, KafkaConfig};
 pub use emitter::KafkaEmitter;
+pub use state::StateFollower;
+
+/// The longest a stage waits to read its state topic before it consumes.
+const STATE_CATCH_UP: Duration = Duration::from_secs(120);
 
 /// Consumer context: commits finished work before partitions are taken away, and turns
 /// librdkafka statistics into lag gauges.
@@ -45,6 +50,8 @@ struct HostContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     metrics: StageMetrics,
     stage: &'static str,
+    /// Set at every assignment: the state topic must be read up to date before more input.
+    assigned: Arc<AtomicBool>,
 }
 
 impl ClientContext for HostContext {
@@ -95,6 +102,7 @@ impl ConsumerContext for HostContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
+            self.assigned.store(true, Ordering::SeqCst);
             tracing::info!(
                 stage = self.stage,
                 partitions = list.count(),
@@ -145,10 +153,38 @@ impl KafkaHost {
                 (self.kafka.session_timeout_ms / 5).max(500).to_string(),
             )
             .set("statistics.interval.ms", "5000");
+        let assigned = Arc::new(AtomicBool::new(false));
         let context = HostContext {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
             stage: name,
+            assigned: assigned.clone(),
+        };
+        // The stage's memory first: nothing is consumed before it is read.
+        let follower = match stage.state_topic() {
+            Some(topic) => {
+                let s = stage.clone();
+                let follower = Arc::new(StateFollower::start(
+                    &self.kafka,
+                    &format!("clipguard-{name}"),
+                    topic,
+                    move |key, payload| s.restore(key, payload),
+                )?);
+                let started = Instant::now();
+                let f = follower.clone();
+                let records = tokio::task::spawn_blocking(move || f.catch_up(STATE_CATCH_UP))
+                    .await
+                    .map_err(|e| PipelineError::Server(e.to_string()))??;
+                tracing::info!(
+                    stage = name,
+                    topic,
+                    records,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "state restored"
+                );
+                Some(follower)
+            }
+            None => None,
         };
         let consumer: Arc<StreamConsumer<HostContext>> = Arc::new(cc.create_with_context(context)?);
         consumer.subscribe(&[stage.input_topic()])?;
@@ -186,6 +222,17 @@ impl KafkaHost {
                 Some(err) = fatal_rx.recv() => break Err(err),
             };
             while tasks.try_join_next().is_some() {}
+            // Newly assigned partitions: their previous owner's decisions are read first.
+            if let Some(f) = &follower
+                && assigned.swap(false, Ordering::SeqCst)
+            {
+                let f = f.clone();
+                match tokio::task::spawn_blocking(move || f.catch_up(STATE_CATCH_UP)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => break Err(err),
+                    Err(err) => break Err(PipelineError::Server(err.to_string())),
+                }
+            }
             let message = match message {
                 Ok(m) => m.detach(),
                 Err(err) => {

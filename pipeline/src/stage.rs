@@ -113,6 +113,18 @@ pub trait Stage: Send + Sync + 'static {
         vec![error_signal_record(self.name(), clip_id, error, None)]
     }
 
+    /// A topic whose records are this stage's memory across restarts, keyed by clip id (the
+    /// monitor's: the verdicts it and its peers published). The Kafka host reads all of it
+    /// before consuming, follows it while running, and at every partition assignment reads what
+    /// it holds before processing more input; each record goes to [`Stage::restore`]. `None`
+    /// (the default): the stage keeps nothing across restarts.
+    fn state_topic(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// One record of [`Stage::state_topic`] (called from the host's follower thread).
+    fn restore(&self, _key: &str, _payload: &[u8]) {}
+
     /// Starts background work (timers) once the host is ready to emit.
     fn start(self: &Arc<Self>, _emitter: Arc<dyn Emitter>) {}
 

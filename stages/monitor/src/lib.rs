@@ -13,8 +13,14 @@
 //! Delivery: processing a signal does not finish until its clip's verdict is acknowledged by the
 //! broker, so the Kafka host never commits a signal's offset before the verdict it fed exists. A
 //! crash replays the uncommitted signals and rebuilds the join. Signals for clips already decided
-//! by this instance are dropped (bounded memory of recent clip ids), so redelivered signals never
-//! produce a second, different verdict.
+//! are dropped (bounded memory of recent clip ids), so redelivered or late signals never produce
+//! a second, different verdict. That memory survives restarts and moves with partitions:
+//! `clips.verdicts` is the monitor's state topic ([`Stage::state_topic`]), which the Kafka host
+//! reads before consuming and at every assignment, so a replica knows every verdict published
+//! before it took over, its own and its peers'. A verdict published by a peer for a clip this
+//! instance is still joining ends the join (the clip is decided). Join deadlines count from
+//! when the clip's first signal was produced, so a restart does not restart them (with a short
+//! grace for the replay to rebuild the join).
 //!
 //! ```no_run
 //! use clipguard_monitor::{MonitorConfig, decide::decide};
@@ -41,6 +47,7 @@ use std::path::PathBuf;
 use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, topics};
 use clipguard_schemas::names::stage;
 use clipguard_schemas::{Signal, Verdict};
+use prost::Message as _;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
@@ -56,7 +63,9 @@ pub const NAME: &str = stage::MONITOR;
 pub struct MonitorConfig {
     /// Stages whose signal every clip needs before a decision (`media`, `hashmatch`, ...).
     pub expected_stages: Vec<String>,
-    /// Seconds to wait for the expected signals after the first one arrives.
+    /// Seconds to wait for the expected signals after the first one was produced (by its
+    /// stage: the time survives a monitor restart; a backlog before the media stage does not
+    /// count against it).
     pub timeout_s: f64,
     /// The policy file (TOML); unset = the shipped `policy/default.toml`. It owns the
     /// thresholds and actions, the fail-closed actions and the version every verdict records.
@@ -130,6 +139,10 @@ impl MonitorConfig {
 
 type Waiter = oneshot::Sender<Result<(), StageError>>;
 
+/// The least time a join waits after it (re)starts, whatever its signals' age (a quarter of
+/// the timeout when that is shorter).
+const REPLAY_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug)]
 struct Pending {
     signals: BTreeMap<String, Signal>,
@@ -146,6 +159,10 @@ struct Decided {
 }
 
 impl Decided {
+    fn remove(&mut self, id: &str) {
+        self.set.remove(id);
+    }
+
     fn insert(&mut self, id: String) {
         if self.set.insert(id.clone()) {
             self.order.push_back(id);
@@ -271,7 +288,17 @@ impl MonitorStage {
         deadline_passed: bool,
         emitter: &dyn Emitter,
     ) -> Result<(), StageError> {
-        let Some(pending) = lock(&self.state).pending.remove(clip_id) else {
+        // Decided from here on: a signal arriving while the verdict is being made and published
+        // is dropped, not the start of a second join (undone if the verdict cannot be
+        // delivered, so the retried signals join again).
+        let Some(pending) = ({
+            let mut state = lock(&self.state);
+            let pending = state.pending.remove(clip_id);
+            if pending.is_some() {
+                state.decided.insert(clip_id.to_string());
+            }
+            pending
+        }) else {
             return Ok(()); // someone else finalized it
         };
         let signals: Vec<Signal> = pending.signals.values().cloned().collect();
@@ -296,9 +323,9 @@ impl MonitorStage {
                     .unwrap_or(0);
                 self.metrics
                     .verdict(verdict.decision(), deadline_passed, submitted_at_ms);
-                lock(&self.state).decided.insert(clip_id.to_string());
             }
             Err(err) => {
+                lock(&self.state).decided.remove(clip_id);
                 tracing::warn!(clip_id, error = %err, "verdict not delivered; signals will be retried")
             }
         }
@@ -306,6 +333,50 @@ impl MonitorStage {
             let _ = w.send(result.clone());
         }
         result
+    }
+
+    /// When a join that starts with `signal` gives up waiting: `timeout_s` after the signal was
+    /// produced, but not before a short grace from now (after a restart, the replay of the
+    /// clip's other uncommitted signals must get a chance to complete the join).
+    fn deadline_of(&self, signal: &Signal) -> Instant {
+        let timeout = Duration::from_secs_f64(self.config.timeout_s);
+        let now_ms = clipguard_pipeline::now_ms();
+        let age = if signal.produced_at_ms > 0 && signal.produced_at_ms <= now_ms {
+            Duration::from_millis((now_ms - signal.produced_at_ms) as u64)
+        } else {
+            Duration::ZERO
+        };
+        let grace = (timeout / 4).min(REPLAY_GRACE);
+        Instant::now() + timeout.saturating_sub(age).max(grace)
+    }
+
+    /// A verdict on `clips.verdicts` (published by this instance or a peer, now or before a
+    /// restart): the clip is decided; a join still open for it here ends, its signals finished
+    /// (their verdict exists).
+    fn restore_verdict(&self, key: &str, payload: &[u8]) {
+        let clip_id = match Verdict::decode(payload) {
+            Ok(v) if !v.clip_id.is_empty() => v.clip_id,
+            _ if !key.is_empty() => key.to_string(),
+            _ => return,
+        };
+        let pending = {
+            let mut state = lock(&self.state);
+            if state.decided.set.contains(&clip_id) {
+                return;
+            }
+            state.decided.insert(clip_id.clone());
+            state.pending.remove(&clip_id)
+        };
+        self.metrics.restored();
+        if let Some(p) = pending {
+            tracing::info!(
+                clip_id,
+                "verdict published elsewhere; the join here ends without a second one"
+            );
+            for w in p.waiters {
+                let _ = w.send(Ok(()));
+            }
+        }
     }
 
     /// Clips whose deadline passed.
@@ -348,6 +419,14 @@ impl Stage for MonitorStage {
         Some(self.config.max_pending_clips)
     }
 
+    fn state_topic(&self) -> Option<&'static str> {
+        Some(topics::VERDICTS)
+    }
+
+    fn restore(&self, key: &str, payload: &[u8]) {
+        self.restore_verdict(key, payload);
+    }
+
     async fn process(&self, mut signal: Signal, ctx: &ProcessCtx) -> Result<(), StageError> {
         if signal.clip_id.is_empty() {
             signal.clip_id = ctx.clip_id.clone();
@@ -366,13 +445,13 @@ impl Stage for MonitorStage {
                 self.metrics.dropped("already_decided");
                 return Ok(());
             }
-            let timeout = Duration::from_secs_f64(self.config.timeout_s);
+            let deadline = self.deadline_of(&signal);
             let pending = state
                 .pending
                 .entry(clip_id.clone())
                 .or_insert_with(|| Pending {
                     signals: BTreeMap::new(),
-                    deadline: Instant::now() + timeout,
+                    deadline,
                     waiters: Vec::new(),
                 });
             pending
@@ -445,5 +524,125 @@ impl Stage for MonitorStage {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clipguard_pipeline::trace::TraceContext;
+    use futures::future::BoxFuture;
+
+    /// Collects emitted records.
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Record>>);
+
+    impl Emitter for Collect {
+        fn emit(
+            &self,
+            records: Vec<Record>,
+        ) -> BoxFuture<'_, Result<(), clipguard_pipeline::PipelineError>> {
+            self.0.lock().unwrap().extend(records);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn monitor(timeout_s: f64) -> Arc<MonitorStage> {
+        Arc::new(
+            MonitorStage::new(MonitorConfig {
+                expected_stages: vec!["media".into(), "hashmatch".into()],
+                timeout_s,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    fn ctx(emitter: Arc<Collect>) -> ProcessCtx {
+        ProcessCtx {
+            clip_id: "c1".into(),
+            attempt: 1,
+            trace: TraceContext::new_root(),
+            emitter,
+        }
+    }
+
+    fn signal(stage: &str, produced_at_ms: i64) -> Signal {
+        Signal {
+            clip_id: "c1".into(),
+            stage: stage.into(),
+            produced_at_ms,
+            ..Default::default()
+        }
+    }
+
+    fn verdict_payload(clip_id: &str) -> Vec<u8> {
+        let v = decide::decide(
+            clip_id,
+            &[],
+            &MonitorConfig::default(),
+            &Policy::default_policy(),
+            true,
+        );
+        verdict_record(&v).payload
+    }
+
+    #[tokio::test]
+    async fn a_clip_read_back_as_decided_is_never_decided_again() {
+        let m = monitor(30.0);
+        m.restore("c1", &verdict_payload("c1"));
+        let out = Arc::new(Collect::default());
+        for stage in ["media", "hashmatch"] {
+            m.process(
+                signal(stage, clipguard_pipeline::now_ms()),
+                &ctx(out.clone()),
+            )
+            .await
+            .unwrap();
+        }
+        assert!(out.0.lock().unwrap().is_empty(), "no second verdict");
+    }
+
+    #[tokio::test]
+    async fn a_peer_verdict_ends_an_open_join_without_a_second_one() {
+        let m = monitor(30.0);
+        let out = Arc::new(Collect::default());
+        let waiting = {
+            let (m, c) = (m.clone(), ctx(out.clone()));
+            tokio::spawn(async move {
+                m.process(signal("media", clipguard_pipeline::now_ms()), &c)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        m.restore("c1", &verdict_payload("c1"));
+        let done = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the join ends")
+            .unwrap();
+        assert!(done.is_ok(), "{done:?}");
+        m.process(
+            signal("hashmatch", clipguard_pipeline::now_ms()),
+            &ctx(out.clone()),
+        )
+        .await
+        .unwrap();
+        assert!(out.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn deadlines_count_from_when_the_first_signal_was_produced() {
+        let m = monitor(20.0);
+        let now = Instant::now();
+        let now_ms = clipguard_pipeline::now_ms();
+        // Produced 12 s ago (before a restart): 8 s left, not 20.
+        let left = m.deadline_of(&signal("media", now_ms - 12_000)) - now;
+        assert!((7.5..8.5).contains(&left.as_secs_f64()), "{left:?}");
+        // Long past: the replay grace (a quarter of the timeout, at most 5 s) still applies.
+        let left = m.deadline_of(&signal("media", now_ms - 600_000)) - now;
+        assert!((4.5..5.5).contains(&left.as_secs_f64()), "{left:?}");
+        // No production time: the whole timeout from now.
+        let left = m.deadline_of(&signal("media", 0)) - now;
+        assert!((19.5..20.5).contains(&left.as_secs_f64()), "{left:?}");
     }
 }

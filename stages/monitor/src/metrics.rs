@@ -35,6 +35,7 @@ pub struct MonitorMetrics {
     shadow_disagreements: Family<PairLabels, Counter>,
     reasoning: Family<OutcomeLabels, Counter>,
     signals_dropped: Family<ReasonLabels, Counter>,
+    restored: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +53,7 @@ impl Default for MonitorMetrics {
             shadow_disagreements: Family::default(),
             reasoning: Family::default(),
             signals_dropped: Family::default(),
+            restored: Counter::default(),
         }
     }
 }
@@ -94,6 +96,12 @@ impl MonitorMetrics {
             "Signals dropped without work, by reason (already_decided: a redelivered or late \
              signal for a clip this instance decided)",
             self.signals_dropped.clone(),
+        );
+        r.register(
+            "verdicts_restored",
+            "Clips learnt as decided from clips.verdicts (verdicts this instance published before \
+             a restart, or a peer published)",
+            self.restored.clone(),
         );
     }
 
@@ -147,6 +155,10 @@ impl MonitorMetrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    pub(crate) fn restored(&self) {
+        self.restored.inc();
     }
 
     pub(crate) fn dropped(&self, reason: &str) {
