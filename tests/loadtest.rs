@@ -95,3 +95,69 @@ async fn the_short_profile_gets_a_verdict_for_every_clip_and_writes_the_report()
         serde_json::from_slice(&std::fs::read(opts.out.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["verdicts"], profile.clips);
 }
+
+/// The fault run's short variant (`loadtest/profiles/faults-short.toml`, trimmed further for a
+/// debug build): stage processes of every kind SIGKILLed and restarted while clips flow, the
+/// broker killed and restarted once; every clip still ends with exactly one decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_run_loses_no_verdict_and_never_decides_a_clip_twice() {
+    if clipguard_loadtest::procs::tansu_path().is_none() {
+        let msg = "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
+        assert!(
+            std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() != Ok("1"),
+            "{msg}"
+        );
+        eprintln!("skipping: {msg}");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut profile = Profile::load(&root.join("loadtest/profiles/faults-short.toml")).unwrap();
+    profile.clips = 16;
+    profile.rate = 0.5;
+    profile.max_seconds = 300.0;
+    let faults = profile.faults.as_mut().unwrap();
+    faults.broker_restart_after_clips = 8;
+    faults.kill_every_s = 6.0;
+    // The stateful one and the slow one first; random victims after.
+    faults.first = vec!["monitor".into(), "transcribe".into()];
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        clipguard: common::bin().into(),
+        out: dir.path().join("out"),
+        pool: dir.path().join("pool"),
+        brokers: None,
+        baseline_python: None,
+        baseline_args: Vec::new(),
+        name: "faults".into(),
+    };
+    let report = clipguard_loadtest::run(&profile, &opts).await.unwrap();
+    let f = report.faults.as_ref().expect("a fault summary");
+    println!(
+        "fault run: {} of {} clips decided, {} kills {:?}, {} broker restart(s), {} duplicates absorbed, {} signals redone, conflicts {:?}",
+        report.verdicts,
+        report.submitted,
+        f.kills.values().sum::<usize>(),
+        f.kills,
+        f.broker_restarts,
+        f.duplicates_absorbed,
+        f.redelivered_signals,
+        f.conflicts
+    );
+    assert_eq!(report.submitted, profile.clips);
+    assert_eq!(report.verdicts, profile.clips, "clips without a verdict");
+    assert!(
+        f.conflicts.is_empty(),
+        "clips decided two ways: {:?}",
+        f.conflicts
+    );
+    assert_eq!(f.broker_restarts, 1);
+    assert!(f.kills.values().sum::<usize>() >= 3, "{:?}", f.kills);
+    assert!(f.kills.contains_key("monitor") && f.kills.contains_key("transcribe"));
+    // Kills every 6 s, restarts 8 s later: at most two are still down at the end.
+    assert!(f.restarts + 2 >= f.kills.values().sum::<usize>());
+    for s in report.seen.iter().filter(|s| s.kind == "broken") {
+        assert_eq!(s.decision, "block", "truncated clip {}", s.clip_id);
+    }
+    let md = std::fs::read_to_string(opts.out.join("report.md")).unwrap();
+    assert!(md.contains("## Faults"));
+}

@@ -14,6 +14,7 @@
 //!     --clipguard target/release/clipguard --out loadtest/out
 //! ```
 
+pub mod faults;
 pub mod grouplag;
 pub mod pool;
 pub mod procs;
@@ -84,8 +85,40 @@ pub struct Seen {
 
 struct Stage {
     name: &'static str,
+    replica: usize,
     proc: Proc,
     metrics: SocketAddr,
+    /// CPU seconds of this process when the measured run began (0 for a restarted one: its
+    /// start-up counts).
+    offset: f64,
+    /// CPU seconds of earlier, killed processes in this slot, since the measured run began.
+    base: f64,
+    /// Peak RSS of earlier processes in this slot.
+    peak_rss: f64,
+    /// Killed; started again at this time.
+    down_until: Option<Instant>,
+    incarnation: usize,
+}
+
+impl Stage {
+    /// CPU seconds this slot used since the measured run began.
+    fn used(&self, ticks: f64) -> f64 {
+        let live = if self.down_until.is_none() {
+            procs::cpu_seconds(self.proc.pid(), ticks).map_or(0.0, |c| c - self.offset)
+        } else {
+            0.0
+        };
+        self.base + live
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let live = if self.down_until.is_none() {
+            procs::peak_rss_mib(self.proc.pid()).unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        self.peak_rss.max(live)
+    }
 }
 
 /// Runs the profile; writes the report into `opts.out` and returns it.
@@ -101,18 +134,26 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
     }
 
     // The broker and the topics.
-    let (_broker, brokers) = match &opts.brokers {
+    let broker_dir = opts.out.join("broker");
+    let tansu = procs::tansu_path();
+    let (mut broker, brokers) = match &opts.brokers {
         Some(b) => (None, b.clone()),
         None => {
-            let tansu = procs::tansu_path().context(
+            let tansu = tansu.as_ref().context(
                 "no tansu broker (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker), or pass --brokers",
             )?;
-            let dir = opts.out.join("broker");
-            let _ = std::fs::remove_dir_all(&dir);
-            let (p, addr) = procs::start_broker(&tansu, &dir)?;
+            let _ = std::fs::remove_dir_all(&broker_dir);
+            let (p, addr) = procs::start_broker(tansu, &broker_dir)?;
             (Some(p), addr)
         }
     };
+    anyhow::ensure!(
+        profile
+            .faults
+            .as_ref()
+            .is_none_or(|f| f.broker_restart_after_clips == 0 || broker.is_some()),
+        "a broker restart needs the load test's own broker (no --brokers)"
+    );
     let store_dir = opts.out.join("store");
     let banks_dir = opts.out.join("banks");
     std::fs::create_dir_all(&banks_dir)?;
@@ -152,8 +193,14 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
             let (proc, metrics) = procs::start_stage(&opts.clipguard, name, r, &env, &log)?;
             stages.push(Stage {
                 name,
+                replica: r,
                 proc,
                 metrics,
+                offset: 0.0,
+                base: 0.0,
+                peak_rss: 0.0,
+                down_until: None,
+                incarnation: 0,
             });
         }
     }
@@ -256,15 +303,15 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
 
     // The measured run.
     let ticks = procs::clock_ticks();
-    let cpu_now = |stages: &[Stage]| -> Vec<f64> {
-        stages
-            .iter()
-            .map(|s| procs::cpu_seconds(s.proc.pid(), ticks).unwrap_or(f64::NAN))
-            .collect()
-    };
-    let cpu0 = cpu_now(&stages);
-    let broker_pid = _broker.as_ref().map(Proc::pid);
+    for s in &mut stages {
+        s.offset = procs::cpu_seconds(s.proc.pid(), ticks).unwrap_or(0.0);
+    }
+    let mut broker_pid = broker.as_ref().map(Proc::pid);
     let broker_cpu0 = broker_pid.and_then(|p| procs::cpu_seconds(p, ticks));
+    let mut chaos = profile
+        .faults
+        .as_ref()
+        .map(|f| faults::Chaos::new(f.clone()));
     let t0 = Instant::now();
     let submitted: Arc<Mutex<Vec<(String, String, Instant)>>> = Arc::default();
     let publisher = {
@@ -288,16 +335,86 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
     let deadline = t0 + Duration::from_secs_f64(profile.max_seconds);
     let mut samples = Vec::new();
     let mut next = t0;
+    let mut decided: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut read = 0;
     loop {
         let now = Instant::now();
         let n_sub = submitted.lock().map(|s| s.len()).unwrap_or(0);
-        let n_ver = verdicts.lock().map(|v| v.len()).unwrap_or(0);
+        // Clips with a verdict (a fault run redelivers: records are not clips).
+        if let Ok(v) = verdicts.lock() {
+            for (id, _, _) in &v[read..] {
+                decided.insert(id.clone());
+            }
+            read = v.len();
+        }
+        let n_ver = decided.len();
+        if let Some(chaos) = chaos.as_mut() {
+            for s in stages
+                .iter_mut()
+                .filter(|s| s.down_until.is_some_and(|t| now >= t))
+            {
+                s.incarnation += 1;
+                let log = logs.join(format!("{}-{}.{}.log", s.name, s.replica, s.incarnation));
+                let (bin, name, replica, env) =
+                    (opts.clipguard.clone(), s.name, s.replica, env.clone());
+                let (proc, metrics) = tokio::task::spawn_blocking(move || {
+                    procs::start_stage(&bin, name, replica, &env, &log)
+                })
+                .await??;
+                s.proc = proc;
+                s.metrics = metrics;
+                s.offset = 0.0;
+                s.down_until = None;
+                chaos.summary.restarts += 1;
+                eprintln!("loadtest: {name}#{replica} restarted");
+            }
+            let slots: Vec<(&str, bool)> = stages
+                .iter()
+                .map(|s| (s.name, s.down_until.is_none()))
+                .collect();
+            if let Some(i) = chaos.victim(now, &slots) {
+                let s = &mut stages[i];
+                s.base = s.used(ticks);
+                s.peak_rss = s.peak_rss_mib();
+                let _ = s.proc.child.kill(); // SIGKILL
+                let _ = s.proc.child.wait();
+                s.down_until = Some(now + Duration::from_secs_f64(chaos.faults.restart_after_s));
+                *chaos.summary.kills.entry(s.name.to_string()).or_default() += 1;
+                eprintln!(
+                    "loadtest: {}#{} killed with SIGKILL at {:.1} s ({n_sub} submitted, {n_ver} decided)",
+                    s.name,
+                    s.replica,
+                    now.duration_since(t0).as_secs_f64()
+                );
+            }
+            if chaos.broker_due(n_sub)
+                && let (Some(b), Some(tansu)) = (broker.as_mut(), tansu.as_ref())
+            {
+                let _ = b.child.kill();
+                let _ = b.child.wait();
+                eprintln!("loadtest: broker killed with SIGKILL ({n_sub} submitted)");
+                tokio::time::sleep(Duration::from_secs_f64(chaos.faults.broker_down_s)).await;
+                let port = brokers
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .context("broker port")?;
+                let (tansu, dir) = (tansu.clone(), broker_dir.clone());
+                let (p, _) = tokio::task::spawn_blocking(move || {
+                    procs::start_broker_on(&tansu, &dir, Some(port))
+                })
+                .await??;
+                broker_pid = None; // its CPU is not comparable any more
+                broker = Some(p);
+                chaos.summary.broker_restarts += 1;
+                eprintln!("loadtest: broker back on port {port}");
+            }
+        }
         if now >= next {
-            let cpu = cpu_now(&stages);
             let mut per_stage: BTreeMap<String, f64> = BTreeMap::new();
             let mut lag: BTreeMap<String, f64> = BTreeMap::new();
-            for (i, s) in stages.iter().enumerate() {
-                *per_stage.entry(s.name.into()).or_default() += cpu[i] - cpu0[i];
+            for s in stages.iter() {
+                *per_stage.entry(s.name.into()).or_default() += s.used(ticks);
                 let metric = format!("clipguard_{}_consumer_lag", s.name);
                 let m = s.metrics;
                 let v = tokio::task::spawn_blocking(move || procs::scrape_sum(m, &metric))
@@ -327,23 +444,29 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let cpu1 = cpu_now(&stages);
     let broker_cpu = broker_pid
         .and_then(|p| procs::cpu_seconds(p, ticks))
         .zip(broker_cpu0)
         .map(|(a, b)| a - b);
-    publisher.abort();
-    reader.abort();
-
     let mut per_stage: BTreeMap<String, report::StageUse> = BTreeMap::new();
-    for (i, s) in stages.iter().enumerate() {
+    for s in &stages {
         let e = per_stage.entry(s.name.into()).or_default();
         e.replicas += 1;
-        e.cpu_s += cpu1[i] - cpu0[i];
-        e.peak_rss_mib = e
-            .peak_rss_mib
-            .max(procs::peak_rss_mib(s.proc.pid()).unwrap_or(0.0));
+        e.cpu_s += s.used(ticks);
+        e.peak_rss_mib = e.peak_rss_mib.max(s.peak_rss_mib());
     }
+    // A fault run keeps reading verdicts a while: a clip decided a second time shows up here.
+    if let Some(chaos) = &chaos {
+        eprintln!(
+            "loadtest: {n} of {} clips decided; reading verdicts {:.0} s more",
+            profile.clips,
+            chaos.faults.settle_s,
+            n = decided.len()
+        );
+        tokio::time::sleep(Duration::from_secs_f64(chaos.faults.settle_s)).await;
+    }
+    publisher.abort();
+    reader.abort();
     for sample in &samples {
         for (stage, lag) in &sample.lag {
             let e = per_stage.entry(stage.clone()).or_default();
@@ -361,7 +484,14 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
             clean += 1;
         }
     }
-    drop(_broker);
+    let signal_counts = match &chaos {
+        Some(_) => {
+            let kafka = kafka.clone();
+            Some(tokio::task::spawn_blocking(move || faults::count_signals(&kafka)).await??)
+        }
+        None => None,
+    };
+    drop(broker);
 
     let submitted = submitted.lock().map(|s| s.clone()).unwrap_or_default();
     let verdicts = verdicts.lock().map(|v| v.clone()).unwrap_or_default();
@@ -399,6 +529,34 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
         }
         None => None,
     };
+    let faults = chaos.map(|c| {
+        let mut summary = c.summary;
+        let mut by_clip: HashMap<&str, std::collections::BTreeSet<&str>> = HashMap::new();
+        let mut records = 0;
+        for (id, decision, _) in &verdicts {
+            if by_id.contains_key(id.as_str()) {
+                records += 1;
+                by_clip.entry(id).or_default().insert(decision);
+            }
+        }
+        summary.verdict_records = records;
+        summary.duplicates_absorbed = records - by_clip.len();
+        summary.conflicts = by_clip
+            .iter()
+            .filter(|(_, d)| d.len() > 1)
+            .map(|(id, d)| format!("{id} ({})", d.iter().copied().collect::<Vec<_>>().join("/")))
+            .collect();
+        if let Some((records, distinct)) = signal_counts {
+            summary.signal_records = records;
+            summary.redelivered_signals = records - distinct;
+        }
+        let last_sub = submitted.iter().map(|(_, _, at)| *at).max();
+        let last_verdict = verdicts.iter().map(|(_, _, at)| *at).max();
+        summary.drain_s = last_sub
+            .zip(last_verdict)
+            .map_or(0.0, |(s, v)| v.saturating_duration_since(s).as_secs_f64());
+        summary
+    });
     let report = Report::build(report::Inputs {
         name: opts.name.clone(),
         profile: profile.clone(),
@@ -412,6 +570,7 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
         clean_exits: clean,
         processes: stages.len(),
         baseline,
+        faults,
     });
     report.write(&opts.out)?;
     Ok(report)

@@ -77,11 +77,27 @@ pub fn peak_rss_mib(pid: u32) -> Option<f64> {
 
 /// A tansu broker (SQLite storage) on a free loopback port.
 pub fn start_broker(tansu: &Path, dir: &Path) -> anyhow::Result<(Proc, String)> {
+    start_broker_on(tansu, dir, None)
+}
+
+/// A tansu broker (SQLite storage in `dir`) on `port`, or a free one; a restart on the same port
+/// and folder finds its topics, records and committed offsets again.
+pub fn start_broker_on(
+    tansu: &Path,
+    dir: &Path,
+    port: Option<u16>,
+) -> anyhow::Result<(Proc, String)> {
     std::fs::create_dir_all(dir)?;
     for _ in 0..3 {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = match port {
+            Some(p) => p,
+            None => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+        };
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.join("tansu.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tansu.log"))?;
         let child = Command::new(tansu)
             .current_dir(dir)
             .args([

@@ -28,6 +28,53 @@ pub struct Profile {
     pub env: BTreeMap<String, String>,
     /// The clip pool: kinds of generated clips, submitted round-robin by weight.
     pub clip: Vec<ClipKind>,
+    /// A fault run: stage processes killed with SIGKILL and restarted, the broker restarted.
+    #[serde(default)]
+    pub faults: Option<Faults>,
+}
+
+/// Faults injected while clips flow; the run then checks that every clip still gets exactly
+/// one decision.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// A random stage process (any stage, any replica, one that is running) gets SIGKILL this
+    /// often.
+    pub kill_every_s: f64,
+    /// A killed process is started again this long after its kill. Keep it above the consumer
+    /// session timeout: the test broker (tansu 0.6) gives no partitions to a member that rejoins
+    /// before its dead predecessor's session expired.
+    #[serde(default = "restart_after")]
+    pub restart_after_s: f64,
+    /// The broker is killed (SIGKILL) once this many clips have been submitted and started
+    /// again on the same port and data after `broker_down_s`; 0 = never.
+    #[serde(default)]
+    pub broker_restart_after_clips: usize,
+    #[serde(default = "broker_down")]
+    pub broker_down_s: f64,
+    /// After the last verdict, verdicts are still read this long (a clip decided twice shows
+    /// here).
+    #[serde(default = "settle")]
+    pub settle_s: f64,
+    /// Seed of the choice of victims.
+    #[serde(default)]
+    pub seed: u64,
+    /// Stages whose (first running) process is killed first, in this order, before the
+    /// random choice begins.
+    #[serde(default)]
+    pub first: Vec<String>,
+}
+
+fn restart_after() -> f64 {
+    8.0
+}
+
+fn broker_down() -> f64 {
+    2.0
+}
+
+fn settle() -> f64 {
+    15.0
 }
 
 /// Generated clips of one kind (GStreamer test sources, espeak-ng speech).
@@ -118,6 +165,29 @@ impl Profile {
         }
         if self.clip.is_empty() {
             p.push("no [[clip]] kinds".to_string());
+        }
+        if let Some(f) = &self.faults {
+            for (name, v) in [
+                ("kill_every_s", f.kill_every_s),
+                ("restart_after_s", f.restart_after_s),
+                ("broker_down_s", f.broker_down_s),
+                ("settle_s", f.settle_s),
+            ] {
+                if !(v > 0.0 && v <= 3600.0) {
+                    p.push(format!("faults.{name} {v} must be in (0, 3600]"));
+                }
+            }
+            for stage in &f.first {
+                if !STAGES.contains(&stage.as_str()) {
+                    p.push(format!("faults.first: unknown stage `{stage}`"));
+                }
+            }
+            if f.broker_restart_after_clips > self.clips {
+                p.push(format!(
+                    "faults.broker_restart_after_clips {} is more than the {} clips",
+                    f.broker_restart_after_clips, self.clips
+                ));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for c in &self.clip {

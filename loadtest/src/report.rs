@@ -69,9 +69,28 @@ pub struct Inputs {
     pub clean_exits: usize,
     pub processes: usize,
     pub baseline: Option<Baseline>,
+    pub faults: Option<FaultSummary>,
 }
 
-/// One stage's row.
+/// What a fault run did and what it found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FaultSummary {
+    /// SIGKILLs per stage.
+    pub kills: BTreeMap<String, usize>,
+    pub restarts: usize,
+    pub broker_restarts: usize,
+    /// Verdict records read (every revision and duplicate).
+    pub verdict_records: usize,
+    /// Records beyond one per decided clip, all with the clip's decision.
+    pub duplicates_absorbed: usize,
+    /// Clips with two different decisions.
+    pub conflicts: Vec<String>,
+    /// Signals on `clips.signals` beyond one per (clip, stage): work redone after a kill.
+    pub redelivered_signals: usize,
+    pub signal_records: usize,
+    /// From the last submission to the last verdict.
+    pub drain_s: f64,
+}
 #[derive(Debug, Clone, Serialize)]
 pub struct StageRow {
     pub replicas: usize,
@@ -111,6 +130,7 @@ pub struct Report {
     pub clean_exits: usize,
     pub processes: usize,
     pub baseline: Option<Baseline>,
+    pub faults: Option<FaultSummary>,
     /// clipguard's clips per CPU-second over the baseline's (the throughput-per-core ratio).
     pub per_core_ratio: Option<f64>,
     pub samples: Vec<Sample>,
@@ -238,6 +258,7 @@ impl Report {
             clean_exits: i.clean_exits,
             processes: i.processes,
             baseline: i.baseline,
+            faults: i.faults,
             per_core_ratio,
             samples: i.samples,
             seen: i.seen,
@@ -293,6 +314,38 @@ impl Report {
             "| stage processes stopped cleanly by SIGTERM | {} of {} |\n",
             self.clean_exits, self.processes
         );
+        if let Some(f) = &self.faults {
+            let kills: Vec<String> = f.kills.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            let _ = writeln!(
+                m,
+                "## Faults\n\n| measure | value |\n| --- | --- |\n\
+                 | SIGKILLs | {} ({}), each restarted: {} restarts |\n\
+                 | broker restarts | {} |\n\
+                 | clips with a final verdict | {} of {} ({} missing) |\n\
+                 | clips with two different decisions | {}{} |\n\
+                 | verdict records | {} ({} duplicates absorbed, each with its clip's decision) |\n\
+                 | signals | {} records, {} redelivered (work redone after a kill) |\n\
+                 | drain, last submission → last verdict | {:.1} s |\n",
+                f.kills.values().sum::<usize>(),
+                kills.join(", "),
+                f.restarts,
+                f.broker_restarts,
+                self.verdicts,
+                self.submitted,
+                self.missing,
+                f.conflicts.len(),
+                if f.conflicts.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", f.conflicts.join(", "))
+                },
+                f.verdict_records,
+                f.duplicates_absorbed,
+                f.signal_records,
+                f.redelivered_signals,
+                f.drain_s
+            );
+        }
         let _ = writeln!(
             m,
             "| stage | replicas | CPU s | CPU s per clip | peak RSS per replica (MiB) | peak lag (workers) | peak group lag (brokers) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -712,6 +765,7 @@ mod tests {
             clean_exits: 0,
             processes: 0,
             baseline: Some(baseline),
+            faults: None,
         });
         let md = report.markdown();
         assert!(

@@ -249,6 +249,9 @@ pub async fn read_verdicts(
     .await
 }
 
+/// How long a reader keeps retrying while every read fails.
+const READ_ERRORS_FOR: Duration = Duration::from_secs(60);
+
 /// Reads messages until every partition reached `ends` (when given) or `idle` passes without
 /// a message, calling `on` with each payload (until it returns false).
 pub async fn read_topic(
@@ -268,6 +271,7 @@ pub async fn read_topic(
         return Ok(());
     }
     let mut stream = consumer.stream();
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         let next = match idle {
             Some(idle) => match tokio::time::timeout(idle, stream.next()).await {
@@ -277,7 +281,23 @@ pub async fn read_topic(
             None => stream.next().await,
         };
         let Some(msg) = next else { return Ok(()) };
-        let msg = msg?;
+        // The client reconnects by itself (a broker restart): errors end the read only when
+        // nothing but errors came for a minute.
+        let msg = match msg {
+            Ok(m) => {
+                failing_since = None;
+                m
+            }
+            Err(err) => {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= READ_ERRORS_FOR {
+                    return Err(err.into());
+                }
+                tracing::warn!(error = %err, "reading from the brokers failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         positions.insert(msg.partition(), msg.offset());
         if let Some(payload) = msg.payload()
             && !on(payload)
