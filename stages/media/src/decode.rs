@@ -91,6 +91,9 @@ struct Shared {
     hasher: Mutex<Option<std::sync::mpsc::SyncSender<HashJob>>>,
     /// Sparse decoding: what reaches the video decoder (`None`: everything).
     gate: Mutex<Option<Gate>>,
+    /// When data last moved (a sample at a sink, a new pad): milliseconds after the start.
+    progress_ms: std::sync::atomic::AtomicU64,
+    started: std::sync::OnceLock<Instant>,
 }
 
 /// Work on one frame off the streaming thread: a full-resolution luma plane to hash, and/or a
@@ -162,6 +165,14 @@ fn spawn_hasher(jobs: std::sync::mpsc::Receiver<HashJob>) -> std::thread::JoinHa
 }
 
 impl Shared {
+    /// Notes that data moved.
+    fn progress(&self) {
+        if let Some(t) = self.started.get() {
+            self.progress_ms
+                .store(t.elapsed().as_millis() as u64, Ordering::SeqCst);
+        }
+    }
+
     fn abort(&self, e: MediaError) {
         let mut slot = lock(&self.abort);
         if slot.is_none() {
@@ -242,6 +253,7 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
         .map_err(|e| MediaError::Internal(e.to_string()))?;
 
     let shared = Arc::new(Shared::default());
+    let _ = shared.started.set(started);
     // Sparse decoding: where the keyframes are, and what the decoder needs of each group.
     // When the scan fails the file is decoded in full, which names the problem precisely.
     let plan = (settings.decode == DecodeMode::Sparse)
@@ -339,6 +351,7 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
             let Some(pipeline) = weak.upgrade() else {
                 return;
             };
+            shared.progress();
             if let Err(e) = link_stream(&pipeline, pad, &shared, &settings) {
                 shared.abort(e);
             }
@@ -429,6 +442,7 @@ fn sparse_plan(path: &Path, settings: &MediaConfig) -> Result<Option<sparse::Pla
         path,
         settings.max_frames,
         Duration::from_secs_f64(settings.deadline_s),
+        Duration::from_secs_f64(settings.stall_timeout_s),
     ) {
         Ok(frames) => frames,
         Err(e) => {
@@ -475,6 +489,7 @@ fn run_bus(
         return Err(MediaError::Internal("pipeline refused to start".into()));
     }
     let deadline = Duration::from_secs_f64(settings.deadline_s);
+    let stall = Duration::from_secs_f64(settings.stall_timeout_s);
     let mut duration: Option<f64> = None;
     loop {
         if let Some(e) = lock(&shared.abort).take() {
@@ -485,6 +500,18 @@ fn run_bus(
             return Err(MediaError::Timeout {
                 limit_s: settings.deadline_s,
             });
+        }
+        // decodebin drops a child's error that comes while it is still setting that child up
+        // (a demuxer failing at once on a broken file): the pipeline then waits forever.
+        // Nothing moving for this long is that, or a decoder that hangs on the input.
+        let quiet = elapsed.saturating_sub(Duration::from_millis(
+            shared.progress_ms.load(Ordering::SeqCst),
+        ));
+        if quiet >= stall {
+            return Err(MediaError::Corrupt(format!(
+                "the decoder stopped: no data for {:.0} s and no error reported",
+                stall.as_secs_f64()
+            )));
         }
         if shared.no_more_pads.load(Ordering::SeqCst) && !shared.video_linked.load(Ordering::SeqCst)
         {
@@ -510,6 +537,7 @@ fn run_bus(
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64)) else {
             continue;
         };
+        shared.progress();
         match msg.view() {
             gst::MessageView::Eos(_) => {
                 if let Some(e) = lock(&shared.abort).take() {
@@ -642,6 +670,7 @@ fn video_callbacks(shared: Arc<Shared>, settings: MediaConfig) -> gst_app::AppSi
     gst_app::AppSinkCallbacks::builder()
         .new_sample(move |sink| {
             let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            shared.progress();
             match on_video_sample(&shared, &settings, &sample) {
                 Ok(()) => Ok(gst::FlowSuccess::Ok),
                 Err(e) => {
@@ -829,6 +858,7 @@ fn audio_callbacks(shared: Arc<Shared>, max_duration_s: f64) -> gst_app::AppSink
     gst_app::AppSinkCallbacks::builder()
         .new_sample(move |sink| {
             let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            shared.progress();
             let Some(buffer) = sample.buffer() else {
                 return Ok(gst::FlowSuccess::Ok);
             };

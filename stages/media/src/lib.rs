@@ -91,6 +91,11 @@ pub struct MediaConfig {
     pub max_frames: u64,
     /// Wall-clock deadline for decoding one clip, seconds.
     pub deadline_s: f64,
+    /// A decode in which no data moves (no sample, no new stream, no pipeline message) for this
+    /// long is stopped as `corrupt`: GStreamer's decodebin can swallow the error of a demuxer
+    /// that fails at once on a broken file, and the pipeline would otherwise wait out the whole
+    /// deadline.
+    pub stall_timeout_s: f64,
     /// Clips decoded at once by one worker; 0 = the number of CPUs.
     pub max_concurrent_decodes: usize,
     /// `full` decodes every frame; `sparse` decodes only the frames sampling needs (see
@@ -138,6 +143,7 @@ impl Default for MediaConfig {
             max_height: 4320,
             max_frames: 100_000,
             deadline_s: 120.0,
+            stall_timeout_s: 10.0,
             max_concurrent_decodes: 0,
             decode: DecodeMode::Full,
             sparse_tolerance_s: 1.0,
@@ -207,6 +213,12 @@ impl MediaConfig {
         }
         if self.deadline_s.is_nan() || self.deadline_s <= 0.0 {
             problems.push(format!("media.deadline_s: {} must be > 0", self.deadline_s));
+        }
+        if !(self.stall_timeout_s >= 0.5 && self.stall_timeout_s <= 600.0) {
+            problems.push(format!(
+                "media.stall_timeout_s: {} is outside 0.5..=600",
+                self.stall_timeout_s
+            ));
         }
         if self.max_duration_s.is_nan() || self.max_duration_s <= 0.0 {
             problems.push(format!(

@@ -191,12 +191,13 @@ pub fn coded_frame(buffer: &gst::BufferRef) -> CodedFrame {
 }
 
 /// Lists the coded video frames of the file without decoding them. Stops at `max_frames + 1`
-/// frames or the deadline; any trouble is an error (the caller then decodes in full, which
-/// reports the problem precisely).
+/// frames, the deadline, or `stall` without a frame or a pipeline message; any trouble is an
+/// error (the caller then decodes in full, which reports the problem precisely).
 pub fn scan(
     path: &Path,
     max_frames: u64,
     deadline: Duration,
+    stall: Duration,
 ) -> Result<Vec<CodedFrame>, MediaError> {
     let started = Instant::now();
     let internal = |e: String| MediaError::Internal(format!("sparse scan: {e}"));
@@ -260,19 +261,27 @@ pub fn scan(
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| internal(e.to_string()))?;
+        let (mut seen, mut moved) = (0usize, Instant::now());
         loop {
             let elapsed = started.elapsed();
             if elapsed >= deadline {
                 return Err(internal("deadline".into()));
             }
-            if frames.lock().map_or(0, |f| f.len()) as u64 > max_frames {
+            let n = frames.lock().map_or(0, |f| f.len());
+            if n as u64 > max_frames {
                 return Ok(());
+            }
+            if n != seen {
+                (seen, moved) = (n, Instant::now());
+            } else if moved.elapsed() >= stall {
+                return Err(internal("stalled".into()));
             }
             let wait = (deadline - elapsed).min(Duration::from_millis(20));
             let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64))
             else {
                 continue;
             };
+            moved = Instant::now();
             match msg.view() {
                 gst::MessageView::Eos(_) => return Ok(()),
                 gst::MessageView::Error(e) => return Err(internal(e.error().to_string())),
