@@ -189,3 +189,84 @@ fn bank_import_reports_bad_lines_and_strict_refuses_them() {
     let gone = clipguard(dir, &["bank", "remove", "b"]);
     assert!(String::from_utf8_lossy(&gone.stderr).contains("does not exist"));
 }
+
+/// Logs never carry what they must not: a pipeline run at debug level over a clip that a bank
+/// blocks and a clip with speech writes none of the bank's hashes, none of the clips' frame
+/// hashes and no run of four words of the transcript to its log.
+#[test]
+fn logs_carry_no_hashes_and_no_transcripts() {
+    let _turn = common::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_clips(dir);
+    let samples = common::Samples::make();
+    std::fs::copy(samples.path("speech.mp4"), dir.join("speech.mp4")).unwrap();
+    let vpdq = ok(clipguard(dir, &["hash", "vpdq", "known.mp4"]), "hash vpdq");
+    std::fs::write(dir.join("known.txt"), &vpdq).unwrap();
+    let speech_vpdq = ok(clipguard(dir, &["hash", "vpdq", "speech.mp4"]), "hash vpdq");
+    ok(
+        clipguard(
+            dir,
+            &[
+                "bank",
+                "import",
+                "--bank",
+                "known-bad",
+                "--category",
+                "csam",
+                "--action",
+                "block",
+                "known.txt",
+            ],
+        ),
+        "bank import",
+    );
+    let transcript = ok(
+        clipguard(dir, &["transcribe", "--json", "speech.mp4"]),
+        "transcribe",
+    );
+    let text = serde_json::from_str::<serde_json::Value>(transcript.trim()).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert!(words.len() >= 8, "a transcript to look for: {text}");
+
+    let out = Command::new(common::bin())
+        .args(["run", "--json", "known.mp4", "speech.mp4"])
+        .current_dir(dir)
+        .env("CLIPGUARD_HASHMATCH__BANKS_DIR", dir.join("banks"))
+        .env("CLIPGUARD_STORE__URL", dir.join("store"))
+        .env("CLIPGUARD_LOG", "debug")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(out.status.success(), "{log}");
+    let verdicts = String::from_utf8_lossy(&out.stdout);
+    assert!(verdicts.contains("hash_match:csam"), "{verdicts}");
+    assert!(
+        log.lines().count() > 50,
+        "a debug log: {} lines",
+        log.lines().count()
+    );
+    for line in vpdq.lines().chain(speech_vpdq.lines()) {
+        let hex = line.split(',').nth(2).unwrap();
+        assert!(!log.contains(hex), "a frame hash in the log: {hex}");
+    }
+    for run in words.windows(4) {
+        let phrase = run.join(" ");
+        assert!(
+            !log.contains(&phrase),
+            "transcript words in the log: {phrase:?}"
+        );
+    }
+    println!(
+        "{} log lines at debug level: no hash of {} frames, no 4 words of {:?}",
+        log.lines().count(),
+        vpdq.lines().count() + speech_vpdq.lines().count(),
+        text
+    );
+}
