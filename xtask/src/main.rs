@@ -296,64 +296,19 @@ fn test(run: &mut Run) -> Result<(), String> {
     let ops = ops.wait(run)?;
     let llama = llama.wait(run)?;
     let llama = llama.lines().last().unwrap_or_default().trim();
-    let test_env = |mut c: Command| -> Command {
-        // CLIPGUARD_OPS_PYTHON=..., CLIPGUARD_PROMTOOL=...
-        for (k, v) in ops.lines().filter_map(|l| l.split_once('=')) {
-            if k.starts_with("CLIPGUARD_") {
-                c.env(k, v);
-            }
+    let mut c = with_env(cargo(&["test", "--workspace", "--locked"]));
+    // CLIPGUARD_OPS_PYTHON=..., CLIPGUARD_PROMTOOL=...
+    for (k, v) in ops.lines().filter_map(|l| l.split_once('=')) {
+        if k.starts_with("CLIPGUARD_") {
+            c.env(k, v);
         }
-        c.env("CLIPGUARD_LLAMA_SERVER", llama)
-            // Broker, model-server and reference-data tests must run here, never skip.
-            .env("CLIPGUARD_REQUIRE_BROKER", "1")
-            .env("CLIPGUARD_REQUIRE_LLM", "1")
-            .env("CLIPGUARD_REQUIRE_CONFORMANCE", "1");
-        with_env(c)
-    };
-    // The broker-backed end-to-end binaries spend most of their time waiting on their
-    // pipelines (joins, restarts, settling): they run beside the others, not after them.
-    let beside = ["e2e", "loadtest"];
-    let mut e2e = cargo(&["test", "--locked", "-p", "clipguard"]);
-    for t in beside {
-        e2e.args(["--test", t]);
     }
-    let e2e = Background::spawn(
-        "cargo test: end to end on the test broker (e2e, loadtest)",
-        &mut test_env(e2e),
-        &logs.join("test-end-to-end.log"),
-    )?;
-    let crates = run.phase(
-        "cargo test: every crate but the binary's",
-        &mut test_env(cargo(&[
-            "test",
-            "--workspace",
-            "--locked",
-            "--exclude",
-            "clipguard",
-        ])),
-    );
-    let mut root = cargo(&["test", "--locked", "-p", "clipguard", "--bins"]);
-    let mut names: Vec<String> = std::fs::read_dir("tests")
-        .map_err(|e| format!("tests: {e}"))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".rs").map(str::to_string)
-        })
-        .filter(|n| !beside.contains(&n.as_str()))
-        .collect();
-    names.sort();
-    for t in &names {
-        root.args(["--test", t]);
-    }
-    let binary = run.phase("cargo test: the binary's other tests", &mut test_env(root));
-    let e2e_log = logs.join("test-end-to-end.log");
-    let end_to_end = e2e.wait(run).map(|log| print!("{log}"));
-    if end_to_end.is_err() {
-        // The whole log, not only its tail: every failing test's output.
-        print!("{}", std::fs::read_to_string(&e2e_log).unwrap_or_default());
-    }
-    crates.and(binary).and(end_to_end)
+    c.env("CLIPGUARD_LLAMA_SERVER", llama)
+        // Broker, model-server and reference-data tests must run here, never skip.
+        .env("CLIPGUARD_REQUIRE_BROKER", "1")
+        .env("CLIPGUARD_REQUIRE_LLM", "1")
+        .env("CLIPGUARD_REQUIRE_CONFORMANCE", "1");
+    run.phase("cargo test", &mut c)
 }
 
 /// `cargo xtask demo`: sample clips through every stage on an embedded broker.
