@@ -424,7 +424,7 @@ fn monitor_killed_after_deadline_verdicts_never_decides_those_clips_again() {
     }
     assert_eq!(late, 4, "late hashmatch signals");
     // Longer than a join's deadline: a monitor that forgot would have decided again by now.
-    let settle = Instant::now() + Duration::from_secs(8);
+    let settle = Instant::now() + Duration::from_secs(5);
     while Instant::now() < settle {
         log.absorb(verdicts.poll(Duration::from_millis(300)));
     }
