@@ -11,15 +11,24 @@ use std::path::Path;
 
 use clipguard_loadtest::{Options, Profile};
 
+/// Whether the test broker binary exists; without it the test skips, unless the run requires a
+/// broker (CI), where it fails.
+fn broker_available() -> bool {
+    if clipguard_loadtest::procs::tansu_path().is_some() {
+        return true;
+    }
+    let msg = "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
+    assert!(
+        std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() != Ok("1"),
+        "{msg}"
+    );
+    eprintln!("skipping: {msg}");
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_short_profile_gets_a_verdict_for_every_clip_and_writes_the_report() {
-    if clipguard_loadtest::procs::tansu_path().is_none() {
-        let msg = "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
-        assert!(
-            std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() != Ok("1"),
-            "{msg}"
-        );
-        eprintln!("skipping: {msg}");
+    if !broker_available() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -101,13 +110,7 @@ async fn the_short_profile_gets_a_verdict_for_every_clip_and_writes_the_report()
 /// broker killed and restarted once; every clip still ends with exactly one decision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_run_loses_no_verdict_and_never_decides_a_clip_twice() {
-    if clipguard_loadtest::procs::tansu_path().is_none() {
-        let msg = "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
-        assert!(
-            std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() != Ok("1"),
-            "{msg}"
-        );
-        eprintln!("skipping: {msg}");
+    if !broker_available() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -94,6 +94,8 @@ struct Shared {
     /// When data last moved (a sample at a sink, a new pad): milliseconds after the start.
     progress_ms: std::sync::atomic::AtomicU64,
     started: std::sync::OnceLock<Instant>,
+    /// Set when decoding sparsely: where the stream's first frame shows.
+    sparse_start_s: std::sync::OnceLock<f64>,
 }
 
 /// Work on one frame off the streaming thread: a full-resolution luma plane to hash, and/or a
@@ -262,6 +264,7 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
         .flatten();
     let sparse_end_s = plan.as_ref().map(|p| p.end_s);
     if let Some(plan) = plan {
+        let _ = shared.sparse_start_s.set(plan.start_s);
         *lock(&shared.gate) = Some(Gate::new(plan));
     }
     let sparse = sparse_end_s.is_some();
@@ -715,7 +718,9 @@ fn on_video_sample(
             limit: settings.max_frames,
         });
     }
-    let sparse = settings.decode == DecodeMode::Sparse && lock(&shared.gate).is_some();
+    // Sparse decoding: the stream's first frame time (set once, before the pipeline starts).
+    let sparse_start_s = shared.sparse_start_s.get().copied();
+    let sparse = sparse_start_s.is_some();
     let fps = info.fps();
     let fps = if fps.denom() > 0 && fps.numer() > 0 {
         f64::from(fps.numer()) / f64::from(fps.denom())
@@ -730,7 +735,7 @@ fn on_video_sample(
     });
     // The frame's number in the stream: the decode count, or when frames were skipped its
     // time since the first frame × frame rate (kept increasing).
-    let start_s = lock(&shared.gate).as_ref().map_or(0.0, |g| g.plan.start_s);
+    let start_s = sparse_start_s.unwrap_or(0.0);
     let index = if sparse && fps > 0.0 {
         // Numbered from the stream's first frame, as a full decode numbers it.
         let n = ((t - start_s).max(0.0) * fps).round() as u32;
