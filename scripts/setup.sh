@@ -29,6 +29,7 @@ packages=(
   festival festvox-us-slt-hts                        # the evaluation's spoken set (natural voice)
   cmake                                              # whisper.cpp (transcribe stage)
   libssl-dev                                         # TLS for model downloads (system CA store)
+  openssl                                            # test certificates (gRPC mTLS, Kafka TLS)
   fonts-dejavu-core                                  # the font of the evaluation report's plots
   python3-venv                                       # the ops tools' venv (scripts/ops-setup.sh)
 )

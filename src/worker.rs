@@ -56,6 +56,7 @@ pub async fn stage(
                 addr,
                 routes,
                 &services,
+                &cfg.grpc,
                 clipguard_pipeline::stopped(&stop_rx),
             )
             .await?;

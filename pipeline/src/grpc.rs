@@ -1,13 +1,87 @@
 //! The gRPC host: a stage's tonic service, `grpc.health.v1` and server reflection on one port,
-//! for synchronous calls (prompt checks, re-scans, debugging with grpcurl).
+//! for synchronous calls (prompt checks, re-scans, debugging with grpcurl), in plain text, TLS or
+//! mutual TLS (`[grpc]` in the config).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use tonic::service::Routes;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::error::PipelineError;
+
+/// How the gRPC server secures its connections. With neither file it speaks plain HTTP/2 (for
+/// a service mesh that terminates TLS, or loopback); with a certificate and key, TLS; with a
+/// client CA as well, mutual TLS: a client must present a certificate that CA signed, or its
+/// handshake is refused before any call. Paths only: key material is read from files (mounted
+/// Secrets), never passed as an argument or a config value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GrpcConfig {
+    /// The server's certificate chain, PEM.
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign client certificates; set = mutual TLS, required.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl GrpcConfig {
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => problems.push("grpc.tls_key: needed with grpc.tls_cert".into()),
+            (None, Some(_)) => problems.push("grpc.tls_cert: needed with grpc.tls_key".into()),
+            _ => {}
+        }
+        if self.client_ca.is_some() && self.tls_cert.is_none() {
+            problems.push(
+                "grpc.client_ca: mutual TLS needs the server's own grpc.tls_cert and grpc.tls_key"
+                    .into(),
+            );
+        }
+        for (key, path) in [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("client_ca", &self.client_ca),
+        ] {
+            if let Some(path) = path
+                && let Err(e) = std::fs::metadata(path)
+            {
+                problems.push(format!("grpc.{key}: {}: {e}", path.display()));
+            }
+        }
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// The server's TLS settings, or `None` for plain text.
+    pub fn server_tls(&self) -> Result<Option<ServerTlsConfig>, PipelineError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |key: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| {
+                PipelineError::Config(vec![format!("grpc.{key}: {}: {e}", path.display())])
+            })
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+            read("tls_cert", cert)?,
+            read("tls_key", key)?,
+        ));
+        if let Some(ca) = &self.client_ca {
+            tls = tls
+                .client_ca_root(Certificate::from_pem(read("client_ca", ca)?))
+                .client_auth_optional(false);
+        }
+        Ok(Some(tls))
+    }
+}
 
 /// A running gRPC server.
 #[derive(Debug)]
@@ -19,11 +93,13 @@ pub struct GrpcServer {
 
 /// Serves `routes` (the stage services named in `services`, fully qualified such as
 /// `clipguard.v1.MediaStage`) plus health and reflection on `addr` until `shutdown` resolves.
-/// Every named service and the server as a whole (`""`) report SERVING.
+/// Every named service and the server as a whole (`""`) report SERVING. `security` says whether
+/// it speaks TLS and asks clients for certificates.
 pub async fn serve(
     addr: SocketAddr,
     routes: Routes,
     services: &[&str],
+    security: &GrpcConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<GrpcServer, PipelineError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -53,8 +129,15 @@ pub async fn serve(
             })
         },
     );
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = security.server_tls()? {
+        // A bad key or certificate fails here, at start, not at the first handshake.
+        server = server
+            .tls_config(tls)
+            .map_err(|e| PipelineError::Config(vec![format!("grpc: TLS settings: {e}")]))?;
+    }
     let task = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let result = server
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
@@ -62,7 +145,12 @@ pub async fn serve(
             tracing::error!(error = %err, "grpc server failed");
         }
     });
-    tracing::info!(addr = %bound, "grpc serving");
+    tracing::info!(
+        addr = %bound,
+        tls = security.tls(),
+        mutual_tls = security.client_ca.is_some(),
+        "grpc serving"
+    );
     Ok(GrpcServer {
         addr: bound,
         health,

@@ -339,3 +339,65 @@ impl VerdictLog {
             .collect()
     }
 }
+
+/// A throwaway PKI made with the `openssl` command: a CA, a server certificate for `localhost`
+/// and 127.0.0.1 signed by it, a client certificate signed by it, and a client certificate
+/// signed by a second, untrusted CA. PEM files in a temporary folder.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn make() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = |script: &str| {
+            let out = Command::new("sh")
+                .arg("-ec")
+                .arg(script)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl (Debian package `openssl`)");
+            assert!(
+                out.status.success(),
+                "openssl failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ca = |name: &str| {
+            format!(
+                "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                 -keyout {name}.key -out {name}.crt -days 2 -subj /CN={name} \
+                 -addext basicConstraints=critical,CA:TRUE \
+                 -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null\n"
+            )
+        };
+        let leaf = |name: &str, ca: &str, ext: &str| {
+            format!(
+                "printf '%s\\n' '{ext}' > {name}.ext\n\
+                 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                 -keyout {name}.key -out {name}.csr -subj /CN={name} 2>/dev/null\n\
+                 openssl x509 -req -in {name}.csr -CA {ca}.crt -CAkey {ca}.key -CAcreateserial \
+                 -days 2 -out {name}.crt -extfile {name}.ext 2>/dev/null\n"
+            )
+        };
+        let mut script = ca("ca") + &ca("rogue-ca");
+        script += &leaf(
+            "server",
+            "ca",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        );
+        script += &leaf("client", "ca", "extendedKeyUsage=clientAuth");
+        script += &leaf("rogue-client", "rogue-ca", "extendedKeyUsage=clientAuth");
+        sh(&script);
+        Pki { dir }
+    }
+
+    /// `NAME.crt` or `NAME.key`.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    pub fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.path(file)).unwrap()
+    }
+}

@@ -6,6 +6,7 @@ use clipguard_hashmatch::stage::HashmatchConfig;
 use clipguard_media::MediaConfig;
 use clipguard_monitor::MonitorConfig;
 use clipguard_pipeline::config::Validate;
+use clipguard_pipeline::grpc::GrpcConfig;
 use clipguard_pipeline::kafka::{HostConfig, KafkaConfig};
 use clipguard_pipeline::store::StoreConfig;
 use clipguard_pipeline::telemetry::TelemetryConfig;
@@ -34,6 +35,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// Logs.
     pub telemetry: TelemetryConfig,
+    /// The gRPC servers' TLS and mutual TLS.
+    pub grpc: GrpcConfig,
 }
 
 impl Validate for Config {
@@ -47,6 +50,7 @@ impl Validate for Config {
         self.classify.validate(problems);
         self.monitor.validate(problems);
         self.telemetry.validate(problems);
+        self.grpc.validate(problems);
     }
 }
 
@@ -79,6 +83,7 @@ mod tests {
             "monitor",
             "monitor.reasoning",
             "telemetry",
+            "grpc",
         ];
         let mut text = String::new();
         for s in sections {

@@ -123,6 +123,7 @@ fn main() {
             "127.0.0.1:0".parse().unwrap(),
             Routes::new(prompt::service(checker.clone())),
             &[prompt::SERVICE],
+            &Default::default(),
             async {
                 let _ = stopped.await;
             },
