@@ -1,7 +1,6 @@
 //! A stage worker's operational surface: gRPC server reflection lists the stage service and
 //! health, health answers SERVING, the stage service processes a clip over loopback, and
-//! `/metrics` shows the stage metrics after work arrived over Kafka; with `[grpc]` TLS settings
-//! the server speaks mutual TLS and refuses clients without a certificate its CA signed.
+//! `/metrics` shows the stage metrics after work arrived over Kafka.
 
 // Tests and benchmarks report failure by panicking.
 #![allow(clippy::unwrap_used)]
@@ -14,7 +13,7 @@ use std::time::Duration;
 
 use clipguard_schemas::media_stage_client::MediaStageClient;
 use clipguard_schemas::{ClipSubmitted, MediaRef, media_ref::Location};
-use common::{Broker, Pki, Proc, Samples};
+use common::{Broker, Proc, Samples};
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -161,171 +160,4 @@ async fn reflection_health_stage_service_and_metrics() {
     }
     assert!(worker.alive());
     assert_eq!(worker.sigterm().code(), Some(0));
-}
-
-/// A call through `channel` to the health service: SERVING, or the error that stopped it.
-async fn health_of(channel: tonic::transport::Channel) -> Result<ServingStatus, String> {
-    let mut health = HealthClient::new(channel);
-    let call = health.check(HealthCheckRequest {
-        service: String::new(),
-    });
-    match tokio::time::timeout(Duration::from_secs(10), call).await {
-        Ok(Ok(r)) => Ok(r.into_inner().status()),
-        Ok(Err(status)) => Err(format!("{status}")),
-        Err(_) => Err("no answer in 10 s".into()),
-    }
-}
-
-/// Connects to `url` (lazily, so a refused handshake shows on the first call) and asks for health.
-async fn try_health(
-    url: &str,
-    tls: Option<tonic::transport::ClientTlsConfig>,
-) -> Result<ServingStatus, String> {
-    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap();
-    if let Some(tls) = tls {
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| format!("tls config: {e}"))?;
-    }
-    health_of(endpoint.connect_lazy()).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_tls_refuses_clients_without_a_certificate_from_its_ca_and_serves_those_with_one() {
-    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-    let Some(broker) = Broker::start() else {
-        return;
-    };
-    broker.create_topics(1);
-    let pki = Pki::make();
-    let store = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("CLIPGUARD_STORE__URL", store.path().display().to_string()),
-        ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
-        (
-            "CLIPGUARD_GRPC__TLS_CERT",
-            pki.path("server.crt").display().to_string(),
-        ),
-        (
-            "CLIPGUARD_GRPC__TLS_KEY",
-            pki.path("server.key").display().to_string(),
-        ),
-        (
-            "CLIPGUARD_GRPC__CLIENT_CA",
-            pki.path("ca.crt").display().to_string(),
-        ),
-    ];
-    let (mut worker, addrs) = Proc::spawn_listening(
-        "media",
-        &[
-            "stage",
-            "media",
-            "--brokers",
-            &broker.addr,
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ],
-        &env,
-        &["grpc"],
-        Duration::from_secs(30),
-    );
-    let port = addrs["grpc"].port();
-    let https = format!("https://localhost:{port}");
-    let trust = || {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(pki.read("ca.crt")))
-            .domain_name("localhost")
-    };
-
-    // Plain text to a TLS port: no HTTP/2 session comes up.
-    let plain = try_health(&format!("http://127.0.0.1:{port}"), None).await;
-    println!("plain text: {plain:?}");
-    assert!(plain.is_err(), "a plain-text client was served: {plain:?}");
-
-    // TLS, trusting the server, but without a client certificate: refused in the handshake.
-    let anonymous = try_health(&https, Some(trust())).await;
-    println!("no client certificate: {anonymous:?}");
-    assert!(
-        anonymous.is_err(),
-        "a client without a certificate was served: {anonymous:?}"
-    );
-
-    // A client certificate from another CA: refused.
-    let rogue = try_health(
-        &https,
-        Some(trust().identity(Identity::from_pem(
-            pki.read("rogue-client.crt"),
-            pki.read("rogue-client.key"),
-        ))),
-    )
-    .await;
-    println!("certificate from an untrusted CA: {rogue:?}");
-    assert!(
-        rogue.is_err(),
-        "a client with an untrusted certificate was served: {rogue:?}"
-    );
-
-    // A client that does not trust the server's CA refuses the server.
-    let distrust = try_health(
-        &https,
-        Some(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(pki.read("rogue-ca.crt")))
-                .domain_name("localhost")
-                .identity(Identity::from_pem(
-                    pki.read("client.crt"),
-                    pki.read("client.key"),
-                )),
-        ),
-    )
-    .await;
-    println!("server not trusted by the client: {distrust:?}");
-    assert!(
-        distrust.is_err(),
-        "the client accepted a server its CA did not sign"
-    );
-
-    // With a certificate the CA signed: served.
-    let served = try_health(
-        &https,
-        Some(trust().identity(Identity::from_pem(
-            pki.read("client.crt"),
-            pki.read("client.key"),
-        ))),
-    )
-    .await;
-    println!("client certificate from the CA: {served:?}");
-    assert_eq!(served, Ok(ServingStatus::Serving));
-
-    // The worker survived every refused handshake.
-    assert!(worker.alive());
-    assert_eq!(worker.sigterm().code(), Some(0));
-}
-
-/// A half-configured TLS section is refused at start, naming the key that is missing.
-#[test]
-fn a_tls_certificate_without_its_key_is_refused_at_start() {
-    let pki = Pki::make();
-    let out = std::process::Command::new(common::bin())
-        .args([
-            "stage",
-            "media",
-            "--brokers",
-            "127.0.0.1:1",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .env("CLIPGUARD_GRPC__TLS_CERT", pki.path("server.crt"))
-        .env("CLIPGUARD_GRPC__CLIENT_CA", pki.path("no-such-ca.crt"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started with half a TLS config");
-    for want in [
-        "grpc.tls_key: needed with grpc.tls_cert",
-        "grpc.client_ca: ",
-        "no-such-ca.crt",
-    ] {
-        assert!(stderr.contains(want), "`{want}` missing from: {stderr}");
-    }
 }

@@ -87,50 +87,73 @@ pub fn start_broker_on(
     dir: &Path,
     port: Option<u16>,
 ) -> anyhow::Result<(Proc, String)> {
-    std::fs::create_dir_all(dir)?;
     for _ in 0..3 {
         let port = match port {
             Some(p) => p,
             None => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
         };
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("tansu.log"))?;
-        let child = Command::new(tansu)
-            .current_dir(dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", tansu.display()))?;
-        let mut proc = Proc {
-            child,
-            label: "broker".into(),
-        };
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = proc.child.try_wait() {
-                break; // port taken meanwhile: try another
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok((proc, addr.to_string()));
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        if let Some(proc) = spawn_broker(tansu, dir, port, &url, &[])? {
+            return Ok((proc, format!("127.0.0.1:{port}")));
         }
-        let _ = proc.child.kill();
     }
     anyhow::bail!("tansu did not start (log in {})", dir.display())
+}
+
+/// A tansu broker on `port` that tells clients to connect to `advertised` (such as a TLS
+/// terminator in front of it), with extra broker arguments (`--authentication`).
+pub fn start_broker_with(
+    tansu: &Path,
+    dir: &Path,
+    port: u16,
+    advertised: &str,
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
+    spawn_broker(tansu, dir, port, advertised, extra)?
+        .with_context(|| format!("tansu did not start on {port} (log in {})", dir.display()))
+}
+
+/// Starts tansu and waits until its port answers; `None` if it exited first (port taken).
+fn spawn_broker(
+    tansu: &Path,
+    dir: &Path,
+    port: u16,
+    advertised: &str,
+    extra: &[&str],
+) -> anyhow::Result<Option<Proc>> {
+    std::fs::create_dir_all(dir)?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("tansu.log"))?;
+    let child = Command::new(tansu)
+        .current_dir(dir)
+        .args(["broker", "--listener-url", &url])
+        .args(["--advertised-listener-url", advertised])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", tansu.display()))?;
+    let mut proc = Proc {
+        child,
+        label: "broker".into(),
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        if let Ok(Some(_)) = proc.child.try_wait() {
+            return Ok(None); // port taken meanwhile
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(Some(proc));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(None)
 }
 
 /// The broker binary: `CLIPGUARD_TANSU`, else the one `scripts/setup.sh --broker` builds.

@@ -401,3 +401,153 @@ impl Pki {
         std::fs::read(self.path(file)).unwrap()
     }
 }
+
+/// A TLS terminator on 127.0.0.1 in front of a plain TCP service (the test broker, whose own TLS
+/// listener is not wired in tansu 0.6): rustls with the PKI's server certificate, asking for a
+/// client certificate signed by the PKI's CA when `mutual`. Runs until dropped.
+pub struct TlsProxy {
+    pub port: u16,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TlsProxy {
+    pub fn start(
+        pki: &Pki,
+        listener: std::net::TcpListener,
+        upstream: SocketAddr,
+        mutual: bool,
+    ) -> Self {
+        use std::sync::Arc;
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(pki.path("server.crt"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(pki.path("server.key")).unwrap();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if mutual {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_file_iter(pki.path("ca.crt")).unwrap() {
+                roots.add(ca.unwrap()).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder.with_single_cert(certs, key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let mut tls = match acceptor.accept(tcp).await {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            // Once per kind: clients retry, and each retry is refused alike.
+                            static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+                            let e = e.to_string();
+                            let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+                            if !seen.contains(&e) {
+                                eprintln!("tls proxy: handshake refused: {e}");
+                                seen.push(e);
+                            }
+                            return;
+                        }
+                    };
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = plain.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        TlsProxy {
+            port,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// A broker that speaks only SASL (SCRAM-SHA-512, user `clipguard`) over TLS: tansu with
+/// authentication on a loopback port, advertising the TLS terminator's port in front of it, so
+/// every connection a client makes after bootstrap goes through TLS too.
+pub struct SecureBroker {
+    _proc: clipguard_loadtest::procs::Proc,
+    _proxy: TlsProxy,
+    /// `127.0.0.1:PORT` of the TLS endpoint.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+pub const SASL_USER: &str = "clipguard";
+pub const SASL_PASSWORD: &str = "correct horse battery staple";
+
+impl SecureBroker {
+    pub fn start(pki: &Pki, mutual: bool) -> Option<Self> {
+        let Some(tansu) = clipguard_loadtest::procs::tansu_path() else {
+            assert!(
+                std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() != Ok("1"),
+                "no tansu broker binary"
+            );
+            eprintln!("skipping: no tansu broker binary");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let tls_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tls_port = tls_listener.local_addr().unwrap().port();
+        // First without authentication, to create the SCRAM user (kept in the SQLite storage).
+        let (setup, plain) = clipguard_loadtest::procs::start_broker(&tansu, dir.path())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let plain_port: u16 = plain.rsplit(':').next().unwrap().parse().unwrap();
+        let out = Command::new(&tansu)
+            .args(["user", "create", "--broker", &format!("tcp://{plain}")])
+            .args(["--mechanism", "scram512", SASL_USER, SASL_PASSWORD])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu user create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(setup);
+        let proc = clipguard_loadtest::procs::start_broker_with(
+            &tansu,
+            dir.path(),
+            plain_port,
+            &format!("tcp://127.0.0.1:{tls_port}"),
+            &["--authentication"],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let proxy = TlsProxy::start(pki, tls_listener, plain.parse().unwrap(), mutual);
+        Some(SecureBroker {
+            _proc: proc,
+            _proxy: proxy,
+            addr: format!("127.0.0.1:{tls_port}"),
+            _dir: dir,
+        })
+    }
+}

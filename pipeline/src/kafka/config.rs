@@ -15,7 +15,7 @@ use crate::error::PipelineError;
 use crate::topics;
 
 /// How to reach the brokers and how topics are created.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`.
@@ -29,8 +29,62 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     /// Consumer session timeout; a killed worker's partitions move after this long.
     pub session_timeout_ms: u32,
-    /// Extra librdkafka properties (security, SASL, ...), passed through unchanged.
+    /// Extra librdkafka properties (security, SASL, ...), passed through unchanged. Numbers and
+    /// booleans are taken as librdkafka's strings (`CLIPGUARD_KAFKA__CLIENT__LINGER.MS=5`).
+    #[serde(deserialize_with = "properties")]
     pub client: BTreeMap<String, String>,
+}
+
+/// Shows every setting but the values of secret properties (passwords, secrets, inline keys), so
+/// a config printed in a log or an error carries no credential.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client: BTreeMap<&str, &str> = self
+            .client
+            .iter()
+            .map(|(k, v)| {
+                let secret = ["password", "secret", ".pem", "jaas"]
+                    .iter()
+                    .any(|w| k.contains(w));
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("create_topics", &self.create_topics)
+            .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("client", &client)
+            .finish()
+    }
+}
+
+/// librdkafka properties: string values, with TOML numbers and booleans written as strings.
+fn properties<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let map = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Text(s) => s,
+                Value::Integer(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 impl Default for KafkaConfig {
@@ -186,5 +240,40 @@ mod tests {
         }
         let producer = kafka.producer();
         assert!(producer.is_ok(), "{:?}", producer.err());
+        // Printed, the config keeps its password to itself.
+        let shown = format!("{kafka:?}");
+        assert!(
+            shown.contains("SCRAM-SHA-512") && !shown.contains("not-a-secret"),
+            "{shown}"
+        );
+    }
+
+    /// A number or a boolean from the environment (read as TOML) is a librdkafka string, not a
+    /// type error.
+    #[test]
+    fn client_properties_take_numbers_and_booleans() {
+        let env = [
+            ("CLIPGUARD_KAFKA__CLIENT__LINGER.MS", "5"),
+            (
+                "CLIPGUARD_KAFKA__CLIENT__ENABLE.SSL.CERTIFICATE.VERIFICATION",
+                "true",
+            ),
+            ("CLIPGUARD_KAFKA__CLIENT__SASL.USERNAME", "clipguard"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        #[derive(Debug, Deserialize)]
+        struct Only {
+            kafka: KafkaConfig,
+        }
+        impl crate::config::Validate for Only {
+            fn validate(&self, problems: &mut Vec<String>) {
+                self.kafka.validate(problems);
+            }
+        }
+        let cfg: Only = crate::config::load(None, env).unwrap();
+        let client = &cfg.kafka.client;
+        assert_eq!(client["linger.ms"], "5");
+        assert_eq!(client["enable.ssl.certificate.verification"], "true");
+        assert_eq!(client["sasl.username"], "clipguard");
     }
 }
