@@ -4,14 +4,18 @@
 #   scripts/setup.sh            system packages (GStreamer, protoc, espeak-ng, Festival, cmake, build tools)
 #   scripts/setup.sh --broker   ... plus the tansu Kafka-protocol broker the tests run against,
 #                               built once into $CLIPGUARD_CACHE (default ~/.cache/clipguard)
+#   scripts/setup.sh --deny     ... plus cargo-deny (licence and ban checks), built once there
 set -euo pipefail
 
 CACHE=${CLIPGUARD_CACHE:-$HOME/.cache/clipguard}
 TANSU_VERSION=0.6.0
+DENY_VERSION=0.20.2
 want_broker=false
+want_deny=false
 for arg in "$@"; do
   case "$arg" in
     --broker) want_broker=true ;;
+    --deny) want_deny=true ;;
     *) echo "setup: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -75,4 +79,23 @@ if $want_broker; then
     touch "$stamp"
     rm -rf "$CACHE/tansu/target"
   fi
+fi
+
+# --- cargo-deny ------------------------------------------------------------------------------
+if $want_deny; then
+  deny="$CACHE/cargo-deny/bin/cargo-deny"
+  stamp="$CACHE/cargo-deny/.version-$DENY_VERSION"
+  mkdir -p "$CACHE/cargo-deny"
+  exec 8>"$CACHE/cargo-deny/.lock"
+  flock 8
+  if [ -x "$deny" ] && [ -f "$stamp" ]; then
+    say "cargo-deny $DENY_VERSION present"
+  else
+    say "building cargo-deny $DENY_VERSION (once; about 4 minutes on 2 cores)"
+    CARGO_TARGET_DIR="$CACHE/cargo-deny/target" CARGO_INCREMENTAL=0 \
+      cargo install cargo-deny --version "$DENY_VERSION" --locked --root "$CACHE/cargo-deny" --force
+    touch "$stamp"
+    rm -rf "$CACHE/cargo-deny/target"
+  fi
+  echo "$deny"
 fi

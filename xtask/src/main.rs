@@ -240,12 +240,13 @@ fn test(run: &mut Run) -> Result<(), String> {
         }
         c
     };
-    // The test broker (a Rust build) and llama-server (C++) need nothing of ours: they build
-    // beside the main build, on the cores it leaves idle (once; later runs find them).
+    // The test broker and cargo-deny (Rust builds, one after the other) and llama-server (C++)
+    // need nothing of ours: they build beside the main build, on the cores it leaves idle (once;
+    // later runs find them).
     let logs = cache.join("logs");
     let broker = Background::spawn(
-        "test broker (tansu, built once)",
-        sh("scripts/setup.sh").arg("--broker"),
+        "test broker (tansu) and cargo-deny, built once",
+        sh("scripts/setup.sh").args(["--broker", "--deny"]),
         &logs.join("broker.log"),
     )?;
     // kubectl, kubernetes-validate and promtool for the operations assets' tests (tests/ops.rs).
@@ -292,7 +293,13 @@ fn test(run: &mut Run) -> Result<(), String> {
             .args(TEST_EXTRA_MODELS);
         run.phase("models (fetched once, verified every run)", &mut c)?;
     }
-    broker.wait(run)?;
+    let tools = broker.wait(run)?;
+    // The last line setup.sh prints is the cargo-deny binary.
+    let deny = tools.lines().last().unwrap_or_default().trim().to_string();
+    run.phase(
+        "cargo deny check licenses bans sources (advisories need a database not fetchable here)",
+        Command::new(&deny).args(["--offline", "check", "licenses", "bans", "sources"]),
+    )?;
     let ops = ops.wait(run)?;
     let llama = llama.wait(run)?;
     let llama = llama.lines().last().unwrap_or_default().trim();
