@@ -49,6 +49,9 @@ pub const RESERVED_ENV: &[&str] = &[
     "CLIPGUARD_UPDATE_GOLDEN",
     "CLIPGUARD_GOLDEN_SPEECH",
     "CLIPGUARD_BIN",
+    "CLIPGUARD_FUZZ_TARGET",
+    "CLIPGUARD_FUZZ_SEEDS",
+    "CLIPGUARD_FUZZ_MEDIA",
 ];
 
 /// A config that can check itself and report every problem.
