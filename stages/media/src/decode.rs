@@ -96,6 +96,11 @@ struct Shared {
     started: std::sync::OnceLock<Instant>,
     /// Set when decoding sparsely: where the stream's first frame shows.
     sparse_start_s: std::sync::OnceLock<f64>,
+    /// The first audio stream is decoded (its samples kept only when audio is extracted), so
+    /// a clip whose audio runs past its video is told apart from a truncated one.
+    audio_linked: AtomicBool,
+    /// Where the decoded audio ends, microseconds.
+    audio_end_us: std::sync::atomic::AtomicU64,
 }
 
 /// Work on one frame off the streaming thread: a full-resolution luma plane to hash, and/or a
@@ -384,12 +389,23 @@ pub fn decode_file(path: &Path, settings: &MediaConfig) -> Result<Decoded, Media
         // Sparse: the demuxer delivered frames up to `sparse_end_s`, decoded or not.
         let decoded_until =
             (video.last_pts_s + video.frame_duration_s).max(sparse_end_s.unwrap_or(0.0));
+        // The container's duration is its longest stream's: a clip whose audio runs on after
+        // the video (or the other way round) is whole. A file cut short loses the end of every
+        // stream, so it is truncated only when no stream reaches the declared end.
+        let audio_until = shared.audio_end_us.load(Ordering::SeqCst) as f64 / 1e6;
+        let until = decoded_until.max(audio_until);
         if let Some(duration) = duration_s
             && duration > 1.0
-            && decoded_until < duration * 0.9 - 0.5
+            && until < duration * 0.9 - 0.5
         {
+            let audio = if shared.audio_linked.load(Ordering::SeqCst) {
+                format!(", audio at {audio_until:.2} s")
+            } else {
+                String::new()
+            };
             return Err(MediaError::Truncated(format!(
-                "video stops at {decoded_until:.2} s of the {duration:.2} s the container declares"
+                "video stops at {decoded_until:.2} s{audio} of the {duration:.2} s the container \
+                 declares"
             )));
         }
         let mut frames = std::mem::take(&mut video.picked);
@@ -620,43 +636,43 @@ fn link_stream(
         .unwrap_or_default();
     let internal = |e: gst::glib::BoolError| MediaError::Internal(e.to_string());
     let link_err = |e: gst::PadLinkError| MediaError::Internal(format!("link: {e:?}"));
-    let elements: Vec<gst::Element> = if name.starts_with("video/")
-        && !shared.video_linked.swap(true, Ordering::SeqCst)
-    {
-        let convert = make("videoconvert")?;
-        let sink = gst_app::AppSink::builder()
-            .caps(
-                &gst_video::VideoCapsBuilder::new()
-                    .format(gst_video::VideoFormat::I420)
-                    .build(),
-            )
-            .sync(false)
-            .max_buffers(4)
-            .callbacks(video_callbacks(shared.clone(), settings.clone()))
-            .build();
-        vec![convert, sink.upcast()]
-    } else if name.starts_with("audio/") && settings.extract_audio && lock(&shared.audio).is_none()
-    {
-        *lock(&shared.audio) = Some(Vec::new());
-        let convert = make("audioconvert")?;
-        let resample = make("audioresample")?;
-        let sink = gst_app::AppSink::builder()
-            .caps(
-                &gst::Caps::builder("audio/x-raw")
-                    .field("format", "S16LE")
-                    .field("rate", 16_000i32)
-                    .field("channels", 1i32)
-                    .field("layout", "interleaved")
-                    .build(),
-            )
-            .sync(false)
-            .max_buffers(16)
-            .callbacks(audio_callbacks(shared.clone(), settings.max_duration_s))
-            .build();
-        vec![convert, resample, sink.upcast()]
-    } else {
-        vec![make("fakesink")?]
-    };
+    let elements: Vec<gst::Element> =
+        if name.starts_with("video/") && !shared.video_linked.swap(true, Ordering::SeqCst) {
+            let convert = make("videoconvert")?;
+            let sink = gst_app::AppSink::builder()
+                .caps(
+                    &gst_video::VideoCapsBuilder::new()
+                        .format(gst_video::VideoFormat::I420)
+                        .build(),
+                )
+                .sync(false)
+                .max_buffers(4)
+                .callbacks(video_callbacks(shared.clone(), settings.clone()))
+                .build();
+            vec![convert, sink.upcast()]
+        } else if name.starts_with("audio/") && !shared.audio_linked.swap(true, Ordering::SeqCst) {
+            if settings.extract_audio {
+                *lock(&shared.audio) = Some(Vec::new());
+            }
+            let convert = make("audioconvert")?;
+            let resample = make("audioresample")?;
+            let sink = gst_app::AppSink::builder()
+                .caps(
+                    &gst::Caps::builder("audio/x-raw")
+                        .field("format", "S16LE")
+                        .field("rate", 16_000i32)
+                        .field("channels", 1i32)
+                        .field("layout", "interleaved")
+                        .build(),
+                )
+                .sync(false)
+                .max_buffers(16)
+                .callbacks(audio_callbacks(shared.clone(), settings.max_duration_s))
+                .build();
+            vec![convert, resample, sink.upcast()]
+        } else {
+            vec![make("fakesink")?]
+        };
     pipeline.add_many(&elements).map_err(internal)?;
     gst::Element::link_many(&elements).map_err(internal)?;
     for e in &elements {
@@ -867,6 +883,12 @@ fn audio_callbacks(shared: Arc<Shared>, max_duration_s: f64) -> gst_app::AppSink
             let Some(buffer) = sample.buffer() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
+            if let Some(pts) = buffer.pts() {
+                let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+                shared
+                    .audio_end_us
+                    .fetch_max(end.useconds(), Ordering::SeqCst);
+            }
             let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
             let mut audio = lock(&shared.audio);
             if let Some(pcm) = audio.as_mut() {
