@@ -97,6 +97,67 @@ async fn reflection_health_stage_service_and_metrics() {
     for want in ["clipguard.v1.MediaStage", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
+    assert!(
+        !names.iter().any(|n| n == "clipguard.v1.MonitorStage"),
+        "a media worker lists only what it serves: {names:?}"
+    );
+
+    // The older v1alpha protocol (Python's grpcio-reflection, older grpcurl): a service comes
+    // with the files it imports, and an unknown symbol is an error on a stream that goes on.
+    {
+        use alpha::server_reflection_request::MessageRequest as Ask;
+        use alpha::server_reflection_response::MessageResponse as Got;
+        use tonic_reflection::pb::v1alpha as alpha;
+        let ask = |m: Ask| alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let mut client =
+            alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+        let requests = vec![
+            ask(Ask::FileContainingSymbol(
+                "clipguard.v1.NoSuchService".into(),
+            )),
+            ask(Ask::FileContainingSymbol("clipguard.v1.MediaStage".into())),
+            ask(Ask::ListServices(String::new())),
+        ];
+        let answers: Vec<_> = client
+            .server_reflection_info(tokio_stream::iter(requests))
+            .await
+            .expect("v1alpha reflection")
+            .into_inner()
+            .map(|r| r.expect("an answer").message_response.expect("a response"))
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 3, "one answer per request: {answers:?}");
+        let Got::ErrorResponse(e) = &answers[0] else {
+            panic!("unknown symbol: {:?}", answers[0])
+        };
+        assert_eq!(e.error_code, tonic::Code::NotFound as i32);
+        let Got::FileDescriptorResponse(files) = &answers[1] else {
+            panic!("MediaStage: {:?}", answers[1])
+        };
+        let files: Vec<String> = files
+            .file_descriptor_proto
+            .iter()
+            .map(|f| {
+                <prost_types::FileDescriptorProto as prost::Message>::decode(f.as_slice())
+                    .unwrap()
+                    .name()
+                    .to_string()
+            })
+            .collect();
+        println!("v1alpha: MediaStage comes in {files:?}");
+        assert!(files.iter().any(|f| f.ends_with("clip.proto")), "{files:?}");
+        let Got::ListServicesResponse(list) = &answers[2] else {
+            panic!("list: {:?}", answers[2])
+        };
+        assert!(
+            list.service
+                .iter()
+                .any(|s| s.name == "clipguard.v1.MediaStage")
+        );
+    }
 
     // Health answers SERVING for the server and the stage service.
     let mut health = HealthClient::new(channel.clone());

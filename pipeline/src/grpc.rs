@@ -108,12 +108,30 @@ pub async fn serve(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(clipguard_schemas::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| PipelineError::Server(format!("reflection: {e}")))?;
-    let routes = routes.add_service(health_service).add_service(reflection);
+    // Both reflection versions (v1alpha for grpcio-reflection and older grpcurl), each file
+    // served with its imports.
+    // Lists what this server serves.
+    let served: Vec<&str> = services
+        .iter()
+        .copied()
+        .chain([
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ])
+        .collect();
+    let descriptors = crate::reflection::Descriptors::from_sets(&[
+        clipguard_schemas::v1::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ])?
+    .listing(&served);
+    let reflection = crate::reflection::Reflection::new(descriptors);
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection.v1())
+        .add_service(reflection.v1alpha());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| PipelineError::Server(format!("grpc listener on {addr}: {e}")))?;

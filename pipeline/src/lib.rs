@@ -26,6 +26,7 @@ pub mod inproc;
 pub mod kafka;
 pub mod metrics;
 pub mod offsets;
+pub mod reflection;
 pub mod stage;
 pub mod store;
 pub mod telemetry;
