@@ -249,9 +249,15 @@ impl From<AudienceArg> for Audience {
 
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
-    /// Download, verify and convert models into the cache (all when none are named). Safe to
-    /// run again: verified files are kept, corrupt ones fetched again.
-    Fetch { names: Vec<String> },
+    /// Download, verify and convert models into the cache: the named ones, else those the
+    /// configured stages load (`--all`: every model of the manifest, test-only ones included).
+    /// Safe to run again: verified files are kept, corrupt ones fetched again.
+    Fetch {
+        /// Every model of the manifest.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        names: Vec<String>,
+    },
     /// The manifest's models and whether each is present and passes its checksum.
     List {
         #[command(flatten)]
@@ -527,7 +533,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             hashing::match_vpdq(&cfg.media, &params, rate, json.json, &query, &target)
         }
         Command::Models { command } => match command {
-            ModelsCommand::Fetch { names } => models::fetch(&names),
+            ModelsCommand::Fetch { names, all } => models::fetch(&names, &cfg.models(), all),
             ModelsCommand::List { json } => models::list(json.json),
             ModelsCommand::ConvertWhisper {
                 model,

@@ -6,11 +6,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clipguard_models::{Cache, Fetched, Manifest, Status};
 
-/// Fetches the named models (all when none are named); idempotent.
-pub fn fetch(names: &[String]) -> anyhow::Result<ExitCode> {
+/// Fetches the named models; without names, those the configured stages load (`needed`);
+/// with `all`, every model of the manifest. Idempotent.
+pub fn fetch(names: &[String], needed: &[String], all: bool) -> anyhow::Result<ExitCode> {
     let manifest = Manifest::load_default()?;
     let cache = Cache::default();
-    let entries = if names.is_empty() {
+    let names = if names.is_empty() && !all {
+        needed
+    } else {
+        names
+    };
+    let entries = if all {
         manifest.models.iter().collect::<Vec<_>>()
     } else {
         names

@@ -54,6 +54,36 @@ impl Validate for Config {
     }
 }
 
+impl Config {
+    /// The manifest models the configured stages load: the transcription model (when it is a
+    /// manifest name, not a file path), the frame classifiers, the text encoder and tokenizer,
+    /// the face detector and age model, and ONNX Runtime when a frame model runs on it.
+    pub fn models(&self) -> Vec<String> {
+        let c = &self.classify;
+        let mut out: Vec<String> = Vec::new();
+        let transcribe = &self.transcribe.model;
+        if !transcribe.contains('/') && !transcribe.ends_with(".bin") {
+            out.push(transcribe.clone());
+        }
+        out.extend(c.frame_models.iter().cloned());
+        out.extend([
+            c.text_model.clone(),
+            c.text_tokenizer.clone(),
+            c.face_detector.clone(),
+            c.age_model.clone(),
+        ]);
+        if c.backends
+            .values()
+            .any(|b| *b == clipguard_classify::stage::Backend::Onnxruntime)
+        {
+            out.push(c.onnxruntime.clone());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|m| !m.is_empty() && seen.insert(m.clone()));
+        out
+    }
+}
+
 /// Loads the config from `file` (or `CLIPGUARD_CONFIG`) and the environment.
 pub fn load(file: Option<&std::path::Path>) -> Result<Config, clipguard_pipeline::PipelineError> {
     let from_env = std::env::var_os("CLIPGUARD_CONFIG").map(std::path::PathBuf::from);
@@ -66,6 +96,33 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// Without names, `models fetch` fetches what the default stages load, not the test-only
+    /// models of the manifest.
+    #[test]
+    fn the_default_config_needs_the_demo_models_only() {
+        let models = Config::default().models();
+        assert_eq!(
+            models,
+            [
+                "whisper-tiny.en",
+                "open-nsfw",
+                "minilm-l6-int8",
+                "minilm-l6-tokenizer",
+                "blazeface-back",
+                "age-v1"
+            ]
+        );
+        let mut cfg = Config::default();
+        cfg.classify.backends.insert(
+            "open-nsfw".into(),
+            clipguard_classify::stage::Backend::Onnxruntime,
+        );
+        cfg.transcribe.model = "/opt/models/ggml-small.bin".into();
+        let models = cfg.models();
+        assert!(models.contains(&"onnxruntime".to_string()), "{models:?}");
+        assert!(!models.iter().any(|m| m.contains("ggml")), "{models:?}");
+    }
 
     /// Every section, nested ones included, reports its unknown keys by name, and all of them
     /// come back in one error (no section stops at its first).
