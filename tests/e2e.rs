@@ -436,3 +436,113 @@ fn monitor_killed_after_deadline_verdicts_never_decides_those_clips_again() {
     );
     println!("4 clips decided by deadline, monitor SIGKILLed, 4 late signals: no second verdict");
 }
+
+/// The producer's contract, broken three ways: a message without a key whose payload names the
+/// clip gets a dead letter and an error verdict under that name; one without a key and without
+/// a readable payload gets a dead letter only (no invented id, no verdict for nobody); one whose
+/// key and payload name different clips gets a dead letter and an error verdict under its key.
+#[test]
+fn contract_breaking_submissions_are_dead_lettered_with_a_precise_reason_and_no_invented_id() {
+    use clipguard_schemas::{ClipSubmitted, DeadLetter, MediaRef, Verdict, media_ref::Location};
+    use prost::Message;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let _turn = common::serial();
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(PARTITIONS);
+    let samples = Samples::make();
+    let mut env = stage_env(&samples.path("store"));
+    env.push((
+        "CLIPGUARD_MONITOR__EXPECTED_STAGES",
+        r#"["media"]"#.to_string(),
+    ));
+    let brokers = broker.addr.clone();
+    let _media = Proc::spawn("media", &["stage", "media", "--brokers", &brokers], &env);
+    let _monitor = Proc::spawn(
+        "monitor",
+        &["stage", "monitor", "--brokers", &brokers],
+        &env,
+    );
+
+    let clip = |id: &str| {
+        ClipSubmitted {
+            clip_id: id.into(),
+            media: Some(MediaRef {
+                location: Some(Location::Inline(
+                    std::fs::read(samples.path("ball.webm")).unwrap(),
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let unkeyed_named = clip("named-1");
+    let garbage = b"\xff\xff\xff not a protobuf message".to_vec();
+    let mismatched = clip("other-1");
+    producer
+        .send(BaseRecord::<(), Vec<u8>>::to("clips.submitted").payload(&unkeyed_named))
+        .unwrap();
+    producer
+        .send(BaseRecord::<(), Vec<u8>>::to("clips.submitted").payload(&garbage))
+        .unwrap();
+    producer
+        .send(
+            BaseRecord::to("clips.submitted")
+                .key("key-1")
+                .payload(&mismatched),
+        )
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let dlq = TopicReader::new(&brokers, "clips.dlq", PARTITIONS as i32);
+    let verdicts = TopicReader::new(&brokers, "clips.verdicts", PARTITIONS as i32);
+    let mut letters: Vec<DeadLetter> = Vec::new();
+    let mut decided: HashMap<String, Verdict> = HashMap::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while (letters.len() < 3 || decided.len() < 2) && Instant::now() < until {
+        for (_, payload) in dlq.poll(Duration::from_millis(200)) {
+            letters.push(DeadLetter::decode(payload.as_slice()).unwrap());
+        }
+        for (key, payload) in verdicts.poll(Duration::from_millis(200)) {
+            decided.insert(key, Verdict::decode(payload.as_slice()).unwrap());
+        }
+    }
+    // Anything more would come now.
+    for (key, payload) in verdicts.poll(Duration::from_secs(3)) {
+        decided.insert(key, Verdict::decode(payload.as_slice()).unwrap());
+    }
+    for l in &letters {
+        println!("dead letter key={:?}: {}", l.key, l.reason);
+    }
+    for (id, v) in &decided {
+        println!("verdict {id}: {:?} {:?}", v.decision(), v.reasons);
+    }
+    let reason_of = |key: &str| {
+        letters
+            .iter()
+            .find(|l| l.key == key)
+            .map(|l| l.reason.clone())
+            .unwrap_or_else(|| panic!("no dead letter keyed {key:?}: {letters:?}"))
+    };
+    assert!(reason_of("named-1").starts_with("unkeyed_message:"));
+    assert!(reason_of("").starts_with("unkeyed_message:"));
+    assert!(reason_of("").contains("no verdict"));
+    assert!(reason_of("key-1").starts_with("key_mismatch:"));
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let mut ids: Vec<&String> = decided.keys().collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["key-1", "named-1"],
+        "verdicts only for the named clips"
+    );
+    for v in decided.values() {
+        assert_eq!(v.decision(), Decision::Block, "{v:?}");
+    }
+}

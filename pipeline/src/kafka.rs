@@ -386,21 +386,47 @@ impl<S: Stage> Job<S> {
     async fn handle(&self, message: OwnedMessage) -> Result<Handled, PipelineError> {
         let name = self.stage.name();
         self.metrics.received.inc();
-        let clip_id = match message.key() {
-            Some(k) if !k.is_empty() => String::from_utf8_lossy(k).into_owned(),
-            _ => format!(
-                "unkeyed-{}-{}-{}",
-                message.topic(),
-                message.partition(),
-                message.offset()
-            ),
-        };
+        let key = message
+            .key()
+            .filter(|k| !k.is_empty())
+            .map(|k| String::from_utf8_lossy(k).into_owned());
         let parent = message
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == TRACEPARENT))
             .and_then(|h| h.value)
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(TraceContext::parse);
+        let clip_id = match key {
+            Some(k) => k,
+            // The contract: the key is the clip id. An unkeyed message is dead-lettered (never
+            // processed under an invented id); when its payload names the clip, the dead letter
+            // and the clip's error verdict are keyed by that name.
+            None => {
+                let payload = message.payload().unwrap_or_default();
+                let named = <S::Input as prost::Message>::decode(payload)
+                    .ok()
+                    .and_then(|input| self.stage.clip_id_of(&input))
+                    .filter(|id| !id.is_empty());
+                let error = StageError::input(
+                    "unkeyed_message",
+                    format!(
+                        "the message on {} [{}] at offset {} has no key; the key must be the clip \
+                         id{}",
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                        if named.is_some() {
+                            " (this dead letter and the clip's verdict use the clip_id of the payload)"
+                        } else {
+                            " (the payload names no clip either: no verdict can be given)"
+                        }
+                    ),
+                );
+                let trace = TraceContext::new_root();
+                let id = named.unwrap_or_default();
+                return self.dead_letter(&message, &id, &error, 0, &trace).await;
+            }
+        };
         let span = tracing::info_span!(
             "process",
             stage = name,

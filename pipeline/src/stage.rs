@@ -107,6 +107,13 @@ pub trait Stage: Send + Sync + 'static {
         ctx: &ProcessCtx,
     ) -> impl Future<Output = Result<Self::Output, StageError>> + Send;
 
+    /// The clip id an input carries in its payload, for a message that arrived without a key
+    /// (the key must be the clip id): the dead letter and the error verdict are then keyed by
+    /// it. `None` (the default, for inputs only clipguard's stages produce): a dead letter alone.
+    fn clip_id_of(&self, _input: &Self::Input) -> Option<String> {
+        None
+    }
+
     /// Records emitted when a message cannot be processed at all, so the clip still gets a
     /// (fail-closed) verdict. By default an error signal from this stage.
     fn poison_outputs(&self, clip_id: &str, error: &StageError) -> Vec<Record> {
@@ -195,7 +202,10 @@ pub fn dead_letter_records<S: Stage>(
         failed_at_ms: crate::now_ms(),
     };
     let mut records = vec![Record::encode(topics::DLQ, clip_id, &letter)];
-    records.extend(stage.poison_outputs(clip_id, error));
+    // Without a clip id there is nobody to give a verdict to (and none to make up).
+    if !clip_id.is_empty() {
+        records.extend(stage.poison_outputs(clip_id, error));
+    }
     records
 }
 

@@ -584,6 +584,17 @@ impl Stage for MediaStage {
     ) -> Result<MediaOutput, StageError> {
         if input.clip_id.is_empty() {
             input.clip_id = ctx.clip_id.clone();
+        } else if input.clip_id != ctx.clip_id {
+            // The key decides the partition, and so which monitor joins the clip's signals:
+            // a payload naming another clip breaks the contract.
+            return Err(StageError::input(
+                "key_mismatch",
+                format!(
+                    "the message key `{}` and the payload's clip_id `{}` differ; the key must be \
+                     the clip id",
+                    ctx.clip_id, input.clip_id
+                ),
+            ));
         }
         match self.try_process(&input).await {
             Ok(result) => Ok(MediaOutput {
@@ -617,6 +628,10 @@ impl Stage for MediaStage {
             }
             Err(e) => Err(e.into_stage_error()),
         }
+    }
+
+    fn clip_id_of(&self, input: &ClipSubmitted) -> Option<String> {
+        Some(input.clip_id.clone())
     }
 
     fn poison_outputs(&self, clip_id: &str, error: &StageError) -> Vec<Record> {
