@@ -249,11 +249,12 @@ pub fn looks_like_vpdq(path: &Path, text: &str) -> bool {
         })
 }
 
+/// The first 24 characters of `s` (never a cut inside a UTF-8 character: a hash list is any
+/// text an operator was handed).
 fn truncate(s: &str) -> String {
-    if s.len() > 24 {
-        format!("{}…", &s[..24])
-    } else {
-        s.to_string()
+    match s.char_indices().nth(24) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_string(),
     }
 }
 
@@ -262,6 +263,24 @@ mod tests {
     use super::*;
 
     const PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+    /// Found by fuzzing (`bank_import`): a skipped value quoted in its message was cut inside a
+    /// multi-byte character, and the import panicked.
+    #[test]
+    fn a_skipped_line_with_non_ascii_text_is_quoted_without_a_panic() {
+        let mut into = Contents::default();
+        let skipped = hash_list(
+            "list.csv",
+            "       4  categoa6787aÜÜÜÜ,x\n",
+            DefaultKind::Pdq,
+            &mut into,
+        );
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(truncate(&"Ü".repeat(30)), format!("{}…", "Ü".repeat(24)));
+        // A character across byte 24, where the old cut panicked.
+        let across = format!("{}{}", "a".repeat(23), "Ü".repeat(5));
+        assert_eq!(truncate(&across), format!("{}Ü…", "a".repeat(23)));
+    }
 
     #[test]
     fn hma_style_csv_with_a_header_and_types() {
