@@ -1,5 +1,6 @@
 //! Breaking changes to the protos are caught here: every field recorded in
-//! `compat/fields.txt` (message, field name, number, type, label) must still exist unchanged.
+//! `compat/fields.txt` (message, nested ones included, field name, number, type, label; enum
+//! values; each service method with its request and response types) must still exist unchanged.
 //! New fields and messages are fine. After an intended, compatible addition, refresh the file
 //! with `CLIPGUARD_UPDATE_PROTO_BASELINE=1 cargo test -p clipguard-schemas --test compat`.
 
@@ -17,11 +18,32 @@ fn current_fields() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for file in &set.file {
         let package = file.package();
-        for msg in &file.message_type {
+        let mut messages: Vec<(String, &prost_types::DescriptorProto)> = file
+            .message_type
+            .iter()
+            .map(|m| (format!("{package}.{}", m.name()), m))
+            .collect();
+        let mut enums: Vec<(String, &prost_types::EnumDescriptorProto)> = file
+            .enum_type
+            .iter()
+            .map(|e| (format!("{package}.{}", e.name()), e))
+            .collect();
+        // Nested messages and enums too.
+        let mut i = 0;
+        while i < messages.len() {
+            let (name, msg) = (messages[i].0.clone(), messages[i].1);
+            for nested in &msg.nested_type {
+                messages.push((format!("{name}.{}", nested.name()), nested));
+            }
+            for e in &msg.enum_type {
+                enums.push((format!("{name}.{}", e.name()), e));
+            }
+            i += 1;
+        }
+        for (name, msg) in &messages {
             for field in &msg.field {
                 out.insert(format!(
-                    "{package}.{} {} = {} {:?} {:?} {}",
-                    msg.name(),
+                    "{name} {} = {} {:?} {:?} {}",
                     field.name(),
                     field.number(),
                     field.r#type(),
@@ -30,13 +52,22 @@ fn current_fields() -> BTreeSet<String> {
                 ));
             }
         }
-        for e in &file.enum_type {
+        for (name, e) in &enums {
             for v in &e.value {
+                out.insert(format!("{name} {} = {}", v.name(), v.number()));
+            }
+        }
+        // Services: a generated client calls each method by name with these types.
+        for service in &file.service {
+            for m in &service.method {
                 out.insert(format!(
-                    "{package}.{} {} = {}",
-                    e.name(),
-                    v.name(),
-                    v.number()
+                    "rpc {package}.{}.{}({}{}) returns ({}{})",
+                    service.name(),
+                    m.name(),
+                    if m.client_streaming() { "stream " } else { "" },
+                    m.input_type(),
+                    if m.server_streaming() { "stream " } else { "" },
+                    m.output_type()
                 ));
             }
         }
@@ -61,7 +92,8 @@ fn proto_changes_are_backward_compatible() {
         .collect();
     assert!(
         broken.is_empty(),
-        "fields removed, renumbered or retyped (breaking for consumers of old messages):\n{}",
+        "fields, enum values or methods removed, renumbered or retyped (breaking for consumers of \
+         old messages and for generated clients):\n{}",
         broken.join("\n")
     );
 }
