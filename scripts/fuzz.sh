@@ -56,7 +56,7 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' "$log" | tail -1)
   new=$((after - before))
-  [ "$rc" -eq 0 ] && [ "$new" -eq 0 ] || { found=1; grep -m3 -E 'ERROR|panicked|Timeout|out-of-memory' "$log" || true; }
+  [ "$rc" -eq 0 ] && [ "$new" -eq 0 ] || { found=1; grep -a -m3 -E 'ERROR|panicked|Timeout|out-of-memory' "$log" || true; }
   summary+=("$(printf '%-16s exit %-3s %10s runs  %-34s findings %s' "$t" "$rc" "${execs:-?}" "${cov:-cov: ?}" "$new")")
 done
 echo

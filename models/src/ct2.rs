@@ -47,6 +47,7 @@ pub struct Variable<'a> {
 }
 
 impl Variable<'_> {
+    /// The number of elements (`parse` checked that the product fits the variable's bytes).
     pub fn elements(&self) -> usize {
         self.dims.iter().product()
     }
@@ -146,8 +147,9 @@ pub fn parse(bytes: &[u8]) -> Result<Model<'_>, ModelError> {
             ModelError::Format(format!("variable {name}: unknown dtype code {code}"))
         })?;
         let nbytes = r.u32("byte count")? as usize;
-        let elements: usize = dims.iter().product();
-        if elements.checked_mul(dtype.size()) != Some(nbytes) {
+        // Checked: dimensions from a damaged file can overflow any product.
+        let elements = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if elements.and_then(|e| e.checked_mul(dtype.size())) != Some(nbytes) {
             return Err(ModelError::Format(format!(
                 "variable {name}: {nbytes} bytes for dims {dims:?} of {dtype:?}"
             )));
@@ -202,4 +204,32 @@ pub fn write(spec: &str, revision: u32, vars: &[(&str, Vec<usize>, u8, Vec<u8>)]
     }
     out.extend_from_slice(&0u32.to_le_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (`ct2_ggml`): dimensions whose product overflows made the size check
+    /// panic instead of refusing the file.
+    #[test]
+    fn dimensions_that_overflow_are_a_format_error() {
+        let mut b = Vec::new();
+        b.extend(6u32.to_le_bytes());
+        b.extend(2u16.to_le_bytes());
+        b.extend(b"S\0");
+        b.extend(1u32.to_le_bytes()); // revision
+        b.extend(1u32.to_le_bytes()); // one variable
+        b.extend(2u16.to_le_bytes());
+        b.extend(b"v\0");
+        b.push(3); // rank
+        for _ in 0..3 {
+            b.extend(u32::MAX.to_le_bytes());
+        }
+        b.push(0); // dtype
+        b.extend(4u32.to_le_bytes());
+        b.extend([0u8; 4]);
+        let err = parse(&b).unwrap_err();
+        assert!(err.to_string().contains("4 bytes for dims"), "{err}");
+    }
 }
