@@ -5,7 +5,9 @@
 #               kustomize renders the overlays), jsonschema and PyYAML (the CRD schemas)
 #   promtool    Prometheus' rule checker, taken out of Debian's prometheus package (no daemon
 #               installed or started)
-# Prints the two paths as KEY=VALUE lines on stdout.
+#   interop-venv/  Python with what an integrating team uses (confluent-kafka, grpcio,
+#               grpcio-tools, grpcio-reflection, grpcio-health-checking) for tests/interop.rs
+# Prints the paths as KEY=VALUE lines on stdout.
 set -euo pipefail
 CACHE=${CLIPGUARD_CACHE:-$HOME/.cache/clipguard}
 venv="$CACHE/ops-venv"
@@ -27,6 +29,20 @@ else
   say "ops venv present"
 fi
 
+interop="$CACHE/interop-venv"
+interop_pins=(confluent-kafka==2.16.1 grpcio==1.85.3 grpcio-tools==1.85.1 grpcio-reflection==1.85.1
+  grpcio-health-checking==1.85.1 protobuf==7.36.2)
+stamp="$interop/.pins-$(printf '%s\n' "${interop_pins[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "creating $interop (${interop_pins[*]})"
+  rm -rf "$interop"
+  python3 -m venv "$interop"
+  "$interop/bin/pip" install -q --disable-pip-version-check "${interop_pins[@]}"
+  touch "$stamp"
+else
+  say "interop venv present"
+fi
+
 promtool="$CACHE/promtool/promtool"
 if [ ! -x "$promtool" ]; then
   say "extracting promtool from Debian's prometheus package"
@@ -46,3 +62,4 @@ fi
 
 echo "CLIPGUARD_OPS_PYTHON=$venv/bin/python"
 echo "CLIPGUARD_PROMTOOL=$promtool"
+echo "CLIPGUARD_INTEROP_PYTHON=$interop/bin/python"
