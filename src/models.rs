@@ -4,18 +4,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clipguard_models::{Cache, Fetched, Manifest, Status};
+use clipguard_models::{Cache, Manifest, Status};
 
 /// Fetches the named models; without names, those the configured stages load (`needed`);
 /// with `all`, every model of the manifest. Idempotent.
 pub fn fetch(names: &[String], needed: &[String], all: bool) -> anyhow::Result<ExitCode> {
     let manifest = Manifest::load_default()?;
     let cache = Cache::default();
-    let names = if names.is_empty() && !all {
-        needed
-    } else {
-        names
-    };
+    let names = if names.is_empty() { needed } else { names };
     let entries = if all {
         manifest.models.iter().collect::<Vec<_>>()
     } else {
@@ -30,14 +26,10 @@ pub fn fetch(names: &[String], needed: &[String], all: bool) -> anyhow::Result<E
         let mut log = |line: &str| eprintln!("{line}");
         match cache.fetch(entry, &mut log) {
             Ok(outcome) => {
-                let what = match outcome {
-                    Fetched::AlreadyPresent => "present, verified",
-                    Fetched::Fetched => "fetched, verified",
-                    Fetched::Replaced => "re-fetched (the cached file was corrupt), verified",
-                };
                 println!(
-                    "{}: {what} ({:.1} s) {}",
+                    "{}: {} ({:.1} s) {}",
                     entry.name,
+                    outcome.describe(),
                     started.elapsed().as_secs_f64(),
                     cache.path(entry).display()
                 );

@@ -444,3 +444,14 @@ pub enum Fetched {
     /// A cached file failed its checksum and was fetched again.
     Replaced,
 }
+
+impl Fetched {
+    /// What happened, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Fetched::AlreadyPresent => "present, verified",
+            Fetched::Fetched => "fetched, verified",
+            Fetched::Replaced => "re-fetched (the cached file was corrupt), verified",
+        }
+    }
+}
