@@ -1,6 +1,7 @@
 //! Trace export (the default `otlp` feature): `clipguard run` exports its stage spans to an OTLP/gRPC
-//! collector on loopback, and one clip's media and monitor spans share a trace id, linked
-//! through the `traceparent` Kafka header.
+//! collector on loopback that speaks mutual TLS (`telemetry.otlp_ca`, `otlp_client_cert`,
+//! `otlp_client_key`), and one clip's media and monitor spans share a trace id, linked through
+//! the `traceparent` Kafka header.
 //!
 //! Run: `cargo test --test otlp`
 #![cfg(feature = "otlp")]
@@ -52,11 +53,21 @@ fn attr(span: &Span, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_clip_traces_across_stages_to_an_otlp_collector() {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let collector = Collector::default();
+    let pki = common::Pki::make();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            pki.read("server.crt"),
+            pki.read("server.key"),
+        ))
+        .client_ca_root(Certificate::from_pem(pki.read("ca.crt")));
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
             .add_service(TraceServiceServer::new(collector.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
@@ -67,7 +78,16 @@ async fn one_clip_traces_across_stages_to_an_otlp_collector() {
         .env("CLIPGUARD_STORE__URL", samples.path("store"))
         .env(
             "CLIPGUARD_TELEMETRY__OTLP_ENDPOINT",
-            format!("http://{addr}"),
+            format!("https://localhost:{}", addr.port()),
+        )
+        .env("CLIPGUARD_TELEMETRY__OTLP_CA", pki.path("ca.crt"))
+        .env(
+            "CLIPGUARD_TELEMETRY__OTLP_CLIENT_CERT",
+            pki.path("client.crt"),
+        )
+        .env(
+            "CLIPGUARD_TELEMETRY__OTLP_CLIENT_KEY",
+            pki.path("client.key"),
         )
         .env("CLIPGUARD_LOG", "info")
         .output()

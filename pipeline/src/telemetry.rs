@@ -31,6 +31,13 @@ pub struct TelemetryConfig {
     /// OTLP/gRPC collector for traces, e.g. `http://127.0.0.1:4317`; unset = no export. Needs a
     /// build with the `otlp` feature (on by default).
     pub otlp_endpoint: Option<String>,
+    /// For an `https://` collector: the CA certificates (PEM) that sign its certificate. A
+    /// collector with a public certificate: the system's bundle,
+    /// `/etc/ssl/certs/ca-certificates.crt`.
+    pub otlp_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for a collector that asks for mutual TLS.
+    pub otlp_client_cert: Option<std::path::PathBuf>,
+    pub otlp_client_key: Option<std::path::PathBuf>,
     /// `service.name` of exported spans.
     pub service_name: String,
 }
@@ -41,6 +48,9 @@ impl Default for TelemetryConfig {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             otlp_endpoint: None,
+            otlp_ca: None,
+            otlp_client_cert: None,
+            otlp_client_key: None,
             service_name: "clipguard".into(),
         }
     }
@@ -57,8 +67,53 @@ impl TelemetryConfig {
                 problems.push(format!(
                     "telemetry.otlp_endpoint: `{endpoint}` is not an http(s) URL"
                 ));
+            } else if endpoint.starts_with("https://") && self.otlp_ca.is_none() {
+                problems.push(format!(
+                    "telemetry.otlp_ca: `{endpoint}` is https: name the CA certificates that sign \
+                     the collector's (the system's: /etc/ssl/certs/ca-certificates.crt)"
+                ));
             }
         }
+        if self.otlp_client_cert.is_some() != self.otlp_client_key.is_some() {
+            problems.push(
+                "telemetry.otlp_client_cert, telemetry.otlp_client_key: give both or neither"
+                    .into(),
+            );
+        }
+        for (key, path) in [
+            ("otlp_ca", &self.otlp_ca),
+            ("otlp_client_cert", &self.otlp_client_cert),
+            ("otlp_client_key", &self.otlp_client_key),
+        ] {
+            if let Some(path) = path
+                && let Err(e) = std::fs::metadata(path)
+            {
+                problems.push(format!("telemetry.{key}: {}: {e}", path.display()));
+            }
+        }
+    }
+
+    /// The TLS settings for an `https://` collector.
+    #[cfg(feature = "otlp")]
+    fn otlp_tls(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, PipelineError> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let Some(ca) = &self.otlp_ca else {
+            return Ok(None);
+        };
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                PipelineError::Config(vec![format!("telemetry.{key}: {}: {e}", path.display())])
+            })
+        };
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("otlp_ca", ca)?));
+        if let (Some(cert), Some(key)) = (&self.otlp_client_cert, &self.otlp_client_key) {
+            tls = tls.identity(Identity::from_pem(
+                read("otlp_client_cert", cert)?,
+                read("otlp_client_key", key)?,
+            ));
+        }
+        Ok(Some(tls))
     }
 }
 
@@ -100,10 +155,14 @@ pub fn init_tracing(cfg: &TelemetryConfig) -> Result<TracingGuard, PipelineError
     let otel = match &cfg.otlp_endpoint {
         Some(endpoint) => {
             use opentelemetry::trace::TracerProvider as _;
-            use opentelemetry_otlp::WithExportConfig;
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
+            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(endpoint)
+                .with_endpoint(endpoint);
+            if let Some(tls) = cfg.otlp_tls()? {
+                builder = builder.with_tls_config(tls);
+            }
+            let exporter = builder
                 .build()
                 .map_err(|e| PipelineError::Server(format!("otlp exporter for {endpoint}: {e}")))?;
             let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
