@@ -528,13 +528,24 @@ pub fn read_whisper(bytes: &[u8]) -> Result<GgmlWhisper, ModelError> {
         n_mels: h[9],
         ftype: h[10],
     };
+    // Counts from the header are checked against the bytes that are left before anything is
+    // allocated for them: a damaged header must not ask for gigabytes.
     let n_mel = i32_at(&mut pos)?.max(0) as usize;
     let n_fft = i32_at(&mut pos)?.max(0) as usize;
-    let mut mel_filters = Vec::with_capacity(n_mel * n_fft);
-    for _ in 0..n_mel * n_fft {
+    let filters = n_mel
+        .checked_mul(n_fft)
+        .filter(|n| n.saturating_mul(4) <= bytes.len() - pos)
+        .ok_or_else(|| format_err(format!("GGML mel filters {n_mel}x{n_fft} exceed the file")))?;
+    let mut mel_filters = Vec::with_capacity(filters);
+    for _ in 0..filters {
         mel_filters.push(f32::from_bits(i32_at(&mut pos)? as u32));
     }
     let n_tokens = i32_at(&mut pos)?.max(0) as usize;
+    if n_tokens.saturating_mul(4) > bytes.len() - pos {
+        return Err(format_err(format!(
+            "GGML token count {n_tokens} exceeds the file"
+        )));
+    }
     let mut tokens = Vec::with_capacity(n_tokens);
     for _ in 0..n_tokens {
         let len = i32_at(&mut pos)? as u32 as usize;
@@ -558,15 +569,16 @@ pub fn read_whisper(bytes: &[u8]) -> Result<GgmlWhisper, ModelError> {
             .ok_or_else(|| format_err("GGML tensor name truncated"))?;
         let name = String::from_utf8_lossy(name).into_owned();
         pos += name_len;
-        let size = match ttype {
+        let size: usize = match ttype {
             TYPE_F32 => 4,
             TYPE_F16 => 2,
             t => return Err(format_err(format!("tensor {name}: unsupported type {t}"))),
         };
-        let len = dims.iter().product::<usize>() * size;
-        if pos + len > bytes.len() {
-            return Err(format_err(format!("tensor {name} truncated")));
-        }
+        let len = dims
+            .iter()
+            .try_fold(size, |acc, &d| acc.checked_mul(d))
+            .filter(|&len| len <= bytes.len() - pos)
+            .ok_or_else(|| format_err(format!("tensor {name} truncated")))?;
         tensors.insert(name, (ttype, dims, pos, len));
         pos += len;
     }
@@ -709,6 +721,34 @@ mod tests {
 
     fn f16_at(bytes: &[u8], (_, _, off, _): &(i32, Vec<usize>, usize, usize), i: usize) -> f32 {
         f16::from_le_bytes([bytes[off + 2 * i], bytes[off + 2 * i + 1]]).to_f32()
+    }
+
+    /// Found by fuzzing (`ct2_ggml`): counts in a damaged header made the reader ask for
+    /// 69 GB before it looked at the file's size.
+    #[test]
+    fn header_counts_larger_than_the_file_are_an_error_not_an_allocation() {
+        let header = |n_mel: i32, n_fft: i32, n_tokens: i32| {
+            let mut b = MAGIC.to_le_bytes().to_vec();
+            for _ in 0..11 {
+                b.extend(1i32.to_le_bytes());
+            }
+            b.extend(n_mel.to_le_bytes());
+            b.extend(n_fft.to_le_bytes());
+            b.extend(n_tokens.to_le_bytes());
+            b
+        };
+        let err = read_whisper(&header(i32::MAX, i32::MAX, 0)).unwrap_err();
+        assert!(err.to_string().contains("mel filters"), "{err}");
+        let err = read_whisper(&header(0, 0, i32::MAX)).unwrap_err();
+        assert!(err.to_string().contains("token count"), "{err}");
+        // A tensor whose dimensions overflow.
+        let mut b = header(0, 0, 0);
+        for x in [4i32, 1, 0, i32::MAX, i32::MAX, i32::MAX, i32::MAX] {
+            b.extend(x.to_le_bytes());
+        }
+        b.push(b'w');
+        let err = read_whisper(&b).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 
     #[test]
