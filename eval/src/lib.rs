@@ -333,8 +333,11 @@ fn run_text(items: &[Item], checker: &PromptChecker, out: &mut [Outcome]) {
         let mut scores = BTreeMap::new();
         let mut stopped_by: [BTreeSet<String>; 3] = Default::default();
         let mut rationale = String::new();
-        for a in Audience::ALL {
-            let r = checker.check(text, a);
+        // Classified once, decided for each audience.
+        for (a, r) in Audience::ALL
+            .into_iter()
+            .zip(checker.check_every_audience(text))
+        {
             // The prompt check answers allow / block; a category it holds for review stops the
             // item too (the clip would not be shown without a person).
             let d = r

@@ -13,7 +13,8 @@ use std::time::Instant;
 use clipguard_policy::{Audience, Policy, evidence_phrase};
 use clipguard_schemas::moderation_server::{Moderation, ModerationServer};
 use clipguard_schemas::{
-    AudienceDecisions, CategoryDecision, CheckPromptRequest, CheckPromptResponse, Decision,
+    AudienceDecisions, CategoryDecision, CategoryScore, CheckPromptRequest, CheckPromptResponse,
+    Decision,
 };
 use tonic::{Request, Response, Status};
 
@@ -54,21 +55,69 @@ impl PromptChecker {
     /// one the classifier cannot score, is blocked with the reason.
     pub fn check(&self, prompt: &str, audience: Audience) -> CheckPromptResponse {
         let started = Instant::now();
-        let blocked = |why: String| CheckPromptResponse {
-            decision: Decision::Block as i32,
-            categories: Vec::new(),
-            rationale: why,
-            policy_version: self.policy.version.clone(),
-            audience: audience.name().to_string(),
+        let response = match self.scores(prompt) {
+            Ok(scores) => self.decide(&scores, audience),
+            Err(why) => self.refused(why, audience),
         };
+        tracing::debug!(
+            decision = response.decision().word(),
+            micros = started.elapsed().as_micros() as u64,
+            "prompt checked"
+        );
+        response
+    }
+
+    /// The check for every audience (`Audience::ALL` order), the prompt classified once: what
+    /// the evaluation asks of every item.
+    pub fn check_every_audience(&self, prompt: &str) -> [CheckPromptResponse; 3] {
+        let scores = self.scores(prompt);
+        Audience::ALL.map(|audience| match &scores {
+            Ok(scores) => self.decide(scores, audience),
+            Err(why) => self.refused(why.clone(), audience),
+        })
+    }
+
+    /// The text classifier's scores, or why the prompt gets no scores: `Ok(None)` for an
+    /// empty prompt (allowed), `Err` for one that cannot be checked (blocked).
+    fn scores(&self, prompt: &str) -> Result<Option<Vec<CategoryScore>>, String> {
         if prompt.len() > self.max_bytes {
-            return blocked(format!(
+            return Err(format!(
                 "block: the prompt is {} bytes, over the {}-byte limit; it was not checked",
                 prompt.len(),
                 self.max_bytes
             ));
         }
         if prompt.trim().is_empty() {
+            return Ok(None);
+        }
+        self.text
+            .classify(&[TextInput {
+                source: "prompt",
+                text: prompt,
+                start_s: 0.0,
+                end_s: 0.0,
+            }])
+            .map(Some)
+            .map_err(|e| format!("block: the prompt could not be classified ({e})"))
+    }
+
+    fn refused(&self, why: String, audience: Audience) -> CheckPromptResponse {
+        CheckPromptResponse {
+            decision: Decision::Block as i32,
+            categories: Vec::new(),
+            rationale: why,
+            policy_version: self.policy.version.clone(),
+            audience: audience.name().to_string(),
+        }
+    }
+
+    /// The policy's decision on scores for one audience, with the rationale.
+    fn decide(
+        &self,
+        scores: &Option<Vec<CategoryScore>>,
+        audience: Audience,
+    ) -> CheckPromptResponse {
+        let Some(scores) = scores else {
             return CheckPromptResponse {
                 decision: Decision::Allow as i32,
                 rationale: "allow: the prompt is empty".into(),
@@ -76,15 +125,6 @@ impl PromptChecker {
                 audience: audience.name().to_string(),
                 ..Default::default()
             };
-        }
-        let scores = match self.text.classify(&[TextInput {
-            source: "prompt",
-            text: prompt,
-            start_s: 0.0,
-            end_s: 0.0,
-        }]) {
-            Ok(s) => s,
-            Err(e) => return blocked(format!("block: the prompt could not be classified ({e})")),
         };
         let plain = scores
             .iter()
@@ -139,11 +179,6 @@ impl PromptChecker {
                 drivers.join("; ")
             )
         };
-        tracing::debug!(
-            decision = decision.word(),
-            micros = started.elapsed().as_micros() as u64,
-            "prompt checked"
-        );
         CheckPromptResponse {
             decision: decision as i32,
             categories,
