@@ -265,14 +265,10 @@ fn check(run: &Run, samples_mix: &[(&str, Decision, Option<&str>)]) {
     );
 }
 
-#[test]
-fn hundred_clips_through_separate_stage_processes_get_exactly_one_verdict_each() {
-    let Some(run) = hundred_clips(None) else {
-        return;
-    };
-    check(&run, EXPECTED);
-}
-
+/// 100 clips through separate stage processes, the media worker killed with SIGKILL after 30
+/// verdicts and restarted: exactly one verdict per clip, each the right one. (The same run
+/// without the kill proves nothing more, and `tests/loadtest.rs` runs separate stage processes
+/// without faults too.)
 #[test]
 fn media_worker_killed_mid_run_still_yields_exactly_one_verdict_each() {
     let Some(run) = hundred_clips(Some(30)) else {
