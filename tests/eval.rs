@@ -103,11 +103,33 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         );
     }
 
+    // The category confusion matrix, per audience: every unsafe item of a category is in its
+    // row, and what stopped it is counted (its own category and any other).
+    for a in ["adult", "under_18", "public_feed"] {
+        let row = &text["confusion"][a]["sexual"];
+        assert_eq!(
+            row["n"],
+            count(&|i| i["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l == "sexual")),
+            "{a}: {row}"
+        );
+        assert!(row["stopped_by"].is_object(), "{a}: {row}");
+        println!(
+            "{a}: adult sexual items stopped by minors_sexual {}, by sexual_likeness {}",
+            row["stopped_by"]["minors_sexual"]["rate"],
+            row["stopped_by"]["sexual_likeness"]["rate"]
+        );
+    }
+
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(
         md.contains("| sexual | 96.04 % |"),
         "reference beside ours:\n{md}"
     );
+    assert!(md.contains("### Category confusion"), "{md}");
     assert!(md.contains("cannot be measured"), "{md}");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(

@@ -245,6 +245,61 @@ impl Report<'_> {
                     .collect();
                 b.push(Block::Table(head, rows));
             }
+            // Category confusion.
+            if let Some(m) = r.confusion.get(set.as_str())
+                && m.iter()
+                    .any(|c| c.rows.keys().any(|k| k != crate::BENIGN_ROW))
+            {
+                b.push(Block::Heading(3, "Category confusion".into()));
+                b.push(Block::Para(
+                    "Per audience, what stopped the items of each label: their own category, \
+                     and every other category that stopped them too (a category confused for \
+                     another: adult sexual content flagged `minors_sexual` is the worst such \
+                     error). In the `benign` row every entry is over-refusal by that category."
+                        .into(),
+                ));
+                let head = ["label", "items"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(
+                        Audience::ALL
+                            .iter()
+                            .map(|a| format!("{} stopped by", a.name())),
+                    )
+                    .collect();
+                let rows = m[0]
+                    .rows
+                    .keys()
+                    .map(|row| {
+                        let n = m[0].rows[row].0;
+                        let mut cells = vec![row.clone(), n.to_string()];
+                        for a in Audience::ALL {
+                            let cols = m[a.index()]
+                                .rows
+                                .get(row)
+                                .map(|(_, c)| c.clone())
+                                .unwrap_or_default();
+                            let mut by: Vec<(&String, &usize)> = cols.iter().collect();
+                            by.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+                            let text: Vec<String> = by
+                                .iter()
+                                .map(|(c, k)| {
+                                    let share = **k as f64 / n.max(1) as f64 * 100.0;
+                                    let own = if *c == row { " (own)" } else { "" };
+                                    format!("{c}{own} {k} ({share:.1} %)")
+                                })
+                                .collect();
+                            cells.push(if text.is_empty() {
+                                "–".into()
+                            } else {
+                                text.join(", ")
+                            });
+                        }
+                        cells
+                    })
+                    .collect();
+                b.push(Block::Table(head, rows));
+            }
             // Sweeps.
             if let Some(sweeps) = r.sweeps.get(set.as_str())
                 && !sweeps.is_empty()
@@ -454,6 +509,28 @@ impl Report<'_> {
                             .collect()
                     })
                     .unwrap_or_default();
+                let confusion = r.confusion.get(set).map(|m| {
+                    Audience::ALL
+                        .iter()
+                        .map(|a| {
+                            let rows: serde_json::Map<String, Value> = m[a.index()]
+                                .rows
+                                .iter()
+                                .map(|(row, (n, cols))| {
+                                    let flagged: serde_json::Map<String, Value> = cols
+                                        .iter()
+                                        .map(|(c, k)| {
+                                            let x = crate::Rate { k: *k, n: *n };
+                                            (c.clone(), rate(&x))
+                                        })
+                                        .collect();
+                                    (row.clone(), json!({"n": n, "stopped_by": flagged}))
+                                })
+                                .collect();
+                            (a.name().to_string(), Value::Object(rows))
+                        })
+                        .collect::<serde_json::Map<_, _>>()
+                });
                 let benign = r.benign.get(set).map(|b| {
                     Audience::ALL
                         .iter()
@@ -468,6 +545,7 @@ impl Report<'_> {
                         "categories": categories,
                         "all_benign": benign,
                         "sweeps": sweeps,
+                        "confusion": confusion,
                     }),
                 )
             })
