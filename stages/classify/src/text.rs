@@ -27,7 +27,9 @@ mod policy;
 mod words;
 
 pub use cache::{HeadsCache, default_dir as default_heads_dir};
-pub use cv::{CvCategory, PARAPHRASE_COSINE, cross_validate};
+pub use cv::{
+    CvCategory, PARAPHRASE_COSINE, cross_validate, cross_validate_with, exemplar_vectors,
+};
 pub use heads::calibrate;
 pub use policy::{TextCategory, TextPolicy};
 

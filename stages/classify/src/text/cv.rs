@@ -185,10 +185,37 @@ pub fn cross_validate(
     repeats: usize,
     max_benign_above: usize,
 ) -> Result<Vec<CvCategory>, ClassifyError> {
+    let vectors = exemplar_vectors(policy, embedder)?;
+    cross_validate_with(policy, &vectors, folds, repeats, max_benign_above)
+}
+
+/// The embeddings of the policy's exemplars, in the order [`cross_validate_with`] takes them.
+pub fn exemplar_vectors(
+    policy: &TextPolicy,
+    embedder: &TextEmbedder,
+) -> Result<Vec<Vec<f32>>, ClassifyError> {
+    embed_all(embedder, &exemplar_sentences(policy))
+}
+
+/// [`cross_validate`] on exemplar embeddings computed once ([`exemplar_vectors`]).
+pub fn cross_validate_with(
+    policy: &TextPolicy,
+    vectors: &[Vec<f32>],
+    folds: usize,
+    repeats: usize,
+    max_benign_above: usize,
+) -> Result<Vec<CvCategory>, ClassifyError> {
     let (folds, repeats) = (folds.max(2), repeats.max(1));
     let all = exemplar_sentences(policy);
-    let vectors = embed_all(embedder, &all)?;
-    let groups = paraphrase_groups(&vectors, PARAPHRASE_COSINE);
+    if vectors.len() != all.len() {
+        return Err(ClassifyError::Load(format!(
+            "cross-validation: {} vectors for {} exemplars",
+            vectors.len(),
+            all.len()
+        )));
+    }
+    let width = vectors.first().map_or(0, Vec::len);
+    let groups = paraphrase_groups(vectors, PARAPHRASE_COSINE);
     let mut out = Vec::new();
     for (name, c) in &policy.categories {
         if c.unsafe_examples.is_empty() {
@@ -224,8 +251,8 @@ pub fn cross_validate(
             }
             for f in 0..folds {
                 // Heads and gate see only this fold's training exemplars.
-                let t = training_sets(&all, &vectors, name, |i| fold[i] != f);
-                let heads = Heads::train(&t.pos, &t.neg, &t.near, embedder.width());
+                let t = training_sets(&all, vectors, name, |i| fold[i] != f);
+                let heads = Heads::train(&t.pos, &t.neg, &t.near, width);
                 for (i, v) in vectors.iter().enumerate() {
                     if fold[i] == f {
                         let u = nearest(t.pos.iter().copied(), v).map_or(-1.0, |n| n.1);
