@@ -36,7 +36,7 @@ samples=$(mktemp -d)
 trap 'rm -rf "$samples"' EXIT
 bash scripts/make-samples.sh "$samples" >/dev/null
 rm -rf "$work/seeds"
-CLIPGUARD_FUZZ_SEEDS="$work/seeds" CLIPGUARD_FUZZ_MEDIA="$samples" "$bin" >/dev/null 2>&1
+CLIPGUARD_FUZZ_SEEDS="$work/seeds" CLIPGUARD_FUZZ_MEDIA="$samples" "$bin" >/dev/null
 
 summary=()
 found=0

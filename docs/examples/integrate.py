@@ -3,7 +3,7 @@
 reflection (grpcio, grpcio-reflection). The test suite runs this file against separately started
 stage processes (tests/interop.rs); docs/integrating.md explains each step.
 
-    pip install confluent-kafka grpcio grpcio-tools grpcio-reflection protobuf
+    pip install confluent-kafka grpcio grpcio-tools grpcio-reflection grpcio-health-checking protobuf
     python integrate.py --brokers 127.0.0.1:9092 --grpc 127.0.0.1:50051 --proto schemas/proto \
         clip1.mp4 clip2.webm
 

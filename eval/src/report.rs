@@ -271,22 +271,23 @@ impl Report<'_> {
                     .rows
                     .keys()
                     .map(|row| {
-                        let n = m[0].rows[row].0;
+                        let n = m[0].rows[row].n;
                         let mut cells = vec![row.clone(), n.to_string()];
                         for a in Audience::ALL {
-                            let cols = m[a.index()]
+                            let matrix = &m[a.index()];
+                            let mut by: Vec<(&String, crate::Rate)> = matrix
                                 .rows
                                 .get(row)
-                                .map(|(_, c)| c.clone())
+                                .map(|r| {
+                                    r.stopped.keys().map(|c| (c, matrix.rate(row, c))).collect()
+                                })
                                 .unwrap_or_default();
-                            let mut by: Vec<(&String, &usize)> = cols.iter().collect();
-                            by.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+                            by.sort_by(|x, y| y.1.k.cmp(&x.1.k).then(x.0.cmp(y.0)));
                             let text: Vec<String> = by
                                 .iter()
-                                .map(|(c, k)| {
-                                    let share = **k as f64 / n.max(1) as f64 * 100.0;
+                                .map(|(c, x)| {
                                     let own = if *c == row { " (own)" } else { "" };
-                                    format!("{c}{own} {k} ({share:.1} %)")
+                                    format!("{c}{own} {}/{} ({})", x.k, x.n, pct(x.value()))
                                 })
                                 .collect();
                             cells.push(if text.is_empty() {
@@ -516,15 +517,13 @@ impl Report<'_> {
                             let rows: serde_json::Map<String, Value> = m[a.index()]
                                 .rows
                                 .iter()
-                                .map(|(row, (n, cols))| {
-                                    let flagged: serde_json::Map<String, Value> = cols
-                                        .iter()
-                                        .map(|(c, k)| {
-                                            let x = crate::Rate { k: *k, n: *n };
-                                            (c.clone(), rate(&x))
-                                        })
+                                .map(|(row, counts)| {
+                                    let flagged: serde_json::Map<String, Value> = counts
+                                        .stopped
+                                        .keys()
+                                        .map(|c| (c.clone(), rate(&m[a.index()].rate(row, c))))
                                         .collect();
-                                    (row.clone(), json!({"n": n, "stopped_by": flagged}))
+                                    (row.clone(), json!({"n": counts.n, "stopped_by": flagged}))
                                 })
                                 .collect();
                             (a.name().to_string(), Value::Object(rows))

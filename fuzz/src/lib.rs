@@ -120,11 +120,16 @@ fn ctx(clip_id: &str) -> ProcessCtx {
     }
 }
 
-/// A folder that lives as long as the process (fuzzing runs millions of inputs in one).
+/// A folder for the whole process (fuzzing runs millions of inputs in one; a `static` is never
+/// dropped, so a fixed folder, emptied at start, instead of a new temporary one per run).
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temporary folder"))
-        .path()
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join("clipguard-fuzz-scratch");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        dir
+    })
 }
 
 // --- the media stage --------------------------------------------------------------------------

@@ -89,7 +89,14 @@ pub fn load<T: DeserializeOwned + Validate>(
             continue;
         }
         origins.insert(path.join("."), name.clone());
-        if let Err(e) = set_path(&mut table, &path, parse_env_value(&value)) {
+        // librdkafka properties are strings to librdkafka: a password such as `0x1F` or
+        // `1e3` must reach it as written, not as the TOML number it also spells.
+        let value = if path.len() > 2 && path[0] == "kafka" && path[1] == "client" {
+            toml::Value::String(value.clone())
+        } else {
+            parse_env_value(&value)
+        };
+        if let Err(e) = set_path(&mut table, &path, value) {
             problems.push(format!("{name}: {e}"));
         }
     }

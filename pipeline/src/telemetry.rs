@@ -74,6 +74,22 @@ impl TelemetryConfig {
                 ));
             }
         }
+        let https = self
+            .otlp_endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("https://"));
+        if !https
+            && (self.otlp_ca.is_some()
+                || self.otlp_client_cert.is_some()
+                || self.otlp_client_key.is_some())
+        {
+            problems.push(
+                "telemetry.otlp_ca, otlp_client_cert, otlp_client_key: TLS settings need an \
+                 https:// telemetry.otlp_endpoint (over http:// they would be ignored and traces \
+                 sent in plain text)"
+                    .into(),
+            );
+        }
         if self.otlp_client_cert.is_some() != self.otlp_client_key.is_some() {
             problems.push(
                 "telemetry.otlp_client_cert, telemetry.otlp_client_key: give both or neither"

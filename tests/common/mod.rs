@@ -534,15 +534,35 @@ impl SecureBroker {
             String::from_utf8_lossy(&out.stderr)
         );
         drop(setup);
-        let proc = clipguard_loadtest::procs::start_broker_with(
-            &tansu,
-            dir.path(),
-            plain_port,
-            &format!("tcp://127.0.0.1:{tls_port}"),
-            &["--authentication"],
-        )
-        .unwrap_or_else(|e| panic!("{e:#}"));
-        let proxy = TlsProxy::start(pki, tls_listener, plain.parse().unwrap(), mutual);
+        // Again with authentication, on the same port or, should another test have taken it
+        // meanwhile, on a fresh one (the users live in the storage, not the port).
+        let mut port = plain_port;
+        let mut started = None;
+        for _ in 0..3 {
+            match clipguard_loadtest::procs::start_broker_with(
+                &tansu,
+                dir.path(),
+                port,
+                &format!("tcp://127.0.0.1:{tls_port}"),
+                &["--authentication"],
+            ) {
+                Ok(p) => {
+                    started = Some(p);
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("{e:#}; another port");
+                    port = std::net::TcpListener::bind("127.0.0.1:0")
+                        .unwrap()
+                        .local_addr()
+                        .unwrap()
+                        .port();
+                }
+            }
+        }
+        let proc = started.expect("tansu with authentication did not start");
+        let upstream: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let proxy = TlsProxy::start(pki, tls_listener, upstream, mutual);
         Some(SecureBroker {
             _proc: proc,
             _proxy: proxy,

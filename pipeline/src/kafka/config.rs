@@ -29,8 +29,12 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     /// Consumer session timeout; a killed worker's partitions move after this long.
     pub session_timeout_ms: u32,
-    /// Extra librdkafka properties (security, SASL, ...), passed through unchanged. Numbers and
-    /// booleans are taken as librdkafka's strings (`CLIPGUARD_KAFKA__CLIENT__LINGER.MS=5`).
+    /// Extra librdkafka properties (security, SASL, ...). From the environment a value is taken
+    /// as written (`CLIPGUARD_KAFKA__CLIENT__SASL.PASSWORD=0x1F` stays `0x1F`); in the file, TOML
+    /// numbers and booleans become librdkafka's strings. The settings the pipeline's guarantees
+    /// rest on are clipguard's own and win over these: the producer's `acks`,
+    /// `enable.idempotence`, `linger.ms`, `delivery.timeout.ms` and `message.max.bytes`, and the
+    /// consumers' group, offset and session settings.
     #[serde(deserialize_with = "properties")]
     pub client: BTreeMap<String, String>,
 }
@@ -43,9 +47,17 @@ impl std::fmt::Debug for KafkaConfig {
             .client
             .iter()
             .map(|(k, v)| {
-                let secret = ["password", "secret", ".pem", "jaas"]
-                    .iter()
-                    .any(|w| k.contains(w));
+                let lower = k.to_ascii_lowercase();
+                let secret = [
+                    "password",
+                    "passphrase",
+                    "secret",
+                    ".pem",
+                    "jaas",
+                    "oauthbearer",
+                ]
+                .iter()
+                .any(|w| lower.contains(w));
                 (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
             })
             .collect();
@@ -248,8 +260,8 @@ mod tests {
         );
     }
 
-    /// A number or a boolean from the environment (read as TOML) is a librdkafka string, not a
-    /// type error.
+    /// A client property from the environment reaches librdkafka as written (a number, a boolean
+    /// or a password that TOML would read as a number), not as a type error or a converted value.
     #[test]
     fn client_properties_take_numbers_and_booleans() {
         let env = [
@@ -259,6 +271,8 @@ mod tests {
                 "true",
             ),
             ("CLIPGUARD_KAFKA__CLIENT__SASL.USERNAME", "clipguard"),
+            // A password that TOML would read as the number 31 reaches librdkafka as written.
+            ("CLIPGUARD_KAFKA__CLIENT__SASL.PASSWORD", "0x1F"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         #[derive(Debug, Deserialize)]
@@ -275,5 +289,6 @@ mod tests {
         assert_eq!(client["linger.ms"], "5");
         assert_eq!(client["enable.ssl.certificate.verification"], "true");
         assert_eq!(client["sasl.username"], "clipguard");
+        assert_eq!(client["sasl.password"], "0x1F");
     }
 }

@@ -884,7 +884,7 @@ fn audio_callbacks(shared: Arc<Shared>, max_duration_s: f64) -> gst_app::AppSink
                 return Ok(gst::FlowSuccess::Ok);
             };
             if let Some(pts) = buffer.pts() {
-                let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+                let end = pts.saturating_add(buffer.duration().unwrap_or(gst::ClockTime::ZERO));
                 shared
                     .audio_end_us
                     .fetch_max(end.useconds(), Ordering::SeqCst);
