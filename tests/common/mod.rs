@@ -64,19 +64,24 @@ pub struct Broker {
     _dir: tempfile::TempDir,
 }
 
+/// The tansu binary, or `None` (with a message) when there is none and the run does not
+/// require one (`CLIPGUARD_REQUIRE_BROKER=1` makes that a failure).
+fn tansu_or_skip() -> Option<PathBuf> {
+    let path = clipguard_loadtest::procs::tansu_path();
+    if path.is_none() {
+        let msg = "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
+        if std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        eprintln!("skipping: {msg}");
+    }
+    path
+}
+
 impl Broker {
-    /// Starts a broker, or returns `None` (with a message) when no tansu binary is available
-    /// and the run does not require one (`CLIPGUARD_REQUIRE_BROKER=1` makes that a failure).
+    /// Starts a broker, or returns `None` when there is no tansu binary ([`tansu_or_skip`]).
     pub fn start() -> Option<Self> {
-        let Some(path) = clipguard_loadtest::procs::tansu_path() else {
-            let msg =
-                "no tansu broker binary (set CLIPGUARD_TANSU, or run scripts/setup.sh --broker)";
-            if std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() == Ok("1") {
-                panic!("{msg}");
-            }
-            eprintln!("skipping: {msg}");
-            return None;
-        };
+        let path = tansu_or_skip()?;
         let dir = tempfile::tempdir().expect("tempdir");
         let (proc, addr) = clipguard_loadtest::procs::start_broker(&path, dir.path())
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -508,14 +513,7 @@ pub const SASL_PASSWORD: &str = "correct horse battery staple";
 
 impl SecureBroker {
     pub fn start(pki: &Pki, mutual: bool) -> Option<Self> {
-        let Some(tansu) = clipguard_loadtest::procs::tansu_path() else {
-            assert!(
-                std::env::var("CLIPGUARD_REQUIRE_BROKER").as_deref() != Ok("1"),
-                "no tansu broker binary"
-            );
-            eprintln!("skipping: no tansu broker binary");
-            return None;
-        };
+        let tansu = tansu_or_skip()?;
         let dir = tempfile::tempdir().unwrap();
         let tls_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let tls_port = tls_listener.local_addr().unwrap().port();

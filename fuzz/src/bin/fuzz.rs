@@ -14,8 +14,10 @@ fn chosen() -> &'static clipguard_fuzz::Target {
     TARGET.get_or_init(|| {
         let name = std::env::var("CLIPGUARD_FUZZ_TARGET").unwrap_or_default();
         clipguard_fuzz::target(&name).unwrap_or_else(|| {
-            let names: Vec<&str> = clipguard_fuzz::TARGETS.iter().map(|t| t.name).collect();
-            eprintln!("CLIPGUARD_FUZZ_TARGET={name:?} is not one of {names:?}");
+            eprintln!("CLIPGUARD_FUZZ_TARGET={name:?} is not a target; the targets:");
+            for t in clipguard_fuzz::TARGETS {
+                eprintln!("  {:16} {}", t.name, t.what);
+            }
             std::process::exit(2)
         })
     })
