@@ -154,8 +154,13 @@ async fn a_fault_run_loses_no_verdict_and_never_decides_a_clip_twice() {
         f.conflicts
     );
     assert_eq!(f.broker_restarts, 1);
-    assert!(f.kills.values().sum::<usize>() >= 3, "{:?}", f.kills);
-    assert!(f.kills.contains_key("monitor") && f.kills.contains_key("transcribe"));
+    // The profile kills the monitor and transcribe first; how many more kills fit before the
+    // last verdict depends on how fast the machine drains (a fast run ended after two).
+    assert!(
+        f.kills.contains_key("monitor") && f.kills.contains_key("transcribe"),
+        "{:?}",
+        f.kills
+    );
     // Kills every 4 s, restarts 8 s later: at most three are still down at the end.
     assert!(f.restarts + 3 >= f.kills.values().sum::<usize>());
     for s in report.seen.iter().filter(|s| s.kind == "broken") {
