@@ -223,6 +223,14 @@ enum Command {
         /// Print summary.json instead of the tables.
         #[arg(long)]
         json: bool,
+        /// Run this fraction of each spoken set: a fixed sample, stratified by label (the
+        /// routine run); without it every spoken item runs.
+        #[arg(long, value_name = "FRACTION")]
+        sample_speech: Option<f64>,
+        /// Run every item again instead of continuing from the per-item results an earlier
+        /// run of the same build, configuration, policies and models kept.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Check the configuration and report every problem at once.
     Validate,
@@ -567,9 +575,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             targets,
             work,
             json,
+            sample_speech,
+            fresh,
         } => {
             let args = clipguard_eval::EvalArgs {
                 manifests,
+                sample_speech,
+                fresh,
                 report,
                 targets,
                 work,

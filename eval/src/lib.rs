@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 mod plots;
 pub mod report;
+pub mod resume;
 
 /// Why an evaluation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -324,11 +325,19 @@ pub fn load_manifests(paths: &[PathBuf], policy: &Policy) -> Result<Vec<Item>, E
 }
 
 /// Runs text items through the prompt check, for every audience.
-fn run_text(items: &[Item], checker: &PromptChecker, out: &mut [Outcome]) {
+fn run_text(
+    items: &[Item],
+    checker: &PromptChecker,
+    out: &mut [Outcome],
+    store: &mut resume::ResultStore,
+) {
     for (i, item) in items.iter().enumerate() {
         let Kind::Text(text) = &item.kind else {
             continue;
         };
+        if out[i].decisions.is_some() {
+            continue;
+        }
         let mut decisions = [Decision::Allow; 3];
         let mut scores = BTreeMap::new();
         let mut stopped_by: [BTreeSet<String>; 3] = Default::default();
@@ -365,6 +374,7 @@ fn run_text(items: &[Item], checker: &PromptChecker, out: &mut [Outcome]) {
             rationale,
             ..Default::default()
         };
+        store.put(&resume::item_key(item), &out[i]);
     }
 }
 
@@ -572,11 +582,17 @@ async fn run_media(
     items: &[Item],
     work: &Path,
     out: &mut [Outcome],
+    store: &mut resume::ResultStore,
 ) -> Result<(), EvalError> {
     let mut jobs = Vec::new();
     let mut job_item = Vec::new();
+    let mut earlier = 0usize;
     for (i, item) in items.iter().enumerate() {
         if matches!(item.kind, Kind::Text(_)) {
+            continue;
+        }
+        if out[i].decisions.is_some() {
+            earlier += 1;
             continue;
         }
         if let Kind::Clip(p) = &item.kind
@@ -601,9 +617,17 @@ async fn run_media(
         }
     }
     if jobs.is_empty() {
+        if earlier > 0 {
+            eprintln!("eval: all {earlier} clips decided by earlier runs");
+        }
         return Ok(());
     }
-    eprintln!("eval: {} clips through every stage", jobs.len());
+    eprintln!(
+        "eval: {} clips through every stage ({earlier} decided by earlier runs)",
+        jobs.len()
+    );
+    let total = jobs.len();
+    let mut done = 0usize;
     // The evaluation measures decisions from evidence: the monitor waits long enough for every
     // stage on a busy machine, and a verdict decided by the deadline anyway is reported as not
     // decided rather than counted.
@@ -619,7 +643,15 @@ async fn run_media(
         // copes with a burst (a burst past capacity fails closed at the monitor's deadline).
         Some(EVAL_WINDOW),
         Wait::Idle(Duration::from_secs_f64(idle)),
-        |j, v| out[job_item[j]] = verdict_outcome(v),
+        |j, v| {
+            let i = job_item[j];
+            out[i] = verdict_outcome(v);
+            store.put(&resume::item_key(&items[i]), &out[i]);
+            done += 1;
+            if done.is_multiple_of(10) || done == total {
+                eprintln!("eval: {done}/{total} clips decided");
+            }
+        },
     )
     .await?;
     for j in outcome.missing {
@@ -1016,6 +1048,10 @@ pub fn headline_audience(r: &Results, set: &str) -> Audience {
 #[derive(Debug)]
 pub struct EvalArgs {
     pub manifests: Vec<PathBuf>,
+    /// Run this fraction of each spoken set (a fixed sample, stratified by label); `None` = all.
+    pub sample_speech: Option<f64>,
+    /// Ignore and do not keep per-item results (see [`resume`]).
+    pub fresh: bool,
     pub report: Option<PathBuf>,
     pub targets: Option<PathBuf>,
     pub work: Option<PathBuf>,
@@ -1051,17 +1087,57 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
         .monitor
         .load_policy()
         .map_err(|e| EvalError::Input(e.to_string()))?;
-    let items = load_manifests(&args.manifests, &policy)?;
+    let mut items = load_manifests(&args.manifests, &policy)?;
     if items.is_empty() {
         return Err(EvalError::Input("the manifests hold no items".into()));
     }
+    if let Some(f) = args.sample_speech {
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(EvalError::Input(format!(
+                "--sample-speech {f}: must be a fraction in (0, 1]"
+            )));
+        }
+        let before = items.len();
+        items = resume::sample_speech(items, f);
+        eprintln!(
+            "eval: a fixed sample of the spoken sets: {} of {before} items kept",
+            items.len()
+        );
+    }
+    let text_policy = match &cfg.classify.text_policy {
+        Some(p) => std::fs::read_to_string(p).map_err(file_error(p))?,
+        None => clipguard_classify::text::DEFAULT_POLICY.to_string(),
+    };
+    let mut store = match resume::run_key(&cfg, &format!("{policy:?}"), &text_policy) {
+        Some(key) if !args.fresh => {
+            let dir = cache_dir().join("eval-results");
+            resume::ResultStore::open(&dir, &key).map_err(file_error(&dir))?
+        }
+        _ => resume::ResultStore::none(),
+    };
     let targets = match &args.targets {
         Some(p) => Some(Targets::load(p)?),
         None => None,
     };
-    let mut outcomes = vec![Outcome::default(); items.len()];
+    let mut outcomes: Vec<Outcome> = items
+        .iter()
+        .map(|i| store.get(&resume::item_key(i)).cloned().unwrap_or_default())
+        .collect();
+    let kept = outcomes.iter().filter(|o| o.decisions.is_some()).count();
+    if kept > 0 {
+        eprintln!(
+            "eval: {kept} of {} items decided by an earlier run of this build, configuration, \
+             policy and models ({}); --fresh runs them again",
+            items.len(),
+            store.path().display()
+        );
+    }
     let started = std::time::Instant::now();
-    if items.iter().any(|i| matches!(i.kind, Kind::Text(_))) {
+    if items
+        .iter()
+        .zip(&outcomes)
+        .any(|(i, o)| matches!(i.kind, Kind::Text(_)) && o.decisions.is_none())
+    {
         let text = cfg
             .classify
             .load_text()
@@ -1071,7 +1147,7 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
             Arc::new(policy.clone()),
             cfg.classify.max_text_bytes,
         );
-        run_text(&items, &checker, &mut outcomes);
+        run_text(&items, &checker, &mut outcomes, &mut store);
     }
     if items.iter().any(|i| !matches!(i.kind, Kind::Text(_))) {
         let work = match &args.work {
@@ -1079,7 +1155,7 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
             None => cache_dir().join("eval-media"),
         };
         std::fs::create_dir_all(&work).map_err(file_error(&work))?;
-        run_media(&cfg, &items, &work, &mut outcomes).await?;
+        run_media(&cfg, &items, &work, &mut outcomes, &mut store).await?;
     }
     let elapsed = started.elapsed();
     let results = score(items, outcomes, &policy);
@@ -1094,6 +1170,7 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
     };
     if let Some(dir) = &args.report {
         report.write(dir)?;
+        write_items(&results, &dir.join("items.jsonl"))?;
         eprintln!("eval: report in {}", dir.display());
     }
     let printed = if args.json {
@@ -1111,6 +1188,37 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
         errors,
         missed,
     })
+}
+
+/// Every item's outcome, one JSON object per line: what a reviewer of the numbers reads.
+fn write_items(r: &Results, path: &Path) -> Result<(), EvalError> {
+    let mut out = String::new();
+    for (item, o) in r.items.iter().zip(&r.outcomes) {
+        let line = serde_json::json!({
+            "id": item.id,
+            "set": item.set,
+            "labels": item.labels,
+            "near": item.near,
+            "audience": item.audience.name(),
+            "decisions": o.decisions.map(|d| {
+                Audience::ALL
+                    .iter()
+                    .map(|a| (a.name().to_string(), d[a.index()].word().to_string()))
+                    .collect::<BTreeMap<_, _>>()
+            }),
+            "stopped_by": Audience::ALL
+                .iter()
+                .map(|a| (a.name().to_string(), o.stopped_by[a.index()].clone()))
+                .collect::<BTreeMap<_, _>>(),
+            "scores": o.scores,
+            "rationale": o.rationale,
+            "error": o.error,
+            "skipped": o.skipped,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(file_error(path))
 }
 
 fn cache_dir() -> PathBuf {

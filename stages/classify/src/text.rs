@@ -20,6 +20,7 @@ pub const REPORTED_THRESHOLD: f32 = 0.5;
 /// Longest unit embedded at once, in words (MiniLM takes 128 tokens; ~1.3 tokens a word).
 const MAX_UNIT_WORDS: usize = 80;
 
+mod attributes;
 mod cache;
 mod cv;
 mod heads;
@@ -33,6 +34,7 @@ pub use cv::{
 pub use heads::calibrate;
 pub use policy::{TextCategory, TextPolicy};
 
+use attributes::Attribute;
 use cv::*;
 use heads::*;
 use words::*;
@@ -42,9 +44,13 @@ struct CategoryModel {
     threshold: f32,
     blocklist_score: f32,
     terms: Vec<Term>,
+    /// Its heads; for a composed category, its attribute head.
     heads: Option<Heads>,
-    /// The category's unsafe exemplars and their embeddings (for "nearest exemplar").
+    /// The unsafe exemplars its heads took as positives (its family's), with their embeddings
+    /// (for "nearest exemplar" and the gates).
     exemplars: Vec<(String, Vec<f32>)>,
+    /// For a composed category: its base (index into the categories) and attribute.
+    compose: Option<(usize, Attribute)>,
 }
 
 /// A piece of text to classify and where it came from.
@@ -199,11 +205,20 @@ impl TextClassifier {
     ) -> Result<Self, ClassifyError> {
         let all = exemplar_sentences(&policy);
         let names: Vec<&str> = policy.categories.keys().map(String::as_str).collect();
+        // What the heads are trained for: a composed category's name carries its base.
+        let roles: Vec<String> = names
+            .iter()
+            .map(|n| match policy.base_of(n) {
+                Some(b) => format!("{n}={b}&attribute"),
+                None => n.to_string(),
+            })
+            .collect();
+        let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
         let width = embedder.as_ref().map_or(0, |e| e.width());
         // The cache only matters with an encoder: without one there is nothing to train.
         let cache = cache
             .filter(|_| embedder.is_some())
-            .map(|c| (c, c.key(&names, &all)));
+            .map(|c| (c, c.key(&roles, &all)));
         let cached = cache.as_ref().and_then(|(c, k)| {
             c.load(k, all.len(), width, names.len())
                 .unwrap_or_else(|e| {
@@ -219,7 +234,7 @@ impl TextClassifier {
                 let heads = names
                     .iter()
                     .map(|name| {
-                        let t = training_sets(&all, &vectors, name, |_| true);
+                        let t = training_sets(&policy, &all, &vectors, name, |_| true);
                         (!t.pos.is_empty() && !t.neg.is_empty())
                             .then(|| Heads::train(&t.pos, &t.neg, &t.near, width))
                     })
@@ -249,13 +264,26 @@ impl TextClassifier {
                     words: words(t).into_iter().map(|w| w.text).collect(),
                 })
                 .collect();
+            let family = match &c.compose {
+                Some(_) => vec![name.as_str()],
+                None => policy.family(name),
+            };
             let exemplars = all
                 .iter()
                 .zip(&vectors)
-                .filter(|(e, _)| e.unsafe_of == Some(name.as_str()))
+                .filter(|(e, _)| e.unsafe_of.is_some_and(|u| family.contains(&u)))
                 .map(|(e, v)| (e.text.to_string(), v.clone()))
                 .collect();
             let heads = trained_heads.next().flatten();
+            let compose = c.compose.as_ref().map(|k| {
+                let base = names.iter().position(|n| *n == k.base).unwrap_or(0);
+                let spec = policy
+                    .attributes
+                    .get(&k.attribute)
+                    .cloned()
+                    .unwrap_or_default();
+                (base, Attribute::new(&k.attribute, &spec))
+            });
             categories.push(CategoryModel {
                 name: name.clone(),
                 threshold: c.threshold,
@@ -263,6 +291,7 @@ impl TextClassifier {
                 terms,
                 heads,
                 exemplars,
+                compose,
             });
         }
         let benign = all
@@ -280,6 +309,51 @@ impl TextClassifier {
             support_gate: policy.support_gate,
             from_cache,
         })
+    }
+
+    /// A unit's raw score by a category's own heads, gated, and the words that explain it.
+    fn own_score(
+        &self,
+        cat: &CategoryModel,
+        heads: &Heads,
+        v: &[f32],
+        near_unsafe: Option<(usize, f32)>,
+        near_benign: Option<(usize, f32)>,
+    ) -> (f32, String) {
+        let unsafe_cos = near_unsafe.map_or(-1.0, |n| n.1);
+        let factor = gate_factor(
+            unsafe_cos,
+            near_benign.map_or(-1.0, |n| n.1),
+            self.near_miss_gate,
+        );
+        let support = support_factor(unsafe_cos, self.support_gate);
+        let (raw, against_all, against_near) = heads.score(v);
+        let mut near = match against_near {
+            Some(b) => format!(
+                " (heads: against everything allowed {against_all:.2}, against its near misses {b:.2})"
+            ),
+            None => String::new(),
+        };
+        if let Some((i, sim)) = near_unsafe {
+            near.push_str(&format!(
+                "; nearest exemplar {} (cosine {sim:.2})",
+                quote(&cat.exemplars[i].0)
+            ));
+        }
+        if factor < 0.995
+            && let Some((i, sim)) = near_benign
+        {
+            near.push_str(&format!(
+                "; nearest allowed exemplar {} (cosine {sim:.2}) lowered it ×{factor:.2}",
+                quote(&self.benign[i].0)
+            ));
+        }
+        if support < 0.995 {
+            near.push_str(&format!(
+                "; far from the category's exemplars (support gate ×{support:.2})"
+            ));
+        }
+        (raw * factor * support, near)
     }
 
     pub fn categories(&self) -> impl Iterator<Item = &str> {
@@ -341,53 +415,91 @@ impl TextClassifier {
             .iter()
             .map(|v| nearest(self.benign.iter().map(|(_, e)| e.as_slice()), v))
             .collect();
-        for (cat, out) in self.categories.iter().zip(scores.iter_mut()) {
-            let Some(heads) = &cat.heads else { continue };
-            for ((unit, v), &near_benign) in all_units.iter().zip(&vectors).zip(&near_benign) {
-                let near_unsafe = nearest(cat.exemplars.iter().map(|(_, e)| e.as_slice()), v);
-                let unsafe_cos = near_unsafe.map_or(-1.0, |n| n.1);
-                let factor = gate_factor(
-                    unsafe_cos,
-                    near_benign.map_or(-1.0, |n| n.1),
-                    self.near_miss_gate,
-                );
-                let support = support_factor(unsafe_cos, self.support_gate);
-                let (raw, against_all, against_near) = heads.score(v);
-                let s = calibrate(raw * factor * support, cat.threshold);
-                out.score = out.score.max(s);
-                if s >= REPORTED_THRESHOLD {
-                    let mut near = match against_near {
-                        Some(b) => format!(
-                            " (heads: against everything allowed {against_all:.2}, against its near misses {b:.2})"
-                        ),
-                        None => String::new(),
-                    };
-                    near += &near_unsafe
-                        .map(|(i, sim)| {
-                            format!(
-                                "; nearest exemplar {} (cosine {sim:.2})",
-                                quote(&cat.exemplars[i].0)
-                            )
-                        })
-                        .unwrap_or_default();
-                    if factor < 0.995
-                        && let Some((i, sim)) = near_benign
-                    {
-                        near.push_str(&format!(
-                            "; nearest allowed exemplar {} (cosine {sim:.2}) lowered it ×{factor:.2}",
-                            quote(&self.benign[i].0)
-                        ));
-                    }
-                    if support < 0.995 {
-                        near.push_str(&format!(
-                            "; far from the category's exemplars (support gate ×{support:.2})"
-                        ));
-                    }
-                    out.evidence.push(evidence(
-                        &inputs[unit.input],
-                        format!("{} scored {s:.2}{near}", quote(unit.text)),
-                    ));
+        // Categories with heads of their own first: a composed category reads its base's raw
+        // scores.
+        let mut raws: Vec<Vec<f32>> = vec![Vec::new(); self.categories.len()];
+        for pass_composed in [false, true] {
+            for (ci, (cat, out)) in self.categories.iter().zip(scores.iter_mut()).enumerate() {
+                if cat.compose.is_some() != pass_composed {
+                    continue;
                 }
+                let Some(heads) = &cat.heads else { continue };
+                // Attribute cues per input, found once.
+                // Attribute cues per input, found once: (the first cue for it, else the first
+                // word against it).
+                let cues: Vec<(Option<attributes::Cue>, Option<attributes::Cue>)> =
+                    match &cat.compose {
+                        Some((_, a)) => inputs
+                            .iter()
+                            .map(|i| match a.cues(i.text).into_iter().next() {
+                                Some(c) => (Some(c), None),
+                                None => (None, a.against(i.text)),
+                            })
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                let mut unit_raws = Vec::with_capacity(all_units.len());
+                for (ui, ((unit, v), &near_benign)) in
+                    all_units.iter().zip(&vectors).zip(&near_benign).enumerate()
+                {
+                    let near_unsafe = nearest(cat.exemplars.iter().map(|(_, e)| e.as_slice()), v);
+                    let (raw, detail) = match &cat.compose {
+                        None => self.own_score(cat, heads, v, near_unsafe, near_benign),
+                        Some((base, attribute)) => {
+                            let base_raw = raws[*base].get(ui).copied().unwrap_or(0.0);
+                            let head = heads.score(v).0;
+                            let (cue, against) = &cues[unit.input];
+                            let attr = match (cue, against) {
+                                (Some(_), _) => 1.0,
+                                (None, Some(_)) => 0.0,
+                                (None, None) => head,
+                            };
+                            let text = inputs[unit.input].text;
+                            let why = match (cue, against) {
+                                (Some(c), _) => format!(
+                                    "{} cue {} {}",
+                                    attribute.name,
+                                    c.what,
+                                    quote(&text[c.start..c.end])
+                                ),
+                                (None, Some(c)) => format!(
+                                    "no {} cue, and {} {} says otherwise",
+                                    attribute.name,
+                                    c.what,
+                                    quote(&text[c.start..c.end])
+                                ),
+                                (None, None) => format!(
+                                    "{} head {head:.2}{}",
+                                    attribute.name,
+                                    near_unsafe
+                                        .map(|(i, sim)| format!(
+                                            ", nearest exemplar {} (cosine {sim:.2})",
+                                            quote(&cat.exemplars[i].0)
+                                        ))
+                                        .unwrap_or_default()
+                                ),
+                            };
+                            let base_name = &self.categories[*base].name;
+                            (
+                                base_raw.min(attr),
+                                format!(
+                                    " ({base_name} content {:.2} on the raw scale; {why})",
+                                    base_raw
+                                ),
+                            )
+                        }
+                    };
+                    unit_raws.push(raw);
+                    let s = calibrate(raw, cat.threshold);
+                    out.score = out.score.max(s);
+                    if s >= REPORTED_THRESHOLD {
+                        out.evidence.push(evidence(
+                            &inputs[unit.input],
+                            format!("{} scored {s:.2}{detail}", quote(unit.text)),
+                        ));
+                    }
+                }
+                raws[ci] = unit_raws;
             }
         }
         Ok(scores)

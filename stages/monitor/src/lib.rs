@@ -256,7 +256,14 @@ impl MonitorStage {
             deadline_passed,
         );
         let mut verdict = decide::verdict(&findings, &self.policy);
-        if let Some(r) = &self.reasoner {
+        let consult = self.reasoner.as_ref().filter(|_| {
+            let why = self.config.reasoning.wants(&findings);
+            if why.is_none() {
+                self.count_reasoning("not_uncertain");
+            }
+            why.is_some()
+        });
+        if let Some(r) = consult {
             match r.reason(&findings, &self.policy, deadline).await {
                 Ok(answer) => {
                     reasoning::apply(&mut verdict, &findings, &answer, r.model());

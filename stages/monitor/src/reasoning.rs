@@ -40,6 +40,21 @@ pub struct ReasoningConfig {
     pub max_tokens: u32,
     /// Characters of transcript, prompt and scene description sent (each).
     pub max_text_chars: usize,
+    /// Which clips the model decides: `all` (every clip), or `uncertain` (the cascade: only
+    /// clips with a category score inside [`ReasoningConfig::uncertain_band`] and no hard
+    /// finding that blocks anyway; the rest keep the policy engine's verdict without a call).
+    pub consult: Consult,
+    /// `[lo, hi]` on the stages' score scale (0.5 is every category's operating point): a
+    /// score in it is uncertain enough to ask the model.
+    pub uncertain_band: [f32; 2],
+}
+
+/// When the reasoning model is consulted (`monitor.reasoning.consult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consult {
+    All,
+    Uncertain,
 }
 
 impl Default for ReasoningConfig {
@@ -52,6 +67,8 @@ impl Default for ReasoningConfig {
             max_concurrency: 4,
             max_tokens: 384,
             max_text_chars: 4000,
+            consult: Consult::All,
+            uncertain_band: [0.35, 0.65],
         }
     }
 }
@@ -61,6 +78,36 @@ impl ReasoningConfig {
         !self.url.trim().is_empty()
     }
 
+    /// Whether a clip with these findings goes to the model, and why: with `consult = "all"`
+    /// always; with `"uncertain"`, the first category whose score lies in the band, unless a
+    /// hard finding blocks whatever the model says.
+    pub fn wants(&self, f: &Findings) -> Option<String> {
+        match self.consult {
+            Consult::All => Some("every clip is consulted".to_string()),
+            Consult::Uncertain => uncertain(f, self.uncertain_band),
+        }
+    }
+}
+
+/// The first category (in name order) whose score lies in `[lo, hi]`, as `category score`,
+/// unless a hard finding blocks the clip in every audience anyway.
+pub fn uncertain(f: &Findings, [lo, hi]: [f32; 2]) -> Option<String> {
+    if f.floor() == Decision::Block {
+        return None;
+    }
+    f.scores
+        .iter()
+        .filter(|(name, _)| name.as_str() != policy::POTENTIAL_MINOR)
+        .find(|(_, s)| (lo..=hi).contains(&s.score))
+        .map(|(name, s)| {
+            format!(
+                "{name} {:.2} is in the uncertain band [{lo}, {hi}]",
+                s.score
+            )
+        })
+}
+
+impl ReasoningConfig {
     pub fn validate(&self, problems: &mut Vec<String>) {
         if !self.enabled() {
             return;
@@ -82,6 +129,12 @@ impl ReasoningConfig {
         }
         if self.max_concurrency == 0 {
             problems.push("monitor.reasoning.max_concurrency: must be >= 1".into());
+        }
+        let [lo, hi] = self.uncertain_band;
+        if !(0.0 <= lo && lo < hi && hi <= 1.0) {
+            problems.push(format!(
+                "monitor.reasoning.uncertain_band: [{lo}, {hi}] must be two scores with 0 <= lo < hi <= 1"
+            ));
         }
         if self.max_tokens < 32 {
             problems.push(format!(

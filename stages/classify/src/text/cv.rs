@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::attributes::Attribute;
 use super::heads::Heads;
 use super::{TextPolicy, dot, gate_factor, nearest, support_factor};
 use crate::ClassifyError;
@@ -76,8 +77,11 @@ pub(super) fn exemplar_sentences(policy: &TextPolicy) -> Vec<Exemplar<'_>> {
 }
 
 /// One category's training sets among the exemplars `keep` admits (by index into `all` and
-/// `vectors`): its unsafe exemplars (`pos`), every other exemplar (`neg`), its own near misses
-/// (`near`), and the benign ones: shared and every category's near misses (`benign`).
+/// `vectors`). For a category scored by heads of its own: the unsafe exemplars of its family
+/// (itself and every category composed on it: `pos`), every other exemplar (`neg`), the
+/// family's near misses (`near`), and the benign ones: shared and every category's near misses
+/// (`benign`). For a composed category, the training sets of its attribute head: its own
+/// unsafe exemplars (`pos`) against those of the rest of its base's family (`neg`).
 pub(super) struct TrainingSets<'v> {
     pub(super) pos: Vec<&'v [f32]>,
     pub(super) neg: Vec<&'v [f32]>,
@@ -86,6 +90,7 @@ pub(super) struct TrainingSets<'v> {
 }
 
 pub(super) fn training_sets<'v>(
+    policy: &TextPolicy,
     all: &[Exemplar<'_>],
     vectors: &'v [Vec<f32>],
     category: &str,
@@ -97,16 +102,26 @@ pub(super) fn training_sets<'v>(
         near: Vec::new(),
         benign: Vec::new(),
     };
+    let base = policy.base_of(category);
+    let family = policy.family(base.unwrap_or(category));
     for (i, (e, v)) in all.iter().zip(vectors).enumerate() {
         if !keep(i) {
             continue;
         }
-        if e.unsafe_of == Some(category) {
+        if base.is_some() {
+            match e.unsafe_of {
+                Some(c) if c == category => sets.pos.push(v),
+                Some(c) if family.contains(&c) => sets.neg.push(v),
+                _ => {}
+            }
+            continue;
+        }
+        if e.unsafe_of.is_some_and(|c| family.contains(&c)) {
             sets.pos.push(v);
             continue;
         }
         sets.neg.push(v);
-        if e.near_of == Some(category) {
+        if e.near_of.is_some_and(|c| family.contains(&c)) {
             sets.near.push(v);
         }
         if e.is_benign() {
@@ -221,10 +236,42 @@ pub fn cross_validate_with(
         if c.unsafe_examples.is_empty() {
             continue;
         }
+        let base = policy.base_of(name);
+        let family = policy.family(base.unwrap_or(name));
+        // Positives: the family's unsafe exemplars for a category with heads of its own, its
+        // own for a composed one.
         let positive: Vec<bool> = all
             .iter()
-            .map(|e| e.unsafe_of == Some(name.as_str()))
+            .map(|e| match (base, e.unsafe_of) {
+                (Some(_), u) => u == Some(name.as_str()),
+                (None, Some(u)) => family.contains(&u),
+                (None, None) => false,
+            })
             .collect();
+        // A composed category's attribute cues, per exemplar (they do not learn).
+        // Some(true): a cue; Some(false): no cue and words against it; None: the head decides.
+        let cued: Vec<Option<bool>> = match &c.compose {
+            Some(k) => {
+                let spec = policy
+                    .attributes
+                    .get(&k.attribute)
+                    .cloned()
+                    .unwrap_or_default();
+                let a = Attribute::new(&k.attribute, &spec);
+                all.iter()
+                    .map(|e| {
+                        if !a.cues(e.text).is_empty() {
+                            Some(true)
+                        } else if a.against(e.text).is_some() {
+                            Some(false)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect()
+            }
+            None => vec![None; all.len()],
+        };
         // Out-of-fold scores, one row per repeat.
         let mut oof = vec![vec![0f32; all.len()]; repeats];
         for (r, scores) in oof.iter_mut().enumerate() {
@@ -250,21 +297,44 @@ pub fn cross_validate_with(
                 *n += 1;
             }
             for f in 0..folds {
-                // Heads and gate see only this fold's training exemplars.
-                let t = training_sets(&all, vectors, name, |i| fold[i] != f);
+                // Heads and gate see only this fold's training exemplars; a composed category's
+                // base is trained on the same folds.
+                let keep = |i: usize| fold[i] != f;
+                let own = base.unwrap_or(name);
+                let t = training_sets(policy, &all, vectors, own, keep);
                 let heads = Heads::train(&t.pos, &t.neg, &t.near, width);
+                let attribute = base.map(|_| {
+                    let a = training_sets(policy, &all, vectors, name, keep);
+                    Heads::train(&a.pos, &a.neg, &a.near, width)
+                });
                 for (i, v) in vectors.iter().enumerate() {
                     if fold[i] == f {
                         let u = nearest(t.pos.iter().copied(), v).map_or(-1.0, |n| n.1);
                         let b = nearest(t.benign.iter().copied(), v).map_or(-1.0, |n| n.1);
-                        scores[i] = heads.score(v).0
+                        let own_raw = heads.score(v).0
                             * gate_factor(u, b, policy.near_miss_gate)
                             * support_factor(u, policy.support_gate);
+                        scores[i] = match &attribute {
+                            None => own_raw,
+                            Some(a) => {
+                                let attr = match cued[i] {
+                                    Some(true) => 1.0,
+                                    Some(false) => 0.0,
+                                    None => a.score(v).0,
+                                };
+                                own_raw.min(attr)
+                            }
+                        };
                     }
                 }
             }
         }
-        let benign_idx: Vec<usize> = (0..all.len()).filter(|&i| all[i].is_benign()).collect();
+        // Counted against the budget: benign exemplars and, for a composed category, its
+        // base's own unsafe exemplars (adult content it must not take for a minor's or a real
+        // person's). Its siblings' are not counted: a real child's photo made sexual is both.
+        let benign_idx: Vec<usize> = (0..all.len())
+            .filter(|&i| all[i].is_benign() || (base.is_some() && all[i].unsafe_of == base))
+            .collect();
         let pos_idx: Vec<usize> = (0..all.len()).filter(|&i| positive[i]).collect();
         let benign_above = |t: f32| {
             oof.iter()

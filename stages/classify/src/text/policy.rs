@@ -27,7 +27,50 @@ pub struct TextPolicy {
     /// it however the head extrapolates. Absent turns it off.
     #[serde(default)]
     pub support_gate: Option<[f32; 2]>,
+    /// Attribute cue detectors that composed categories name (see [`Compose`]).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeSpec>,
     pub categories: BTreeMap<String, TextCategory>,
+}
+
+/// The words that make an attribute hold (`minor`: ages, school grades, child words; `person`:
+/// relations, photos of someone, public roles, full names).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeSpec {
+    /// Words and phrases, matched as the blocklists are.
+    #[serde(default)]
+    pub terms: Vec<String>,
+    /// A stated age below this (`15 year old`, `15yo`, `aged 15`, `fifteen years`).
+    #[serde(default)]
+    pub ages_under: Option<u32>,
+    /// A school grade up to this (`8th grade`, `grade 8`, `a fifth grader`).
+    #[serde(default)]
+    pub grades_up_to: Option<u32>,
+    /// Two or more capitalised words in a row, not opening a sentence (`Emma Watson`).
+    #[serde(default)]
+    pub full_names: bool,
+    /// Words that say the attribute does not hold (`adults`, `18+`): found in a text with no
+    /// cue, the attribute head cannot make it hold either.
+    #[serde(default)]
+    pub against_terms: Vec<String>,
+    /// A stated age at or above this says the same (`a 30 year old`).
+    #[serde(default)]
+    pub against_ages_from: Option<u32>,
+}
+
+/// A category that is another's content with an attribute: `minors_sexual` is sexual content
+/// and a minor, `sexual_likeness` sexual content and a real person. Its score is the base
+/// category's head (trained on the unsafe exemplars of the base and of every category composed
+/// on it) where the attribute holds: by a cue of [`AttributeSpec`], or by the category's
+/// attribute head (its own unsafe exemplars against the base's and its siblings'), whichever
+/// is higher — `min(base, max(cue, attribute head))` on the raw scale, then this category's
+/// threshold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compose {
+    pub base: String,
+    pub attribute: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +91,9 @@ pub struct TextCategory {
     /// Near misses: sentences that look like the category but are allowed (negatives).
     #[serde(default)]
     pub benign_examples: Vec<String>,
+    /// Scored as another category's content with an attribute, not by heads of its own.
+    #[serde(default)]
+    pub compose: Option<Compose>,
 }
 
 pub(super) fn default_threshold() -> f32 {
@@ -96,9 +142,39 @@ impl TextPolicy {
                     "{name}: neither a blocklist nor unsafe_examples; nothing could flag it"
                 ));
             }
+            if let Some(k) = &c.compose {
+                match p.categories.get(&k.base) {
+                    None => problems.push(format!(
+                        "{name}.compose.base: {:?} is not a category",
+                        k.base
+                    )),
+                    Some(b) if b.compose.is_some() => problems.push(format!(
+                        "{name}.compose.base: {:?} is itself composed",
+                        k.base
+                    )),
+                    Some(_) => {}
+                }
+                if !p.attributes.contains_key(&k.attribute) {
+                    problems.push(format!(
+                        "{name}.compose.attribute: {:?} is not under [attributes]",
+                        k.attribute
+                    ));
+                }
+            }
             for (i, term) in c.blocklist.iter().enumerate() {
                 if words(term).is_empty() {
                     problems.push(format!("{name}.blocklist[{i}]: {term:?} has no words"));
+                }
+            }
+        }
+        for (name, a) in &p.attributes {
+            for (list, terms) in [("terms", &a.terms), ("against_terms", &a.against_terms)] {
+                for (i, term) in terms.iter().enumerate() {
+                    if words(term).is_empty() {
+                        problems.push(format!(
+                            "attributes.{name}.{list}[{i}]: {term:?} has no words"
+                        ));
+                    }
                 }
             }
         }
@@ -115,5 +191,28 @@ impl TextPolicy {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ClassifyError::Load(format!("text policy {}: {e}", path.display())))?;
         Self::parse(&text, &path.display().to_string())
+    }
+}
+
+impl TextPolicy {
+    /// The base category `name` is composed on, if it is composed.
+    pub fn base_of(&self, name: &str) -> Option<&str> {
+        self.categories
+            .get(name)
+            .and_then(|c| c.compose.as_ref())
+            .map(|k| k.base.as_str())
+    }
+
+    /// The categories whose unsafe exemplars are `name`'s positives: itself and, for a base,
+    /// every category composed on it.
+    pub fn family<'a>(&'a self, name: &'a str) -> Vec<&'a str> {
+        let mut out = vec![name];
+        out.extend(
+            self.categories
+                .iter()
+                .filter(|(_, c)| c.compose.as_ref().is_some_and(|k| k.base == name))
+                .map(|(n, _)| n.as_str()),
+        );
+        out
     }
 }

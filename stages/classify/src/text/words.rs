@@ -154,7 +154,7 @@ pub(super) fn within_one_edit(a: &str, b: &str) -> bool {
 }
 
 /// Words of at least this many letters also match one edit away.
-pub(super) const FUZZY_MIN_LEN: usize = 6;
+pub(super) const FUZZY_MIN_LEN: usize = 7;
 
 pub(super) fn word_matches(term: &str, word: &str) -> bool {
     term == word || (term.chars().count() >= FUZZY_MIN_LEN && within_one_edit(term, word))

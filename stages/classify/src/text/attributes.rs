@@ -1,0 +1,529 @@
+//! Attribute cues: the words that make sexual content a minor's (`minor`) or a real person's
+//! (`person`). A composed category (see [`super::policy::Compose`]) is its base category's
+//! score where its attribute holds; a cue found here makes the attribute hold, with the words
+//! that did it as evidence.
+
+use super::policy::AttributeSpec;
+use super::words::{Term, find_terms, words};
+
+/// Number words a stated age may be written with.
+const NUMBER_WORDS: [&str; 20] = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+];
+
+/// Capitalised words that start no person's name (places, holidays, sites, the words prompts
+/// open with), for the full-name cue.
+const NOT_NAMES: &[&str] = &[
+    "A",
+    "An",
+    "The",
+    "And",
+    "Or",
+    "But",
+    "In",
+    "On",
+    "At",
+    "Of",
+    "For",
+    "With",
+    "To",
+    "From",
+    "By",
+    "Make",
+    "Generate",
+    "Create",
+    "Show",
+    "Render",
+    "Film",
+    "Video",
+    "Scene",
+    "Clip",
+    "Cinematic",
+    "Close",
+    "Closeup",
+    "Two",
+    "Three",
+    "Hot",
+    "Sexy",
+    "Nude",
+    "Naked",
+    "Explicit",
+    "New",
+    "Los",
+    "Las",
+    "San",
+    "Santa",
+    "Saint",
+    "St",
+    "North",
+    "South",
+    "East",
+    "West",
+    "United",
+    "Christmas",
+    "Halloween",
+    "Valentine",
+    "Easter",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "OnlyFans",
+    "Pornhub",
+    "Instagram",
+    "Facebook",
+    "TikTok",
+    "YouTube",
+    "Twitter",
+    "Snapchat",
+    "Reddit",
+    "AI",
+    "POV",
+    "HD",
+    "NSFW",
+    "OK",
+    "Okay",
+    "So",
+    "Guys",
+    "Hey",
+    "Hi",
+    "I",
+    "I'm",
+    "My",
+    "We",
+    "You",
+    "He",
+    "She",
+    "They",
+    "It",
+    "This",
+    "That",
+    "Then",
+    "Now",
+    "Please",
+];
+
+/// One attribute's cue detector.
+#[derive(Debug, Clone)]
+pub(super) struct Attribute {
+    pub(super) name: String,
+    terms: Vec<Term>,
+    ages_under: Option<u32>,
+    grades_up_to: Option<u32>,
+    full_names: bool,
+    against_terms: Vec<Term>,
+    against_ages_from: Option<u32>,
+}
+
+/// A cue found in a text: what it is and its byte span there.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Cue {
+    pub(super) what: String,
+    pub(super) start: usize,
+    pub(super) end: usize,
+}
+
+/// A word of the raw text (not normalised) and its byte span.
+struct Raw<'a> {
+    text: &'a str,
+    start: usize,
+    end: usize,
+    /// Whether a sentence ends between the previous word and this one (or it is the first).
+    sentence_start: bool,
+}
+
+fn raw_words<'a>(text: &'a str) -> Vec<Raw<'a>> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut boundary = true;
+    let push = |out: &mut Vec<Raw<'a>>, s: usize, e: usize, boundary: &mut bool| {
+        out.push(Raw {
+            text: &text[s..e],
+            start: s,
+            end: e,
+            sentence_start: *boundary,
+        });
+        *boundary = false;
+    };
+    for (i, c) in text.char_indices() {
+        let in_word = c.is_alphanumeric() || c == '\'';
+        match (in_word, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                push(&mut out, s, i, &mut boundary);
+                start = None;
+            }
+            _ => {}
+        }
+        if !in_word && matches!(c, '.' | '!' | '?' | ':' | ';' | '"' | '\n' | '(' | '[') {
+            boundary = true;
+        }
+    }
+    if let Some(s) = start {
+        push(&mut out, s, text.len(), &mut boundary);
+    }
+    out
+}
+
+/// The number a word states, if any: digits (`15`, leading digits of `15yo`) or a number word.
+fn number(word: &str) -> Option<(u32, &str)> {
+    let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits > 0 && digits <= 3 {
+        return word[..digits].parse().ok().map(|n| (n, &word[digits..]));
+    }
+    let lower = word.to_lowercase();
+    NUMBER_WORDS
+        .iter()
+        .position(|w| *w == lower)
+        .map(|n| (n as u32, ""))
+}
+
+fn is_year_word(w: &str) -> bool {
+    matches!(
+        w.to_lowercase().as_str(),
+        "year" | "years" | "yr" | "yrs" | "yo" | "y" | "yrold" | "yearold"
+    )
+}
+
+fn capitalised(w: &str) -> bool {
+    let mut cs = w.chars();
+    cs.next().is_some_and(char::is_uppercase)
+        && w.chars().count() >= 2
+        && cs.all(|c| c.is_lowercase() || c == '\'')
+}
+
+fn compile(terms: &[String]) -> Vec<Term> {
+    terms
+        .iter()
+        .map(|t| Term {
+            original: t.clone(),
+            words: words(t).into_iter().map(|w| w.text).collect(),
+        })
+        .collect()
+}
+
+/// A stated age (`30 year old`, `30yo`, `aged 30`) in `ws` for which `keep` holds, as a span.
+fn stated_age(ws: &[Raw<'_>], keep: impl Fn(u32) -> bool) -> Vec<(u32, usize, usize)> {
+    let mut out = Vec::new();
+    for (i, w) in ws.iter().enumerate() {
+        if let Some((n, rest)) = number(w.text) {
+            let unit = if rest.is_empty() {
+                ws.get(i + 1)
+                    .filter(|x| is_year_word(x.text))
+                    .map(|x| x.end)
+            } else {
+                is_year_word(rest).then_some(w.end)
+            };
+            if let Some(end) = unit
+                && keep(n)
+            {
+                out.push((n, w.start, end));
+                continue;
+            }
+        }
+        if matches!(w.text.to_lowercase().as_str(), "aged" | "age")
+            && let Some(x) = ws.get(i + 1)
+            && let Some((n, "")) = number(x.text)
+            && keep(n)
+        {
+            out.push((n, w.start, x.end));
+            continue;
+        }
+        // "she's 14", "who is 14", "looks about twelve", "barely 15": a bare number after
+        // words that state someone's age, unless a unit follows ("looks 2 feet tall").
+        let lower = w.text.to_lowercase();
+        let states_age = matches!(
+            lower.as_str(),
+            "she's"
+                | "he's"
+                | "who's"
+                | "looks"
+                | "look"
+                | "looking"
+                | "barely"
+                | "turned"
+                | "turning"
+        ) || (lower == "is"
+            && i > 0
+            && matches!(ws[i - 1].text.to_lowercase().as_str(), "she" | "he" | "who"));
+        if states_age {
+            let mut j = i + 1;
+            if ws.get(j).is_some_and(|x| {
+                matches!(
+                    x.text.to_lowercase().as_str(),
+                    "about" | "like" | "around" | "only"
+                )
+            }) {
+                j += 1;
+            }
+            if let Some(x) = ws.get(j)
+                && let Some((n, "")) = number(x.text)
+                && keep(n)
+                && !ws
+                    .get(j + 1)
+                    .is_some_and(|u| UNITS.contains(&u.text.to_lowercase().as_str()))
+            {
+                out.push((n, w.start, x.end));
+            }
+        }
+    }
+    out
+}
+
+/// Words after a number that make it something other than an age.
+const UNITS: &[&str] = &[
+    "feet", "foot", "ft", "inch", "inches", "cm", "meters", "metres", "m", "kg", "kilos", "pounds",
+    "lbs", "minutes", "mins", "min", "seconds", "secs", "hours", "hrs", "days", "weeks", "months",
+    "percent", "times", "dollars", "euros", "points", "goals", "stories", "floors", "people", "of",
+];
+
+impl Attribute {
+    pub(super) fn new(name: &str, spec: &AttributeSpec) -> Attribute {
+        Attribute {
+            name: name.to_string(),
+            terms: compile(&spec.terms),
+            ages_under: spec.ages_under,
+            grades_up_to: spec.grades_up_to,
+            full_names: spec.full_names,
+            against_terms: compile(&spec.against_terms),
+            against_ages_from: spec.against_ages_from,
+        }
+    }
+
+    /// What in `text` says the attribute does not hold (an adult's age, "adults"), if anything:
+    /// consulted only when [`Attribute::cues`] found nothing.
+    pub(super) fn against(&self, text: &str) -> Option<Cue> {
+        if let Some((t, a, b)) = find_terms(&self.against_terms, &words(text))
+            .into_iter()
+            .next()
+        {
+            return Some(Cue {
+                what: format!("\u{201c}{}\u{201d}", t.original),
+                start: a,
+                end: b,
+            });
+        }
+        let from = self.against_ages_from?;
+        stated_age(&raw_words(text), |n| n >= from && n < 130)
+            .into_iter()
+            .next()
+            .map(|(_, a, b)| Cue {
+                what: format!("an age of {from} or more"),
+                start: a,
+                end: b,
+            })
+    }
+
+    /// Every cue of this attribute in `text`, in the order of the checks (terms, ages, grades,
+    /// names).
+    pub(super) fn cues(&self, text: &str) -> Vec<Cue> {
+        let mut out: Vec<Cue> = find_terms(&self.terms, &words(text))
+            .into_iter()
+            .map(|(t, a, b)| Cue {
+                what: format!("\u{201c}{}\u{201d}", t.original),
+                start: a,
+                end: b,
+            })
+            .collect();
+        let ws = raw_words(text);
+        if let Some(limit) = self.ages_under {
+            // "15 year old", "15-year-old", "15 years", "15yo", "15 y/o", "fifteen yrs", "aged 15".
+            for (_, a, b) in stated_age(&ws, |n| n < limit) {
+                out.push(Cue {
+                    what: format!("an age under {limit}"),
+                    start: a,
+                    end: b,
+                });
+            }
+        }
+        if let Some(top) = self.grades_up_to {
+            for (i, w) in ws.iter().enumerate() {
+                // "8th grade", "8th grader", "grade 8", "third grade".
+                let lower = w.text.to_lowercase();
+                if matches!(lower.as_str(), "grade" | "grader" | "graders")
+                    && let Some(prev) = i.checked_sub(1).map(|p| &ws[p])
+                {
+                    let p = prev.text.to_lowercase();
+                    let ordinal = p
+                        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                        .parse::<u32>()
+                        .ok()
+                        .or_else(|| ORDINALS.iter().position(|o| *o == p).map(|n| n as u32 + 1));
+                    if ordinal.is_some_and(|n| n <= top) {
+                        out.push(Cue {
+                            what: format!("a school grade up to {top}"),
+                            start: prev.start,
+                            end: w.end,
+                        });
+                        continue;
+                    }
+                }
+                if lower == "grade"
+                    && let Some(next) = ws.get(i + 1)
+                    && let Some((n, "")) = number(next.text)
+                    && n <= top
+                {
+                    out.push(Cue {
+                        what: format!("a school grade up to {top}"),
+                        start: w.start,
+                        end: next.end,
+                    });
+                }
+            }
+        }
+        if self.full_names {
+            // Two or more capitalised words in a row, not opening a sentence: a person's name
+            // ("Scarlett Johansson"), unless the first is a known non-name.
+            let mut i = 0;
+            while i < ws.len() {
+                let mut j = i;
+                while j < ws.len() && capitalised(ws[j].text) && !NOT_NAMES.contains(&ws[j].text) {
+                    j += 1;
+                }
+                if j - i >= 2 && !ws[i].sentence_start {
+                    out.push(Cue {
+                        what: "a full name".to_string(),
+                        start: ws[i].start,
+                        end: ws[j - 1].end,
+                    });
+                }
+                i = j.max(i + 1);
+            }
+        }
+        out
+    }
+}
+
+const ORDINALS: [&str; 12] = [
+    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+    "eleventh", "twelfth",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minor() -> Attribute {
+        Attribute::new(
+            "minor",
+            &AttributeSpec {
+                terms: vec!["child".into(), "little girl".into(), "middle school".into()],
+                ages_under: Some(18),
+                grades_up_to: Some(12),
+                full_names: false,
+                against_terms: vec!["adults".into()],
+                against_ages_from: Some(18),
+            },
+        )
+    }
+
+    #[test]
+    fn an_adult_age_or_word_says_the_attribute_does_not_hold() {
+        let m = minor();
+        let against = |t: &str| m.against(t).map(|c| t[c.start..c.end].to_string());
+        assert_eq!(against("a 30 year old woman").as_deref(), Some("30 year"));
+        assert_eq!(against("two consenting adults").as_deref(), Some("adults"));
+        assert_eq!(against("she is 18yo").as_deref(), Some("18yo"));
+        assert_eq!(against("a girl in a bikini"), None);
+    }
+
+    fn spans(a: &Attribute, text: &str) -> Vec<String> {
+        a.cues(text)
+            .into_iter()
+            .map(|c| text[c.start..c.end].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn ages_under_the_limit_in_every_spelling_are_minor_cues_and_adult_ages_are_not() {
+        let m = minor();
+        for (text, want) in [
+            ("a 15 year old on a bed", "15 year"),
+            ("a 15-year-old", "15-year"),
+            ("she is 13yo", "13yo"),
+            ("a fifteen year old", "fifteen year"),
+            ("boy, 12 y/o", "12 y"),
+            ("aged 16", "aged 16"),
+            ("a girl who looks about twelve", "looks about twelve"),
+            ("she's 14 and", "she's 14"),
+            ("a boy who is 13", "is 13"),
+            ("an 8th grade student", "8th grade"),
+            ("a fifth grader", "fifth grader"),
+            ("in grade 7", "grade 7"),
+            ("a Little Girl", "Little Girl"),
+            ("Middle-school", "Middle-school"),
+        ] {
+            assert_eq!(spans(&m, text), [want], "{text}");
+        }
+        for text in [
+            "a 25 year old woman",
+            "two adults aged 30",
+            "she is 18 years old",
+            "a 19yo college student",
+            "grade A beef",
+            "a 2 hour video",
+            "a childish joke",
+            "she looks 2 feet tall",
+            "he's 30",
+        ] {
+            assert!(spans(&m, text).is_empty(), "{text}: {:?}", spans(&m, text));
+        }
+    }
+
+    #[test]
+    fn full_names_are_person_cues_but_sentence_openers_and_places_are_not() {
+        let p = Attribute::new(
+            "person",
+            &AttributeSpec {
+                terms: vec!["my coworker".into()],
+                ages_under: None,
+                grades_up_to: None,
+                full_names: true,
+                ..AttributeSpec::default()
+            },
+        );
+        assert_eq!(
+            spans(&p, "make Scarlett Johansson naked"),
+            ["Scarlett Johansson"]
+        );
+        assert_eq!(spans(&p, "nudes of my coworker"), ["my coworker"]);
+        assert!(spans(&p, "Hot Blonde undressing").is_empty());
+        assert!(spans(&p, "a sex scene in a New York hotel").is_empty());
+        assert!(spans(&p, "Scene: Two adults kissing").is_empty());
+        assert!(spans(&p, "a woman named Lena undressing").is_empty());
+    }
+}
