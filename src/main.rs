@@ -223,8 +223,8 @@ enum Command {
         /// Print summary.json instead of the tables.
         #[arg(long)]
         json: bool,
-        /// Run this fraction of each spoken set: a fixed sample, stratified by label (the
-        /// routine run); without it every spoken item runs.
+        /// Run this fraction of each spoken set of more than 100 items: a fixed sample,
+        /// stratified by label (the routine run); without it every spoken item runs.
         #[arg(long, value_name = "FRACTION")]
         sample_speech: Option<f64>,
         /// Run every item again instead of continuing from the per-item results an earlier

@@ -718,6 +718,9 @@ pub struct Results {
     pub sweeps: BTreeMap<String, BTreeMap<String, Vec<SweepPoint>>>,
     /// category → policy threshold per audience.
     pub thresholds: BTreeMap<String, [f32; 3]>,
+    /// The reasoning cascade's uncertain band and, per set, the items with a category score
+    /// inside it: what `monitor.reasoning.consult = "uncertain"` would send to the model.
+    pub cascade: Option<([f32; 2], BTreeMap<String, Rate>)>,
     /// set → audience index → the category confusion matrix.
     pub confusion: BTreeMap<String, [Confusion; 3]>,
 }
@@ -903,6 +906,7 @@ pub fn score(items: Vec<Item>, outcomes: Vec<Outcome>, policy: &Policy) -> Resul
         sweeps.insert(set.to_string(), per_sweep);
     }
     Results {
+        cascade: None,
         policy_version: policy.version.clone(),
         items,
         outcomes,
@@ -1158,7 +1162,11 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
         run_media(&cfg, &items, &work, &mut outcomes, &mut store).await?;
     }
     let elapsed = started.elapsed();
-    let results = score(items, outcomes, &policy);
+    let mut results = score(items, outcomes, &policy);
+    results.cascade = Some(cascade_share(
+        &results,
+        cfg.monitor.reasoning.uncertain_band,
+    ));
     let reference = reference_targets();
     let missed = targets.as_ref().map(|t| misses(&results, t));
     let report = report::Report {
@@ -1188,6 +1196,26 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
         errors,
         missed,
     })
+}
+
+/// Per set, the decided items with a category score in `band` (the potential-minor finding
+/// aside): the share the reasoning cascade would send to the model.
+pub fn cascade_share(r: &Results, band: [f32; 2]) -> ([f32; 2], BTreeMap<String, Rate>) {
+    let mut out: BTreeMap<String, Rate> = BTreeMap::new();
+    for (item, o) in r.items.iter().zip(&r.outcomes) {
+        if o.decisions.is_none() {
+            continue;
+        }
+        let rate = out.entry(item.set.clone()).or_default();
+        rate.n += 1;
+        if o.scores
+            .iter()
+            .any(|(c, s)| c != clipguard_policy::POTENTIAL_MINOR && (band[0]..=band[1]).contains(s))
+        {
+            rate.k += 1;
+        }
+    }
+    (band, out)
 }
 
 /// Every item's outcome, one JSON object per line: what a reviewer of the numbers reads.

@@ -159,8 +159,27 @@ impl Report<'_> {
                 Self::HEADLINE_HEAD.iter().map(|s| s.to_string()).collect(),
                 rows,
             ));
+            if let Some(line) = self.cascade_line(set) {
+                blocks.push(Block::Para(line));
+            }
         }
         markdown(&blocks)
+    }
+
+    /// The cascade's share for `set`, in words.
+    fn cascade_line(&self, set: &str) -> Option<String> {
+        let (band, per_set) = self.results.cascade.as_ref()?;
+        let x = per_set.get(set)?;
+        Some(format!(
+            "Reasoning cascade: {}/{} items ({}) have a category score in the uncertain band \
+             [{}, {}]; with `monitor.reasoning.consult = \"uncertain\"` those go to the \
+             reasoning model, the rest are decided by the policy engine alone.",
+            x.k,
+            x.n,
+            pct(x.value()),
+            band[0],
+            band[1]
+        ))
     }
 
     fn count(&self, set: &str) -> usize {
@@ -212,6 +231,9 @@ impl Report<'_> {
                 Self::HEADLINE_HEAD.iter().map(|s| s.to_string()).collect(),
                 rows,
             ));
+            if let Some(line) = self.cascade_line(set) {
+                b.push(Block::Para(line));
+            }
             for (s, file, alt) in plots {
                 if s == set {
                     b.push(Block::Image(file.clone(), alt.clone()));
@@ -545,6 +567,11 @@ impl Report<'_> {
                         "all_benign": benign,
                         "sweeps": sweeps,
                         "confusion": confusion,
+                        "cascade": r.cascade.as_ref().and_then(|(band, per_set)| {
+                            per_set.get(set).map(|x| {
+                                json!({"band": band, "sent": rate(x)})
+                            })
+                        }),
                     }),
                 )
             })

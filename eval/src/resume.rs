@@ -97,7 +97,9 @@ impl ResultStore {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{run_key}.jsonl"));
         let mut known = HashMap::new();
+        let mut cut = false;
         if let Ok(text) = std::fs::read_to_string(&path) {
+            cut = !text.is_empty() && !text.ends_with('\n');
             for line in text.lines() {
                 let Ok(l) = serde_json::from_str::<Line>(line) else {
                     continue;
@@ -120,10 +122,14 @@ impl ResultStore {
                 );
             }
         }
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)?;
+        if cut {
+            // The last line was cut off: the next one starts on a line of its own.
+            file.write_all(b"\n")?;
+        }
         Ok(ResultStore {
             path,
             known,
@@ -177,14 +183,29 @@ impl ResultStore {
     }
 }
 
-/// A fixed sample of the spoken items: per set and per label (or near miss), the `fraction`
-/// of items whose id hashes lowest, at least one. Every other item is kept.
+/// Spoken sets of at most this many items always run whole (the everyday sets).
+pub const SAMPLE_ABOVE: usize = 100;
+
+/// A fixed sample of the spoken items of sets larger than [`SAMPLE_ABOVE`]: per set and per
+/// label (or near miss), the `fraction` of items whose id hashes lowest, at least one. Every
+/// other item is kept.
 pub fn sample_speech(items: Vec<Item>, fraction: f64) -> Vec<Item> {
+    let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
+    for item in &items {
+        if matches!(item.kind, Kind::Speech { .. }) {
+            *sizes.entry(item.set.as_str()).or_default() += 1;
+        }
+    }
+    let large: BTreeSet<String> = sizes
+        .into_iter()
+        .filter(|(_, n)| *n > SAMPLE_ABOVE)
+        .map(|(s, _)| s.to_string())
+        .collect();
     // (set, labels, near) → (hash of the id, index).
     type Group = (String, Vec<String>, Option<String>);
     let mut groups: BTreeMap<Group, Vec<(String, usize)>> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
-        if matches!(item.kind, Kind::Speech { .. }) {
+        if matches!(item.kind, Kind::Speech { .. }) && large.contains(&item.set) {
             groups
                 .entry((item.set.clone(), item.labels.clone(), item.near.clone()))
                 .or_default()
@@ -200,7 +221,96 @@ pub fn sample_speech(items: Vec<Item>, fraction: f64) -> Vec<Item> {
     items
         .into_iter()
         .enumerate()
-        .filter(|(i, item)| !matches!(item.kind, Kind::Speech { .. }) || keep.contains(i))
+        .filter(|(i, item)| {
+            !matches!(item.kind, Kind::Speech { .. })
+                || !large.contains(&item.set)
+                || keep.contains(i)
+        })
         .map(|(_, item)| item)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::Voice;
+    use clipguard_policy::Audience;
+
+    fn speech(set: &str, id: &str, label: Option<&str>) -> Item {
+        Item {
+            id: id.into(),
+            set: set.into(),
+            kind: Kind::Speech {
+                text: format!("sentence {id}"),
+                voice: Voice::Espeak("en".into()),
+            },
+            labels: label.map(|l| vec![l.to_string()]).unwrap_or_default(),
+            near: None,
+            audience: Audience::PublicFeed,
+            optional: false,
+        }
+    }
+
+    #[test]
+    fn the_sample_is_fixed_stratified_and_leaves_small_sets_whole() {
+        let mut items = Vec::new();
+        for i in 0..150 {
+            let label = if i % 3 == 0 { Some("self_harm") } else { None };
+            items.push(speech("speech/big", &format!("b{i}"), label));
+        }
+        for i in 0..20 {
+            items.push(speech("speech/small", &format!("s{i}"), None));
+        }
+        let a = sample_speech(items.clone(), 0.2);
+        let b = sample_speech(items, 0.2);
+        let ids = |v: &[Item]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&a), ids(&b));
+        let big: Vec<&Item> = a.iter().filter(|i| i.set == "speech/big").collect();
+        assert_eq!(big.iter().filter(|i| !i.labels.is_empty()).count(), 10);
+        assert_eq!(big.iter().filter(|i| i.labels.is_empty()).count(), 20);
+        assert_eq!(a.iter().filter(|i| i.set == "speech/small").count(), 20);
+    }
+
+    #[test]
+    fn kept_results_read_back_by_what_an_item_is_and_a_cut_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let item = speech("speech/x", "one", Some("self_harm"));
+        let mut renamed = item.clone();
+        renamed.id = "two".into();
+        renamed.labels.clear();
+        assert_eq!(item_key(&item), item_key(&renamed));
+        let mut other = item.clone();
+        other.audience = Audience::Adult;
+        assert_ne!(item_key(&item), item_key(&other));
+
+        let mut o = Outcome {
+            decisions: Some([Decision::Allow, Decision::Review, Decision::Block]),
+            rationale: "why".into(),
+            ..Default::default()
+        };
+        o.scores.insert("self_harm".into(), 0.7);
+        o.stopped_by[2].insert("self_harm".into());
+        let mut store = ResultStore::open(dir.path(), "k").unwrap();
+        store.put(&item_key(&item), &o);
+        // An undecided outcome is not kept.
+        store.put(&item_key(&other), &Outcome::default());
+        drop(store);
+        // A crash mid-line.
+        let path = dir.path().join("k.jsonl");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"item\": \"cut");
+        std::fs::write(&path, text).unwrap();
+        let mut store = ResultStore::open(dir.path(), "k").unwrap();
+        let back = store.get(&item_key(&renamed)).unwrap().clone();
+        // What is kept after the cut line reads back too.
+        store.put(&item_key(&other), &o);
+        drop(store);
+        let store = ResultStore::open(dir.path(), "k").unwrap();
+        assert!(store.get(&item_key(&other)).is_some());
+        assert_eq!(back.decisions, o.decisions);
+        assert_eq!(back.scores, o.scores);
+        assert_eq!(back.stopped_by, o.stopped_by);
+    }
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clipguard_monitor::reasoning::ReasoningConfig;
+use clipguard_monitor::reasoning::{Consult, ReasoningConfig};
 use clipguard_monitor::{MonitorConfig, MonitorStage};
 use clipguard_schemas::{CategoryScore, ClipContext, Decision, Evidence, Signal, Transcript};
 
@@ -50,6 +50,31 @@ fn signals() -> Vec<Signal> {
             ..Default::default()
         },
     ]
+}
+
+/// The same signals with the transcript's self-harm score set to `score`.
+fn signals_scored(score: f32) -> Vec<Signal> {
+    let mut s = signals();
+    s[1].scores[0].score = score;
+    s
+}
+
+/// A monitor that consults the model only for clips with a score in [0.35, 0.65].
+fn cascade(url: &str, timeout_s: f64) -> MonitorStage {
+    MonitorStage::new(MonitorConfig {
+        expected_stages: vec!["media".into(), "classify_transcript".into()],
+        reasoning: ReasoningConfig {
+            url: url.into(),
+            model: "smollm2".into(),
+            timeout_s,
+            max_tokens: 384,
+            consult: Consult::Uncertain,
+            uncertain_band: [0.35, 0.65],
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 fn monitor(url: &str, timeout_s: f64, max_tokens: u32) -> MonitorStage {
@@ -180,6 +205,47 @@ async fn garbage_and_http_errors_fall_back_with_the_reason() {
     assert_fell_back(&v, "unavailable");
 }
 
+/// The cascade: a clip whose scores are all far from the operating point is decided by the
+/// policy engine without a call (a server that never answers would otherwise hold it until its
+/// timeout); one inside the band is sent, and here falls back on the timeout.
+#[tokio::test]
+async fn the_cascade_asks_the_model_only_inside_the_uncertain_band() {
+    let url = fake_server(None);
+    let m = cascade(&url, 1.0);
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    for score in [0.05, 0.95] {
+        let started = Instant::now();
+        let (v, _) = m
+            .decide("c1", &signals_scored(score), false, deadline())
+            .await;
+        assert_eq!(v.engine, "policy", "{score}: {v:?}");
+        assert!(v.fallback.is_empty(), "{score}: {}", v.fallback);
+        assert!(
+            !v.reasons
+                .iter()
+                .any(|r| r.starts_with("reasoning_fallback")),
+            "{:?}",
+            v.reasons
+        );
+        assert!(started.elapsed() < Duration::from_millis(500), "{score}");
+    }
+    let (v, _) = m
+        .decide("c1", &signals_scored(0.5), false, deadline())
+        .await;
+    assert_fell_back(&v, "timeout");
+    let mut registry = prometheus_client::registry::Registry::default();
+    m.metrics().register(&mut registry);
+    let text = clipguard_pipeline::telemetry::render(&registry);
+    assert!(
+        text.contains("outcome=\"not_uncertain\"} 2"),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("reasoning"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 struct Server {
     child: Child,
     url: String,
@@ -280,6 +346,22 @@ async fn a_real_llama_server_answers_under_the_schema_and_failures_fall_back() {
     }
     // The evidence table is the policy engine's, whatever the model said.
     assert!(v.categories.iter().any(|c| c.category == "self_harm"));
+
+    // The cascade: inside the band the model decides, outside it the policy engine alone.
+    let c = cascade(&server.url, 120.0);
+    let (v, _) = c
+        .decide("c1", &signals_scored(0.55), false, deadline())
+        .await;
+    assert_eq!(
+        v.engine, "reasoning:smollm2",
+        "{}: {}",
+        v.fallback, v.rationale
+    );
+    let (v, _) = c
+        .decide("c1", &signals_scored(0.9), false, deadline())
+        .await;
+    assert_eq!(v.engine, "policy", "{}", v.rationale);
+    assert!(v.fallback.is_empty(), "{}", v.fallback);
 
     // Slow: a real generation takes far longer than 30 ms.
     let (v, _) = monitor(&server.url, 0.03, 384)
