@@ -98,7 +98,25 @@ struct Item {
 }
 
 fn heldout() -> Vec<Item> {
-    let text = std::fs::read_to_string(root().join("eval/text/heldout.jsonl")).unwrap();
+    read_set("eval/text/heldout.jsonl")
+}
+
+/// The spoken everyday sets: over-refusal is measured on them, so no exemplar may paraphrase
+/// them either.
+fn everyday() -> Vec<Item> {
+    let mut items = Vec::new();
+    for set in [
+        "eval/speech/everyday.jsonl",
+        "eval/speech/everyday-risky.jsonl",
+        "eval/speech/everyday-risky-next.jsonl",
+    ] {
+        items.extend(read_set(set));
+    }
+    items
+}
+
+fn read_set(path: &str) -> Vec<Item> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -380,7 +398,8 @@ fn held_out_sentences_are_not_paraphrases_of_training_exemplars() {
         exemplars.extend(c.unsafe_examples.iter().map(String::as_str));
         exemplars.extend(c.benign_examples.iter().map(String::as_str));
     }
-    let items = heldout();
+    let mut items = heldout();
+    items.extend(everyday());
     let embed = |texts: &[&str]| -> Vec<Vec<f32>> {
         texts.chunks(32).flat_map(|c| e.embed(c).unwrap()).collect()
     };
