@@ -28,6 +28,7 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         .arg(&report)
         .arg("--work")
         .arg(&work)
+        .arg("--fresh")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -39,6 +40,7 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         "report.md",
         "report.html",
         "summary.json",
+        "items.jsonl",
         "text-heldout-rates.png",
     ] {
         assert!(report.join(f).is_file(), "{f} missing; stderr:\n{stderr}");
@@ -86,8 +88,14 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
     ] {
         let r = &text["categories"][cat]["public_feed"]["not_unsafe"];
         let unsafe_n = count(&|i| i["labels"].as_array().unwrap().iter().any(|l| l == cat));
+        // The split's writer declined to write unsafe items about minors (the development and
+        // red-team sets hold them); every other category has at least 40.
+        if cat == "minors_sexual" && unsafe_n == 0 {
+            assert_eq!(r["n"], 0, "{r}");
+            continue;
+        }
         assert!(
-            unsafe_n >= 50,
+            unsafe_n >= 40,
             "{cat}: the split has {unsafe_n} unsafe items"
         );
         assert_eq!(r["n"], unsafe_n, "{cat}: {r}");
@@ -130,6 +138,14 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         "reference beside ours:\n{md}"
     );
     assert!(md.contains("### Category confusion"), "{md}");
+    // The share the reasoning cascade would send, per set.
+    assert!(md.contains("Reasoning cascade: "), "{md}");
+    let sent = &text["cascade"]["sent"];
+    assert_eq!(sent["n"], manifest.len(), "{sent}");
+    assert!(sent["k"].as_u64().unwrap() > 0, "{sent}");
+    // One line per item, with its decisions.
+    let items = std::fs::read_to_string(report.join("items.jsonl")).unwrap();
+    assert_eq!(items.lines().count(), manifest.len() + count_video(&s));
     assert!(md.contains("cannot be measured"), "{md}");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(
@@ -168,12 +184,14 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         .unwrap();
         path
     };
+    let results = dir.path().join("results");
     let eval_with = |targets: &Path| {
         Command::new(common::bin())
             .arg("eval")
             .arg(&small)
             .arg("--targets")
             .arg(targets)
+            .env("CLIPGUARD_CACHE", &results)
             .output()
             .unwrap()
     };
@@ -191,6 +209,21 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("target missed"), "{stderr}");
+    // The second run of the same build, settings and policies read every item's result from
+    // the first: a run that stops part-way continues where it stopped.
+    assert!(
+        stderr.contains("5 of 5 items decided by an earlier run"),
+        "{stderr}"
+    );
+    let kept = std::fs::read_dir(results.join("eval-results"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 1, "one results file per run key");
+}
+
+/// Items of the benign video set that ran (not skipped for an absent reference file).
+fn count_video(s: &serde_json::Value) -> usize {
+    s["sets"]["video/benign"]["items"].as_u64().unwrap() as usize
 }
 
 /// Everyday speech through every stage (synthesis, decoding, voice activity, whisper, the

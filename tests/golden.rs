@@ -183,7 +183,7 @@ fn eval_gives_the_golden_summaries() {
         runs.push(("eval-speech.json", &["eval/speech/heldout.jsonl"][..]));
     }
     for (name, sets) in runs {
-        let mut args = vec!["eval".to_string(), "--json".into()];
+        let mut args = vec!["eval".to_string(), "--json".into(), "--fresh".into()];
         args.extend(sets.iter().map(|s| root.join(s).display().to_string()));
         args.extend([
             "--work".into(),

@@ -219,15 +219,15 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
         100.0 * not_overrefuse
     );
     // The bar, and floors against regressions set below what this split measured when it was
-    // first run (2026-12-02, policy text-2026-12-02-1; the README's table): at least 95 % of the
-    // benign items pass (626/655 measured), every category catches at least 30 % of its held-out
-    // unsafe sentences (self_harm is the weakest at 17/50; the reference table asks 99.7 %: the
-    // gap is issue 17's open work, not an accepted level), and at least 70 % overall are caught in
-    // their own category (275/350 measured). The thresholds were chosen on the exemplars
+    // first run (2026-12-05, policy text-2026-12-05-3; the README's table): at least 95 % of the
+    // benign items pass (368/380 measured), every category catches at least 30 % of its held-out
+    // unsafe sentences (self_harm is the weakest at 16/40; the reference table asks 99.7 %: the
+    // gap is open work, not an accepted level), and at least 65 % overall are caught in their
+    // own category (207/280 measured). The thresholds were chosen on the exemplars
     // (`clipguard text-cv`), never on this split.
     assert!(
         benign_ok * 100 >= 95 * benign_n,
-        "{benign_ok}/{benign_n} benign passed ({not_overrefuse:.3}), below 95 %; was 626/655"
+        "{benign_ok}/{benign_n} benign passed ({not_overrefuse:.3}), below 95 %; was 368/380"
     );
     for (c, (k, n)) in &caught {
         let r = *k as f64 / *n as f64;
@@ -236,13 +236,92 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
     let total: usize = caught.values().map(|(k, _)| k).sum();
     let total_n: usize = caught.values().map(|(_, n)| n).sum();
     assert!(
-        total * 10 >= total_n * 7,
-        "{total}/{total_n} held-out unsafe sentences caught, below 70 %; was 275/350"
+        total * 100 >= total_n * 65,
+        "{total}/{total_n} held-out unsafe sentences caught, below 65 %; was 207/280"
     );
+    // The split's writer declined to write unsafe items about minors; every other category has
+    // them (minors_sexual's are in the development and red-team sets).
+    let missing: Vec<&String> = thresholds
+        .keys()
+        .filter(|c| !caught.contains_key(c.as_str()))
+        .collect();
     assert_eq!(
-        caught.len(),
-        thresholds.len(),
-        "every text category has held-out unsafe items"
+        missing,
+        ["minors_sexual"],
+        "categories without held-out unsafe items"
+    );
+}
+
+/// Adult sexual content is not a minor's, nor a real person's: on the held-out adult sexual
+/// items, the composed categories (sexual content and a minor; sexual content and a real
+/// person) stay quiet. The targets are 1 % and 2 %; the floors here sit above what the split
+/// measured when first run (2/80 as a minor's at the adult audience's 0.40, 0/80 at the
+/// classifier's 0.5; 1/80 as a real person's), against regressions.
+#[test]
+fn adult_sexual_content_is_not_flagged_as_a_minors_or_a_real_persons() {
+    let (e, msha, tsha) = embedder();
+    let heads = HeadsCache {
+        dir: default_heads_dir(&Cache::default().dir),
+        encoder: format!("minilm-l6-int8:{msha}:{tsha}"),
+    };
+    let classifier = TextClassifier::new_cached(
+        TextPolicy::parse(DEFAULT_POLICY, "default").unwrap(),
+        Some(e),
+        &heads,
+    )
+    .unwrap();
+    let adult: Vec<Item> = heldout()
+        .into_iter()
+        .filter(|i| i.labels == ["sexual"])
+        .collect();
+    assert!(adult.len() >= 50, "{} adult sexual items", adult.len());
+    let mut flagged: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut sexual = 0;
+    for item in &adult {
+        let scores = classifier
+            .classify(&[TextInput {
+                source: "prompt",
+                text: &item.text,
+                start_s: 0.0,
+                end_s: 0.0,
+            }])
+            .unwrap();
+        for s in &scores {
+            match s.category.as_str() {
+                "sexual" if s.score >= REPORTED_THRESHOLD => sexual += 1,
+                c @ ("minors_sexual" | "sexual_likeness") if s.score >= 0.4 => {
+                    flagged
+                        .entry(c.to_string())
+                        .or_default()
+                        .push(format!("{} {:.2} {:?}", item.id, s.score, s.evidence));
+                }
+                _ => {}
+            }
+        }
+    }
+    for (c, items) in &flagged {
+        eprintln!(
+            "{c}: {} of {}\n  {}",
+            items.len(),
+            adult.len(),
+            items.join("\n  ")
+        );
+    }
+    let n = adult.len();
+    let minors = flagged.get("minors_sexual").map_or(0, Vec::len);
+    let person = flagged.get("sexual_likeness").map_or(0, Vec::len);
+    assert!(
+        minors * 100 <= n * 5,
+        "{minors}/{n} adult items scored as a minor's"
+    );
+    assert!(
+        person * 100 <= n * 5,
+        "{person}/{n} adult items scored as a real person's"
+    );
+    // And they are still found to be sexual content.
+    assert!(
+        sexual * 100 >= n * 60,
+        "{sexual}/{n} adult items found sexual"
     );
 }
 
