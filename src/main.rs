@@ -206,32 +206,7 @@ enum Command {
     /// 95 % Wilson intervals and threshold sweeps, beside the reference table. Text items go
     /// through the prompt check; speech, clip and generated items through every stage on an
     /// embedded broker. Exits 4 when a --targets table is not met, 2 when items had no decision.
-    Eval {
-        /// Manifests (JSON lines): {id, kind: text|speech|clip|generated, text|path|pattern,
-        /// labels: [categories] or [] for benign, near, audience}.
-        #[arg(required = true)]
-        manifests: Vec<PathBuf>,
-        /// Write report.md, report.html, summary.json and PNG plots here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Targets (TOML, e.g. eval/targets.toml) to check.
-        #[arg(long)]
-        targets: Option<PathBuf>,
-        /// Where generated clips are kept between runs (default: the cache's eval-media).
-        #[arg(long)]
-        work: Option<PathBuf>,
-        /// Print summary.json instead of the tables.
-        #[arg(long)]
-        json: bool,
-        /// Run this fraction of each spoken set of more than 100 items: a fixed sample,
-        /// stratified by label (the routine run); without it every spoken item runs.
-        #[arg(long, value_name = "FRACTION")]
-        sample_speech: Option<f64>,
-        /// Run every item again instead of continuing from the per-item results an earlier
-        /// run of the same build, configuration, policies and models kept.
-        #[arg(long)]
-        fresh: bool,
-    },
+    Eval(clipguard_eval::EvalArgs),
     /// Check the configuration and report every problem at once.
     Validate,
 }
@@ -569,24 +544,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             max_benign_above,
             json,
         } => policy_cmds::text_cv(&cfg, folds, repeats, max_benign_above, json.json),
-        Command::Eval {
-            manifests,
-            report,
-            targets,
-            work,
-            json,
-            sample_speech,
-            fresh,
-        } => {
-            let args = clipguard_eval::EvalArgs {
-                manifests,
-                sample_speech,
-                fresh,
-                report,
-                targets,
-                work,
-                json,
-            };
+        Command::Eval(args) => {
             let done = clipguard_eval::eval(cfg, args).await?;
             print!("{}", done.printed);
             if done.errors > 0 {

@@ -646,7 +646,11 @@ async fn run_media(
         |j, v| {
             let i = job_item[j];
             out[i] = verdict_outcome(v);
-            store.put(&resume::item_key(&items[i]), &out[i]);
+            // A verdict the reasoning model was meant to decide but did not (timeout, server
+            // down) is not kept: a rerun asks again.
+            if v.fallback.is_empty() {
+                store.put(&resume::item_key(&items[i]), &out[i]);
+            }
             done += 1;
             if done.is_multiple_of(10) || done == total {
                 eprintln!("eval: {done}/{total} clips decided");
@@ -1049,17 +1053,33 @@ pub fn headline_audience(r: &Results, set: &str) -> Audience {
     Audience::ALL[best]
 }
 
-#[derive(Debug)]
+/// `clipguard eval`'s arguments.
+#[derive(Debug, clap::Args)]
 pub struct EvalArgs {
+    /// Manifests (JSON lines): {id, kind: text|speech|clip|generated, text|path|pattern,
+    /// labels: [categories] or [] for benign, near, audience}.
+    #[arg(required = true)]
     pub manifests: Vec<PathBuf>,
-    /// Run this fraction of each spoken set (a fixed sample, stratified by label); `None` = all.
-    pub sample_speech: Option<f64>,
-    /// Ignore and do not keep per-item results (see [`resume`]).
-    pub fresh: bool,
+    /// Write report.md, report.html, summary.json, items.jsonl and PNG plots here.
+    #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Targets (TOML, e.g. eval/targets.toml) to check.
+    #[arg(long)]
     pub targets: Option<PathBuf>,
+    /// Where generated clips are kept between runs (default: the cache's eval-media).
+    #[arg(long)]
     pub work: Option<PathBuf>,
+    /// Print summary.json instead of the tables.
+    #[arg(long)]
     pub json: bool,
+    /// Run this fraction of each spoken set of more than 100 items: a fixed sample,
+    /// stratified by label (the routine run); without it every spoken item runs.
+    #[arg(long, value_name = "FRACTION")]
+    pub sample_speech: Option<f64>,
+    /// Run every item again instead of continuing from the per-item results an earlier run of
+    /// the same build, configuration, policies and models kept (see [`resume`]).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// What an evaluation found, for the command line to print.
@@ -1208,10 +1228,7 @@ pub fn cascade_share(r: &Results, band: [f32; 2]) -> ([f32; 2], BTreeMap<String,
         }
         let rate = out.entry(item.set.clone()).or_default();
         rate.n += 1;
-        if o.scores
-            .iter()
-            .any(|(c, s)| c != clipguard_policy::POTENTIAL_MINOR && (band[0]..=band[1]).contains(s))
-        {
+        if clipguard_monitor::reasoning::in_band(&o.scores, band) {
             rate.k += 1;
         }
     }

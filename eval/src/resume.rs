@@ -61,7 +61,11 @@ pub fn run_key(cfg: &Config, policy_text: &str, text_policy: &str) -> Option<Str
     }
     field(&mut h, policy_text);
     field(&mut h, text_policy);
-    field(&mut h, clipguard_models::BUILTIN_MANIFEST);
+    // The manifest in use (an override included): the SHA-256 of every model file.
+    match clipguard_models::Manifest::load_default() {
+        Ok(m) => field(&mut h, &format!("{m:?}")),
+        Err(_) => field(&mut h, clipguard_models::BUILTIN_MANIFEST),
+    }
     Some(hex::encode(&h.finalize()[..12]))
 }
 
@@ -215,7 +219,8 @@ pub fn sample_speech(items: Vec<Item>, fraction: f64) -> Vec<Item> {
     let mut keep: BTreeSet<usize> = BTreeSet::new();
     for mut g in groups.into_values() {
         g.sort();
-        let n = ((g.len() as f64 * fraction).ceil() as usize).clamp(1, g.len());
+        // The share rounded up, at least one (less a hair, so 35 × 0.2 is 7, not 8).
+        let n = ((g.len() as f64 * fraction - 1e-9).ceil() as usize).clamp(1, g.len());
         keep.extend(g.into_iter().take(n).map(|(_, i)| i));
     }
     items

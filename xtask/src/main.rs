@@ -397,6 +397,7 @@ fn eval(run: &mut Run, args: &[String]) -> Result<(), String> {
         "eval/speech/heldout-espeak.jsonl",
         "eval/speech/everyday.jsonl",
         "eval/speech/everyday-risky.jsonl",
+        "eval/speech/everyday-risky-next.jsonl",
         "eval/video/benign.jsonl",
         "--targets",
         "eval/targets.toml",

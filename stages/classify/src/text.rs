@@ -424,20 +424,11 @@ impl TextClassifier {
                     continue;
                 }
                 let Some(heads) = &cat.heads else { continue };
-                // Attribute cues per input, found once.
-                // Attribute cues per input, found once: (the first cue for it, else the first
-                // word against it).
-                let cues: Vec<(Option<attributes::Cue>, Option<attributes::Cue>)> =
-                    match &cat.compose {
-                        Some((_, a)) => inputs
-                            .iter()
-                            .map(|i| match a.cues(i.text).into_iter().next() {
-                                Some(c) => (Some(c), None),
-                                None => (None, a.against(i.text)),
-                            })
-                            .collect(),
-                        None => Vec::new(),
-                    };
+                // What each input says about the attribute, found once.
+                let findings: Vec<attributes::Finding> = match &cat.compose {
+                    Some((_, a)) => inputs.iter().map(|i| a.find(i.text)).collect(),
+                    None => Vec::new(),
+                };
                 let mut unit_raws = Vec::with_capacity(all_units.len());
                 for (ui, ((unit, v), &near_benign)) in
                     all_units.iter().zip(&vectors).zip(&near_benign).enumerate()
@@ -448,27 +439,31 @@ impl TextClassifier {
                         Some((base, attribute)) => {
                             let base_raw = raws[*base].get(ui).copied().unwrap_or(0.0);
                             let head = heads.score(v).0;
-                            let (cue, against) = &cues[unit.input];
-                            let attr = match (cue, against) {
-                                (Some(_), _) => 1.0,
-                                (None, Some(_)) => 0.0,
-                                (None, None) => head,
-                            };
                             let text = inputs[unit.input].text;
-                            let why = match (cue, against) {
-                                (Some(c), _) => format!(
+                            let finding = &findings[unit.input];
+                            let attr = attributes::value(finding, head);
+                            let why = match finding {
+                                attributes::Finding::Cue(c) => format!(
                                     "{} cue {} {}",
                                     attribute.name,
                                     c.what,
                                     quote(&text[c.start..c.end])
                                 ),
-                                (None, Some(c)) => format!(
-                                    "no {} cue, and {} {} says otherwise",
+                                attributes::Finding::Against(c) => format!(
+                                    "no {} cue, and {} {} says otherwise{}",
                                     attribute.name,
                                     c.what,
-                                    quote(&text[c.start..c.end])
+                                    quote(&text[c.start..c.end]),
+                                    if attr > 0.0 {
+                                        format!(
+                                            ", overruled by the {} head {head:.2}",
+                                            attribute.name
+                                        )
+                                    } else {
+                                        String::new()
+                                    }
                                 ),
-                                (None, None) => format!(
+                                attributes::Finding::Unknown => format!(
                                     "{} head {head:.2}{}",
                                     attribute.name,
                                     near_unsafe
@@ -483,8 +478,7 @@ impl TextClassifier {
                             (
                                 base_raw.min(attr),
                                 format!(
-                                    " ({base_name} content {:.2} on the raw scale; {why})",
-                                    base_raw
+                                    " ({base_name} content {base_raw:.2} on the raw scale; {why})"
                                 ),
                             )
                         }

@@ -219,7 +219,8 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
         100.0 * not_overrefuse
     );
     // The bar, and floors against regressions set below what this split measured when it was
-    // first run (2026-12-05, policy text-2026-12-05-3; the README's table): at least 95 % of the
+    // first run (2026-12-05, policy text-2026-12-05-3; every category at the classifier's 0.5,
+    // where the README's table uses each audience's policy thresholds): at least 95 % of the
     // benign items pass (368/380 measured), every category catches at least 30 % of its held-out
     // unsafe sentences (self_harm is the weakest at 16/40; the reference table asks 99.7 %: the
     // gap is open work, not an accepted level), and at least 65 % overall are caught in their

@@ -61,8 +61,8 @@ impl Default for MonitorMetrics {
 impl MonitorMetrics {
     /// Registers `clipguard_monitor_verdicts_total{decision, completion}`,
     /// `..._verdict_latency_seconds` (submission to verdict), `..._shadow_verdicts_total`,
-    /// `..._shadow_disagreements_total{active, shadow}`, `..._reasoning_total{outcome}` (`used` or
-    /// the fallback kind) and `..._signals_dropped_total{reason}`.
+    /// `..._shadow_disagreements_total{active, shadow}`, `..._reasoning_total{outcome}` (`used`,
+    /// the fallback kind, or `not_uncertain`: the cascade made no call) and `..._signals_dropped_total{reason}`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("clipguard_monitor");
         r.register(

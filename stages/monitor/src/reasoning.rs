@@ -90,21 +90,34 @@ impl ReasoningConfig {
 }
 
 /// The first category (in name order) whose score lies in `[lo, hi]`, as `category score`,
-/// unless a hard finding blocks the clip in every audience anyway.
-pub fn uncertain(f: &Findings, [lo, hi]: [f32; 2]) -> Option<String> {
+/// unless a hard finding blocks the clip in every audience anyway (see [`in_band`]).
+pub fn uncertain(f: &Findings, band: [f32; 2]) -> Option<String> {
     if f.floor() == Decision::Block {
         return None;
     }
-    f.scores
+    let scores = f.plain_scores();
+    in_band(&scores, band).then(|| {
+        let (name, s) = scores
+            .iter()
+            .find(|(_, s)| (band[0]..=band[1]).contains(*s))
+            .map_or(("", 0.0), |(n, s)| (n.as_str(), *s));
+        format!(
+            "{name} {s:.2} is in the uncertain band [{}, {}]",
+            band[0], band[1]
+        )
+    })
+}
+
+/// Whether a clip's category scores make it uncertain: one in `[lo, hi]` — the potential-minor
+/// finding only when some category scores at least `lo` (it moves a clip between the adult
+/// and the under-18 rules, which matters only when something else was found).
+pub fn in_band(scores: &std::collections::BTreeMap<String, f32>, [lo, hi]: [f32; 2]) -> bool {
+    let found = scores
         .iter()
-        .filter(|(name, _)| name.as_str() != policy::POTENTIAL_MINOR)
-        .find(|(_, s)| (lo..=hi).contains(&s.score))
-        .map(|(name, s)| {
-            format!(
-                "{name} {:.2} is in the uncertain band [{lo}, {hi}]",
-                s.score
-            )
-        })
+        .any(|(n, s)| n.as_str() != policy::POTENTIAL_MINOR && *s >= lo);
+    scores
+        .iter()
+        .any(|(n, s)| (lo..=hi).contains(s) && (n.as_str() != policy::POTENTIAL_MINOR || found))
 }
 
 impl ReasoningConfig {

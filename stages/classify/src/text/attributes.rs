@@ -4,7 +4,7 @@
 //! that did it as evidence.
 
 use super::policy::AttributeSpec;
-use super::words::{Term, find_terms, words};
+use super::words::{Term, find_terms_exact, words};
 
 /// Number words a stated age may be written with.
 const NUMBER_WORDS: [&str; 20] = [
@@ -145,9 +145,36 @@ pub(super) struct Attribute {
     ages_under: Option<u32>,
     grades_up_to: Option<u32>,
     full_names: bool,
+    weak_terms: Vec<Term>,
     against_terms: Vec<Term>,
     against_ages_from: Option<u32>,
 }
+
+/// What a text says about an attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Finding {
+    /// A cue: the attribute holds.
+    Cue(Cue),
+    /// No cue, and words that say it does not hold.
+    Against(Cue),
+    /// Neither: the attribute head decides.
+    Unknown,
+}
+
+/// The attribute's value on the raw scale: 1 for a cue; for words against it, the attribute
+/// head only when it is all but certain (≥ [`AGAINST_OVERRULED_AT`]), else 0; the head otherwise.
+pub(super) fn value(f: &Finding, head: f32) -> f32 {
+    match f {
+        Finding::Cue(_) => 1.0,
+        Finding::Against(_) if head >= AGAINST_OVERRULED_AT => head,
+        Finding::Against(_) => 0.0,
+        Finding::Unknown => head,
+    }
+}
+
+/// An attribute head this sure is not overruled by a word against the attribute ("my
+/// husband's stepdaughter" names no minor cue, and "husband" is an adult).
+pub(super) const AGAINST_OVERRULED_AT: f32 = 0.9;
 
 /// A cue found in a text: what it is and its byte span there.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +189,8 @@ struct Raw<'a> {
     text: &'a str,
     start: usize,
     end: usize,
+    /// What follows the word up to the next one (spaces, punctuation).
+    after: &'a str,
     /// Whether a sentence ends between the previous word and this one (or it is the first).
     sentence_start: bool,
 }
@@ -175,6 +204,7 @@ fn raw_words<'a>(text: &'a str) -> Vec<Raw<'a>> {
             text: &text[s..e],
             start: s,
             end: e,
+            after: "",
             sentence_start: *boundary,
         });
         *boundary = false;
@@ -196,6 +226,10 @@ fn raw_words<'a>(text: &'a str) -> Vec<Raw<'a>> {
     if let Some(s) = start {
         push(&mut out, s, text.len(), &mut boundary);
     }
+    for i in 0..out.len() {
+        let to = out.get(i + 1).map_or(text.len(), |n| n.start);
+        out[i].after = &text[out[i].end..to];
+    }
     out
 }
 
@@ -212,11 +246,15 @@ fn number(word: &str) -> Option<(u32, &str)> {
         .map(|n| (n as u32, ""))
 }
 
+/// Words that make a number an age on their own (`15yo`).
+fn is_age_suffix(w: &str) -> bool {
+    matches!(w.to_lowercase().as_str(), "yo" | "yrold" | "yearold")
+}
+
+/// Words that make a number an age when "old" follows (`15 year old`, not `15 years of
+/// marriage`).
 fn is_year_word(w: &str) -> bool {
-    matches!(
-        w.to_lowercase().as_str(),
-        "year" | "years" | "yr" | "yrs" | "yo" | "y" | "yrold" | "yearold"
-    )
+    matches!(w.to_lowercase().as_str(), "year" | "years" | "yr" | "yrs")
 }
 
 fn capitalised(w: &str) -> bool {
@@ -241,12 +279,35 @@ fn stated_age(ws: &[Raw<'_>], keep: impl Fn(u32) -> bool) -> Vec<(u32, usize, us
     let mut out = Vec::new();
     for (i, w) in ws.iter().enumerate() {
         if let Some((n, rest)) = number(w.text) {
-            let unit = if rest.is_empty() {
-                ws.get(i + 1)
-                    .filter(|x| is_year_word(x.text))
+            let old_after = |j: usize| {
+                ws.get(j)
+                    .filter(|x| x.text.eq_ignore_ascii_case("old"))
                     .map(|x| x.end)
+            };
+            let unit = if rest.is_empty() && w.after.starts_with('+') {
+                // "all 21+"
+                Some(w.end + 1)
+            } else if rest.is_empty() {
+                match ws.get(i + 1) {
+                    Some(x) if is_age_suffix(x.text) => Some(x.end),
+                    // "12 y/o"
+                    Some(x)
+                        if x.text.eq_ignore_ascii_case("y")
+                            && ws
+                                .get(i + 2)
+                                .is_some_and(|o| o.text.eq_ignore_ascii_case("o")) =>
+                    {
+                        ws.get(i + 2).map(|o| o.end)
+                    }
+                    Some(x) if is_year_word(x.text) => old_after(i + 2),
+                    _ => None,
+                }
+            } else if is_age_suffix(rest) {
+                Some(w.end)
+            } else if is_year_word(rest) {
+                old_after(i + 1)
             } else {
-                is_year_word(rest).then_some(w.end)
+                None
             };
             if let Some(end) = unit
                 && keep(n)
@@ -283,19 +344,18 @@ fn stated_age(ws: &[Raw<'_>], keep: impl Fn(u32) -> bool) -> Vec<(u32, usize, us
         if states_age {
             let mut j = i + 1;
             if ws.get(j).is_some_and(|x| {
-                matches!(
-                    x.text.to_lowercase().as_str(),
-                    "about" | "like" | "around" | "only"
-                )
+                matches!(x.text.to_lowercase().as_str(), "about" | "around" | "only")
             }) {
                 j += 1;
             }
+            // Not a rating or a fraction ("she's 10/10"), not a count of something.
             if let Some(x) = ws.get(j)
                 && let Some((n, "")) = number(x.text)
                 && keep(n)
-                && !ws
-                    .get(j + 1)
-                    .is_some_and(|u| UNITS.contains(&u.text.to_lowercase().as_str()))
+                && !x.after.contains('/')
+                && !ws.get(j + 1).is_some_and(|u| {
+                    UNITS.contains(&u.text.to_lowercase().as_str()) || number(u.text).is_some()
+                })
             {
                 out.push((n, w.start, x.end));
             }
@@ -319,15 +379,72 @@ impl Attribute {
             ages_under: spec.ages_under,
             grades_up_to: spec.grades_up_to,
             full_names: spec.full_names,
+            weak_terms: compile(&spec.weak_terms),
             against_terms: compile(&spec.against_terms),
             against_ages_from: spec.against_ages_from,
         }
     }
 
+    /// What `text` says about the attribute: a cue first, then words against it, then a weak
+    /// cue (one that counts only where nothing says otherwise).
+    pub(super) fn find(&self, text: &str) -> Finding {
+        if let Some(c) = self.cues(text).into_iter().next() {
+            return Finding::Cue(c);
+        }
+        if let Some(c) = self.against(text) {
+            return Finding::Against(c);
+        }
+        match self.weak_cues(text).into_iter().next() {
+            Some(c) => Finding::Cue(c),
+            None => Finding::Unknown,
+        }
+    }
+
+    /// Cues that count only where nothing says otherwise: the weak terms and full names
+    /// (`Emma Watson`; also `Victoria's Secret`, so a "fictional" in the text outweighs it).
+    pub(super) fn weak_cues(&self, text: &str) -> Vec<Cue> {
+        let mut out: Vec<Cue> = find_terms_exact(&self.weak_terms, &words(text))
+            .into_iter()
+            .map(|(t, a, b)| Cue {
+                what: format!("\u{201c}{}\u{201d}", t.original),
+                start: a,
+                end: b,
+            })
+            .collect();
+        let ws = raw_words(text);
+        if self.full_names {
+            // Two or more capitalised words in a row, not opening a sentence: a person's name
+            // ("Scarlett Johansson"), unless the first is a known non-name.
+            let mut i = 0;
+            while i < ws.len() {
+                let mut j = i;
+                while j < ws.len() && capitalised(ws[j].text) && !NOT_NAMES.contains(&ws[j].text) {
+                    j += 1;
+                }
+                // A run opening a sentence counts from its second word when three or more
+                // long ("Topless Taylor Swift").
+                let from = if ws.get(i).is_some_and(|w| w.sentence_start) {
+                    i + 1
+                } else {
+                    i
+                };
+                if j >= from + 2 {
+                    out.push(Cue {
+                        what: "a full name".to_string(),
+                        start: ws[from].start,
+                        end: ws[j - 1].end,
+                    });
+                }
+                i = j.max(i + 1);
+            }
+        }
+        out
+    }
+
     /// What in `text` says the attribute does not hold (an adult's age, "adults"), if anything:
     /// consulted only when [`Attribute::cues`] found nothing.
     pub(super) fn against(&self, text: &str) -> Option<Cue> {
-        if let Some((t, a, b)) = find_terms(&self.against_terms, &words(text))
+        if let Some((t, a, b)) = find_terms_exact(&self.against_terms, &words(text))
             .into_iter()
             .next()
         {
@@ -351,7 +468,7 @@ impl Attribute {
     /// Every cue of this attribute in `text`, in the order of the checks (terms, ages, grades,
     /// names).
     pub(super) fn cues(&self, text: &str) -> Vec<Cue> {
-        let mut out: Vec<Cue> = find_terms(&self.terms, &words(text))
+        let mut out: Vec<Cue> = find_terms_exact(&self.terms, &words(text))
             .into_iter()
             .map(|(t, a, b)| Cue {
                 what: format!("\u{201c}{}\u{201d}", t.original),
@@ -383,7 +500,10 @@ impl Attribute {
                         .parse::<u32>()
                         .ok()
                         .or_else(|| ORDINALS.iter().position(|o| *o == p).map(|n| n as u32 + 1));
-                    if ordinal.is_some_and(|n| n <= top) {
+                    let teacher = ws.get(i + 1).is_some_and(|t| {
+                        matches!(t.text.to_lowercase().as_str(), "teacher" | "teachers")
+                    });
+                    if ordinal.is_some_and(|n| n <= top) && !teacher {
                         out.push(Cue {
                             what: format!("a school grade up to {top}"),
                             start: prev.start,
@@ -403,25 +523,6 @@ impl Attribute {
                         end: next.end,
                     });
                 }
-            }
-        }
-        if self.full_names {
-            // Two or more capitalised words in a row, not opening a sentence: a person's name
-            // ("Scarlett Johansson"), unless the first is a known non-name.
-            let mut i = 0;
-            while i < ws.len() {
-                let mut j = i;
-                while j < ws.len() && capitalised(ws[j].text) && !NOT_NAMES.contains(&ws[j].text) {
-                    j += 1;
-                }
-                if j - i >= 2 && !ws[i].sentence_start {
-                    out.push(Cue {
-                        what: "a full name".to_string(),
-                        start: ws[i].start,
-                        end: ws[j - 1].end,
-                    });
-                }
-                i = j.max(i + 1);
             }
         }
         out
@@ -445,6 +546,7 @@ mod tests {
                 ages_under: Some(18),
                 grades_up_to: Some(12),
                 full_names: false,
+                weak_terms: vec!["baby".into()],
                 against_terms: vec!["adults".into()],
                 against_ages_from: Some(18),
             },
@@ -452,18 +554,42 @@ mod tests {
     }
 
     #[test]
+    fn a_weak_cue_counts_only_where_nothing_says_otherwise() {
+        let m = minor();
+        assert!(matches!(
+            m.find("a baby in a sexual video"),
+            Finding::Cue(_)
+        ));
+        assert!(matches!(
+            m.find("two adults in bed, she calls him baby"),
+            Finding::Against(_)
+        ));
+        // A strong cue wins over words against it.
+        assert!(matches!(
+            m.find("adults and a 12 year old"),
+            Finding::Cue(c) if c.what.contains("age under 18")
+        ));
+        assert_eq!(m.find("a couple in bed"), Finding::Unknown);
+    }
+
+    #[test]
     fn an_adult_age_or_word_says_the_attribute_does_not_hold() {
         let m = minor();
         let against = |t: &str| m.against(t).map(|c| t[c.start..c.end].to_string());
-        assert_eq!(against("a 30 year old woman").as_deref(), Some("30 year"));
+        assert_eq!(
+            against("a 30 year old woman").as_deref(),
+            Some("30 year old")
+        );
         assert_eq!(against("two consenting adults").as_deref(), Some("adults"));
         assert_eq!(against("she is 18yo").as_deref(), Some("18yo"));
+        assert_eq!(against("sorority sisters, all 21+").as_deref(), Some("21+"));
         assert_eq!(against("a girl in a bikini"), None);
     }
 
     fn spans(a: &Attribute, text: &str) -> Vec<String> {
         a.cues(text)
             .into_iter()
+            .chain(a.weak_cues(text))
             .map(|c| text[c.start..c.end].to_string())
             .collect()
     }
@@ -472,11 +598,11 @@ mod tests {
     fn ages_under_the_limit_in_every_spelling_are_minor_cues_and_adult_ages_are_not() {
         let m = minor();
         for (text, want) in [
-            ("a 15 year old on a bed", "15 year"),
-            ("a 15-year-old", "15-year"),
+            ("a 15 year old on a bed", "15 year old"),
+            ("a 15-year-old", "15-year-old"),
             ("she is 13yo", "13yo"),
-            ("a fifteen year old", "fifteen year"),
-            ("boy, 12 y/o", "12 y"),
+            ("a fifteen year old", "fifteen year old"),
+            ("boy, 12 y/o", "12 y/o"),
             ("aged 16", "aged 16"),
             ("a girl who looks about twelve", "looks about twelve"),
             ("she's 14 and", "she's 14"),
@@ -499,13 +625,18 @@ mod tests {
             "a childish joke",
             "she looks 2 feet tall",
             "he's 30",
+            "dating 2 years",
+            "after 10 years of marriage",
+            "she looks like 2 girls",
+            "she's 10/10",
+            "a first grade teacher",
         ] {
             assert!(spans(&m, text).is_empty(), "{text}: {:?}", spans(&m, text));
         }
     }
 
     #[test]
-    fn full_names_are_person_cues_but_sentence_openers_and_places_are_not() {
+    fn full_names_are_weak_person_cues_but_sentence_openers_and_places_are_not() {
         let p = Attribute::new(
             "person",
             &AttributeSpec {
@@ -513,9 +644,18 @@ mod tests {
                 ages_under: None,
                 grades_up_to: None,
                 full_names: true,
+                against_terms: vec!["fictional".into()],
                 ..AttributeSpec::default()
             },
         );
+        assert_eq!(spans(&p, "Topless Taylor Swift dancing"), ["Taylor Swift"]);
+        assert!(matches!(
+            p.find("a fictional Jane Doe in a sex scene"),
+            Finding::Against(_)
+        ));
+        assert!(matches!(p.find("make Jane Doe naked"), Finding::Cue(_)));
+        // Terms match exactly: no one-letter typos for attributes.
+        assert!(spans(&p, "nudes of my coworkers").is_empty());
         assert_eq!(
             spans(&p, "make Scarlett Johansson naked"),
             ["Scarlett Johansson"]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::attributes::Attribute;
+use super::attributes::{Attribute, Finding, value};
 use super::heads::Heads;
 use super::{TextPolicy, dot, gate_factor, nearest, support_factor};
 use crate::ClassifyError;
@@ -249,8 +249,8 @@ pub fn cross_validate_with(
             })
             .collect();
         // A composed category's attribute cues, per exemplar (they do not learn).
-        // Some(true): a cue; Some(false): no cue and words against it; None: the head decides.
-        let cued: Vec<Option<bool>> = match &c.compose {
+        // What each exemplar says about a composed category's attribute (cues do not learn).
+        let found: Vec<Option<Finding>> = match &c.compose {
             Some(k) => {
                 let spec = policy
                     .attributes
@@ -258,17 +258,7 @@ pub fn cross_validate_with(
                     .cloned()
                     .unwrap_or_default();
                 let a = Attribute::new(&k.attribute, &spec);
-                all.iter()
-                    .map(|e| {
-                        if !a.cues(e.text).is_empty() {
-                            Some(true)
-                        } else if a.against(e.text).is_some() {
-                            Some(false)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect()
+                all.iter().map(|e| Some(a.find(e.text))).collect()
             }
             None => vec![None; all.len()],
         };
@@ -317,11 +307,8 @@ pub fn cross_validate_with(
                         scores[i] = match &attribute {
                             None => own_raw,
                             Some(a) => {
-                                let attr = match cued[i] {
-                                    Some(true) => 1.0,
-                                    Some(false) => 0.0,
-                                    None => a.score(v).0,
-                                };
+                                let head = a.score(v).0;
+                                let attr = found[i].as_ref().map_or(head, |f| value(f, head));
                                 own_raw.min(attr)
                             }
                         };

@@ -50,8 +50,12 @@ pub struct AttributeSpec {
     /// Two or more capitalised words in a row, not opening a sentence (`Emma Watson`).
     #[serde(default)]
     pub full_names: bool,
-    /// Words that say the attribute does not hold (`adults`, `18+`): found in a text with no
-    /// cue, the attribute head cannot make it hold either.
+    /// Words that are cues only where nothing says otherwise (`baby`: an infant, or an adult
+    /// partner's pet name): found with an `against` word, they do not count.
+    #[serde(default)]
+    pub weak_terms: Vec<String>,
+    /// Words that say the attribute does not hold (`adults`, `fictional`): found in a text with
+    /// no cue, the attribute head cannot make it hold either.
     #[serde(default)]
     pub against_terms: Vec<String>,
     /// A stated age at or above this says the same (`a 30 year old`).
@@ -63,9 +67,9 @@ pub struct AttributeSpec {
 /// and a minor, `sexual_likeness` sexual content and a real person. Its score is the base
 /// category's head (trained on the unsafe exemplars of the base and of every category composed
 /// on it) where the attribute holds: by a cue of [`AttributeSpec`], or by the category's
-/// attribute head (its own unsafe exemplars against the base's and its siblings'), whichever
-/// is higher — `min(base, max(cue, attribute head))` on the raw scale, then this category's
-/// threshold.
+/// attribute head (its own unsafe exemplars against the base's and its siblings'); words
+/// against the attribute (`adults`, `fictional`) set it to 0 unless the head is all but sure.
+/// On the raw scale the score is `min(base, attribute)`, then this category's threshold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compose {
@@ -168,7 +172,11 @@ impl TextPolicy {
             }
         }
         for (name, a) in &p.attributes {
-            for (list, terms) in [("terms", &a.terms), ("against_terms", &a.against_terms)] {
+            for (list, terms) in [
+                ("terms", &a.terms),
+                ("weak_terms", &a.weak_terms),
+                ("against_terms", &a.against_terms),
+            ] {
                 for (i, term) in terms.iter().enumerate() {
                     if words(term).is_empty() {
                         problems.push(format!(

@@ -170,6 +170,23 @@ pub(super) struct Term {
 /// Finds blocklist terms as whole-word sequences in `ws` (the [`words`] of a text); returns
 /// (term, byte span of the text).
 pub(super) fn find_terms<'t>(terms: &'t [Term], ws: &[Word]) -> Vec<(&'t Term, usize, usize)> {
+    find_terms_with(terms, ws, word_matches)
+}
+
+/// As [`find_terms`], each word matching exactly (after normalisation): attribute cues, where
+/// one letter turns "youtube" into "youtuber".
+pub(super) fn find_terms_exact<'t>(
+    terms: &'t [Term],
+    ws: &[Word],
+) -> Vec<(&'t Term, usize, usize)> {
+    find_terms_with(terms, ws, |t, w| t == w)
+}
+
+fn find_terms_with<'t>(
+    terms: &'t [Term],
+    ws: &[Word],
+    matches: impl Fn(&str, &str) -> bool,
+) -> Vec<(&'t Term, usize, usize)> {
     let mut hits = Vec::new();
     for term in terms {
         let k = term.words.len();
@@ -181,7 +198,7 @@ pub(super) fn find_terms<'t>(terms: &'t [Term], ws: &[Word]) -> Vec<(&'t Term, u
                 .words
                 .iter()
                 .zip(&ws[i..i + k])
-                .all(|(t, w)| word_matches(t, &w.text))
+                .all(|(t, w)| matches(t, &w.text))
             {
                 hits.push((term, ws[i].start, ws[i + k - 1].end));
                 break;
