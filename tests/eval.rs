@@ -89,13 +89,13 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         let r = &text["categories"][cat]["public_feed"]["not_unsafe"];
         let unsafe_n = count(&|i| i["labels"].as_array().unwrap().iter().any(|l| l == cat));
         // The split's writer declined to write unsafe items about minors (the development and
-        // red-team sets hold them); every other category has at least 40.
+        // red-team sets hold them); every other category has at least 30.
         if cat == "minors_sexual" && unsafe_n == 0 {
             assert_eq!(r["n"], 0, "{r}");
             continue;
         }
         assert!(
-            unsafe_n >= 40,
+            unsafe_n >= 30,
             "{cat}: the split has {unsafe_n} unsafe items"
         );
         assert_eq!(r["n"], unsafe_n, "{cat}: {r}");
