@@ -91,6 +91,23 @@ fn minilm_in_tract_equals_onnxruntime_from_the_sentence_on() {
     );
 }
 
+/// The shipped policy's classifier, through the heads cache the stages use (training from
+/// scratch is what `cached_heads_score_exactly_as_trained_ones_and_a_bad_file_is_rebuilt`
+/// compares with).
+fn shipped_classifier() -> TextClassifier {
+    let (e, msha, tsha) = embedder();
+    let heads = HeadsCache {
+        dir: default_heads_dir(&Cache::default().dir),
+        encoder: format!("minilm-l6-int8:{msha}:{tsha}"),
+    };
+    TextClassifier::new_cached(
+        TextPolicy::parse(DEFAULT_POLICY, "default").unwrap(),
+        Some(e),
+        &heads,
+    )
+    .unwrap()
+}
+
 struct Item {
     id: String,
     text: String,
@@ -137,20 +154,8 @@ fn read_set(path: &str) -> Vec<Item> {
 
 #[test]
 fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
-    let (e, msha, tsha) = embedder();
     let started = Instant::now();
-    // Through the heads cache the stages use (training from scratch is what
-    // `cached_heads_score_exactly_as_trained_ones_and_a_bad_file_is_rebuilt` compares with).
-    let heads = HeadsCache {
-        dir: default_heads_dir(&Cache::default().dir),
-        encoder: format!("minilm-l6-int8:{msha}:{tsha}"),
-    };
-    let classifier = TextClassifier::new_cached(
-        TextPolicy::parse(DEFAULT_POLICY, "default").unwrap(),
-        Some(e),
-        &heads,
-    )
-    .unwrap();
+    let classifier = shipped_classifier();
     eprintln!(
         "text classifier built in {:.2} s",
         started.elapsed().as_secs_f64()
@@ -260,17 +265,7 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
 /// audience's 0.40; 48/120 found sexual at 0.5), against regressions.
 #[test]
 fn adult_sexual_content_is_not_flagged_as_a_minors_or_a_real_persons() {
-    let (e, msha, tsha) = embedder();
-    let heads = HeadsCache {
-        dir: default_heads_dir(&Cache::default().dir),
-        encoder: format!("minilm-l6-int8:{msha}:{tsha}"),
-    };
-    let classifier = TextClassifier::new_cached(
-        TextPolicy::parse(DEFAULT_POLICY, "default").unwrap(),
-        Some(e),
-        &heads,
-    )
-    .unwrap();
+    let classifier = shipped_classifier();
     let adult: Vec<Item> = heldout()
         .into_iter()
         .filter(|i| i.labels == ["sexual"])

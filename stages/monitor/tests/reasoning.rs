@@ -61,32 +61,31 @@ fn signals_scored(score: f32) -> Vec<Signal> {
 
 /// A monitor that consults the model only for clips with a score in [0.35, 0.65].
 fn cascade(url: &str, timeout_s: f64) -> MonitorStage {
-    MonitorStage::new(MonitorConfig {
-        expected_stages: vec!["media".into(), "classify_transcript".into()],
-        reasoning: ReasoningConfig {
-            url: url.into(),
-            model: "smollm2".into(),
-            timeout_s,
-            max_tokens: 384,
-            consult: Consult::Uncertain,
-            uncertain_band: [0.35, 0.65],
-            ..Default::default()
-        },
-        ..Default::default()
+    monitor_with(ReasoningConfig {
+        consult: Consult::Uncertain,
+        uncertain_band: [0.35, 0.65],
+        ..reasoning(url, timeout_s, 384)
     })
-    .unwrap()
+}
+
+fn reasoning(url: &str, timeout_s: f64, max_tokens: u32) -> ReasoningConfig {
+    ReasoningConfig {
+        url: url.into(),
+        model: "smollm2".into(),
+        timeout_s,
+        max_tokens,
+        ..Default::default()
+    }
 }
 
 fn monitor(url: &str, timeout_s: f64, max_tokens: u32) -> MonitorStage {
+    monitor_with(reasoning(url, timeout_s, max_tokens))
+}
+
+fn monitor_with(reasoning: ReasoningConfig) -> MonitorStage {
     MonitorStage::new(MonitorConfig {
         expected_stages: vec!["media".into(), "classify_transcript".into()],
-        reasoning: ReasoningConfig {
-            url: url.into(),
-            model: "smollm2".into(),
-            timeout_s,
-            max_tokens,
-            ..Default::default()
-        },
+        reasoning,
         ..Default::default()
     })
     .unwrap()

@@ -246,6 +246,18 @@ fn number(word: &str) -> Option<(u32, &str)> {
         .map(|n| (n as u32, ""))
 }
 
+/// The terms found in `text`, matched exactly, as cues quoting the term.
+fn term_cues(terms: &[Term], text: &str) -> Vec<Cue> {
+    find_terms_exact(terms, &words(text))
+        .into_iter()
+        .map(|(t, a, b)| Cue {
+            what: format!("\u{201c}{}\u{201d}", t.original),
+            start: a,
+            end: b,
+        })
+        .collect()
+}
+
 /// Words that make a number an age on their own (`15yo`).
 fn is_age_suffix(w: &str) -> bool {
     matches!(w.to_lowercase().as_str(), "yo" | "yrold" | "yearold")
@@ -403,14 +415,7 @@ impl Attribute {
     /// Cues that count only where nothing says otherwise: the weak terms and full names
     /// (`Emma Watson`; also `Victoria's Secret`, so a "fictional" in the text outweighs it).
     pub(super) fn weak_cues(&self, text: &str) -> Vec<Cue> {
-        let mut out: Vec<Cue> = find_terms_exact(&self.weak_terms, &words(text))
-            .into_iter()
-            .map(|(t, a, b)| Cue {
-                what: format!("\u{201c}{}\u{201d}", t.original),
-                start: a,
-                end: b,
-            })
-            .collect();
+        let mut out = term_cues(&self.weak_terms, text);
         let ws = raw_words(text);
         if self.full_names {
             // Two or more capitalised words in a row, not opening a sentence: a person's name
@@ -468,14 +473,7 @@ impl Attribute {
     /// Every cue of this attribute in `text`, in the order of the checks (terms, ages, grades,
     /// names).
     pub(super) fn cues(&self, text: &str) -> Vec<Cue> {
-        let mut out: Vec<Cue> = find_terms_exact(&self.terms, &words(text))
-            .into_iter()
-            .map(|(t, a, b)| Cue {
-                what: format!("\u{201c}{}\u{201d}", t.original),
-                start: a,
-                end: b,
-            })
-            .collect();
+        let mut out = term_cues(&self.terms, text);
         let ws = raw_words(text);
         if let Some(limit) = self.ages_under {
             // "15 year old", "15-year-old", "15 years", "15yo", "15 y/o", "fifteen yrs", "aged 15".
