@@ -256,14 +256,7 @@ impl TextClassifier {
         let mut trained_heads = trained.heads.into_iter();
         let mut categories = Vec::new();
         for (name, c) in &policy.categories {
-            let terms = c
-                .blocklist
-                .iter()
-                .map(|t| Term {
-                    original: t.clone(),
-                    words: words(t).into_iter().map(|w| w.text).collect(),
-                })
-                .collect();
+            let terms = compile(&c.blocklist);
             let family = match &c.compose {
                 Some(_) => vec![name.as_str()],
                 None => policy.family(name),
@@ -561,12 +554,7 @@ mod tests {
     }
 
     fn terms(list: &[&str]) -> Vec<Term> {
-        list.iter()
-            .map(|t| Term {
-                original: t.to_string(),
-                words: words(t).into_iter().map(|w| w.text).collect(),
-            })
-            .collect()
+        compile(&list.iter().map(|t| t.to_string()).collect::<Vec<_>>())
     }
 
     #[test]

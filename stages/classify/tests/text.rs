@@ -108,6 +108,17 @@ fn shipped_classifier() -> TextClassifier {
     .unwrap()
 }
 
+/// The category scores of `text` as a prompt.
+fn classify_prompt(c: &TextClassifier, text: &str) -> Vec<clipguard_schemas::CategoryScore> {
+    c.classify(&[TextInput {
+        source: "prompt",
+        text,
+        start_s: 0.0,
+        end_s: 0.0,
+    }])
+    .unwrap()
+}
+
 struct Item {
     id: String,
     text: String,
@@ -171,14 +182,7 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
     let mut misses = Vec::new();
     let started = Instant::now();
     for item in &items {
-        let scores = classifier
-            .classify(&[TextInput {
-                source: "prompt",
-                text: &item.text,
-                start_s: 0.0,
-                end_s: 0.0,
-            }])
-            .unwrap();
+        let scores = classify_prompt(&classifier, &item.text);
         let flagged: Vec<&str> = scores
             .iter()
             .filter(|s| s.score >= thresholds[&s.category])
@@ -274,14 +278,7 @@ fn adult_sexual_content_is_not_flagged_as_a_minors_or_a_real_persons() {
     let mut flagged: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut sexual = 0;
     for item in &adult {
-        let scores = classifier
-            .classify(&[TextInput {
-                source: "prompt",
-                text: &item.text,
-                start_s: 0.0,
-                end_s: 0.0,
-            }])
-            .unwrap();
+        let scores = classify_prompt(&classifier, &item.text);
         for s in &scores {
             match s.category.as_str() {
                 "sexual" if s.score >= REPORTED_THRESHOLD => sexual += 1,

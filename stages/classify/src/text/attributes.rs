@@ -4,7 +4,7 @@
 //! that did it as evidence.
 
 use super::policy::AttributeSpec;
-use super::words::{Term, find_terms_exact, words};
+use super::words::{Term, Word, compile, find_terms_exact, words};
 
 /// Number words a stated age may be written with.
 const NUMBER_WORDS: [&str; 20] = [
@@ -246,9 +246,25 @@ fn number(word: &str) -> Option<(u32, &str)> {
         .map(|n| (n as u32, ""))
 }
 
-/// The terms found in `text`, matched exactly, as cues quoting the term.
-fn term_cues(terms: &[Term], text: &str) -> Vec<Cue> {
-    find_terms_exact(terms, &words(text))
+/// A text split once into the normalised words terms match against and the raw words ages,
+/// grades and names are read from.
+struct Parsed<'a> {
+    words: Vec<Word>,
+    raw: Vec<Raw<'a>>,
+}
+
+impl<'a> Parsed<'a> {
+    fn new(text: &'a str) -> Self {
+        Parsed {
+            words: words(text),
+            raw: raw_words(text),
+        }
+    }
+}
+
+/// The terms found in the words, matched exactly, as cues quoting the term.
+fn term_cues(terms: &[Term], ws: &[Word]) -> Vec<Cue> {
+    find_terms_exact(terms, ws)
         .into_iter()
         .map(|(t, a, b)| Cue {
             what: format!("\u{201c}{}\u{201d}", t.original),
@@ -274,16 +290,6 @@ fn capitalised(w: &str) -> bool {
     cs.next().is_some_and(char::is_uppercase)
         && w.chars().count() >= 2
         && cs.all(|c| c.is_lowercase() || c == '\'')
-}
-
-fn compile(terms: &[String]) -> Vec<Term> {
-    terms
-        .iter()
-        .map(|t| Term {
-            original: t.clone(),
-            words: words(t).into_iter().map(|w| w.text).collect(),
-        })
-        .collect()
 }
 
 /// A stated age (`30 year old`, `30yo`, `aged 30`) in `ws` for which `keep` holds, as a span.
@@ -397,16 +403,32 @@ impl Attribute {
         }
     }
 
+    #[cfg(test)]
+    fn cues(&self, text: &str) -> Vec<Cue> {
+        self.cues_in(&Parsed::new(text))
+    }
+
+    #[cfg(test)]
+    fn weak_cues(&self, text: &str) -> Vec<Cue> {
+        self.weak_cues_in(&Parsed::new(text))
+    }
+
+    #[cfg(test)]
+    fn against(&self, text: &str) -> Option<Cue> {
+        self.against_in(&Parsed::new(text))
+    }
+
     /// What `text` says about the attribute: a cue first, then words against it, then a weak
     /// cue (one that counts only where nothing says otherwise).
     pub(super) fn find(&self, text: &str) -> Finding {
-        if let Some(c) = self.cues(text).into_iter().next() {
+        let p = Parsed::new(text);
+        if let Some(c) = self.cues_in(&p).into_iter().next() {
             return Finding::Cue(c);
         }
-        if let Some(c) = self.against(text) {
+        if let Some(c) = self.against_in(&p) {
             return Finding::Against(c);
         }
-        match self.weak_cues(text).into_iter().next() {
+        match self.weak_cues_in(&p).into_iter().next() {
             Some(c) => Finding::Cue(c),
             None => Finding::Unknown,
         }
@@ -414,9 +436,9 @@ impl Attribute {
 
     /// Cues that count only where nothing says otherwise: the weak terms and full names
     /// (`Emma Watson`; also `Victoria's Secret`, so a "fictional" in the text outweighs it).
-    pub(super) fn weak_cues(&self, text: &str) -> Vec<Cue> {
-        let mut out = term_cues(&self.weak_terms, text);
-        let ws = raw_words(text);
+    fn weak_cues_in(&self, p: &Parsed<'_>) -> Vec<Cue> {
+        let mut out = term_cues(&self.weak_terms, &p.words);
+        let ws = &p.raw;
         if self.full_names {
             // Two or more capitalised words in a row, not opening a sentence: a person's name
             // ("Scarlett Johansson"), unless the first is a known non-name.
@@ -447,20 +469,13 @@ impl Attribute {
     }
 
     /// What in `text` says the attribute does not hold (an adult's age, "adults"), if anything:
-    /// consulted only when [`Attribute::cues`] found nothing.
-    pub(super) fn against(&self, text: &str) -> Option<Cue> {
-        if let Some((t, a, b)) = find_terms_exact(&self.against_terms, &words(text))
-            .into_iter()
-            .next()
-        {
-            return Some(Cue {
-                what: format!("\u{201c}{}\u{201d}", t.original),
-                start: a,
-                end: b,
-            });
+    /// consulted only when [`Attribute::cues_in`] found nothing.
+    fn against_in(&self, p: &Parsed<'_>) -> Option<Cue> {
+        if let Some(c) = term_cues(&self.against_terms, &p.words).into_iter().next() {
+            return Some(c);
         }
         let from = self.against_ages_from?;
-        stated_age(&raw_words(text), |n| n >= from && n < 130)
+        stated_age(&p.raw, |n| n >= from && n < 130)
             .into_iter()
             .next()
             .map(|(_, a, b)| Cue {
@@ -472,12 +487,12 @@ impl Attribute {
 
     /// Every cue of this attribute in `text`, in the order of the checks (terms, ages, grades,
     /// names).
-    pub(super) fn cues(&self, text: &str) -> Vec<Cue> {
-        let mut out = term_cues(&self.terms, text);
-        let ws = raw_words(text);
+    fn cues_in(&self, p: &Parsed<'_>) -> Vec<Cue> {
+        let mut out = term_cues(&self.terms, &p.words);
+        let ws = &p.raw;
         if let Some(limit) = self.ages_under {
             // "15 year old", "15-year-old", "15 years", "15yo", "15 y/o", "fifteen yrs", "aged 15".
-            for (_, a, b) in stated_age(&ws, |n| n < limit) {
+            for (_, a, b) in stated_age(ws, |n| n < limit) {
                 out.push(Cue {
                     what: format!("an age under {limit}"),
                     start: a,

@@ -167,6 +167,17 @@ pub(super) struct Term {
     pub(super) words: Vec<String>,
 }
 
+/// Terms as the policy writes them, normalised as [`words`] normalises text.
+pub(super) fn compile(terms: &[String]) -> Vec<Term> {
+    terms
+        .iter()
+        .map(|t| Term {
+            original: t.clone(),
+            words: words(t).into_iter().map(|w| w.text).collect(),
+        })
+        .collect()
+}
+
 /// Finds blocklist terms as whole-word sequences in `ws` (the [`words`] of a text); returns
 /// (term, byte span of the text).
 pub(super) fn find_terms<'t>(terms: &'t [Term], ws: &[Word]) -> Vec<(&'t Term, usize, usize)> {
