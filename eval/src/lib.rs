@@ -330,6 +330,7 @@ fn run_text(
     checker: &PromptChecker,
     out: &mut [Outcome],
     store: &mut resume::ResultStore,
+    keys: &[String],
 ) {
     for (i, item) in items.iter().enumerate() {
         let Kind::Text(text) = &item.kind else {
@@ -374,7 +375,7 @@ fn run_text(
             rationale,
             ..Default::default()
         };
-        store.put(&resume::item_key(item), &out[i]);
+        store.put(&keys[i], &out[i]);
     }
 }
 
@@ -583,6 +584,7 @@ async fn run_media(
     work: &Path,
     out: &mut [Outcome],
     store: &mut resume::ResultStore,
+    keys: &[String],
 ) -> Result<(), EvalError> {
     let mut jobs = Vec::new();
     let mut job_item = Vec::new();
@@ -649,7 +651,7 @@ async fn run_media(
             // A verdict the reasoning model was meant to decide but did not (timeout, server
             // down) is not kept: a rerun asks again.
             if v.fallback.is_empty() {
-                store.put(&resume::item_key(&items[i]), &out[i]);
+                store.put(&keys[i], &out[i]);
             }
             done += 1;
             if done.is_multiple_of(10) || done == total {
@@ -1143,9 +1145,11 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
         Some(p) => Some(Targets::load(p)?),
         None => None,
     };
-    let mut outcomes: Vec<Outcome> = items
+    // Each item's key once (a clip's is the hash of its file).
+    let keys: Vec<String> = items.iter().map(resume::item_key).collect();
+    let mut outcomes: Vec<Outcome> = keys
         .iter()
-        .map(|i| store.get(&resume::item_key(i)).cloned().unwrap_or_default())
+        .map(|k| store.get(k).cloned().unwrap_or_default())
         .collect();
     let kept = outcomes.iter().filter(|o| o.decisions.is_some()).count();
     if kept > 0 {
@@ -1171,7 +1175,7 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
             Arc::new(policy.clone()),
             cfg.classify.max_text_bytes,
         );
-        run_text(&items, &checker, &mut outcomes, &mut store);
+        run_text(&items, &checker, &mut outcomes, &mut store, &keys);
     }
     if items.iter().any(|i| !matches!(i.kind, Kind::Text(_))) {
         let work = match &args.work {
@@ -1179,7 +1183,7 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
             None => cache_dir().join("eval-media"),
         };
         std::fs::create_dir_all(&work).map_err(file_error(&work))?;
-        run_media(&cfg, &items, &work, &mut outcomes, &mut store).await?;
+        run_media(&cfg, &items, &work, &mut outcomes, &mut store, &keys).await?;
     }
     let elapsed = started.elapsed();
     let mut results = score(items, outcomes, &policy);
