@@ -190,6 +190,8 @@ pub struct Outcome {
     /// Why there is no decision (an error, or a skipped optional item).
     pub error: Option<String>,
     pub skipped: Option<String>,
+    /// A category was scored again by the text policy's refining encoder (its uncertain band).
+    pub refined: bool,
 }
 
 impl Outcome {
@@ -343,6 +345,7 @@ fn run_text(
         let mut scores = BTreeMap::new();
         let mut stopped_by: [BTreeSet<String>; 3] = Default::default();
         let mut rationale = String::new();
+        let mut refined = false;
         // Classified once, decided for each audience.
         for (a, r) in Audience::ALL
             .into_iter()
@@ -359,6 +362,7 @@ fn run_text(
                 .unwrap_or(Decision::Allow);
             decisions[a.index()] = d;
             for c in &r.categories {
+                refined |= is_refined(&c.evidence);
                 scores.insert(c.category.clone(), c.score);
                 if c.decision() >= Decision::Review {
                     stopped_by[a.index()].insert(c.category.clone());
@@ -373,6 +377,7 @@ fn run_text(
             scores,
             stopped_by,
             rationale,
+            refined,
             ..Default::default()
         };
         store.put(&keys[i], &out[i]);
@@ -540,6 +545,13 @@ fn submit_options(a: Audience) -> SubmitOptions {
     }
 }
 
+/// Whether a category's evidence says the refining encoder scored it.
+fn is_refined(evidence: &[clipguard_schemas::Evidence]) -> bool {
+    evidence
+        .iter()
+        .any(|e| e.kind == clipguard_classify::text::REFINED_KIND)
+}
+
 fn verdict_outcome(v: &Verdict) -> Outcome {
     if !v.missing_stages.is_empty() {
         return Outcome {
@@ -555,7 +567,9 @@ fn verdict_outcome(v: &Verdict) -> Outcome {
     let d = |x: i32| Decision::try_from(x).unwrap_or(Decision::Review);
     let mut scores = BTreeMap::new();
     let mut stopped_by: [BTreeSet<String>; 3] = Default::default();
+    let mut refined = false;
     for c in &v.categories {
+        refined |= is_refined(&c.evidence);
         let e = scores.entry(c.category.clone()).or_insert(0.0f32);
         *e = e.max(c.score);
         let ca = c.audiences.unwrap_or_default();
@@ -573,6 +587,7 @@ fn verdict_outcome(v: &Verdict) -> Outcome {
         scores,
         stopped_by,
         rationale: v.rationale.clone(),
+        refined,
         ..Default::default()
     }
 }
@@ -1237,6 +1252,21 @@ pub fn cascade_share(r: &Results, band: [f32; 2]) -> ([f32; 2], BTreeMap<String,
         }
     }
     (band, out)
+}
+
+/// Per set, the decided items of which the text policy's refining encoder scored a category
+/// again (its uncertain band): the share that paid for the slower encoder.
+pub fn refined_share(r: &Results) -> BTreeMap<String, Rate> {
+    let mut out: BTreeMap<String, Rate> = BTreeMap::new();
+    for (item, o) in r.items.iter().zip(&r.outcomes) {
+        if o.decisions.is_none() {
+            continue;
+        }
+        let rate = out.entry(item.set.clone()).or_default();
+        rate.n += 1;
+        rate.k += usize::from(o.refined);
+    }
+    out
 }
 
 /// Every item's outcome, one JSON object per line: what a reviewer of the numbers reads.

@@ -28,6 +28,8 @@ struct Line {
     scores: BTreeMap<String, f32>,
     stopped_by: [BTreeSet<String>; 3],
     rationale: String,
+    #[serde(default)]
+    refined: bool,
 }
 
 /// The on-disk results of one run key.
@@ -121,6 +123,7 @@ impl ResultStore {
                         scores: l.scores,
                         stopped_by: l.stopped_by,
                         rationale: l.rationale,
+                        refined: l.refined,
                         ..Default::default()
                     },
                 );
@@ -171,6 +174,7 @@ impl ResultStore {
             scores: o.scores.clone(),
             stopped_by: o.stopped_by.clone(),
             rationale: o.rationale.clone(),
+            refined: o.refined,
         };
         let Ok(mut text) = serde_json::to_string(&line) else {
             return;

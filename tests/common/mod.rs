@@ -42,6 +42,8 @@ pub fn ensure_models() {
                 "open-nsfw",
                 "minilm-l6-int8",
                 "minilm-l6-tokenizer",
+                "mpnet-base-v2",
+                "mpnet-base-v2-tokenizer",
                 "blazeface-back",
                 "age-v1",
             ])

@@ -56,8 +56,9 @@ impl Validate for Config {
 
 impl Config {
     /// The manifest models the configured stages load: the transcription model (when it is a
-    /// manifest name, not a file path), the frame classifiers, the text encoder and tokenizer,
-    /// the face detector and age model, and ONNX Runtime when a frame model runs on it.
+    /// manifest name, not a file path), the frame classifiers, the text encoders and tokenizers
+    /// (the first and the policy's refining one), the face detector and age model, and ONNX
+    /// Runtime when a frame model runs on it.
     pub fn models(&self) -> Vec<String> {
         let c = &self.classify;
         let mut out: Vec<String> = Vec::new();
@@ -66,12 +67,9 @@ impl Config {
             out.push(transcribe.clone());
         }
         out.extend(c.frame_models.iter().cloned());
-        out.extend([
-            c.text_model.clone(),
-            c.text_tokenizer.clone(),
-            c.face_detector.clone(),
-            c.age_model.clone(),
-        ]);
+        out.extend([c.text_model.clone(), c.text_tokenizer.clone()]);
+        out.extend(c.refine_models());
+        out.extend([c.face_detector.clone(), c.age_model.clone()]);
         if c.backends
             .values()
             .any(|b| *b == clipguard_classify::stage::Backend::Onnxruntime)
@@ -109,11 +107,19 @@ mod tests {
                 "open-nsfw",
                 "minilm-l6-int8",
                 "minilm-l6-tokenizer",
+                "mpnet-base-v2",
+                "mpnet-base-v2-tokenizer",
                 "blazeface-back",
                 "age-v1"
             ]
         );
         let mut cfg = Config::default();
+        cfg.classify.text_refine = false;
+        assert!(
+            !cfg.models().iter().any(|m| m.starts_with("mpnet")),
+            "{:?}",
+            cfg.models()
+        );
         cfg.classify.backends.insert(
             "open-nsfw".into(),
             clipguard_classify::stage::Backend::Onnxruntime,

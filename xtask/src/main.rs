@@ -17,6 +17,8 @@ const DEMO_MODELS: &[&str] = &[
     "open-nsfw",
     "minilm-l6-int8",
     "minilm-l6-tokenizer",
+    "mpnet-base-v2",
+    "mpnet-base-v2-tokenizer",
     "blazeface-back",
     "age-v1",
 ];

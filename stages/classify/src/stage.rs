@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clipguard_models::{Cache, Manifest};
+use clipguard_models::{Cache, Manifest, ModelError};
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
 use clipguard_schemas::{CategoryScore, Evidence, MediaExtract, Signal, Transcript};
@@ -50,6 +50,10 @@ pub struct ClassifyConfig {
     pub text_tokenizer: String,
     /// Text policy file (blocklists, exemplars, operating points); unset: the shipped one.
     pub text_policy: Option<std::path::PathBuf>,
+    /// Load the policy's `[refine]` encoder for the uncertain band (a stronger, slower
+    /// encoder: ~420 MB more memory, ~0.1 s per refined sentence on one core). Off: the first
+    /// encoder's scores stand everywhere.
+    pub text_refine: bool,
     /// Text beyond this many bytes of a prompt, scene description or transcript is not
     /// classified, and the signal says `text_truncated`.
     pub max_text_bytes: usize,
@@ -78,6 +82,7 @@ impl Default for ClassifyConfig {
             text_model: "minilm-l6-int8".into(),
             text_tokenizer: "minilm-l6-tokenizer".into(),
             text_policy: None,
+            text_refine: true,
             max_text_bytes: 64 << 10,
             backends: Default::default(),
             onnxruntime: "onnxruntime".into(),
@@ -154,11 +159,53 @@ impl ClassifyConfig {
     /// The exemplar embeddings and trained heads are cached beside the models
     /// (`<models>/derived/text-heads`), keyed by the encoder's files and the exemplars, so only
     /// the first load after a change of either trains them.
+    ///
+    /// With `text_refine` and a policy with `[refine]`, the stronger encoder is loaded too
+    /// and decides the categories the first one scores inside the uncertain band.
     pub fn load_text(&self) -> Result<TextClassifier, ClassifyError> {
         let policy = self.load_text_policy()?;
-        match self.load_text_encoder()? {
-            Some((embedder, cache)) => TextClassifier::new_cached(policy, Some(embedder), &cache),
-            None => TextClassifier::new(policy, None),
+        let refined = policy.refined().filter(|_| self.text_refine);
+        let classifier = match self.load_text_encoder()? {
+            Some((embedder, cache)) => TextClassifier::new_cached(policy, Some(embedder), &cache)?,
+            None => return TextClassifier::new(policy, None),
+        };
+        let Some((spec, policy)) = refined else {
+            return Ok(classifier);
+        };
+        // Missing files are a start-up error; the encoder itself loads at first use.
+        let manifest = Manifest::load_default()?;
+        let cache = Cache::default();
+        for name in [&spec.encoder, &spec.tokenizer] {
+            let entry = manifest.get(name)?;
+            if !cache.path(entry).exists() {
+                return Err(ModelError::Missing {
+                    name: entry.name.clone(),
+                    path: cache.path(entry),
+                }
+                .into());
+            }
+        }
+        let (encoder, tokenizer) = (spec.encoder.clone(), spec.tokenizer.clone());
+        Ok(classifier.with_refiner(
+            &spec.encoder,
+            spec.band,
+            Box::new(move || {
+                let (embedder, cache) = load_encoder(&encoder, &tokenizer)?;
+                TextClassifier::new_cached(policy, Some(embedder), &cache)
+            }),
+        ))
+    }
+
+    /// The refining encoder and tokenizer [`ClassifyConfig::load_text`] loads: the policy's
+    /// `[refine]` ones, with `text_refine` and a first encoder; none if the policy cannot be
+    /// read (validation says why).
+    pub fn refine_models(&self) -> Vec<String> {
+        if !self.text_refine || self.text_model.is_empty() {
+            return Vec::new();
+        }
+        match self.load_text_policy().map(|p| p.refine) {
+            Ok(Some(r)) => vec![r.encoder, r.tokenizer],
+            _ => Vec::new(),
         }
     }
 
@@ -183,21 +230,47 @@ impl ClassifyConfig {
         if self.text_model.is_empty() {
             return Ok(None);
         }
-        let manifest = Manifest::load_default()?;
-        let cache = Cache::default();
-        let model = manifest.get(&self.text_model)?;
-        let tokenizer = manifest.get(&self.text_tokenizer)?;
-        let embedder = TextEmbedder::load(
-            &self.text_model,
-            &cache.verified_path(model)?,
-            &cache.verified_path(tokenizer)?,
-        )?;
-        let heads = HeadsCache {
-            dir: default_heads_dir(&cache.dir),
-            encoder: format!("{}:{}:{}", model.name, model.sha256, tokenizer.sha256),
-        };
-        Ok(Some((embedder, heads)))
+        load_encoder(&self.text_model, &self.text_tokenizer).map(Some)
     }
+}
+
+/// Loads the text classifier's refining encoder on a thread of its own, so a stage serves at
+/// once and its first uncertain score does not wait for the load; a failure is logged here
+/// and returned by every score that needs the encoder.
+fn warm_refiner(text: &Arc<TextClassifier>) {
+    if text.refined_by().is_none() {
+        return;
+    }
+    let t = text.clone();
+    let spawned = std::thread::Builder::new()
+        .name("classify-text-refiner".into())
+        .spawn(move || match t.warm_refiner() {
+            Ok(()) => tracing::info!(encoder = ?t.refined_by(), "refining text encoder loaded"),
+            Err(e) => tracing::error!(error = %e, "refining text encoder not loaded"),
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "refining text encoder: no thread to load it ahead of use");
+    }
+}
+
+/// A sentence encoder (manifest models), verified in the model cache, and where its trained
+/// heads are cached (`<models>/derived/text-heads`, keyed by the manifest's SHA-256 of its
+/// files).
+fn load_encoder(name: &str, tokenizer: &str) -> Result<(TextEmbedder, HeadsCache), ClassifyError> {
+    let manifest = Manifest::load_default()?;
+    let cache = Cache::default();
+    let model = manifest.get(name)?;
+    let tokenizer = manifest.get(tokenizer)?;
+    let embedder = TextEmbedder::load(
+        name,
+        &cache.verified_path(model)?,
+        &cache.verified_path(tokenizer)?,
+    )?;
+    let heads = HeadsCache {
+        dir: default_heads_dir(&cache.dir),
+        encoder: format!("{}:{}:{}", model.name, model.sha256, tokenizer.sha256),
+    };
+    Ok((embedder, heads))
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary; says whether it cut.
@@ -456,6 +529,7 @@ impl ClassifyStage {
             runners.push(Runner { model, tx });
         }
         let text = Arc::new(config.load_text()?);
+        warm_refiner(&text);
         let faces = config.load_faces()?.map(Arc::new);
         Ok(ClassifyStage {
             runners,
@@ -659,10 +733,9 @@ impl ClassifyTranscriptStage {
         if !problems.is_empty() {
             return Err(ClassifyError::Load(problems.join("; ")));
         }
-        Ok(ClassifyTranscriptStage {
-            text: Arc::new(config.load_text()?),
-            config,
-        })
+        let text = Arc::new(config.load_text()?);
+        warm_refiner(&text);
+        Ok(ClassifyTranscriptStage { text, config })
     }
 
     /// Shares an already loaded text classifier (in-process pipelines: `clipguard scan`).

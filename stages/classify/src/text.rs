@@ -32,7 +32,7 @@ pub use cv::{
     CvCategory, PARAPHRASE_COSINE, cross_validate, cross_validate_with, exemplar_vectors,
 };
 pub use heads::calibrate;
-pub use policy::{TextCategory, TextPolicy};
+pub use policy::{Refine, TextCategory, TextPolicy};
 
 use attributes::Attribute;
 use cv::*;
@@ -75,7 +75,27 @@ pub struct TextClassifier {
     support_gate: Option<[f32; 2]>,
     /// Whether the embeddings and heads were read from a [`HeadsCache`] instead of computed.
     pub from_cache: bool,
+    /// The stronger encoder's classifier for the uncertain band, if the policy has one and it
+    /// was loaded.
+    refine: Option<Refiner>,
 }
+
+/// Builds the refining classifier (loads its encoder, reads or trains its heads).
+pub type RefinerLoader = Box<dyn FnOnce() -> Result<TextClassifier, ClassifyError> + Send>;
+
+/// See [`Refine`]. Loaded on first use (or by [`TextClassifier::warm_refiner`]): a prompt
+/// check that never reaches the band never pays for the larger encoder.
+struct Refiner {
+    band: [f32; 2],
+    encoder: String,
+    classifier: std::sync::LazyLock<Result<Box<TextClassifier>, String>, LoadOnce>,
+}
+
+type LoadOnce = Box<dyn FnOnce() -> Result<Box<TextClassifier>, String> + Send>;
+
+/// Evidence `kind` of the note a refined category carries: which encoder decided, and what
+/// the first one had scored.
+pub const REFINED_KIND: &str = "text_refine";
 
 impl std::fmt::Debug for TextClassifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -301,6 +321,7 @@ impl TextClassifier {
             near_miss_gate: policy.near_miss_gate,
             support_gate: policy.support_gate,
             from_cache,
+            refine: None,
         })
     }
 
@@ -353,10 +374,97 @@ impl TextClassifier {
         self.categories.iter().map(|c| c.name.as_str())
     }
 
+    /// The sentence encoder's name (`None`: blocklists only).
+    pub fn encoder(&self) -> Option<&str> {
+        self.embedder.as_ref().map(|e| e.name.as_str())
+    }
+
+    /// The stronger encoder, if this classifier refines its uncertain band with one.
+    pub fn refined_by(&self) -> Option<&str> {
+        self.refine.as_ref().map(|r| r.encoder.as_str())
+    }
+
+    /// Cascades to the classifier `load` builds (the same policy's categories, heads on the
+    /// stronger encoder `encoder`: see [`TextPolicy::refined`]) for every category this
+    /// classifier scores inside `band`. `load` runs once, at the first such score or at
+    /// [`TextClassifier::warm_refiner`].
+    pub fn with_refiner(mut self, encoder: &str, band: [f32; 2], load: RefinerLoader) -> Self {
+        let names: Vec<String> = self.categories().map(str::to_string).collect();
+        let init: LoadOnce = Box::new(move || {
+            let strong = load().map_err(|e| format!("the refining text encoder: {e}"))?;
+            if !strong.categories().eq(names.iter().map(String::as_str)) {
+                return Err(format!(
+                    "the refining classifier's categories {:?} are not {names:?}",
+                    strong.categories().collect::<Vec<_>>()
+                ));
+            }
+            Ok(Box::new(strong))
+        });
+        self.refine = Some(Refiner {
+            band,
+            encoder: encoder.to_string(),
+            classifier: std::sync::LazyLock::new(init),
+        });
+        self
+    }
+
+    /// Loads the refining encoder now, if there is one and it is not loaded (a stage calls it
+    /// at start, off its serving path, so the first uncertain score does not wait for it).
+    pub fn warm_refiner(&self) -> Result<(), ClassifyError> {
+        match &self.refine {
+            Some(r) => std::sync::LazyLock::force(&r.classifier)
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| ClassifyError::Load(e.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Scores every category over all `inputs`: the highest score of any sentence or blocklist
     /// hit, with evidence (source, time span, the quoted text, what matched) for each unit at or
-    /// above the category's threshold.
+    /// above the category's threshold. With a refiner, a category scored inside its band is
+    /// scored again by the stronger encoder's heads, whose score stands, with a
+    /// [`REFINED_KIND`] note saying so.
     pub fn classify(&self, inputs: &[TextInput<'_>]) -> Result<Vec<CategoryScore>, ClassifyError> {
+        let mut scores = self.classify_alone(inputs)?;
+        let Some(r) = &self.refine else {
+            return Ok(scores);
+        };
+        let [lo, hi] = r.band;
+        let uncertain: Vec<usize> = (0..scores.len())
+            .filter(|&i| (lo..=hi).contains(&scores[i].score))
+            .collect();
+        if uncertain.is_empty() {
+            return Ok(scores);
+        }
+        let strong = std::sync::LazyLock::force(&r.classifier)
+            .as_ref()
+            .map_err(|e| ClassifyError::Load(e.clone()))?;
+        let mut strong = strong.classify_alone(inputs)?;
+        let first = self.encoder().unwrap_or("blocklists");
+        let second = r.encoder.as_str();
+        for i in uncertain {
+            let mut s = std::mem::take(&mut strong[i]);
+            s.evidence.push(Evidence {
+                kind: REFINED_KIND.into(),
+                start_s: 0.0,
+                end_s: 0.0,
+                detail: format!(
+                    "{first} scored {:.2}, inside the uncertain band [{lo:.2}, {hi:.2}]; \
+                     {second} scored {:.2}, which stands",
+                    scores[i].score, s.score
+                ),
+            });
+            scores[i] = s;
+        }
+        Ok(scores)
+    }
+
+    /// [`TextClassifier::classify`] by this classifier's own encoder, without refining.
+    fn classify_alone(
+        &self,
+        inputs: &[TextInput<'_>],
+    ) -> Result<Vec<CategoryScore>, ClassifyError> {
         let mut scores: Vec<CategoryScore> = self
             .categories
             .iter()
@@ -531,6 +639,29 @@ mod tests {
         assert_eq!(texts(&words("$uicide")), ["suicide"]);
         let ws = words("say: K1LL!");
         assert_eq!(&"say: K1LL!"[ws[1].start..ws[1].end], "K1LL");
+    }
+
+    #[test]
+    fn a_refine_section_is_checked_and_gives_the_stronger_encoder_its_thresholds() {
+        let base = "version = \"x\"\n[categories.a]\nthreshold = 0.8\nblocklist = [\"zz\"]\n";
+        let ok = format!(
+            "{base}[refine]\nencoder = \"e\"\ntokenizer = \"t\"\nband = [0.3, 0.7]\n\
+             [refine.thresholds]\na = 0.6\n"
+        );
+        let (spec, refined) = TextPolicy::parse(&ok, "test").unwrap().refined().unwrap();
+        assert_eq!(spec.band, [0.3, 0.7]);
+        assert_eq!(refined.categories["a"].threshold, 0.6);
+        assert!(refined.refine.is_none());
+        let bad = format!(
+            "{base}[refine]\nencoder = \"e\"\ntokenizer = \"t\"\nband = [0.7, 0.3]\n\
+             [refine.thresholds]\nb = 0.6\n"
+        );
+        let e = TextPolicy::parse(&bad, "test").unwrap_err().to_string();
+        assert!(e.contains("refine.band: [0.7, 0.3]"), "{e}");
+        assert!(
+            e.contains("refine.thresholds: \"b\" is not a category"),
+            "{e}"
+        );
     }
 
     #[test]

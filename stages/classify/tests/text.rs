@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clipguard_classify::embed::TextEmbedder;
+use clipguard_classify::stage::ClassifyConfig;
 use clipguard_classify::text::{
     DEFAULT_POLICY, HeadsCache, PARAPHRASE_COSINE, REPORTED_THRESHOLD, TextClassifier, TextInput,
-    TextPolicy, cross_validate_with, default_heads_dir, exemplar_vectors,
+    TextPolicy, cross_validate_with, exemplar_vectors,
 };
 use clipguard_models::{Cache, Manifest};
 
@@ -91,21 +92,69 @@ fn minilm_in_tract_equals_onnxruntime_from_the_sentence_on() {
     );
 }
 
-/// The shipped policy's classifier, through the heads cache the stages use (training from
-/// scratch is what `cached_heads_score_exactly_as_trained_ones_and_a_bad_file_is_rebuilt`
-/// compares with).
-fn shipped_classifier() -> TextClassifier {
-    let (e, msha, tsha) = embedder();
-    let heads = HeadsCache {
-        dir: default_heads_dir(&Cache::default().dir),
-        encoder: format!("minilm-l6-int8:{msha}:{tsha}"),
-    };
-    TextClassifier::new_cached(
-        TextPolicy::parse(DEFAULT_POLICY, "default").unwrap(),
-        Some(e),
-        &heads,
+/// The alternative encoder (all-mpnet-base-v2, converted from its safetensors checkpoint by the
+/// models tooling) in tract equals an independent numpy implementation of MPNet over the same
+/// checkpoint (`fixtures/make_mpnet_reference.py`), tokens included, within 1e-4.
+#[test]
+fn mpnet_converted_to_onnx_equals_a_numpy_mpnet_over_the_checkpoint() {
+    let (msha, m) = model("mpnet-base-v2");
+    let (tsha, t) = model("mpnet-base-v2-tokenizer");
+    let started = Instant::now();
+    let e = TextEmbedder::load("mpnet-base-v2", &m, &t).unwrap();
+    let loaded = started.elapsed();
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mpnet-base-v2.json"),
+        )
+        .unwrap(),
     )
-    .unwrap()
+    .unwrap();
+    assert_eq!(
+        doc["model_sha256"], msha,
+        "fixture made for this model file"
+    );
+    assert_eq!(
+        doc["tokenizer_sha256"], tsha,
+        "fixture made for this tokenizer"
+    );
+    let sentences = doc["sentences"].as_array().unwrap();
+    let texts: Vec<&str> = sentences
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    let batch = e.embed(&texts).unwrap();
+    let mut worst = 0f32;
+    for (i, s) in sentences.iter().enumerate() {
+        let want: Vec<f32> = s["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(batch[i].len(), 768);
+        let d = batch[i]
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(d < 1e-4, "{:?}: max difference {d}", texts[i]);
+        worst = worst.max(d);
+    }
+    eprintln!(
+        "mpnet-base-v2: loaded in {loaded:.1?}, {} sentences, worst |tract − numpy| = {worst:.2e}",
+        texts.len()
+    );
+}
+
+/// The shipped configuration's classifier (MiniLM, and MPNet for the policy's uncertain band),
+/// loaded as the stages load it, through the heads cache (training from scratch is what
+/// `cached_heads_score_exactly_as_trained_ones_and_a_bad_file_is_rebuilt` compares with).
+fn shipped_classifier() -> TextClassifier {
+    model("mpnet-base-v2");
+    model("mpnet-base-v2-tokenizer");
+    let c = ClassifyConfig::default().load_text().unwrap();
+    assert_eq!(c.refined_by(), Some("mpnet-base-v2"));
+    c
 }
 
 /// The category scores of `text` as a prompt.

@@ -31,6 +31,28 @@ pub struct TextPolicy {
     #[serde(default)]
     pub attributes: BTreeMap<String, AttributeSpec>,
     pub categories: BTreeMap<String, TextCategory>,
+    /// A stronger, slower encoder for the uncertain band (see [`Refine`]).
+    #[serde(default)]
+    pub refine: Option<Refine>,
+}
+
+/// The second encoder of a cascade: where the first encoder scores a category inside `band`
+/// (on the reported scale, where 0.5 is the operating point), that category is scored again
+/// from the same exemplars by heads trained on this encoder, at its own operating points, and
+/// that score is the category's. Scores outside the band, and blocklist hits, stand as they
+/// are. The heads of both encoders learn from the same exemplars and attributes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refine {
+    /// The encoder and its tokenizer (manifest models).
+    pub encoder: String,
+    pub tokenizer: String,
+    /// `[lo, hi]` on the reported scale.
+    pub band: [f32; 2],
+    /// This encoder's operating point per category (raw scale, like `threshold`); a category
+    /// not named keeps its `threshold`.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f32>,
 }
 
 /// The words that make an attribute hold (`minor`: ages, school grades, child words; `person`:
@@ -171,6 +193,21 @@ impl TextPolicy {
                 }
             }
         }
+        if let Some(r) = &p.refine {
+            let [lo, hi] = r.band;
+            if !(0.0 <= lo && lo < hi && hi <= 1.0) {
+                problems.push(format!(
+                    "refine.band: [{lo}, {hi}] must be two scores with 0 <= lo < hi <= 1"
+                ));
+            }
+            for (name, t) in &r.thresholds {
+                if !p.categories.contains_key(name) {
+                    problems.push(format!("refine.thresholds: {name:?} is not a category"));
+                } else if !(0.0..=1.0).contains(t) {
+                    problems.push(format!("refine.thresholds.{name}: {t} is outside 0..=1"));
+                }
+            }
+        }
         for (name, a) in &p.attributes {
             for (list, terms) in [
                 ("terms", &a.terms),
@@ -203,6 +240,20 @@ impl TextPolicy {
 }
 
 impl TextPolicy {
+    /// The policy the refining encoder's heads use: the same exemplars and attributes, its own
+    /// operating points; `None` without `[refine]`.
+    pub fn refined(&self) -> Option<(Refine, TextPolicy)> {
+        let r = self.refine.clone()?;
+        let mut p = self.clone();
+        p.refine = None;
+        for (name, t) in &r.thresholds {
+            if let Some(c) = p.categories.get_mut(name) {
+                c.threshold = *t;
+            }
+        }
+        Some((r, p))
+    }
+
     /// The base category `name` is composed on, if it is composed.
     pub fn base_of(&self, name: &str) -> Option<&str> {
         self.categories
