@@ -400,6 +400,7 @@ fn eval(run: &mut Run, args: &[String]) -> Result<(), String> {
         "eval/speech/everyday.jsonl",
         "eval/speech/everyday-risky.jsonl",
         "eval/speech/everyday-risky-next.jsonl",
+        "eval/speech/everyday-risky-third.jsonl",
         "eval/video/benign.jsonl",
         "--targets",
         "eval/targets.toml",
