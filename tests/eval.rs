@@ -29,6 +29,10 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         .arg("--work")
         .arg(&work)
         .arg("--fresh")
+        // The report's making is under test here; the shipped classifier's quality on this
+        // split (MPNet on the uncertain band included) is `stages/classify/tests/text.rs` and
+        // the golden eval: MiniLM alone keeps this run short.
+        .env("CLIPGUARD_CLASSIFY__TEXT_REFINE", "false")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

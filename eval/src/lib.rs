@@ -1240,23 +1240,20 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
 /// Per set, the decided items with a category score in `band` (the potential-minor finding
 /// aside): the share the reasoning cascade would send to the model.
 pub fn cascade_share(r: &Results, band: [f32; 2]) -> ([f32; 2], BTreeMap<String, Rate>) {
-    let mut out: BTreeMap<String, Rate> = BTreeMap::new();
-    for (item, o) in r.items.iter().zip(&r.outcomes) {
-        if o.decisions.is_none() {
-            continue;
-        }
-        let rate = out.entry(item.set.clone()).or_default();
-        rate.n += 1;
-        if clipguard_monitor::reasoning::in_band(&o.scores, band) {
-            rate.k += 1;
-        }
-    }
-    (band, out)
+    let share = share_per_set(r, |o| {
+        clipguard_monitor::reasoning::in_band(&o.scores, band)
+    });
+    (band, share)
 }
 
 /// Per set, the decided items of which the text policy's refining encoder scored a category
 /// again (its uncertain band): the share that paid for the slower encoder.
 pub fn refined_share(r: &Results) -> BTreeMap<String, Rate> {
+    share_per_set(r, |o| o.refined)
+}
+
+/// Per set, the decided items for which `counts` holds.
+fn share_per_set(r: &Results, counts: impl Fn(&Outcome) -> bool) -> BTreeMap<String, Rate> {
     let mut out: BTreeMap<String, Rate> = BTreeMap::new();
     for (item, o) in r.items.iter().zip(&r.outcomes) {
         if o.decisions.is_none() {
@@ -1264,7 +1261,7 @@ pub fn refined_share(r: &Results) -> BTreeMap<String, Rate> {
         }
         let rate = out.entry(item.set.clone()).or_default();
         rate.n += 1;
-        rate.k += usize::from(o.refined);
+        rate.k += usize::from(counts(o));
     }
     out
 }

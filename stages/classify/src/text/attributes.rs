@@ -274,6 +274,52 @@ fn term_cues(terms: &[Term], ws: &[Word]) -> Vec<Cue> {
         .collect()
 }
 
+/// A name (capitalised, not a word prompts open with) or a word for a person, which an age in
+/// brackets may follow.
+fn is_person_word(w: &str) -> bool {
+    (capitalised(w) && !NOT_NAMES.contains(&w) && !matches!(w, "Step" | "Part" | "Day" | "Round"))
+        || matches!(
+            w.to_lowercase().as_str(),
+            "baby"
+                | "babe"
+                | "girl"
+                | "boy"
+                | "woman"
+                | "man"
+                | "guy"
+                | "lady"
+                | "wife"
+                | "husband"
+                | "girlfriend"
+                | "boyfriend"
+                | "partner"
+                | "daughter"
+                | "son"
+                | "sister"
+                | "brother"
+                | "student"
+                | "model"
+                | "teen"
+                | "kid"
+                | "child"
+                | "mom"
+                | "dad"
+                | "daddy"
+                | "me"
+                | "she"
+                | "he"
+                | "her"
+                | "him"
+                | "friend"
+                | "neighbour"
+                | "neighbor"
+                | "stepdaughter"
+                | "stepson"
+                | "niece"
+                | "nephew"
+        )
+}
+
 /// Words that make a number an age on their own (`15yo`).
 fn is_age_suffix(w: &str) -> bool {
     matches!(w.to_lowercase().as_str(), "yo" | "yrold" | "yearold")
@@ -324,9 +370,20 @@ fn stated_age(ws: &[Raw<'_>], keep: impl Fn(u32) -> bool) -> Vec<(u32, usize, us
                 Some(w.end)
             } else if is_year_word(rest) {
                 old_after(i + 1)
+            } else if rest.eq_ignore_ascii_case("s") && n >= 20 && n % 10 == 0 {
+                // "in her 30s"
+                Some(w.end)
             } else {
                 None
             };
+            // "Mara (24)", "sugar baby (23F)": a number in brackets right after a name or a
+            // word for a person (not a list's "(1)", "step (2)", "repeat (25) times").
+            let bracketed = i > 0
+                && matches!(ws[i - 1].after, "(" | " (")
+                && is_person_word(ws[i - 1].text)
+                && w.after.starts_with(')')
+                && matches!(rest.to_ascii_lowercase().as_str(), "" | "f" | "m");
+            let unit = unit.or(bracketed.then_some(w.end));
             if let Some(end) = unit
                 && keep(n)
             {
@@ -342,8 +399,9 @@ fn stated_age(ws: &[Raw<'_>], keep: impl Fn(u32) -> bool) -> Vec<(u32, usize, us
             out.push((n, w.start, x.end));
             continue;
         }
-        // "she's 14", "who is 14", "looks about twelve", "barely 15": a bare number after
-        // words that state someone's age, unless a unit follows ("looks 2 feet tall").
+        // "she's 14", "who is 14", "looks about twelve", "barely 15", "turns 30", "both 21": a
+        // bare number after words that state someone's age, unless a unit follows ("looks 2
+        // feet tall").
         let lower = w.text.to_lowercase();
         let states_age = matches!(
             lower.as_str(),
@@ -356,6 +414,8 @@ fn stated_age(ws: &[Raw<'_>], keep: impl Fn(u32) -> bool) -> Vec<(u32, usize, us
                 | "barely"
                 | "turned"
                 | "turning"
+                | "turns"
+                | "both"
         ) || (lower == "is"
             && i > 0
             && matches!(ws[i - 1].text.to_lowercase().as_str(), "she" | "he" | "who"));
@@ -374,6 +434,11 @@ fn stated_age(ws: &[Raw<'_>], keep: impl Fn(u32) -> bool) -> Vec<(u32, usize, us
                 && !ws.get(j + 1).is_some_and(|u| {
                     UNITS.contains(&u.text.to_lowercase().as_str()) || number(u.text).is_some()
                 })
+                // "both 21, …", not "both 2 cars": after "both" the number ends a phrase.
+                && (lower != "both"
+                    || ws.get(j + 1).is_none()
+                    || x.after.trim().starts_with(|c: char| c.is_ascii_punctuation())
+                    || ws.get(j + 1).is_some_and(|u| u.text.eq_ignore_ascii_case("and")))
             {
                 out.push((n, w.start, x.end));
             }
@@ -566,6 +631,27 @@ mod tests {
         )
     }
 
+    /// The shipped policy's minor attribute: "baby" alone is a pet name as often as an infant.
+    #[test]
+    fn the_shipped_minor_cues_tell_an_infant_from_a_pet_name() {
+        let p = crate::text::TextPolicy::parse(crate::text::DEFAULT_POLICY, "shipped").unwrap();
+        let m = Attribute::new("minor", &p.attributes["minor"]);
+        assert_eq!(m.find("come here baby, take it all off"), Finding::Unknown);
+        assert!(matches!(
+            m.find("my baby girl turns 30, film her striptease"),
+            Finding::Against(_)
+        ));
+        assert!(matches!(
+            m.find("sugar baby and her date, explicit"),
+            Finding::Against(_)
+        ));
+        assert!(matches!(m.find("a baby in the bath"), Finding::Cue(_)));
+        assert!(matches!(
+            m.find("a woman in her forties"),
+            Finding::Against(_)
+        ));
+    }
+
     #[test]
     fn a_weak_cue_counts_only_where_nothing_says_otherwise() {
         let m = minor();
@@ -596,6 +682,23 @@ mod tests {
         assert_eq!(against("two consenting adults").as_deref(), Some("adults"));
         assert_eq!(against("she is 18yo").as_deref(), Some("18yo"));
         assert_eq!(against("sorority sisters, all 21+").as_deref(), Some("21+"));
+        assert_eq!(
+            against("Boy and girl, both 21, in bed").as_deref(),
+            Some("both 21")
+        );
+        assert_eq!(
+            against("my girl turns 30 this week").as_deref(),
+            Some("turns 30")
+        );
+        assert_eq!(
+            against("sugar baby (23) and her date").as_deref(),
+            Some("23")
+        );
+        assert_eq!(against("Mara (24F) undresses").as_deref(), Some("24F"));
+        assert_eq!(against("a woman in her 30s").as_deref(), Some("30s"));
+        // A list's numbers are not ages.
+        assert_eq!(against("Steps: (1) undress (25) times"), None);
+        assert_eq!(against("Step (20) of the recipe"), None);
         assert_eq!(against("a girl in a bikini"), None);
     }
 
@@ -625,6 +728,8 @@ mod tests {
             ("in grade 7", "grade 7"),
             ("a Little Girl", "Little Girl"),
             ("Middle-school", "Middle-school"),
+            ("Lily (14) in her room", "14"),
+            ("she turns 15 tomorrow", "turns 15"),
         ] {
             assert_eq!(spans(&m, text), [want], "{text}");
         }
@@ -643,6 +748,8 @@ mod tests {
             "she looks like 2 girls",
             "she's 10/10",
             "a first grade teacher",
+            "step (2) of the recipe",
+            "both 2 cars",
         ] {
             assert!(spans(&m, text).is_empty(), "{text}: {:?}", spans(&m, text));
         }
