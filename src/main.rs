@@ -199,6 +199,9 @@ enum Command {
         /// Benign exemplars allowed at or above a chosen threshold, per category.
         #[arg(long, default_value_t = 2)]
         max_benign_above: usize,
+        /// The policy's refining encoder ([refine]) and its thresholds instead of the first.
+        #[arg(long)]
+        refine: bool,
         #[command(flatten)]
         json: Json,
     },
@@ -542,8 +545,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             folds,
             repeats,
             max_benign_above,
+            refine,
             json,
-        } => policy_cmds::text_cv(&cfg, folds, repeats, max_benign_above, json.json),
+        } => policy_cmds::text_cv(&cfg, folds, repeats, max_benign_above, refine, json.json),
         Command::Eval(args) => {
             let done = clipguard_eval::eval(cfg, args).await?;
             print!("{}", done.printed);

@@ -134,10 +134,16 @@ pub fn text_cv(
     folds: usize,
     repeats: usize,
     max_benign_above: usize,
+    refine: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(folds >= 2, "--folds must be at least 2");
-    let (policy, embedder) = cfg.classify.load_text_parts()?;
+    let (policy, embedder) = match refine {
+        false => cfg.classify.load_text_parts()?,
+        true => cfg.classify.load_refine_parts()?.map(|(p, e)| (p, Some(e))).context(
+            "the text policy has no [refine] section: there is no refining encoder to cross-validate",
+        )?,
+    };
     let embedder = embedder
         .context("classify.text_model is empty: there are no embedding heads to cross-validate")?;
     let rows = clipguard_classify::text::cross_validate(
@@ -152,10 +158,10 @@ pub fn text_cv(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "text policy {}: {repeats} × {folds}-fold cross-validation on its exemplars; chosen = the lowest \
+        "text policy {} ({}): {repeats} × {folds}-fold cross-validation on its exemplars; chosen = the lowest \
          raw score ≥ 0.50 that at most {max_benign_above} benign exemplar(s) reach out of fold \
          (on average over the repeats)",
-        policy.version
+        policy.version, embedder.name
     );
     println!(
         "{:<22} {:>4} {:>6} {:>8} {:>7} {:>8} {:>8} {:>7}",

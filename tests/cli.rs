@@ -235,6 +235,42 @@ fn every_config_problem_is_reported_at_once_by_name() {
     );
 }
 
+/// A text policy's `[refine]` section is checked at validation, and `text-cv --refine` says
+/// plainly when there is none.
+#[test]
+fn a_text_policy_refine_section_is_validated_and_required_by_text_cv_refine() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(
+        &plain,
+        "version = \"t\"\n[categories.a]\nunsafe_examples = [\"x y z\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["text-cv", "--refine"])
+        .env("CLIPGUARD_CLASSIFY__TEXT_POLICY", &plain)
+        .output()
+        .expect("text-cv");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no [refine] section"), "{err}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = \"t\"\n[refine]\nencoder = \"e\"\ntokenizer = \"t\"\nband = [0.8, 0.2]\n\
+         [categories.a]\nunsafe_examples = [\"x y z\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .arg("validate")
+        .env("CLIPGUARD_CLASSIFY__TEXT_POLICY", &bad)
+        .output()
+        .expect("validate");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refine.band: [0.8, 0.2]"), "{err}");
+}
+
 #[test]
 fn the_example_config_is_complete_and_valid() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.example.toml");

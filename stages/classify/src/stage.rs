@@ -209,6 +209,16 @@ impl ClassifyConfig {
         }
     }
 
+    /// The text policy as the refining encoder's heads use it (its `[refine.thresholds]`) and
+    /// that encoder; `None` when the policy has no `[refine]`.
+    pub fn load_refine_parts(&self) -> Result<Option<(TextPolicy, TextEmbedder)>, ClassifyError> {
+        let Some((spec, policy)) = self.load_text_policy()?.refined() else {
+            return Ok(None);
+        };
+        let (embedder, _) = load_encoder(&spec.encoder, &spec.tokenizer)?;
+        Ok(Some((policy, embedder)))
+    }
+
     /// The text policy (the configured file or the shipped one) and the sentence encoder
     /// (`None` when `text_model` is empty).
     pub fn load_text_parts(&self) -> Result<(TextPolicy, Option<TextEmbedder>), ClassifyError> {
