@@ -742,6 +742,8 @@ pub struct Results {
     /// The reasoning cascade's uncertain band and, per set, the items with a category score
     /// inside it: what `monitor.reasoning.consult = "uncertain"` would send to the model.
     pub cascade: Option<([f32; 2], BTreeMap<String, Rate>)>,
+    /// Per set, the items of which the text policy's refining encoder scored a category again.
+    pub refined: BTreeMap<String, Rate>,
     /// set → audience index → the category confusion matrix.
     pub confusion: BTreeMap<String, [Confusion; 3]>,
 }
@@ -926,8 +928,10 @@ pub fn score(items: Vec<Item>, outcomes: Vec<Outcome>, policy: &Policy) -> Resul
         cells.insert(set.to_string(), per_cat);
         sweeps.insert(set.to_string(), per_sweep);
     }
+    let refined = share_per_set(&items, &outcomes, |o| o.refined);
     Results {
         cascade: None,
+        refined,
         policy_version: policy.version.clone(),
         items,
         outcomes,
@@ -1240,22 +1244,20 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
 /// Per set, the decided items with a category score in `band` (the potential-minor finding
 /// aside): the share the reasoning cascade would send to the model.
 pub fn cascade_share(r: &Results, band: [f32; 2]) -> ([f32; 2], BTreeMap<String, Rate>) {
-    let share = share_per_set(r, |o| {
+    let share = share_per_set(&r.items, &r.outcomes, |o| {
         clipguard_monitor::reasoning::in_band(&o.scores, band)
     });
     (band, share)
 }
 
-/// Per set, the decided items of which the text policy's refining encoder scored a category
-/// again (its uncertain band): the share that paid for the slower encoder.
-pub fn refined_share(r: &Results) -> BTreeMap<String, Rate> {
-    share_per_set(r, |o| o.refined)
-}
-
 /// Per set, the decided items for which `counts` holds.
-fn share_per_set(r: &Results, counts: impl Fn(&Outcome) -> bool) -> BTreeMap<String, Rate> {
+fn share_per_set(
+    items: &[Item],
+    outcomes: &[Outcome],
+    counts: impl Fn(&Outcome) -> bool,
+) -> BTreeMap<String, Rate> {
     let mut out: BTreeMap<String, Rate> = BTreeMap::new();
-    for (item, o) in r.items.iter().zip(&r.outcomes) {
+    for (item, o) in items.iter().zip(outcomes) {
         if o.decisions.is_none() {
             continue;
         }

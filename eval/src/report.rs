@@ -169,34 +169,29 @@ impl Report<'_> {
     /// The cascades' shares for `set`, in words: items the refining encoder scored again, and
     /// items the reasoning model would see.
     fn cascade_line(&self, set: &str) -> Option<String> {
-        let refined = crate::refined_share(self.results)
-            .get(set)
-            .filter(|x| x.k > 0)
-            .map(|x| {
-                format!(
-                    "Refining encoder: {}/{} items ({}) had a category scored again by the text \
-                     policy's stronger encoder (its uncertain band). ",
-                    x.k,
-                    x.n,
-                    pct(x.value())
-                )
-            })
-            .unwrap_or_default();
         let (band, per_set) = self.results.cascade.as_ref()?;
         let x = per_set.get(set)?;
-        Some(
-            refined
-                + &format!(
-                    "Reasoning cascade: {}/{} items ({}) have a category score in the uncertain band \
+        let mut line = String::new();
+        if let Some(r) = self.results.refined.get(set).filter(|r| r.k > 0) {
+            line.push_str(&format!(
+                "Refining encoder: {}/{} items ({}) had a category scored again by the text \
+                 policy's stronger encoder (its uncertain band). ",
+                r.k,
+                r.n,
+                pct(r.value())
+            ));
+        }
+        line.push_str(&format!(
+            "Reasoning cascade: {}/{} items ({}) have a category score in the uncertain band \
              [{}, {}]; with `monitor.reasoning.consult = \"uncertain\"` those go to the \
              reasoning model, the rest are decided by the policy engine alone.",
-                    x.k,
-                    x.n,
-                    pct(x.value()),
-                    band[0],
-                    band[1]
-                ),
-        )
+            x.k,
+            x.n,
+            pct(x.value()),
+            band[0],
+            band[1]
+        ));
+        Some(line)
     }
 
     fn count(&self, set: &str) -> usize {
@@ -501,7 +496,6 @@ impl Report<'_> {
             let (lo, hi) = x.wilson().unzip();
             json!({"k": x.k, "n": x.n, "rate": x.value(), "ci95": [lo, hi]})
         };
-        let refined = crate::refined_share(r);
         let sets: serde_json::Map<String, Value> = r
             .cells
             .iter()
@@ -590,7 +584,7 @@ impl Report<'_> {
                                 json!({"band": band, "sent": rate(x)})
                             })
                         }),
-                        "refined": refined.get(set).map(rate),
+                        "refined": r.refined.get(set).map(rate),
                     }),
                 )
             })
