@@ -51,6 +51,8 @@ struct CategoryModel {
     exemplars: Vec<(String, Vec<f32>)>,
     /// For a composed category: its base (index into the categories) and attribute.
     compose: Option<(usize, Attribute)>,
+    /// The attribute its own score needs not to be denied (see [`TextCategory::requires`]).
+    requires: Option<Attribute>,
 }
 
 /// A piece of text to classify and where it came from.
@@ -305,6 +307,7 @@ impl TextClassifier {
                 heads,
                 exemplars,
                 compose,
+                requires: policy.required(name),
             });
         }
         let benign = all
@@ -526,9 +529,11 @@ impl TextClassifier {
                 }
                 let Some(heads) = &cat.heads else { continue };
                 // What each input says about the attribute, found once.
-                let findings: Vec<attributes::Finding> = match &cat.compose {
-                    Some((_, a)) => inputs.iter().map(|i| a.find(i.text)).collect(),
-                    None => Vec::new(),
+                let findings: Vec<attributes::Finding> = match (&cat.compose, &cat.requires) {
+                    (Some((_, a)), _) | (None, Some(a)) => {
+                        inputs.iter().map(|i| a.find(i.text)).collect()
+                    }
+                    (None, None) => Vec::new(),
                 };
                 let mut unit_raws = Vec::with_capacity(all_units.len());
                 for (ui, ((unit, v), &near_benign)) in
@@ -536,7 +541,27 @@ impl TextClassifier {
                 {
                     let near_unsafe = nearest(cat.exemplars.iter().map(|(_, e)| e.as_slice()), v);
                     let (raw, detail) = match &cat.compose {
-                        None => self.own_score(cat, heads, v, near_unsafe, near_benign),
+                        None => {
+                            let (raw, detail) =
+                                self.own_score(cat, heads, v, near_unsafe, near_benign);
+                            match (&cat.requires, findings.get(unit.input)) {
+                                (Some(a), Some(attributes::Finding::Against(c))) => {
+                                    let text = inputs[unit.input].text;
+                                    // Said at debug level: below the threshold there is no
+                                    // evidence to carry it.
+                                    tracing::debug!(
+                                        category = %cat.name,
+                                        raw,
+                                        "no {} cue, and {} {} says otherwise: scored 0",
+                                        a.name,
+                                        c.what,
+                                        quote(&text[c.start..c.end])
+                                    );
+                                    (0.0, detail)
+                                }
+                                _ => (raw, detail),
+                            }
+                        }
                         Some((base, attribute)) => {
                             let base_raw = raws[*base].get(ui).copied().unwrap_or(0.0);
                             let head = heads.score(v).0;
@@ -662,6 +687,21 @@ mod tests {
             e.contains("refine.thresholds: \"b\" is not a category"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_required_attribute_must_exist_and_suits_only_a_category_with_heads() {
+        let base = "version = \"x\"\n[attributes.a]\nterms = [\"zz\"]\n\
+                    [categories.b]\nblocklist = [\"yy\"]\n";
+        let ok = format!("{base}[categories.c]\nblocklist = [\"xx\"]\nrequires = \"a\"\n");
+        TextPolicy::parse(&ok, "test").unwrap();
+        let bad = format!(
+            "{base}[categories.c]\nblocklist = [\"xx\"]\nrequires = \"nope\"\n\
+             [categories.d]\nrequires = \"a\"\ncompose = {{ base = \"b\", attribute = \"a\" }}\n"
+        );
+        let e = TextPolicy::parse(&bad, "test").unwrap_err().to_string();
+        assert!(e.contains("c.requires: \"nope\" is not under [attributes]"), "{e}");
+        assert!(e.contains("d.requires: a composed category"), "{e}");
     }
 
     #[test]

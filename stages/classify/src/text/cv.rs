@@ -250,6 +250,7 @@ pub fn cross_validate_with(
             .collect();
         // A composed category's attribute cues, per exemplar (they do not learn).
         // What each exemplar says about a composed category's attribute (cues do not learn).
+        // And for a category that requires an attribute: where it is denied, it scores 0.
         let found: Vec<Option<Finding>> = match &c.compose {
             Some(k) => {
                 let spec = policy
@@ -260,7 +261,10 @@ pub fn cross_validate_with(
                 let a = Attribute::new(&k.attribute, &spec);
                 all.iter().map(|e| Some(a.find(e.text))).collect()
             }
-            None => vec![None; all.len()],
+            None => match policy.required(name) {
+                Some(a) => all.iter().map(|e| Some(a.find(e.text))).collect(),
+                None => vec![None; all.len()],
+            },
         };
         // Out-of-fold scores, one row per repeat.
         let mut oof = vec![vec![0f32; all.len()]; repeats];
@@ -305,6 +309,7 @@ pub fn cross_validate_with(
                             * gate_factor(u, b, policy.near_miss_gate)
                             * support_factor(u, policy.support_gate);
                         scores[i] = match &attribute {
+                            None if matches!(found[i], Some(Finding::Against(_))) => 0.0,
                             None => own_raw,
                             Some(a) => {
                                 let head = a.score(v).0;

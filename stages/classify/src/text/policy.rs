@@ -27,7 +27,8 @@ pub struct TextPolicy {
     /// it however the head extrapolates. Absent turns it off.
     #[serde(default)]
     pub support_gate: Option<[f32; 2]>,
-    /// Attribute cue detectors that composed categories name (see [`Compose`]).
+    /// Attribute cue detectors that composed categories name (see [`Compose`]), and that a
+    /// category `requires`.
     #[serde(default)]
     pub attributes: BTreeMap<String, AttributeSpec>,
     pub categories: BTreeMap<String, TextCategory>,
@@ -120,6 +121,13 @@ pub struct TextCategory {
     /// Scored as another category's content with an attribute, not by heads of its own.
     #[serde(default)]
     pub compose: Option<Compose>,
+    /// An attribute (under `[attributes]`) the category's own score needs not to be denied:
+    /// in a text where its `against_terms` are found and none of its cues, the category scores
+    /// 0 ("press on the wound and call an ambulance" is first aid, not self-harm, however close
+    /// its words are); with a cue, or neither, the heads' score stands. For a category with
+    /// heads of its own (a composed one has its attribute already).
+    #[serde(default)]
+    pub requires: Option<String>,
 }
 
 pub(super) fn default_threshold() -> f32 {
@@ -187,6 +195,16 @@ impl TextPolicy {
                     ));
                 }
             }
+            if let Some(a) = &c.requires {
+                if c.compose.is_some() {
+                    problems.push(format!(
+                        "{name}.requires: a composed category has its attribute in compose"
+                    ));
+                }
+                if !p.attributes.contains_key(a) {
+                    problems.push(format!("{name}.requires: {a:?} is not under [attributes]"));
+                }
+            }
             for (i, term) in c.blocklist.iter().enumerate() {
                 if words(term).is_empty() {
                     problems.push(format!("{name}.blocklist[{i}]: {term:?} has no words"));
@@ -252,6 +270,13 @@ impl TextPolicy {
             }
         }
         Some((r, p))
+    }
+
+    /// The attribute category `name` requires, if any, ready to find.
+    pub(super) fn required(&self, name: &str) -> Option<super::attributes::Attribute> {
+        let a = self.categories.get(name)?.requires.as_ref()?;
+        let spec = self.attributes.get(a).cloned().unwrap_or_default();
+        Some(super::attributes::Attribute::new(a, &spec))
     }
 
     /// The base category `name` is composed on, if it is composed.
