@@ -117,6 +117,18 @@ struct Unit<'a> {
     text: &'a str,
 }
 
+/// Input `i`'s text with its neighbours of the same source (the segment before and after),
+/// in order: the context a required attribute is read in.
+fn context(inputs: &[TextInput<'_>], i: usize) -> String {
+    let from = i.saturating_sub(1);
+    let to = (i + 1).min(inputs.len().saturating_sub(1));
+    (from..=to)
+        .filter(|&j| inputs[j].source == inputs[i].source)
+        .map(|j| inputs[j].text)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Splits into sentences (after `.`, `!`, `?`, `;` or a line break), long ones into windows of
 /// [`MAX_UNIT_WORDS`] words.
 fn units(text: &str) -> Vec<&str> {
@@ -529,10 +541,14 @@ impl TextClassifier {
                 }
                 let Some(heads) = &cat.heads else { continue };
                 // What each input says about the attribute, found once.
+                // A required attribute is read in the input's context: with its neighbours
+                // from the same source (a transcript segment's context is often in the one
+                // before or after: "call poison control" | "and do not make them vomit").
                 let findings: Vec<attributes::Finding> = match (&cat.compose, &cat.requires) {
-                    (Some((_, a)), _) | (None, Some(a)) => {
-                        inputs.iter().map(|i| a.find(i.text)).collect()
-                    }
+                    (Some((_, a)), _) => inputs.iter().map(|i| a.find(i.text)).collect(),
+                    (None, Some(a)) => (0..inputs.len())
+                        .map(|i| a.find(&context(inputs, i)))
+                        .collect(),
                     (None, None) => Vec::new(),
                 };
                 let mut unit_raws = Vec::with_capacity(all_units.len());
@@ -546,7 +562,7 @@ impl TextClassifier {
                                 self.own_score(cat, heads, v, near_unsafe, near_benign);
                             match (&cat.requires, findings.get(unit.input)) {
                                 (Some(a), Some(attributes::Finding::Against(c))) => {
-                                    let text = inputs[unit.input].text;
+                                    let text = context(inputs, unit.input);
                                     // Said at debug level: below the threshold there is no
                                     // evidence to carry it.
                                     tracing::debug!(
@@ -702,6 +718,28 @@ mod tests {
         let e = TextPolicy::parse(&bad, "test").unwrap_err().to_string();
         assert!(e.contains("c.requires: \"nope\" is not under [attributes]"), "{e}");
         assert!(e.contains("d.requires: a composed category"), "{e}");
+    }
+
+    #[test]
+    fn a_required_attribute_reads_an_input_with_its_neighbours_of_the_same_source() {
+        let input = |source, text| TextInput {
+            source,
+            text,
+            start_s: 0.0,
+            end_s: 0.0,
+        };
+        let inputs = [
+            input("prompt", "p"),
+            input("transcript", "a"),
+            input("transcript", "b"),
+            input("transcript", "c"),
+            input("transcript", "d"),
+        ];
+        assert_eq!(context(&inputs, 0), "p");
+        assert_eq!(context(&inputs, 1), "a b");
+        assert_eq!(context(&inputs, 2), "a b c");
+        assert_eq!(context(&inputs, 4), "c d");
+        assert_eq!(context(&inputs[..1], 0), "p");
     }
 
     #[test]

@@ -161,6 +161,7 @@ fn everyday() -> Vec<Item> {
         "eval/speech/everyday-risky-next.jsonl",
         "eval/speech/everyday-risky-third.jsonl",
         "eval/speech/everyday-risky-fourth.jsonl",
+        "eval/speech/everyday-risky-fifth.jsonl",
     ] {
         items.extend(read_set(set));
     }
