@@ -401,6 +401,8 @@ fn eval(run: &mut Run, args: &[String]) -> Result<(), String> {
         "eval/speech/everyday-risky.jsonl",
         "eval/speech/everyday-risky-next.jsonl",
         "eval/speech/everyday-risky-third.jsonl",
+        "eval/speech/everyday-risky-fourth.jsonl",
+        "eval/speech/everyday-risky-fifth.jsonl",
         "eval/video/benign.jsonl",
         "--targets",
         "eval/targets.toml",
