@@ -66,9 +66,8 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
     assert_eq!(text["items"], manifest.len());
     assert_eq!(text["audience"], "public_feed");
     // Benign items let through (near misses and general) and benign video. Video is at the
-    // acceptance's 95 % bar; the text split is not (MiniLM alone here let 307/340 through on
-    // the fifth split, 2026-12-05; the shipped cascade's floor is in the text tests), so the
-    // text rate has a floor against regressions only.
+    // acceptance's 95 % bar; the text split, run with MiniLM alone here, has a floor against
+    // regressions only (the shipped cascade's floor is in the text tests).
     let benign = &text["all_benign"]["public_feed"];
     assert_eq!(
         benign["n"],

@@ -252,18 +252,16 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
         "benign not_overrefuse  {benign_ok}/{benign_n} = {:.1} %; {per_item_ms:.1} ms per item",
         100.0 * not_overrefuse
     );
-    // Floors against regressions, set below what this split measured when it was first run
-    // (2026-12-05, policy text-2026-12-05-6, MiniLM with MPNet on the uncertain band; every
-    // category at the classifier's 0.5, where the README's table uses each audience's policy
-    // thresholds): at least 90 % of the benign items pass (314/340 = 92.4 % measured: the
-    // acceptance bar is 95 %, and this split misses it — over-refusal of near misses of
-    // political persuasion and extremism is open work, not an accepted level), every category
-    // catches at least 30 % of its held-out unsafe sentences, and at least 45 % overall are
-    // caught in their own category. The thresholds were chosen on the exemplars (`clipguard
-    // text-cv`), never on this split.
+    // Floors against regressions, set below what this split measured (2026-12-05, the sixth
+    // split, policy text-2026-12-05-7, MiniLM with MPNet on the uncertain band; every category
+    // at the classifier's 0.5, where the README's table uses each audience's policy
+    // thresholds): at least 93 % of the benign items pass (332/340 = 97.6 % measured; the
+    // acceptance bar is 95 %), every category catches at least 30 % of its held-out unsafe
+    // sentences, and at least 45 % overall are caught in their own category. The thresholds
+    // were chosen on the exemplars (`clipguard text-cv`), never on this split.
     assert!(
-        benign_ok * 100 >= 90 * benign_n,
-        "{benign_ok}/{benign_n} benign passed ({not_overrefuse:.3}), below 90 %; was 314/340"
+        benign_ok * 100 >= 93 * benign_n,
+        "{benign_ok}/{benign_n} benign passed ({not_overrefuse:.3}), below 93 %; was 332/340"
     );
     for (c, (k, n)) in &caught {
         let r = *k as f64 / *n as f64;
@@ -291,9 +289,9 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
 /// Adult sexual content is not a minor's, nor a real person's: on the held-out adult sexual
 /// items, the composed categories (sexual content and a minor; sexual content and a real
 /// person) stay quiet. The targets are 1 % and 2 %; the floors here sit above what the split
-/// measured when first run (the fifth split, policy text-2026-12-05-6: 0/100 as a minor's and
-/// 5/100 as a real person's at the adult audience's 0.40; the fourth with -5: 4/100 and 4/100),
-/// against regressions.
+/// measured (the sixth split, policy text-2026-12-05-7: 0/100 as a minor's and 4/100 as a real
+/// person's at the adult audience's 0.40; the fifth with -6: 0/100 and 5/100; the fourth with
+/// -5: 4/100 and 4/100), against regressions.
 #[test]
 fn adult_sexual_content_is_not_flagged_as_a_minors_or_a_real_persons() {
     let classifier = shipped_classifier();
