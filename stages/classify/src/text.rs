@@ -716,7 +716,10 @@ mod tests {
              [categories.d]\nrequires = \"a\"\ncompose = {{ base = \"b\", attribute = \"a\" }}\n"
         );
         let e = TextPolicy::parse(&bad, "test").unwrap_err().to_string();
-        assert!(e.contains("c.requires: \"nope\" is not under [attributes]"), "{e}");
+        assert!(
+            e.contains("c.requires: \"nope\" is not under [attributes]"),
+            "{e}"
+        );
         assert!(e.contains("d.requires: a composed category"), "{e}");
     }
 
