@@ -288,7 +288,7 @@ fn the_example_config_is_complete_and_valid() {
 
 #[test]
 fn hash_pdq_prints_hex_quality_path() {
-    let Some(dir) = clipguard_pipeline::testing::conformance_dir(
+    let Some(dir) = clipguard_testdata::conformance_dir(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/conformance/threatexchange"),
         "pdq/images/misc-images/c.png",

@@ -1,7 +1,8 @@
 //! The workspace's layout rules, checked on `cargo metadata`: `schemas` imports nothing of ours,
 //! `pipeline` only `schemas`, no stage crate imports another stage crate, and the binary's
 //! `src/` stays a thin command line (at most 1,500 lines). Also: no crate reads a file outside
-//! its own folder at compile time (each must be packageable on its own).
+//! its own folder at compile time (each must be packageable on its own), and the runtime's test
+//! helpers stay out of runtime builds.
 
 // Tests report failure by panicking.
 #![allow(clippy::unwrap_used)]
@@ -87,8 +88,69 @@ fn crates_depend_only_downwards() {
                 !stages.contains(&d) && d != "clipguard-topology",
                 "shared library {lib} depends on {d}"
             );
+            // Dev-dependencies count: a hashing library's tests must not build the runtime
+            // (and librdkafka) to find their reference data; `clipguard-testdata` has that.
+            assert!(
+                d != "clipguard-pipeline",
+                "shared library {lib} depends on the runtime, if only in its tests"
+            );
         }
     }
+    assert!(
+        ws["clipguard-testdata"].1.is_empty(),
+        "{:?}",
+        ws["clipguard-testdata"].1
+    );
+}
+
+/// The runtime's test helpers (`clipguard-pipeline`'s feature `testing`) reach test builds only:
+/// no crate enables the feature outside its dev-dependencies, and it is not a default.
+#[test]
+fn test_helpers_stay_out_of_runtime_builds() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut users = Vec::new();
+    for p in meta["packages"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        if name == "clipguard-pipeline" {
+            let default = &p["features"]["default"];
+            assert!(
+                !default
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == "testing")),
+                "`testing` is a default feature of clipguard-pipeline"
+            );
+        }
+        for d in p["dependencies"].as_array().unwrap() {
+            let enables = d["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "testing");
+            if d["name"] == "clipguard-pipeline" && enables {
+                assert_eq!(
+                    d["kind"], "dev",
+                    "{name} enables clipguard-pipeline/testing outside its dev-dependencies"
+                );
+                users.push(name.to_string());
+            }
+        }
+    }
+    // The check sees its subject: the registry's tests use the helpers.
+    assert!(
+        users.contains(&"clipguard-topology".to_string()),
+        "{users:?}"
+    );
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -21,7 +21,7 @@ use clipguard_media::MediaConfig;
 use clipguard_pdq::vpdq::{self, FrameHash, MatchParams};
 
 fn conformance_dir() -> Option<PathBuf> {
-    let dir = clipguard_pipeline::testing::conformance_dir(
+    let dir = clipguard_testdata::conformance_dir(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/threatexchange"),
         "vpdq/hashes",
     )?;

@@ -30,6 +30,8 @@ pub mod reflection;
 pub mod stage;
 pub mod store;
 pub mod telemetry;
+/// The shared telemetry check every stage crate's tests run (feature `testing`: test builds only).
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod topics;
 pub mod trace;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clipguard_pdq::{self as pdq, Dihedral, PdqHash};
 
 fn conformance_dir() -> Option<PathBuf> {
-    clipguard_pipeline::testing::conformance_dir(
+    clipguard_testdata::conformance_dir(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/conformance/threatexchange"),
         "pdq/expected-reference.csv",

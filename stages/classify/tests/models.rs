@@ -314,7 +314,7 @@ fn wrong_names_layouts_and_indices_fail_at_load_naming_model_and_tensor() {
 
 #[test]
 fn benign_conformance_images_are_not_flagged() {
-    let Some(dir) = clipguard_pipeline::testing::conformance_dir(
+    let Some(dir) = clipguard_testdata::conformance_dir(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/conformance/threatexchange"),
         "pdq/images",
