@@ -63,7 +63,9 @@ chroot "$root" dpkg-query -W -f '${Installed-Size}\t${Package}\n' | sort -rn |
 
 install -D "$bin" "$root/usr/local/bin/clipguard"
 mkdir -p "$root/opt/clipguard/models"
-for m in whisper-tiny.en open-nsfw minilm-l6-int8 minilm-l6-tokenizer mpnet-base-v2 mpnet-base-v2-tokenizer blazeface-back age-v1 derived; do
+# What the default configuration loads (`models list` marks it), and the converted files.
+configured=$("$bin" models list --json | grep '"configured":true' | sed 's/.*"name":"\([^"]*\)".*/\1/')
+for m in $configured derived; do
   [ -e "$MODELS/$m" ] && cp -a "$MODELS/$m" "$root/opt/clipguard/models/"
 done
 scripts/make-samples.sh "$root/samples" >/dev/null

@@ -520,7 +520,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Models { command } => match command {
             ModelsCommand::Fetch { names, all } => models::fetch(&names, &cfg.models(), all),
-            ModelsCommand::List { json } => models::list(json.json),
+            ModelsCommand::List { json } => models::list(json.json, &cfg.models()),
             ModelsCommand::ConvertWhisper {
                 model,
                 vocabulary,

@@ -47,8 +47,9 @@ pub fn fetch(names: &[String], needed: &[String], all: bool) -> anyhow::Result<E
     })
 }
 
-/// Lists the manifest's models and what the cache holds for each (checksums verified).
-pub fn list(json: bool) -> anyhow::Result<ExitCode> {
+/// Lists the manifest's models, whether the configured stages load each (`needed`: the one
+/// list of what a deployment ships), and what the cache holds (checksums verified).
+pub fn list(json: bool, needed: &[String]) -> anyhow::Result<ExitCode> {
     let manifest = Manifest::load_default()?;
     let cache = Cache::default();
     let mut rows = Vec::new();
@@ -73,6 +74,7 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
                 "task": entry.task,
                 "licence": entry.licence,
                 "status": state,
+                "configured": needed.contains(&entry.name),
                 "bytes": bytes,
                 "path": cache.path(entry),
                 "sha256": entry.sha256,
@@ -86,9 +88,14 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
             let size = bytes
                 .map(|b| format!("{:.1} MB", b as f64 / 1e6))
                 .unwrap_or_default();
+            let used = if needed.contains(&entry.name) {
+                "configured"
+            } else {
+                ""
+            };
             println!(
-                "{:<18} {:<15} {:<13} {:<10} {}",
-                entry.name, entry.task, entry.licence, size, state
+                "{:<24} {:<15} {:<13} {:<10} {:<10} {}",
+                entry.name, entry.task, entry.licence, size, used, state
             );
         }
     }

@@ -38,6 +38,33 @@ fn status_of(models: &Path, name: &str) -> String {
         .unwrap()
 }
 
+/// `models list` marks what the configured stages load: the one list a deployment ships (the
+/// image script and the test suite read it) and what `models fetch` without names fetches.
+#[test]
+fn the_model_list_marks_what_the_configuration_loads() {
+    let out = Command::new(common::bin())
+        .args(["models", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let configured: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["configured"] == true)
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected = clipguard_topology::config::Config::default().models();
+    expected.sort();
+    let mut got = configured.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(configured.contains(&"whisper-tiny.en".to_string()));
+    assert!(
+        !configured.contains(&"whisper-base".to_string()),
+        "{configured:?}"
+    );
+}
+
 #[test]
 fn a_corrupted_cached_model_is_detected_refused_and_fetched_again() {
     let _turn = common::serial();

@@ -22,7 +22,7 @@ use std::time::Duration;
 use clipguard_classify::prompt::PromptChecker;
 use clipguard_pipeline::edges::SubmitOptions;
 use clipguard_policy::{Action, Audience, Policy};
-use clipguard_schemas::{AgeBand, Decision, Surface, Verdict};
+use clipguard_schemas::{Decision, Verdict};
 use clipguard_topology::Config;
 use clipguard_topology::run::{self, Job, Wait};
 use serde::Deserialize;
@@ -533,11 +533,7 @@ fn media_for(item: &Item, work: &Path) -> Result<PathBuf, EvalError> {
 }
 
 fn submit_options(a: Audience) -> SubmitOptions {
-    let (age_band, surface) = match a {
-        Audience::Adult => (AgeBand::Adult, Surface::Private),
-        Audience::Under18 => (AgeBand::Under18, Surface::Unspecified),
-        Audience::PublicFeed => (AgeBand::Unspecified, Surface::Feed),
-    };
+    let (age_band, surface) = a.context();
     SubmitOptions {
         age_band,
         surface,
@@ -854,11 +850,8 @@ pub fn score(items: Vec<Item>, outcomes: Vec<Outcome>, policy: &Policy) -> Resul
             let mut row: [Cell; 3] = Default::default();
             for a in Audience::ALL {
                 let cell = &mut row[a.index()];
-                cell.allowed_by_policy = policy.categories.get(cat).map(|c| match a {
-                    Audience::Adult => c.adult.action,
-                    Audience::Under18 => c.under_18.action,
-                    Audience::PublicFeed => c.public_feed.action,
-                }) == Some(Action::Allow);
+                cell.allowed_by_policy =
+                    policy.rule(cat, a).map(|r| r.action) == Some(Action::Allow);
                 cell.not_unsafe = Rate {
                     k: unsafe_items
                         .iter()

@@ -162,6 +162,28 @@ impl Audience {
         }
     }
 
+    /// The context that puts a clip in this audience, the inverse of [`Audience::of_context`]:
+    /// an adult on a private surface, a viewer under 18, a feed.
+    pub fn context(self) -> (AgeBand, Surface) {
+        match self {
+            Audience::Adult => (AgeBand::Adult, Surface::Private),
+            Audience::Under18 => (AgeBand::Under18, Surface::Unspecified),
+            Audience::PublicFeed => (AgeBand::Unspecified, Surface::Feed),
+        }
+    }
+
+    /// The audience a request names (`AUDIENCE_UNSPECIFIED` is the public feed: anyone may
+    /// see it).
+    pub fn of_request(a: clipguard_schemas::Audience) -> Audience {
+        match a {
+            clipguard_schemas::Audience::Adult => Audience::Adult,
+            clipguard_schemas::Audience::Under18 => Audience::Under18,
+            clipguard_schemas::Audience::PublicFeed | clipguard_schemas::Audience::Unspecified => {
+                Audience::PublicFeed
+            }
+        }
+    }
+
     /// The decision of this audience's column.
     pub fn of(self, d: &AudienceDecisions) -> i32 {
         match self {
@@ -280,7 +302,8 @@ impl Policy {
             .expect("the shipped policy is valid (checked by its test)")
     }
 
-    fn rule(&self, category: &str, audience: Audience) -> Option<Rule> {
+    /// A category's rule for `audience` (`None`: the policy has no such category).
+    pub fn rule(&self, category: &str, audience: Audience) -> Option<Rule> {
         let c = self.categories.get(category)?;
         Some(match audience {
             Audience::Adult => c.adult,
@@ -343,6 +366,31 @@ mod tests {
 
     fn scores(list: &[(&str, f32)]) -> BTreeMap<String, f32> {
         list.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn an_audiences_context_puts_a_clip_back_in_that_audience() {
+        for a in Audience::ALL {
+            let (age_band, surface) = a.context();
+            let ctx = AudienceContext {
+                age_band: age_band as i32,
+                surface: surface as i32,
+                ..Default::default()
+            };
+            assert_eq!(Audience::of_context(Some(&ctx)), a);
+            assert_eq!(Audience::parse(a.name()), Some(a));
+        }
+        use clipguard_schemas::Audience as Requested;
+        assert_eq!(
+            Audience::of_request(Requested::Unspecified),
+            Audience::PublicFeed
+        );
+        assert_eq!(Audience::of_request(Requested::Under18), Audience::Under18);
+        assert_eq!(Audience::of_request(Requested::Adult), Audience::Adult);
+        assert_eq!(
+            Audience::of_request(Requested::PublicFeed),
+            Audience::PublicFeed
+        );
     }
 
     #[test]

@@ -28,25 +28,14 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_clipguard")
 }
 
-/// The models every pipeline run loads (transcription, frame classifier), fetched into the
-/// model cache once
-/// (`clipguard models fetch` is idempotent: a verified file is kept).
+/// The models the default configuration's stages load (what `clipguard models fetch` fetches
+/// without names: the configuration is the one list), fetched into the model cache once
+/// (idempotent: a verified file is kept).
 pub fn ensure_models() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let out = Command::new(env!("CARGO_BIN_EXE_clipguard"))
-            .args([
-                "models",
-                "fetch",
-                "whisper-tiny.en",
-                "open-nsfw",
-                "minilm-l6-int8",
-                "minilm-l6-tokenizer",
-                "mpnet-base-v2",
-                "mpnet-base-v2-tokenizer",
-                "blazeface-back",
-                "age-v1",
-            ])
+            .args(["models", "fetch"])
             .output()
             .expect("run clipguard models fetch");
         assert!(

@@ -11,20 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-/// The models the demo (and every pipeline run) loads.
-const DEMO_MODELS: &[&str] = &[
-    "whisper-tiny.en",
-    "open-nsfw",
-    "minilm-l6-int8",
-    "minilm-l6-tokenizer",
-    "mpnet-base-v2",
-    "mpnet-base-v2-tokenizer",
-    "blazeface-back",
-    "age-v1",
-];
-
-/// What the test suite loads beyond the demo's models: the ONNX Runtime backend and the
-/// reasoning tests' model.
+/// What the test suite loads beyond what the default configuration does: the ONNX Runtime
+/// backend and the reasoning tests' model.
 const TEST_EXTRA_MODELS: &[&str] = &["onnxruntime", "smollm2-135m"];
 
 const TASKS: &[(&str, &str)] = &[
@@ -216,12 +204,24 @@ fn clipguard_bin() -> PathBuf {
     std::path::absolute(&bin).unwrap_or(bin)
 }
 
-fn models_fetch(run: &mut Run, models: &[&str]) -> Result<(), String> {
+/// The models the configured stages load (`clipguard models fetch` without names: the
+/// configuration is the one list), then `extra` by name; fetched once, verified every run.
+fn models_fetch(
+    run: &mut Run,
+    extra: &[&str],
+    command: impl Fn() -> Command,
+) -> Result<(), String> {
+    let mut configured = command();
+    configured.args(["models", "fetch"]);
+    run.phase("models (fetched once, verified every run)", &mut configured)?;
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let mut named = command();
+    named.args(["models", "fetch"]).args(extra);
     run.phase(
-        "models (fetched once, verified every run)",
-        Command::new(clipguard_bin())
-            .args(["models", "fetch"])
-            .args(models),
+        "test-only models (fetched once, verified every run)",
+        &mut named,
     )
 }
 
@@ -289,13 +289,9 @@ fn test(run: &mut Run) -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    {
-        let mut c = with_env(Command::new(clipguard_bin()));
-        c.args(["models", "fetch"])
-            .args(DEMO_MODELS)
-            .args(TEST_EXTRA_MODELS);
-        run.phase("models (fetched once, verified every run)", &mut c)?;
-    }
+    models_fetch(run, TEST_EXTRA_MODELS, || {
+        with_env(Command::new(clipguard_bin()))
+    })?;
     let tools = broker.wait(run)?;
     // The last line setup.sh prints is the cargo-deny binary.
     let deny = tools.lines().last().unwrap_or_default().trim().to_string();
@@ -334,7 +330,7 @@ fn demo(run: &mut Run, args: &[String]) -> Result<(), String> {
             .arg("samples")
             .stdout(std::process::Stdio::null()),
     )?;
-    models_fetch(run, DEMO_MODELS)?;
+    models_fetch(run, &[], || Command::new(clipguard_bin()))?;
     let bin = clipguard_bin();
     // A demo hash bank holding the vPDQ of one sample (standing in for a known video), so the
     // run shows a hash match. Real banks come from HMA / ThreatExchange exports.
@@ -388,7 +384,7 @@ fn eval(run: &mut Run, args: &[String]) -> Result<(), String> {
         "build (release)",
         &mut cargo(&["build", "--locked", "--release", "--bin", "clipguard"]),
     )?;
-    models_fetch(run, DEMO_MODELS)?;
+    models_fetch(run, &[], || Command::new(clipguard_bin()))?;
     let bin = target_dir().join("release/clipguard");
     let mut eval = Command::new(std::path::absolute(&bin).unwrap_or(bin));
     eval.args([

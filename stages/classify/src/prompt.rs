@@ -31,17 +31,6 @@ pub struct PromptChecker {
     max_bytes: usize,
 }
 
-/// The audience of a request (`AUDIENCE_UNSPECIFIED` is the public feed: anyone may see it).
-pub fn audience_of(a: clipguard_schemas::Audience) -> Audience {
-    match a {
-        clipguard_schemas::Audience::Adult => Audience::Adult,
-        clipguard_schemas::Audience::Under18 => Audience::Under18,
-        clipguard_schemas::Audience::PublicFeed | clipguard_schemas::Audience::Unspecified => {
-            Audience::PublicFeed
-        }
-    }
-}
-
 impl PromptChecker {
     pub fn new(text: Arc<TextClassifier>, policy: Arc<Policy>, max_bytes: usize) -> Self {
         Self {
@@ -200,7 +189,7 @@ impl Moderation for ModerationGrpc {
         request: Request<CheckPromptRequest>,
     ) -> Result<Response<CheckPromptResponse>, Status> {
         let r = request.into_inner();
-        let audience = audience_of(r.audience());
+        let audience = Audience::of_request(r.audience());
         let checker = self.0.clone();
         // Inference is CPU work: off the async threads.
         tokio::task::spawn_blocking(move || checker.check(&r.prompt, audience))
