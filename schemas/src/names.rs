@@ -61,4 +61,12 @@ pub mod category {
     pub const POTENTIAL_MINOR: &str = "potential_minor";
     /// The hash-bank category of known child sexual abuse material.
     pub const CSAM: &str = "csam";
+    /// Hash-bank categories with a meaning in the default policy beside [`CSAM`]:
+    /// non-consensual intimate imagery, terrorist content, and clips generated (and allowed)
+    /// here.
+    pub const NCII: &str = "ncii";
+    pub const TERRORISM: &str = "terrorism";
+    pub const INTERNAL_GENERATED: &str = "internal_generated";
+    /// Every hash-bank category the default policy gives a meaning.
+    pub const HASH_BANK: [&str; 4] = [CSAM, NCII, TERRORISM, INTERNAL_GENERATED];
 }

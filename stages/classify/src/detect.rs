@@ -8,14 +8,10 @@ use std::sync::Arc;
 use clipguard_models::classifier::{DetectorFormat, DetectorSpec, Layout};
 use tract_onnx::prelude::*;
 
-use crate::ClassifyError;
+use crate::{ClassifyError, load_err};
 use clipguard_models::classifier::ClassifierSpec;
 
 use crate::model::{Rgb, find_output, preprocess};
-
-fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
-    ClassifyError::Load(format!("model {model:?}: {msg}"))
-}
 
 /// One kept box, in pixels of the frame.
 #[derive(Debug, Clone, PartialEq)]

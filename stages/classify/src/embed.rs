@@ -14,7 +14,7 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;
 
-use crate::ClassifyError;
+use crate::{ClassifyError, load_err};
 
 /// Longest input in tokens (the model's training length); longer texts are split by the caller.
 pub const MAX_TOKENS: usize = 128;
@@ -45,10 +45,6 @@ impl std::fmt::Debug for TextEmbedder {
             .field("width", &self.width)
             .finish_non_exhaustive()
     }
-}
-
-fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
-    ClassifyError::Load(format!("model {model:?}: {msg}"))
 }
 
 /// Reads a tensor's values as f32 (from `raw_data` or the typed field).

@@ -11,9 +11,9 @@ use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::DimLike;
 
-use crate::ClassifyError;
 use crate::model::Rgb;
 use crate::resize::resize_rgb;
+use crate::{ClassifyError, load_err};
 
 type Plan = Arc<TypedRunnableModel>;
 
@@ -34,10 +34,6 @@ fn class_age(i: usize) -> f32 {
 
 /// Overlap above which two detections are the same face (MediaPipe's value).
 const IOU_SAME_FACE: f32 = 0.3;
-
-fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
-    ClassifyError::Load(format!("model {model:?}: {msg}"))
-}
 
 /// `ConstantOfShape` without a `value` attribute means a float32 zero (ONNX); tract 0.23
 /// assumes f64 there, which breaks the graph's types. Spell the default out.

@@ -24,3 +24,8 @@ pub enum ClassifyError {
     #[error(transparent)]
     Models(#[from] clipguard_models::ModelError),
 }
+
+/// A model that could not be loaded, named: `model "open-nsfw": ...`.
+pub(crate) fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
+    ClassifyError::Load(format!("model {model:?}: {msg}"))
+}

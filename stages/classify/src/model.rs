@@ -7,8 +7,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::dims;
 use tract_onnx::tract_hir::internal::DimLike;
 
-use crate::ClassifyError;
 use crate::resize::resize_rgb;
+use crate::{ClassifyError, load_err};
 
 type Plan = std::sync::Arc<TypedRunnableModel>;
 
@@ -50,10 +50,6 @@ pub struct Rgb<'a> {
     pub width: usize,
     pub height: usize,
     pub pixels: &'a [u8],
-}
-
-fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
-    ClassifyError::Load(format!("model {model:?}: {msg}"))
 }
 
 /// The outlet named `output` (a tensor label or a node name), or an error naming the model's

@@ -30,7 +30,7 @@ use clipguard_pdq::PdqHash;
 use clipguard_pdq::vpdq::{self, FrameHash, MatchParams};
 
 /// Categories with a meaning in the default policy; any other lower-case name is a custom one.
-pub const KNOWN_CATEGORIES: &[&str] = &["csam", "ncii", "terrorism", "internal_generated"];
+pub const KNOWN_CATEGORIES: &[&str] = &clipguard_schemas::names::category::HASH_BANK;
 
 /// What a match in the bank does to the clip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
