@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Workspace crate → (its folder, the workspace crates it depends on, dev-dependencies too).
-fn workspace() -> BTreeMap<String, (PathBuf, Vec<String>)> {
+/// `cargo metadata` of the workspace (its own crates only).
+fn metadata() -> serde_json::Value {
     let out = Command::new(env!("CARGO"))
         .args([
             "metadata",
@@ -29,7 +30,11 @@ fn workspace() -> BTreeMap<String, (PathBuf, Vec<String>)> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn workspace() -> BTreeMap<String, (PathBuf, Vec<String>)> {
+    let meta = metadata();
     let packages = meta["packages"].as_array().unwrap();
     let ours: Vec<String> = packages
         .iter()
@@ -107,18 +112,7 @@ fn crates_depend_only_downwards() {
 /// no crate enables the feature outside its dev-dependencies, and it is not a default.
 #[test]
 fn test_helpers_stay_out_of_runtime_builds() {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let meta = metadata();
     let mut users = Vec::new();
     for p in meta["packages"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
