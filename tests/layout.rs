@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Workspace crate → (its folder, the workspace crates it depends on, dev-dependencies too).
 /// `cargo metadata` of the workspace (its own crates only).
 fn metadata() -> serde_json::Value {
     let out = Command::new(env!("CARGO"))
@@ -33,6 +32,7 @@ fn metadata() -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Workspace crate → (its folder, the workspace crates it depends on, dev-dependencies too).
 fn workspace() -> BTreeMap<String, (PathBuf, Vec<String>)> {
     let meta = metadata();
     let packages = meta["packages"].as_array().unwrap();
