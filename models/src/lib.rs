@@ -51,6 +51,14 @@ pub enum ModelError {
     Io(#[from] std::io::Error),
 }
 
+impl ModelError {
+    /// True when something outside failed (a download, the disk): a later try may succeed.
+    /// Every other error is the manifest's, the cache's contents' or the name asked for.
+    pub fn is_external(&self) -> bool {
+        matches!(self, ModelError::Download(_) | ModelError::Io(_))
+    }
+}
+
 /// The model manifest (`models/manifest.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -24,6 +24,17 @@ impl fmt::Display for ErrorDomain {
     }
 }
 
+/// The one shape of every clipguard error: whose fault it is and whether the same call may
+/// succeed later. Hosts decide from it (retry, dead-letter, stop; the gRPC status), and each
+/// crate's error implements it, so no caller matches on strings.
+pub trait Failure: std::error::Error + Send + Sync + 'static {
+    fn domain(&self) -> ErrorDomain;
+    /// True when the same call may succeed later; by default, when something outside failed.
+    fn retryable(&self) -> bool {
+        self.domain() == ErrorDomain::External
+    }
+}
+
 /// Why a stage could not process one message.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind}: {message}")]
@@ -65,6 +76,15 @@ impl StageError {
             domain: ErrorDomain::Internal,
             retryable: false,
         }
+    }
+}
+
+impl Failure for StageError {
+    fn domain(&self) -> ErrorDomain {
+        self.domain
+    }
+    fn retryable(&self) -> bool {
+        self.retryable
     }
 }
 
@@ -122,8 +142,8 @@ pub enum PipelineError {
     Internal(String),
 }
 
-impl PipelineError {
-    pub fn domain(&self) -> ErrorDomain {
+impl Failure for PipelineError {
+    fn domain(&self) -> ErrorDomain {
         match self {
             PipelineError::Config(_) => ErrorDomain::Input,
             PipelineError::Kafka(_)
@@ -135,7 +155,9 @@ impl PipelineError {
             PipelineError::Internal(_) => ErrorDomain::Internal,
         }
     }
+}
 
+impl PipelineError {
     /// A file named by the user could not be read or listed.
     pub fn file(path: &std::path::Path, source: std::io::Error) -> Self {
         PipelineError::File {

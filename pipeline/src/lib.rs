@@ -36,7 +36,7 @@ pub mod testing;
 pub mod topics;
 pub mod trace;
 
-pub use error::{ErrorDomain, PipelineError, StageError};
+pub use error::{ErrorDomain, Failure, PipelineError, StageError};
 pub use stage::{Emitter, Outputs, ProcessCtx, Record, Stage};
 
 /// Milliseconds since the Unix epoch, for message timestamps.

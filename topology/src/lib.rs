@@ -21,12 +21,12 @@ pub use config::Config;
 /// Why stages could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    /// A stage could not start (a model missing, a policy invalid, GStreamer plugins absent):
-    /// the user's environment or configuration, not a retry, fixes it.
-    #[error("stage {stage}: {message}")]
+    /// A stage could not start (a model missing, a policy invalid, GStreamer plugins absent,
+    /// the model cache's disk): the stage's own error, which says whose fault it is.
+    #[error("stage {stage}: {error}")]
     Build {
         stage: &'static str,
-        message: String,
+        error: Box<dyn clipguard_pipeline::Failure>,
     },
     /// No such stage.
     #[error("unknown stage `{name}` (available: {})", clipguard_schemas::names::stage::ALL.join(", "))]
@@ -39,12 +39,14 @@ pub enum TopologyError {
     Clip(String),
 }
 
-impl TopologyError {
-    /// Whose fault it is.
-    pub fn domain(&self) -> clipguard_pipeline::ErrorDomain {
+impl clipguard_pipeline::Failure for TopologyError {
+    /// Whose fault it is: a stage's build error says; an unknown stage or a refused clip is
+    /// the caller's.
+    fn domain(&self) -> clipguard_pipeline::ErrorDomain {
         use clipguard_pipeline::ErrorDomain;
         match self {
-            TopologyError::Build { .. } | TopologyError::UnknownStage { .. } => ErrorDomain::Input,
+            TopologyError::Build { error, .. } => error.domain(),
+            TopologyError::UnknownStage { .. } => ErrorDomain::Input,
             TopologyError::Pipeline(e) => e.domain(),
             TopologyError::Clip(_) => ErrorDomain::Input,
         }

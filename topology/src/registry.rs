@@ -14,7 +14,7 @@ use clipguard_pipeline::inproc::Topology;
 use clipguard_pipeline::kafka::KafkaHost;
 use clipguard_pipeline::metrics::StageMetrics;
 use clipguard_pipeline::store::MediaStore;
-use clipguard_pipeline::{PipelineError, Stage};
+use clipguard_pipeline::{ErrorDomain, Failure, PipelineError, Stage};
 use clipguard_schemas::names::stage;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
@@ -104,8 +104,22 @@ pub struct Shared {
     text: Option<Arc<TextClassifier>>,
 }
 
-fn failed(stage: &'static str) -> impl FnOnce(String) -> TopologyError {
-    move |message| TopologyError::Build { stage, message }
+fn failed<E: Failure>(stage: &'static str) -> impl FnOnce(E) -> TopologyError {
+    move |e| TopologyError::Build {
+        stage,
+        error: Box::new(e),
+    }
+}
+
+/// The policy file as a build error: it is the deployment's to fix.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct InvalidPolicy(#[from] clipguard_policy::PolicyError);
+
+impl Failure for InvalidPolicy {
+    fn domain(&self) -> ErrorDomain {
+        ErrorDomain::Input
+    }
 }
 
 /// Builds stage `name` from the config. Loads everything the stage needs now (GStreamer
@@ -129,9 +143,7 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
     match name {
         stage::MEDIA => {
             let stage = Arc::new(
-                MediaStage::new(cfg.media.clone(), store()?)
-                    .map_err(|e| e.to_string())
-                    .map_err(failed(stage::MEDIA))?,
+                MediaStage::new(cfg.media.clone(), store()?).map_err(failed(stage::MEDIA))?,
             );
             let routes = Routes::new(clipguard_media::grpc::service(stage.clone()));
             Ok(Built::new(
@@ -142,9 +154,7 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
         }
         stage::HASHMATCH => {
             let stage = Arc::new(
-                HashmatchStage::new(cfg.hashmatch.clone())
-                    .map_err(|e| e.to_string())
-                    .map_err(failed(stage::HASHMATCH))?,
+                HashmatchStage::new(cfg.hashmatch.clone()).map_err(failed(stage::HASHMATCH))?,
             );
             let routes = Routes::new(clipguard_hashmatch::grpc::service(stage.clone()));
             Ok(Built::new(
@@ -156,7 +166,6 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
         stage::TRANSCRIBE => {
             let stage = Arc::new(
                 clipguard_transcribe::TranscribeStage::new(cfg.transcribe.clone(), store()?)
-                    .map_err(|e| e.to_string())
                     .map_err(failed(stage::TRANSCRIBE))?,
             );
             let routes = Routes::new(clipguard_transcribe::grpc::service(stage.clone()));
@@ -169,7 +178,6 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
         stage::CLASSIFY => {
             let stage = Arc::new(
                 ClassifyStage::new(cfg.classify.clone(), store()?)
-                    .map_err(|e| e.to_string())
                     .map_err(failed(stage::CLASSIFY))?,
             );
             shared.text.get_or_insert_with(|| stage.text().clone());
@@ -177,7 +185,7 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
             let policy = cfg
                 .monitor
                 .load_policy()
-                .map_err(|e| e.to_string())
+                .map_err(InvalidPolicy)
                 .map_err(failed(stage::CLASSIFY))?;
             let checker = PromptChecker::new(
                 stage.text().clone(),
@@ -202,7 +210,6 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
                 }
                 None => {
                     let stage = ClassifyTranscriptStage::new(cfg.classify.clone())
-                        .map_err(|e| e.to_string())
                         .map_err(failed(stage::CLASSIFY_TRANSCRIPT))?;
                     shared.text = Some(stage.text().clone());
                     stage
@@ -218,7 +225,7 @@ pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Bui
         stage::MONITOR => {
             let stage = Arc::new(
                 MonitorStage::new(cfg.monitor.clone())
-                    .map_err(|e| e.to_string())
+                    .map_err(InvalidPolicy)
                     .map_err(failed(stage::MONITOR))?,
             );
             let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
@@ -283,6 +290,25 @@ mod tests {
             }),
             other => panic!("add a sample input for stage {other}"),
         }
+    }
+
+    /// A stage that cannot be built says which, why, and whose fault it is, from its own
+    /// typed error (not a string): an unknown model, an unreadable policy.
+    #[test]
+    fn build_errors_keep_the_stages_own_error_and_its_domain() {
+        let mut cfg = Config::default();
+        cfg.classify.text_model = "no-such-model".into();
+        let e = build(stage::CLASSIFY, &cfg).err().unwrap();
+        assert!(matches!(e, TopologyError::Build { stage: "classify", .. }), "{e}");
+        assert_eq!(e.domain(), ErrorDomain::Input);
+        assert!(!e.retryable());
+        assert!(e.to_string().contains("no-such-model"), "{e}");
+        let mut cfg = Config::default();
+        cfg.monitor.policy = Some("/nonexistent/policy.toml".into());
+        let e = build(stage::MONITOR, &cfg).err().unwrap();
+        assert!(matches!(e, TopologyError::Build { stage: "monitor", .. }), "{e}");
+        assert_eq!(e.domain(), ErrorDomain::Input);
+        assert!(e.to_string().contains("/nonexistent/policy.toml"), "{e}");
     }
 
     /// Every registered stage, as the registry builds it, emits the shared telemetry on the

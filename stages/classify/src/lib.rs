@@ -25,6 +25,21 @@ pub enum ClassifyError {
     Models(#[from] clipguard_models::ModelError),
 }
 
+impl clipguard_pipeline::Failure for ClassifyError {
+    /// A model or policy that cannot load is the deployment's to fix (input); a failed
+    /// inference is ours; the model cache's errors say whose they are.
+    fn domain(&self) -> clipguard_pipeline::ErrorDomain {
+        match self {
+            ClassifyError::Load(_) => clipguard_pipeline::ErrorDomain::Input,
+            ClassifyError::Run(_) => clipguard_pipeline::ErrorDomain::Internal,
+            ClassifyError::Models(e) if e.is_external() => {
+                clipguard_pipeline::ErrorDomain::External
+            }
+            ClassifyError::Models(_) => clipguard_pipeline::ErrorDomain::Input,
+        }
+    }
+}
+
 /// A model that could not be loaded, named: `model "open-nsfw": ...`.
 pub(crate) fn load_err(model: &str, msg: impl std::fmt::Display) -> ClassifyError {
     ClassifyError::Load(format!("model {model:?}: {msg}"))

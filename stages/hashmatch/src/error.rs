@@ -1,6 +1,6 @@
 //! The crate's one error: whose fault it is, and whether a retry can help.
 
-use clipguard_pipeline::ErrorDomain;
+use clipguard_pipeline::{ErrorDomain, Failure};
 
 /// Why a bank or an index could not be read, written or changed.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +30,10 @@ pub enum HashmatchError {
     IndexMemory(std::io::Error),
 }
 
-impl HashmatchError {
-    /// Whose fault it is: the user's input and files, or the machine (disk, memory).
-    pub fn domain(&self) -> ErrorDomain {
+impl Failure for HashmatchError {
+    /// Whose fault it is: the user's input and files, or the machine (disk, memory); a retry
+    /// may help with the machine's.
+    fn domain(&self) -> ErrorDomain {
         match self {
             HashmatchError::Invalid(_)
             | HashmatchError::NotFound(_)
@@ -43,10 +44,5 @@ impl HashmatchError {
             | HashmatchError::IndexIo { .. }
             | HashmatchError::IndexMemory(_) => ErrorDomain::External,
         }
-    }
-
-    /// True when the same call may succeed later (a disk or memory failure).
-    pub fn retryable(&self) -> bool {
-        self.domain() == ErrorDomain::External
     }
 }

@@ -1,6 +1,6 @@
 //! Everything that can go wrong with a clip's media, each with a precise kind.
 
-use clipguard_pipeline::StageError;
+use clipguard_pipeline::{ErrorDomain, Failure, StageError};
 
 /// Why a clip's media could not be used. [`MediaError::kind`] is the machine-readable word that
 /// appears in `media_error:<kind>` reasons and in the `error_type` metric label.
@@ -73,5 +73,20 @@ impl MediaError {
             e @ MediaError::Internal(_) => StageError::internal("internal", e.to_string()),
             e => StageError::input(e.kind(), e.to_string()),
         }
+    }
+}
+
+impl Failure for MediaError {
+    /// The clip's fault for every kind but a failed fetch (the store's, as it says) and an
+    /// internal error.
+    fn domain(&self) -> ErrorDomain {
+        match self {
+            MediaError::Fetch(e) => e.domain,
+            MediaError::Internal(_) => ErrorDomain::Internal,
+            _ => ErrorDomain::Input,
+        }
+    }
+    fn retryable(&self) -> bool {
+        matches!(self, MediaError::Fetch(e) if e.retryable)
     }
 }

@@ -37,6 +37,20 @@ pub enum TranscribeError {
     Whisper(String),
 }
 
+impl clipguard_pipeline::Failure for TranscribeError {
+    /// Configuration and model files are the deployment's to fix (input); whisper failing is
+    /// ours; the model cache's errors say whose they are.
+    fn domain(&self) -> clipguard_pipeline::ErrorDomain {
+        use clipguard_pipeline::ErrorDomain;
+        match self {
+            TranscribeError::Config(_) | TranscribeError::Model(_) => ErrorDomain::Input,
+            TranscribeError::Models(e) if e.is_external() => ErrorDomain::External,
+            TranscribeError::Models(_) => ErrorDomain::Input,
+            TranscribeError::Whisper(_) => ErrorDomain::Internal,
+        }
+    }
+}
+
 /// The stage: engine, media store for claim-checked audio, and a bound on concurrent work.
 #[derive(Debug)]
 pub struct TranscribeStage {
