@@ -14,7 +14,57 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::error::{PipelineError, StageError};
+use crate::error::{ErrorDomain, Failure, PipelineError, StageError};
+
+/// Why the bytes behind a media reference could not be had. The stage that asked decides what
+/// each means for the clip (the media stage reports `TooLarge` as its own limit); every other
+/// caller passes it on as a [`StageError`] with the same kind.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FetchError {
+    /// Over the caller's limit (`what`: "media", or the URI).
+    #[error("{what} is {size} bytes, over the {limit} byte limit")]
+    TooLarge { what: String, size: u64, limit: u64 },
+    #[error("{0}")]
+    MissingMedia(String),
+    #[error("SHA-256 is {actual}, the message says {expected}")]
+    ChecksumMismatch { actual: String, expected: String },
+    #[error("{0}")]
+    BadUri(String),
+    /// The store failed (network, permissions, a service down): a retry may help.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl FetchError {
+    /// The machine-readable kind, as in reasons and the `error_type` metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::MissingMedia(_) => "missing_media",
+            FetchError::ChecksumMismatch { .. } => "checksum_mismatch",
+            FetchError::BadUri(_) => "bad_uri",
+            FetchError::Failed(_) => "fetch_failed",
+        }
+    }
+}
+
+impl Failure for FetchError {
+    fn domain(&self) -> ErrorDomain {
+        match self {
+            FetchError::Failed(_) => ErrorDomain::External,
+            _ => ErrorDomain::Input,
+        }
+    }
+}
+
+impl From<FetchError> for StageError {
+    fn from(e: FetchError) -> Self {
+        match e.domain() {
+            ErrorDomain::External => StageError::external(e.kind(), e.to_string()),
+            _ => StageError::input(e.kind(), e.to_string()),
+        }
+    }
+}
 
 /// Where claim-checked media lives.
 #[derive(Debug, Clone, Deserialize)]
@@ -161,52 +211,39 @@ impl MediaStore {
     }
 
     /// The bytes behind a reference, checked against `max_bytes` before reading and against the
-    /// SHA-256 after. Errors are stage errors: `too_large`, `checksum_mismatch`, `missing_media`
-    /// (input) or `fetch_failed` (retryable).
-    pub async fn fetch(&self, media: &MediaRef, max_bytes: u64) -> Result<Bytes, StageError> {
+    /// SHA-256 after.
+    pub async fn fetch(&self, media: &MediaRef, max_bytes: u64) -> Result<Bytes, FetchError> {
+        let too_large = |what: &str, size: u64| FetchError::TooLarge {
+            what: what.to_string(),
+            size,
+            limit: max_bytes,
+        };
         if media.size_bytes > max_bytes {
-            return Err(StageError::input(
-                "too_large",
-                format!(
-                    "media is {} bytes, over the {max_bytes} byte limit",
-                    media.size_bytes
-                ),
-            ));
+            return Err(too_large("media", media.size_bytes));
         }
         let bytes = match &media.location {
-            None => {
-                return Err(StageError::input(
-                    "missing_media",
-                    "the clip names no media",
-                ));
-            }
+            None => return Err(FetchError::MissingMedia("the clip names no media".into())),
             Some(Location::Inline(b)) => Bytes::from(b.clone()),
             Some(Location::Uri(uri)) => self.fetch_uri(uri, max_bytes).await?,
         };
         if bytes.len() as u64 > max_bytes {
-            return Err(StageError::input(
-                "too_large",
-                format!(
-                    "media is {} bytes, over the {max_bytes} byte limit",
-                    bytes.len()
-                ),
-            ));
+            return Err(too_large("media", bytes.len() as u64));
         }
         if !media.sha256.is_empty() {
             let actual = sha256_hex(&bytes);
             if !actual.eq_ignore_ascii_case(&media.sha256) {
-                return Err(StageError::input(
-                    "checksum_mismatch",
-                    format!("SHA-256 is {actual}, the message says {}", media.sha256),
-                ));
+                return Err(FetchError::ChecksumMismatch {
+                    actual,
+                    expected: media.sha256.clone(),
+                });
             }
         }
         Ok(bytes)
     }
 
-    async fn fetch_uri(&self, uri: &str, max_bytes: u64) -> Result<Bytes, StageError> {
-        let url =
-            Url::parse(uri).map_err(|e| StageError::input("bad_uri", format!("`{uri}`: {e}")))?;
+    async fn fetch_uri(&self, uri: &str, max_bytes: u64) -> Result<Bytes, FetchError> {
+        let bad_uri = |e: &dyn std::fmt::Display| FetchError::BadUri(format!("`{uri}`: {e}"));
+        let url = Url::parse(uri).map_err(|e| bad_uri(&e))?;
         let (store, path): (Arc<dyn ObjectStore>, Path) = if uri.starts_with(self.base.as_str()) {
             let rel = &uri[self.base.as_str().len()..];
             let rel = percent_decode(rel);
@@ -216,27 +253,25 @@ impl MediaStore {
             )
         } else {
             let (s, p) = object_store::parse_url_opts(&url, self.options.clone())
-                .map_err(|e| StageError::input("bad_uri", format!("`{uri}`: {e}")))?;
+                .map_err(|e| bad_uri(&e))?;
             (Arc::from(s), p)
         };
         let got = store.get(&path).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {
-                StageError::input("missing_media", format!("{uri} does not exist"))
+                FetchError::MissingMedia(format!("{uri} does not exist"))
             }
-            e => StageError::external("fetch_failed", format!("{uri}: {e}")),
+            e => FetchError::Failed(format!("{uri}: {e}")),
         })?;
         if got.meta.size > max_bytes {
-            return Err(StageError::input(
-                "too_large",
-                format!(
-                    "{uri} is {} bytes, over the {max_bytes} byte limit",
-                    got.meta.size
-                ),
-            ));
+            return Err(FetchError::TooLarge {
+                what: uri.to_string(),
+                size: got.meta.size,
+                limit: max_bytes,
+            });
         }
         got.bytes()
             .await
-            .map_err(|e| StageError::external("fetch_failed", format!("{uri}: {e}")))
+            .map_err(|e| FetchError::Failed(format!("{uri}: {e}")))
     }
 }
 
@@ -301,19 +336,31 @@ mod tests {
             .reference("x", Bytes::from(vec![1u8; 64]), "", true)
             .await
             .unwrap();
-        assert_eq!(s.fetch(&r, 10).await.unwrap_err().kind, "too_large");
+        let e = s.fetch(&r, 10).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FetchError::TooLarge {
+                    size: 64,
+                    limit: 10,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(e.kind(), "too_large");
+        assert_eq!(StageError::from(e).domain, ErrorDomain::Input);
         r.sha256 = "00".repeat(32);
         assert_eq!(
-            s.fetch(&r, 1000).await.unwrap_err().kind,
+            s.fetch(&r, 1000).await.unwrap_err().kind(),
             "checksum_mismatch"
         );
         let missing = MediaRef {
             location: Some(Location::Uri(format!("{}nope", s.base))),
             ..Default::default()
         };
-        assert_eq!(
-            s.fetch(&missing, 1000).await.unwrap_err().kind,
-            "missing_media"
-        );
+        let e = s.fetch(&missing, 1000).await.unwrap_err();
+        assert_eq!(e.kind(), "missing_media");
+        assert!(!e.retryable());
     }
 }

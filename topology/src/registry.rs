@@ -299,14 +299,32 @@ mod tests {
         let mut cfg = Config::default();
         cfg.classify.text_model = "no-such-model".into();
         let e = build(stage::CLASSIFY, &cfg).err().unwrap();
-        assert!(matches!(e, TopologyError::Build { stage: "classify", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                TopologyError::Build {
+                    stage: "classify",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert_eq!(e.domain(), ErrorDomain::Input);
         assert!(!e.retryable());
         assert!(e.to_string().contains("no-such-model"), "{e}");
         let mut cfg = Config::default();
         cfg.monitor.policy = Some("/nonexistent/policy.toml".into());
         let e = build(stage::MONITOR, &cfg).err().unwrap();
-        assert!(matches!(e, TopologyError::Build { stage: "monitor", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                TopologyError::Build {
+                    stage: "monitor",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert_eq!(e.domain(), ErrorDomain::Input);
         assert!(e.to_string().contains("/nonexistent/policy.toml"), "{e}");
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clipguard_models::{Cache, Manifest, ModelError};
 use clipguard_pipeline::store::MediaStore;
-use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms, topics};
 use clipguard_schemas::{CategoryScore, Evidence, MediaExtract, Signal, Transcript};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -571,7 +571,7 @@ impl ClassifyStage {
                 .await
             {
                 Ok(b) => b,
-                Err(e) if e.retryable => return Err(e),
+                Err(e) if e.retryable() => return Err(e.into()),
                 Err(_) => {
                     unreadable += 1;
                     continue;

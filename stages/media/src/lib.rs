@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clipguard_pipeline::stage::error_signal_record;
-use clipguard_pipeline::store::MediaStore;
+use clipguard_pipeline::store::{FetchError, MediaStore};
 use clipguard_pipeline::{Outputs, ProcessCtx, Record, Stage, StageError, now_ms, topics};
 use clipguard_schemas::{
     AudioTrack, ClipContext, ClipSubmitted, DeadLetter, MediaExtract, MediaInfo, MediaResult,
@@ -316,12 +316,9 @@ impl MediaStage {
             .store
             .fetch(&media, self.config.max_bytes)
             .await
-            .map_err(|e| match e.kind {
-                "too_large" => MediaError::TooLarge {
-                    size: media.size_bytes,
-                    limit: self.config.max_bytes,
-                },
-                _ => MediaError::Fetch(e),
+            .map_err(|e| match e {
+                FetchError::TooLarge { size, limit, .. } => MediaError::TooLarge { size, limit },
+                e => MediaError::Fetch(e.into()),
             })?;
         if bytes.is_empty() {
             return Err(MediaError::Empty);

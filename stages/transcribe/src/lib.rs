@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clipguard_pipeline::stage::error_signal;
 use clipguard_pipeline::store::MediaStore;
-use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms, topics};
 use clipguard_schemas::{MediaExtract, Signal, Transcript, TranscriptSegment};
 use tokio::sync::Semaphore;
 
@@ -132,8 +132,8 @@ impl TranscribeStage {
         };
         let bytes = match self.store.fetch(pcm_ref, self.config.max_pcm_bytes).await {
             Ok(b) => b,
-            Err(e) if e.retryable => return Err(e),
-            Err(e) => return bad(e.kind, e.message),
+            Err(e) if e.retryable() => return Err(e.into()),
+            Err(e) => return bad(e.kind(), e.to_string()),
         };
         if bytes.len() % 2 != 0 {
             return bad(
