@@ -126,6 +126,14 @@ pub enum PipelineError {
     /// restarts it from the last committed offset (nothing is lost, some work is redone).
     #[error("delivery failed after {attempts} attempts: {message}")]
     Delivery { attempts: u32, message: String },
+    /// A stage produced a record over the message limit: never sent (a bug in the stage, not
+    /// the broker's fault; the host dead-letters the input instead of stalling on it).
+    #[error("record for {topic} is {bytes} bytes, over the {limit} byte limit")]
+    OversizedRecord {
+        topic: String,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     /// A file named by the user could not be read.
@@ -152,7 +160,9 @@ impl Failure for PipelineError {
             | PipelineError::Io(_) => ErrorDomain::External,
             PipelineError::Server(_) | PipelineError::Topic(_) => ErrorDomain::External,
             PipelineError::File { .. } => ErrorDomain::Input,
-            PipelineError::Internal(_) => ErrorDomain::Internal,
+            PipelineError::Internal(_) | PipelineError::OversizedRecord { .. } => {
+                ErrorDomain::Internal
+            }
         }
     }
 }

@@ -472,12 +472,9 @@ impl<S: Stage> Job<S> {
                     let records = output.into_records();
                     return match self.emitter.send_all(records, &trace).await {
                         Ok(()) => Ok(Handled::Done),
-                        Err(PipelineError::Delivery {
-                            attempts: 0,
-                            message: msg,
-                        }) => {
+                        Err(e @ PipelineError::OversizedRecord { .. }) => {
                             // A stage produced an oversized record: a bug; never stall on it.
-                            let error = StageError::internal("oversized_output", msg);
+                            let error = StageError::internal("oversized_output", e.to_string());
                             self.dead_letter(message, &clip_id, &error, attempt_no, &trace)
                                 .await
                         }

@@ -53,6 +53,16 @@ impl Stage for Scripted {
             }
             "always-fails" => Err(StageError::external("down", "never works")),
             "bad-input" => Err(StageError::input("bad_input", "cannot be processed")),
+            // Output over the message limit: a bug in the stage, never sent.
+            "oversized" => Ok(vec![Record::encode(
+                topics::VERDICTS,
+                &ctx.clip_id,
+                &Verdict {
+                    clip_id: ctx.clip_id.clone(),
+                    rationale: "x".repeat(topics::MAX_MESSAGE_BYTES + 1),
+                    ..Default::default()
+                },
+            )]),
             "hang" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 unreachable!()
@@ -116,8 +126,8 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
     };
     let producer: FutureProducer = kafka.producer().unwrap();
 
-    // (key, payload): good, malformed bytes, panic, flaky, always failing, bad input, hang, slow,
-    // good.
+    // (key, payload): good, malformed bytes, panic, flaky, always failing, bad input, oversized
+    // output, hang, slow, good.
     let signal = |stage: &str| {
         prost::Message::encode_to_vec(&Signal {
             stage: stage.into(),
@@ -131,6 +141,7 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
         ("flaky", signal("flaky")),
         ("down", signal("always-fails")),
         ("rejected", signal("bad-input")),
+        ("oversized", signal("oversized")),
         ("hangs", signal("hang")),
         ("slow", signal("slow")),
         ("good-2", signal("ok")),
@@ -202,6 +213,8 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
         ("down", "down", 3),
         // Bad input: retrying cannot help.
         ("rejected", "bad_input", 1),
+        // An oversized output is the stage's bug: dead-lettered at once, named as such.
+        ("oversized", "oversized_output", 1),
         ("hangs", "attempt_timeout", 1),
     ] {
         let letter = letters
@@ -217,7 +230,7 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
     }
     assert_eq!(
         letters.len(),
-        5,
+        6,
         "only poison is dead-lettered: {:?}",
         letters.keys()
     );
@@ -228,7 +241,14 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
             (s.stage == "scripted" && s.error.is_some()).then_some(k)
         })
         .collect();
-    for key in ["garbage", "panics", "down", "rejected", "hangs"] {
+    for key in [
+        "garbage",
+        "panics",
+        "down",
+        "rejected",
+        "oversized",
+        "hangs",
+    ] {
         assert!(
             error_signals.contains(&key.to_string()),
             "{key} got an error signal: {error_signals:?}"
@@ -257,7 +277,7 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
     );
     let text = render(&registry);
     assert!(
-        text.contains("clipguard_scripted_dead_letters_total 5"),
+        text.contains("clipguard_scripted_dead_letters_total 6"),
         "{text}"
     );
     // Every failed attempt counted once, the undecodable message once (it is never attempted).

@@ -49,14 +49,10 @@ impl KafkaEmitter {
     ) -> Result<(), PipelineError> {
         for record in &records {
             if record.payload.len() > topics::MAX_MESSAGE_BYTES {
-                return Err(PipelineError::Delivery {
-                    attempts: 0,
-                    message: format!(
-                        "record for {} is {} bytes, over the {} byte limit",
-                        record.topic,
-                        record.payload.len(),
-                        topics::MAX_MESSAGE_BYTES
-                    ),
+                return Err(PipelineError::OversizedRecord {
+                    topic: record.topic.to_string(),
+                    bytes: record.payload.len(),
+                    limit: topics::MAX_MESSAGE_BYTES,
                 });
             }
         }
