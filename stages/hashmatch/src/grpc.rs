@@ -19,11 +19,7 @@ pub struct HashmatchGrpc(pub Arc<HashmatchStage>);
 #[tonic::async_trait]
 impl HashMatchService for HashmatchGrpc {
     async fn r#match(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
-        let stage = self.0.clone();
-        let extract = request.into_inner();
-        let signal = tokio::task::spawn_blocking(move || stage.match_extract(&extract))
-            .await
-            .map_err(|e| Status::from(clipguard_pipeline::error::join_error(e)))?;
+        let signal = self.0.match_off_executor(request.into_inner()).await?;
         Ok(Response::new(signal))
     }
 }

@@ -398,28 +398,44 @@ impl HashmatchStage {
         true
     }
 
-    /// Matches one extract (also the gRPC entry point).
+    /// Matches one extract against the banks in service now. CPU-bound (index lookups, vPDQ
+    /// comparison): hosts call it off the async executor, through
+    /// [`HashmatchStage::match_off_executor`].
     pub fn match_extract(&self, extract: &MediaExtract) -> Signal {
-        let frames = frames_of(extract);
-        let banks = self.banks();
-        let matches = match_clip(
-            &banks,
-            &frames,
-            &extract.md5,
-            &extract.sha256,
-            self.config.min_quality,
-            extract.frame_hash_max_gap_s,
-        );
-        if !matches.is_empty() {
-            // Names and categories only: never hashes.
-            let summary: Vec<String> = matches
-                .iter()
-                .map(|m| format!("{}:{}:{}", m.bank, m.category, m.kind))
-                .collect();
-            tracing::warn!(clip_id = %extract.clip_id, matches = ?summary, "hash match");
-        }
-        signal_for(extract, matches)
+        match_with(&self.banks(), self.config.min_quality, extract)
     }
+
+    /// [`HashmatchStage::match_extract`] on the blocking pool, as every host runs it (Kafka,
+    /// gRPC, in process): a large bank never stalls the executor's other work.
+    pub async fn match_off_executor(&self, extract: MediaExtract) -> Result<Signal, StageError> {
+        let banks = self.banks();
+        let min_quality = self.config.min_quality;
+        tokio::task::spawn_blocking(move || match_with(&banks, min_quality, &extract))
+            .await
+            .map_err(clipguard_pipeline::error::join_error)
+    }
+}
+
+/// Matches one extract against `banks`.
+fn match_with(banks: &BankSet, min_quality: u32, extract: &MediaExtract) -> Signal {
+    let frames = frames_of(extract);
+    let matches = match_clip(
+        banks,
+        &frames,
+        &extract.md5,
+        &extract.sha256,
+        min_quality,
+        extract.frame_hash_max_gap_s,
+    );
+    if !matches.is_empty() {
+        // Names and categories only: never hashes.
+        let summary: Vec<String> = matches
+            .iter()
+            .map(|m| format!("{}:{}:{}", m.bank, m.category, m.kind))
+            .collect();
+        tracing::warn!(clip_id = %extract.clip_id, matches = ?summary, "hash match");
+    }
+    signal_for(extract, matches)
 }
 
 impl Stage for HashmatchStage {
@@ -447,7 +463,7 @@ impl Stage for HashmatchStage {
             input.clip_id = ctx.clip_id.clone();
         }
         let key = input.clip_id.clone();
-        let signal = self.match_extract(&input);
+        let signal = self.match_off_executor(input).await?;
         Ok(vec![Record::encode(topics::SIGNALS, key, &signal)])
     }
 
