@@ -296,37 +296,23 @@ mod tests {
     /// typed error (not a string): an unknown model, an unreadable policy.
     #[test]
     fn build_errors_keep_the_stages_own_error_and_its_domain() {
-        let mut cfg = Config::default();
-        cfg.classify.text_model = "no-such-model".into();
-        let e = build(stage::CLASSIFY, &cfg).err().unwrap();
-        assert!(
-            matches!(
-                e,
-                TopologyError::Build {
-                    stage: "classify",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        assert_eq!(e.domain(), ErrorDomain::Input);
-        assert!(!e.retryable());
-        assert!(e.to_string().contains("no-such-model"), "{e}");
-        let mut cfg = Config::default();
-        cfg.monitor.policy = Some("/nonexistent/policy.toml".into());
-        let e = build(stage::MONITOR, &cfg).err().unwrap();
-        assert!(
-            matches!(
-                e,
-                TopologyError::Build {
-                    stage: "monitor",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        assert_eq!(e.domain(), ErrorDomain::Input);
-        assert!(e.to_string().contains("/nonexistent/policy.toml"), "{e}");
+        let mut unknown_model = Config::default();
+        unknown_model.classify.text_model = "no-such-model".into();
+        let mut missing_policy = Config::default();
+        missing_policy.monitor.policy = Some("/nonexistent/policy.toml".into());
+        for (name, cfg, named) in [
+            (stage::CLASSIFY, unknown_model, "no-such-model"),
+            (stage::MONITOR, missing_policy, "/nonexistent/policy.toml"),
+        ] {
+            let e = build(name, &cfg).err().unwrap();
+            assert!(
+                matches!(&e, TopologyError::Build { stage, .. } if *stage == name),
+                "{e}"
+            );
+            assert_eq!(e.domain(), ErrorDomain::Input, "{e}");
+            assert!(!e.retryable(), "{e}");
+            assert!(e.to_string().contains(named), "{e}");
+        }
     }
 
     /// Every registered stage, as the registry builds it, emits the shared telemetry on the
