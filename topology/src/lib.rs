@@ -51,4 +51,13 @@ impl clipguard_pipeline::Failure for TopologyError {
             TopologyError::Clip(_) => ErrorDomain::Input,
         }
     }
+
+    /// The wrapped error's own answer, where there is one.
+    fn retryable(&self) -> bool {
+        match self {
+            TopologyError::Build { error, .. } => error.retryable(),
+            TopologyError::Pipeline(e) => e.retryable(),
+            TopologyError::UnknownStage { .. } | TopologyError::Clip(_) => false,
+        }
+    }
 }

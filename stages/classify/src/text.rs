@@ -534,6 +534,13 @@ impl TextClassifier {
         // Categories with heads of their own first: a composed category reads its base's raw
         // scores.
         let mut raws: Vec<Vec<f32>> = vec![Vec::new(); self.categories.len()];
+        // Each input with its neighbours, built once for the categories that require an
+        // attribute.
+        let contexts: Vec<String> = if self.categories.iter().any(|c| c.requires.is_some()) {
+            (0..inputs.len()).map(|i| context(inputs, i)).collect()
+        } else {
+            Vec::new()
+        };
         for pass_composed in [false, true] {
             for (ci, (cat, out)) in self.categories.iter().zip(scores.iter_mut()).enumerate() {
                 if cat.compose.is_some() != pass_composed {
@@ -546,9 +553,7 @@ impl TextClassifier {
                 // before or after: "call poison control" | "and do not make them vomit").
                 let findings: Vec<attributes::Finding> = match (&cat.compose, &cat.requires) {
                     (Some((_, a)), _) => inputs.iter().map(|i| a.find(i.text)).collect(),
-                    (None, Some(a)) => (0..inputs.len())
-                        .map(|i| a.find(&context(inputs, i)))
-                        .collect(),
+                    (None, Some(a)) => (0..inputs.len()).map(|i| a.find(&contexts[i])).collect(),
                     (None, None) => Vec::new(),
                 };
                 let mut unit_raws = Vec::with_capacity(all_units.len());
@@ -562,7 +567,7 @@ impl TextClassifier {
                                 self.own_score(cat, heads, v, near_unsafe, near_benign);
                             match (&cat.requires, findings.get(unit.input)) {
                                 (Some(a), Some(attributes::Finding::Against(c))) => {
-                                    let text = context(inputs, unit.input);
+                                    let text = &contexts[unit.input];
                                     // Said at debug level: below the threshold there is no
                                     // evidence to carry it.
                                     tracing::debug!(

@@ -248,7 +248,6 @@ pub fn cross_validate_with(
                 (None, None) => false,
             })
             .collect();
-        // A composed category's attribute cues, per exemplar (they do not learn).
         // What each exemplar says about a composed category's attribute (cues do not learn).
         // And for a category that requires an attribute: where it is denied, it scores 0.
         let found: Vec<Option<Finding>> = match &c.compose {
