@@ -162,6 +162,7 @@ fn everyday() -> Vec<Item> {
         "eval/speech/everyday-risky-third.jsonl",
         "eval/speech/everyday-risky-fourth.jsonl",
         "eval/speech/everyday-risky-fifth.jsonl",
+        "eval/speech/everyday-risky-sixth.jsonl",
     ] {
         items.extend(read_set(set));
     }
