@@ -114,7 +114,9 @@ pub async fn replay(
         },
     )
     .await?;
-    let report = clipguard_monitor::replay::replay(signals, &cfg.monitor, &active, &candidate);
+    let graph = clipguard_topology::registry::Registry::default().graph()?;
+    let wait = clipguard_monitor::Wait::new(&cfg.monitor, &graph).map_err(anyhow::Error::msg)?;
+    let report = clipguard_monitor::replay::replay(signals, &wait, &active, &candidate);
     if json {
         let mut j = report.json();
         j["unreadable_signals"] = json!(unreadable);

@@ -221,3 +221,43 @@ fn no_crate_includes_files_from_outside_its_folder() {
         }
     }
 }
+
+/// The pipeline's edges are declared once (`pipeline/src/graph.rs`): a stage crate's code names
+/// no topic. It emits typed records (`Record::signal`, `Record::extract`, …) and learns its
+/// input's topic from the host; message limits (`topics::MAX_MESSAGE_BYTES`) are not topics.
+#[test]
+fn no_stage_crate_names_a_topic() {
+    let mut checked = 0;
+    for (name, (dir, _)) in workspace() {
+        if !dir.starts_with(Path::new(env!("CARGO_MANIFEST_DIR")).join("stages")) {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&dir.join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let mut in_tests = false;
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap();
+                // Unit tests may build a graph of their own.
+                in_tests |= code.trim_start().starts_with("#[cfg(test)]");
+                if in_tests {
+                    break;
+                }
+                let names_topic = code.contains("names::topic")
+                    || code.contains("\"clips.")
+                    || code
+                        .match_indices("topics::")
+                        .any(|(at, _)| !code[at..].starts_with("topics::MAX_MESSAGE_BYTES"));
+                assert!(
+                    !names_topic,
+                    "{name}: {}:{} names a topic: {line}",
+                    f.display(),
+                    i + 1
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "the check sees the stage crates ({checked} files)");
+}

@@ -19,6 +19,7 @@ use clipguard_hashmatch::stage::{HashmatchConfig, HashmatchStage};
 use clipguard_pdq::PdqHash;
 use clipguard_pdq::vpdq::{self, FrameHash, MatchParams};
 use clipguard_pipeline::config::Validate;
+use clipguard_pipeline::graph::{self, Node};
 use clipguard_pipeline::stage::NoEmitter;
 use clipguard_pipeline::{Outputs, ProcessCtx, Stage};
 use clipguard_policy::{Audience, Policy};
@@ -111,9 +112,11 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     .block_on(fut)
 }
 
-fn ctx(clip_id: &str) -> ProcessCtx {
+/// What the Kafka host would tell a stage of `node` about an input of `clip_id`.
+fn ctx(node: Node, clip_id: &str) -> ProcessCtx {
     ProcessCtx {
         clip_id: clip_id.to_string(),
+        topic: node.consumes,
         attempt: 1,
         trace: clipguard_pipeline::trace::TraceContext::new_root(),
         emitter: Arc::new(NoEmitter),
@@ -160,7 +163,7 @@ fn media_stage() -> &'static clipguard_media::MediaStage {
 fn run_media(clip: ClipSubmitted) {
     let stage = media_stage();
     let id = clip.clip_id.clone();
-    if let Ok(out) = block_on(stage.process(clip, &ctx(&id))) {
+    if let Ok(out) = block_on(stage.process(clip, &ctx(graph::MEDIA, &id))) {
         let _ = out.into_records();
     }
 }
@@ -243,7 +246,7 @@ pub fn media_extract(data: &[u8]) {
     let signal = stage.match_extract(&extract);
     let _ = signal.encode_to_vec();
     let id = extract.clip_id.clone();
-    if let Ok(records) = block_on(stage.process(extract, &ctx(&id))) {
+    if let Ok(records) = block_on(stage.process(extract, &ctx(graph::HASHMATCH, &id))) {
         let _ = records.into_records();
     }
 }
@@ -253,7 +256,7 @@ pub fn media_extract(data: &[u8]) {
 pub fn monitor_signals(data: &[u8]) {
     static POLICY: OnceLock<Policy> = OnceLock::new();
     let policy = POLICY.get_or_init(Policy::default_policy);
-    let cfg = clipguard_monitor::MonitorConfig::default();
+    let wait = clipguard_monitor::Wait::default();
     let mut buf = data;
     let mut signals = Vec::new();
     while !buf.is_empty() && signals.len() < 16 {
@@ -266,10 +269,10 @@ pub fn monitor_signals(data: &[u8]) {
         .first()
         .map(|s| s.clip_id.clone())
         .unwrap_or_default();
-    let _ = clipguard_monitor::decide::complete(&signals, &cfg);
+    let _ = clipguard_monitor::decide::complete(&signals, &wait);
     for deadline_passed in [false, true] {
         let verdict =
-            clipguard_monitor::decide::decide(&clip_id, &signals, &cfg, policy, deadline_passed);
+            clipguard_monitor::decide::decide(&clip_id, &signals, &wait, policy, deadline_passed);
         let json = clipguard_monitor::json::verdict_json(&verdict);
         let _ = serde_json::to_string(&json);
         let _ = Verdict::decode(verdict.encode_to_vec().as_slice());

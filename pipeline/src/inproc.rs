@@ -10,9 +10,9 @@
 //! ```no_run
 //! # async fn demo(media: std::sync::Arc<impl clipguard_pipeline::Stage>, clip: clipguard_schemas::ClipSubmitted) {
 //! use clipguard_pipeline::inproc::Topology;
-//! use clipguard_pipeline::{Record, topics};
+//! use clipguard_pipeline::{Record, graph, topics};
 //! let mut topology = Topology::new();
-//! topology.add(media);
+//! topology.add(media, graph::MEDIA);
 //! let produced = topology
 //!     .run(vec![Record::encode(topics::SUBMITTED, clip.clip_id.clone(), &clip)])
 //!     .await;
@@ -28,6 +28,7 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use crate::error::{PipelineError, StageError};
+use crate::graph::Node;
 use crate::stage::{Emitter, Outputs, ProcessCtx, Record, Stage, attempt, dead_letter_records};
 use crate::trace::TraceContext;
 
@@ -38,20 +39,23 @@ trait Routed: Send + Sync {
     fn handle(&self, record: Record, emitter: Arc<dyn Emitter>) -> BoxFuture<'_, Vec<Record>>;
 }
 
-struct Hosted<S>(Arc<S>);
+struct Hosted<S> {
+    stage: Arc<S>,
+    topic: &'static str,
+}
 
 impl<S: Stage> Routed for Hosted<S> {
     fn input_topic(&self) -> &'static str {
-        self.0.input_topic()
+        self.topic
     }
 
     fn start(&self, emitter: Arc<dyn Emitter>) {
-        self.0.start(emitter);
+        self.stage.start(emitter);
     }
 
     fn handle(&self, record: Record, emitter: Arc<dyn Emitter>) -> BoxFuture<'_, Vec<Record>> {
         Box::pin(async move {
-            let stage = self.0.as_ref();
+            let stage = self.stage.as_ref();
             let failed = |error: StageError, attempts: u32| {
                 tracing::warn!(stage = stage.name(), clip_id = %record.key, error = %error, "dead-lettering message");
                 dead_letter_records(
@@ -77,6 +81,7 @@ impl<S: Stage> Routed for Hosted<S> {
             };
             let ctx = ProcessCtx {
                 clip_id: record.key.clone(),
+                topic: self.topic,
                 attempt: 1,
                 trace: record.trace.unwrap_or_else(TraceContext::new_root),
                 emitter,
@@ -135,10 +140,13 @@ impl Topology {
         }
     }
 
-    /// Adds a stage and starts its background work (the monitor's deadlines), which emits into
-    /// this topology.
-    pub fn add<S: Stage>(&mut self, stage: Arc<S>) {
-        let hosted = Hosted(stage);
+    /// Adds a stage, consuming the topic of its `node`, and starts its background work (the
+    /// monitor's deadlines), which emits into this topology.
+    pub fn add<S: Stage>(&mut self, stage: Arc<S>, node: Node) {
+        let hosted = Hosted {
+            stage,
+            topic: node.consumes,
+        };
         hosted.start(self.emitter.clone());
         self.stages.push(Box::new(hosted));
     }

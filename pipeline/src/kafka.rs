@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::error::{PipelineError, StageError};
+use crate::graph::Node;
 use crate::metrics::{PartitionLabels, StageMetrics};
 use crate::offsets::OffsetTracker;
 use crate::stage::{Outputs, ProcessCtx, Stage, attempt, dead_letter_records};
@@ -131,6 +132,7 @@ impl KafkaHost {
     pub async fn run<S: Stage>(
         &self,
         stage: Arc<S>,
+        node: Node,
         metrics: StageMetrics,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
@@ -161,7 +163,7 @@ impl KafkaHost {
             assigned: assigned.clone(),
         };
         // The stage's memory first: nothing is consumed before it is read.
-        let follower = match stage.state_topic() {
+        let follower = match node.state {
             Some(topic) => {
                 let s = stage.clone();
                 let follower = Arc::new(StateFollower::start(
@@ -187,7 +189,7 @@ impl KafkaHost {
             None => None,
         };
         let consumer: Arc<StreamConsumer<HostContext>> = Arc::new(cc.create_with_context(context)?);
-        consumer.subscribe(&[stage.input_topic()])?;
+        consumer.subscribe(&[node.consumes])?;
 
         let emitter = Arc::new(KafkaEmitter::new(
             self.kafka.producer()?,
@@ -208,7 +210,7 @@ impl KafkaHost {
         let (fatal_tx, mut fatal_rx) = mpsc::channel::<PipelineError>(1);
         let mut tasks = JoinSet::new();
         let draining = Arc::new(AtomicBool::new(false));
-        tracing::info!(stage = name, topic = stage.input_topic(), "stage consuming");
+        tracing::info!(stage = name, topic = node.consumes, "stage consuming");
 
         let outcome: Result<(), PipelineError> = loop {
             let permit = tokio::select! {
@@ -248,6 +250,7 @@ impl KafkaHost {
             metrics.in_flight.inc();
             let job = Job {
                 stage: stage.clone(),
+                topic: node.consumes,
                 emitter: emitter.clone(),
                 metrics: metrics.clone(),
                 host: self.host.clone(),
@@ -364,6 +367,8 @@ async fn commit_loop(
 
 struct Job<S> {
     stage: Arc<S>,
+    /// The topic the stage consumes.
+    topic: &'static str,
     emitter: Arc<KafkaEmitter>,
     metrics: StageMetrics,
     host: HostConfig,
@@ -463,6 +468,7 @@ impl<S: Stage> Job<S> {
             attempt_no += 1;
             let ctx = ProcessCtx {
                 clip_id: clip_id.clone(),
+                topic: self.topic,
                 attempt: attempt_no,
                 trace,
                 emitter: self.emitter.clone(),

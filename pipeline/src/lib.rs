@@ -21,6 +21,7 @@ pub mod config;
 pub mod edges;
 pub mod embedded;
 pub mod error;
+pub mod graph;
 pub mod grpc;
 pub mod inproc;
 pub mod kafka;

@@ -4,7 +4,9 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use clipguard_schemas::{ClipContext, DeadLetter, Signal, StageError as StageErrorMsg};
+use clipguard_schemas::{
+    ClipContext, DeadLetter, MediaExtract, Signal, StageError as StageErrorMsg, Transcript, Verdict,
+};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
@@ -30,6 +32,36 @@ impl Record {
             payload: msg.encode_to_vec(),
             trace: None,
         }
+    }
+
+    /// A stage's signal, for the monitor to join.
+    pub fn signal(key: impl Into<String>, signal: &Signal) -> Self {
+        Self::encode(topics::SIGNALS, key, signal)
+    }
+
+    /// The media stage's extract of a clip, for the stages that read frames and audio.
+    pub fn extract(key: impl Into<String>, extract: &MediaExtract) -> Self {
+        Self::encode(topics::MEDIA, key, extract)
+    }
+
+    /// A clip's transcript.
+    pub fn transcript(key: impl Into<String>, transcript: &Transcript) -> Self {
+        Self::encode(topics::TRANSCRIPTS, key, transcript)
+    }
+
+    /// A clip's verdict under the active policy.
+    pub fn verdict(key: impl Into<String>, verdict: &Verdict) -> Self {
+        Self::encode(topics::VERDICTS, key, verdict)
+    }
+
+    /// A clip's verdict under the shadow policy.
+    pub fn shadow_verdict(key: impl Into<String>, verdict: &Verdict) -> Self {
+        Self::encode(topics::VERDICTS_SHADOW, key, verdict)
+    }
+
+    /// A message that could not be processed, with the reason.
+    pub fn dead_letter(key: impl Into<String>, letter: &DeadLetter) -> Self {
+        Self::encode(topics::DLQ, key, letter)
     }
 }
 
@@ -61,6 +93,8 @@ pub trait Emitter: Send + Sync {
 pub struct ProcessCtx {
     /// The message key: the clip id.
     pub clip_id: String,
+    /// The topic the input came from.
+    pub topic: &'static str,
     /// 1 for the first attempt at this message in this worker.
     pub attempt: u32,
     pub trace: TraceContext,
@@ -80,15 +114,13 @@ impl std::fmt::Debug for ProcessCtx {
 /// A pipeline stage. Settings are immutable; state (models, buffers) lives inside the
 /// implementation behind `&self`.
 pub trait Stage: Send + Sync + 'static {
-    /// The message consumed from [`Stage::input_topic`].
+    /// The message consumed from the topic of the stage's node ([`crate::graph::Node`]).
     type Input: prost::Message + Default + Clone + Send + 'static;
     /// What one input becomes.
     type Output: Outputs + Send + 'static;
 
     /// The stage name: consumer group suffix, metric prefix, signal `stage` field.
     fn name(&self) -> &'static str;
-
-    fn input_topic(&self) -> &'static str;
 
     /// The longest one attempt may take before the host gives up on it.
     fn attempt_timeout(&self) -> std::time::Duration;
@@ -120,16 +152,8 @@ pub trait Stage: Send + Sync + 'static {
         vec![error_signal_record(self.name(), clip_id, error, None)]
     }
 
-    /// A topic whose records are this stage's memory across restarts, keyed by clip id (the
-    /// monitor's: the verdicts it and its peers published). The Kafka host reads all of it
-    /// before consuming, follows it while running, and at every partition assignment reads what
-    /// it holds before processing more input; each record goes to [`Stage::restore`]. `None`
-    /// (the default): the stage keeps nothing across restarts.
-    fn state_topic(&self) -> Option<&'static str> {
-        None
-    }
-
-    /// One record of [`Stage::state_topic`] (called from the host's follower thread).
+    /// One record of the stage's state topic ([`crate::graph::Node::state`]), called from the
+    /// Kafka host's follower thread.
     fn restore(&self, _key: &str, _payload: &[u8]) {}
 
     /// Starts background work (timers) once the host is ready to emit.
@@ -201,7 +225,7 @@ pub fn dead_letter_records<S: Stage>(
         attempts,
         failed_at_ms: crate::now_ms(),
     };
-    let mut records = vec![Record::encode(topics::DLQ, clip_id, &letter)];
+    let mut records = vec![Record::dead_letter(clip_id, &letter)];
     // Without a clip id there is nobody to give a verdict to (and none to make up).
     if !clip_id.is_empty() {
         records.extend(stage.poison_outputs(clip_id, error));
@@ -217,7 +241,7 @@ pub fn error_signal_record(
     context: Option<ClipContext>,
 ) -> Record {
     let signal = error_signal(stage, clip_id, error, context);
-    Record::encode(topics::SIGNALS, clip_id, &signal)
+    Record::signal(clip_id, &signal)
 }
 
 /// The signal of a stage that failed on a clip.

@@ -2,7 +2,6 @@
 //! after real work and on the error path. Lives beside the runtime (not in a test crate) so each
 //! stage crate's tests call the same check on its own stage.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -14,17 +13,7 @@ use crate::PipelineError;
 use crate::embedded::EmbeddedBroker;
 use crate::kafka::{HostConfig, KafkaConfig, KafkaHost};
 use crate::metrics::StageMetrics;
-use crate::stage::Stage;
 use crate::telemetry::render;
-
-/// [`assert_shared_telemetry_of`] for a stage at hand.
-pub async fn assert_shared_telemetry<S: Stage>(stage: Arc<S>, good: Vec<u8>) -> String {
-    let (name, topic) = (stage.name(), stage.input_topic());
-    let run = move |host: KafkaHost, metrics, stop| -> BoxFuture<'static, _> {
-        Box::pin(async move { host.run(stage, metrics, stop).await })
-    };
-    assert_shared_telemetry_of(name, topic, run, good).await
-}
 
 /// The stage `name` consuming `topic`, started by `run` on the Kafka host over an embedded
 /// broker, is sent `good` (a payload that it processes to outputs) and then bytes no message

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use clipguard_pipeline::embedded::EmbeddedBroker;
+use clipguard_pipeline::graph::Node;
 use clipguard_pipeline::kafka::{HostConfig, KafkaConfig, KafkaHost};
 use clipguard_pipeline::metrics::StageMetrics;
 use clipguard_pipeline::telemetry::render;
@@ -22,6 +23,15 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The scripted stage's place: not on clips.signals, so that its own error signals do not feed
+/// back into it.
+const SCRIPTED: Node = Node {
+    stage: "scripted",
+    consumes: topics::SUBMITTED,
+    produces: &[topics::SIGNALS, topics::VERDICTS, topics::DLQ],
+    state: None,
+};
 
 /// A stage whose behaviour is chosen by the input's `stage` field.
 struct Scripted {
@@ -34,11 +44,6 @@ impl Stage for Scripted {
 
     fn name(&self) -> &'static str {
         "scripted"
-    }
-
-    fn input_topic(&self) -> &'static str {
-        // Not clips.signals: the stage's own error signals must not feed back into it.
-        topics::SUBMITTED
     }
 
     fn attempt_timeout(&self) -> Duration {
@@ -175,7 +180,7 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn({
         let metrics = metrics.clone();
-        async move { host.run(stage, metrics, stop_rx).await }
+        async move { host.run(stage, SCRIPTED, metrics, stop_rx).await }
     });
 
     let until = Instant::now() + Duration::from_secs(60);

@@ -20,9 +20,6 @@ pub mod stage {
         CLASSIFY_TRANSCRIPT,
         MONITOR,
     ];
-
-    /// The stages whose signals the monitor joins (every stage but the monitor).
-    pub const SIGNALLING: &[&str] = &[MEDIA, HASHMATCH, TRANSCRIBE, CLASSIFY, CLASSIFY_TRANSCRIPT];
 }
 
 /// Kafka topics.

@@ -49,6 +49,15 @@ impl Validate for Config {
         self.transcribe.validate(problems);
         self.classify.validate(problems);
         self.monitor.validate(problems);
+        // The expected stages are checked against this build's pipeline.
+        match crate::registry::Registry::default().graph() {
+            Ok(graph) => {
+                if let Err(e) = clipguard_monitor::Wait::new(&self.monitor, &graph) {
+                    problems.push(e);
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
         self.telemetry.validate(problems);
         self.grpc.validate(problems);
     }

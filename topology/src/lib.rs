@@ -29,8 +29,11 @@ pub enum TopologyError {
         error: Box<dyn clipguard_pipeline::Failure>,
     },
     /// No such stage.
-    #[error("unknown stage `{name}` (available: {})", clipguard_schemas::names::stage::ALL.join(", "))]
-    UnknownStage { name: String },
+    #[error("unknown stage `{name}` (available: {available})")]
+    UnknownStage { name: String, available: String },
+    /// The stages do not form a pipeline (a stage declared twice, or fed by nothing).
+    #[error("{0}")]
+    Graph(#[from] clipguard_pipeline::graph::GraphError),
     /// The runtime failed (broker, store, configuration).
     #[error(transparent)]
     Pipeline(#[from] clipguard_pipeline::PipelineError),
@@ -46,7 +49,7 @@ impl clipguard_pipeline::Failure for TopologyError {
         use clipguard_pipeline::ErrorDomain;
         match self {
             TopologyError::Build { error, .. } => error.domain(),
-            TopologyError::UnknownStage { .. } => ErrorDomain::Input,
+            TopologyError::UnknownStage { .. } | TopologyError::Graph(_) => ErrorDomain::Input,
             TopologyError::Pipeline(e) => e.domain(),
             TopologyError::Clip(_) => ErrorDomain::Input,
         }
@@ -57,7 +60,9 @@ impl clipguard_pipeline::Failure for TopologyError {
         match self {
             TopologyError::Build { error, .. } => error.retryable(),
             TopologyError::Pipeline(e) => e.retryable(),
-            TopologyError::UnknownStage { .. } | TopologyError::Clip(_) => false,
+            TopologyError::UnknownStage { .. }
+            | TopologyError::Graph(_)
+            | TopologyError::Clip(_) => false,
         }
     }
 }

@@ -12,7 +12,8 @@ use clipguard_pipeline::{Record, topics};
 use clipguard_schemas::names::stage;
 use clipguard_schemas::{MediaExtract, Signal, Transcript, Verdict};
 
-use crate::{Config, TopologyError, registry};
+use crate::registry::Registry;
+use crate::{Config, TopologyError};
 
 /// Stages wired in process, and the store clips are submitted through.
 #[derive(Debug)]
@@ -23,17 +24,14 @@ pub struct Local {
 }
 
 impl Local {
-    /// Builds `names` from `cfg`. The monitor, when among them, expects exactly the other
-    /// stages named.
-    pub fn new(cfg: &Config, names: &[&str]) -> Result<Self, TopologyError> {
+    /// Builds `names` of `registry` from `cfg`. The monitor, when among them, waits for every
+    /// other stage named that signals (whatever `monitor.expected_stages` says: nothing else
+    /// can answer in this process).
+    pub fn with(registry: &Registry, cfg: &Config, names: &[&str]) -> Result<Self, TopologyError> {
         let mut cfg = cfg.clone();
-        cfg.monitor.expected_stages = names
-            .iter()
-            .filter(|n| **n != stage::MONITOR)
-            .map(|n| n.to_string())
-            .collect();
+        cfg.monitor.expected_stages.clear();
         let mut topology = Topology::new();
-        for built in registry::build_all(names, &cfg)? {
+        for built in registry.build_all(names, &cfg)? {
             built.join(&mut topology);
         }
         Ok(Local {
@@ -43,9 +41,15 @@ impl Local {
         })
     }
 
+    /// [`Local::with`] the standard registry.
+    pub fn new(cfg: &Config, names: &[&str]) -> Result<Self, TopologyError> {
+        Self::with(&Registry::default(), cfg, names)
+    }
+
     /// Every stage: what `clipguard scan` runs.
     pub fn all(cfg: &Config) -> Result<Self, TopologyError> {
-        Self::new(cfg, registry::NAMES)
+        let registry = Registry::default();
+        Self::with(&registry, cfg, &registry.names())
     }
 
     /// Submits `path` and runs the stages until nothing is left in flight; returns every record

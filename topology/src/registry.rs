@@ -2,7 +2,7 @@
 //! on the Kafka host (`clipguard stage NAME`, `clipguard run`), serves its gRPC services, or joins
 //! an in-process [`Topology`] (`clipguard scan`): the same stage object on every path.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use clipguard_classify::prompt::PromptChecker;
 use clipguard_classify::stage::{ClassifyStage, ClassifyTranscriptStage};
@@ -10,6 +10,7 @@ use clipguard_classify::text::TextClassifier;
 use clipguard_hashmatch::stage::HashmatchStage;
 use clipguard_media::MediaStage;
 use clipguard_monitor::MonitorStage;
+use clipguard_pipeline::graph::{self, Graph, Node};
 use clipguard_pipeline::inproc::Topology;
 use clipguard_pipeline::kafka::KafkaHost;
 use clipguard_pipeline::metrics::StageMetrics;
@@ -17,14 +18,11 @@ use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{ErrorDomain, Failure, PipelineError, Stage};
 use clipguard_schemas::names::stage;
 use futures::future::BoxFuture;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::watch;
 use tonic::service::Routes;
 
 use crate::{Config, TopologyError};
-
-/// Stages this build can run, in pipeline order.
-pub const NAMES: &[&str] = stage::ALL;
 
 type RunKafka = Box<
     dyn FnOnce(
@@ -35,13 +33,172 @@ type RunKafka = Box<
         + Send,
 >;
 
+/// How a stage is built: from what [`Context`] holds.
+pub type Build = fn(&Context<'_>) -> Result<Built, TopologyError>;
+
+/// One stage this build can run: its place in the pipeline and how to build it. Adding a stage
+/// is adding an entry ([`Registry::with`]): hosts subscribe it by its node, and the monitor
+/// waits for its signal when its node produces one.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub node: Node,
+    pub build: Build,
+}
+
+/// clipguard's stages, in pipeline order.
+pub const STANDARD: &[Entry] = &[
+    Entry {
+        node: graph::MEDIA,
+        build: media,
+    },
+    Entry {
+        node: graph::HASHMATCH,
+        build: hashmatch,
+    },
+    Entry {
+        node: graph::TRANSCRIBE,
+        build: transcribe,
+    },
+    Entry {
+        node: graph::CLASSIFY,
+        build: classify,
+    },
+    Entry {
+        node: graph::CLASSIFY_TRANSCRIPT,
+        build: classify_transcript,
+    },
+    Entry {
+        node: graph::MONITOR,
+        build: monitor,
+    },
+];
+
+/// What a stage's [`Build`] gets: the configuration, the pipeline it is built into, its own
+/// place there, and what stages built together share.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub cfg: &'a Config,
+    /// The deployment's pipeline: every stage built with this one (a worker built alone: every
+    /// stage of the registry).
+    pub graph: &'a Graph,
+    /// The stage's own place in it.
+    pub node: Node,
+    shared: &'a Shared,
+}
+
+impl Context<'_> {
+    /// `stage` hosted by its node, serving `routes` (the gRPC services named by `services`).
+    pub fn built<S: Stage>(
+        &self,
+        stage: Arc<S>,
+        routes: Routes,
+        services: Vec<&'static str>,
+    ) -> Built {
+        let node = self.node;
+        let for_topology = stage.clone();
+        Built {
+            name: node.stage,
+            input_topic: node.consumes,
+            register_metrics: Box::new(|_| {}),
+            run_kafka: Box::new(move |host, metrics, shutdown| {
+                Box::pin(async move { host.run(stage, node, metrics, shutdown).await })
+            }),
+            join: Box::new(move |t| t.add(for_topology, node)),
+            routes,
+            services,
+        }
+    }
+}
+
+/// The stages a build can run.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+impl Default for Registry {
+    /// [`STANDARD`].
+    fn default() -> Self {
+        Self {
+            entries: STANDARD.to_vec(),
+        }
+    }
+}
+
+impl Registry {
+    /// This registry and `entry` (replacing an entry of the same name).
+    pub fn with(mut self, entry: Entry) -> Self {
+        self.entries.retain(|e| e.node.stage != entry.node.stage);
+        self.entries.push(entry);
+        self
+    }
+
+    /// Every stage's name, in registration order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|e| e.node.stage).collect()
+    }
+
+    /// The pipeline of every registered stage.
+    pub fn graph(&self) -> Result<Graph, TopologyError> {
+        Ok(Graph::new(self.entries.iter().map(|e| e.node))?)
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry, TopologyError> {
+        self.entries
+            .iter()
+            .find(|e| e.node.stage == name)
+            .ok_or_else(|| TopologyError::UnknownStage {
+                name: name.to_string(),
+                available: self.names().join(", "),
+            })
+    }
+
+    /// Builds stage `name` as a worker of the whole registry's pipeline. Loads everything the
+    /// stage needs now (GStreamer plugins, models) so a broken worker fails at start with the
+    /// reason.
+    pub fn build(&self, name: &str, cfg: &Config) -> Result<Built, TopologyError> {
+        let entry = self.entry(name)?;
+        let graph = self.graph()?;
+        build_entry(entry, cfg, &graph, &Shared::default())
+    }
+
+    /// Builds the stages `names` as one pipeline (the monitor, when among them, waits for the
+    /// others), sharing what they can.
+    pub fn build_all(&self, names: &[&str], cfg: &Config) -> Result<Vec<Built>, TopologyError> {
+        let entries = names
+            .iter()
+            .map(|n| self.entry(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let graph = Graph::new(entries.iter().map(|e| e.node))?;
+        let shared = Shared::default();
+        entries
+            .into_iter()
+            .map(|e| build_entry(e, cfg, &graph, &shared))
+            .collect()
+    }
+}
+
+fn build_entry(
+    entry: &Entry,
+    cfg: &Config,
+    graph: &Graph,
+    shared: &Shared,
+) -> Result<Built, TopologyError> {
+    (entry.build)(&Context {
+        cfg,
+        graph,
+        node: entry.node,
+        shared,
+    })
+}
+
 /// A built stage: its Kafka worker, its place in an in-process topology, its gRPC services.
 pub struct Built {
     pub name: &'static str,
     /// The topic the stage consumes.
     pub input_topic: &'static str,
     /// Registers the stage's own metrics beside the shared ones.
-    register_metrics: Box<dyn FnOnce(&mut Registry) + Send>,
+    register_metrics: Box<dyn FnOnce(&mut MetricsRegistry) + Send>,
     run_kafka: RunKafka,
     join: Box<dyn FnOnce(&mut Topology) + Send>,
     pub routes: Routes,
@@ -58,27 +215,21 @@ impl std::fmt::Debug for Built {
 }
 
 impl Built {
-    fn new<S: Stage>(stage: Arc<S>, routes: Routes, services: Vec<&'static str>) -> Self {
-        let for_topology = stage.clone();
-        Built {
-            name: stage.name(),
-            input_topic: stage.input_topic(),
-            register_metrics: Box::new(|_| {}),
-            run_kafka: Box::new(move |host, metrics, shutdown| {
-                Box::pin(async move { host.run(stage, metrics, shutdown).await })
-            }),
-            join: Box::new(move |t| t.add(for_topology)),
-            routes,
-            services,
-        }
-    }
-
     /// Registers the shared stage metrics (`clipguard_<stage>_…`) and the stage's own in
     /// `registry`; returns the shared ones for the Kafka host.
-    pub fn register_metrics(&mut self, registry: &mut Registry) -> StageMetrics {
+    pub fn register_metrics(&mut self, registry: &mut MetricsRegistry) -> StageMetrics {
         let metrics = StageMetrics::register(registry, self.name);
         (std::mem::replace(&mut self.register_metrics, Box::new(|_| {})))(registry);
         metrics
+    }
+
+    /// Also registers `register` (the stage's own metrics) with the shared ones.
+    pub fn with_metrics(
+        mut self,
+        register: impl FnOnce(&mut MetricsRegistry) + Send + 'static,
+    ) -> Self {
+        self.register_metrics = Box::new(register);
+        self
     }
 
     /// The stage as a Kafka consumer-group member until `shutdown` turns true.
@@ -100,8 +251,8 @@ impl Built {
 /// What stages built together share: the text classifier (MiniLM and its heads, trained at
 /// start) serves `classify`, `classify_transcript` and the prompt check in one process.
 #[derive(Debug, Default)]
-pub struct Shared {
-    text: Option<Arc<TextClassifier>>,
+struct Shared {
+    text: OnceLock<Arc<TextClassifier>>,
 }
 
 fn failed<E: Failure>(stage: &'static str) -> impl FnOnce(E) -> TopologyError {
@@ -122,131 +273,107 @@ impl Failure for InvalidPolicy {
     }
 }
 
-/// Builds stage `name` from the config. Loads everything the stage needs now (GStreamer
-/// plugins, models) so a broken worker fails at start with the reason.
+/// Builds stage `name` of the standard registry ([`Registry::build`]).
 pub fn build(name: &str, cfg: &Config) -> Result<Built, TopologyError> {
-    build_shared(name, cfg, &mut Shared::default())
+    Registry::default().build(name, cfg)
 }
 
-/// Builds every stage of `names`, sharing what they can.
+/// Builds stages `names` of the standard registry as one pipeline ([`Registry::build_all`]).
 pub fn build_all(names: &[&str], cfg: &Config) -> Result<Vec<Built>, TopologyError> {
-    let mut shared = Shared::default();
-    names
-        .iter()
-        .map(|n| build_shared(n, cfg, &mut shared))
-        .collect()
+    Registry::default().build_all(names, cfg)
 }
 
-/// [`build`], reusing what `shared` already holds.
-pub fn build_shared(name: &str, cfg: &Config, shared: &mut Shared) -> Result<Built, TopologyError> {
-    let store = || MediaStore::open(&cfg.store);
-    match name {
-        stage::MEDIA => {
-            let stage = Arc::new(
-                MediaStage::new(cfg.media.clone(), store()?).map_err(failed(stage::MEDIA))?,
-            );
-            let routes = Routes::new(clipguard_media::grpc::service(stage.clone()));
-            Ok(Built::new(
-                stage,
-                routes,
-                vec![clipguard_media::grpc::SERVICE],
-            ))
+fn media(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let store = MediaStore::open(&ctx.cfg.store)?;
+    let stage =
+        Arc::new(MediaStage::new(ctx.cfg.media.clone(), store).map_err(failed(stage::MEDIA))?);
+    let routes = Routes::new(clipguard_media::grpc::service(stage.clone()));
+    Ok(ctx.built(stage, routes, vec![clipguard_media::grpc::SERVICE]))
+}
+
+fn hashmatch(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let stage =
+        Arc::new(HashmatchStage::new(ctx.cfg.hashmatch.clone()).map_err(failed(stage::HASHMATCH))?);
+    let routes = Routes::new(clipguard_hashmatch::grpc::service(stage.clone()));
+    Ok(ctx.built(stage, routes, vec![clipguard_hashmatch::grpc::SERVICE]))
+}
+
+fn transcribe(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let store = MediaStore::open(&ctx.cfg.store)?;
+    let stage = Arc::new(
+        clipguard_transcribe::TranscribeStage::new(ctx.cfg.transcribe.clone(), store)
+            .map_err(failed(stage::TRANSCRIBE))?,
+    );
+    let routes = Routes::new(clipguard_transcribe::grpc::service(stage.clone()));
+    Ok(ctx.built(stage, routes, vec![clipguard_transcribe::grpc::SERVICE]))
+}
+
+fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let store = MediaStore::open(&ctx.cfg.store)?;
+    let stage = Arc::new(
+        ClassifyStage::new(ctx.cfg.classify.clone(), store).map_err(failed(stage::CLASSIFY))?,
+    );
+    let _ = ctx.shared.text.set(stage.text().clone());
+    // The classify worker also serves synchronous prompt checks (same text model).
+    let policy = ctx
+        .cfg
+        .monitor
+        .load_policy()
+        .map_err(InvalidPolicy)
+        .map_err(failed(stage::CLASSIFY))?;
+    let checker = PromptChecker::new(
+        stage.text().clone(),
+        Arc::new(policy),
+        ctx.cfg.classify.max_text_bytes,
+    );
+    let routes = Routes::new(clipguard_classify::grpc::service(stage.clone()))
+        .add_service(clipguard_classify::prompt::service(checker));
+    Ok(ctx.built(
+        stage,
+        routes,
+        vec![
+            clipguard_classify::grpc::SERVICE,
+            clipguard_classify::prompt::SERVICE,
+        ],
+    ))
+}
+
+fn classify_transcript(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let stage = Arc::new(match ctx.shared.text.get() {
+        Some(text) => ClassifyTranscriptStage::with_text(text.clone(), ctx.cfg.classify.clone()),
+        None => {
+            let stage = ClassifyTranscriptStage::new(ctx.cfg.classify.clone())
+                .map_err(failed(stage::CLASSIFY_TRANSCRIPT))?;
+            let _ = ctx.shared.text.set(stage.text().clone());
+            stage
         }
-        stage::HASHMATCH => {
-            let stage = Arc::new(
-                HashmatchStage::new(cfg.hashmatch.clone()).map_err(failed(stage::HASHMATCH))?,
-            );
-            let routes = Routes::new(clipguard_hashmatch::grpc::service(stage.clone()));
-            Ok(Built::new(
-                stage,
-                routes,
-                vec![clipguard_hashmatch::grpc::SERVICE],
-            ))
-        }
-        stage::TRANSCRIBE => {
-            let stage = Arc::new(
-                clipguard_transcribe::TranscribeStage::new(cfg.transcribe.clone(), store()?)
-                    .map_err(failed(stage::TRANSCRIBE))?,
-            );
-            let routes = Routes::new(clipguard_transcribe::grpc::service(stage.clone()));
-            Ok(Built::new(
-                stage,
-                routes,
-                vec![clipguard_transcribe::grpc::SERVICE],
-            ))
-        }
-        stage::CLASSIFY => {
-            let stage = Arc::new(
-                ClassifyStage::new(cfg.classify.clone(), store()?)
-                    .map_err(failed(stage::CLASSIFY))?,
-            );
-            shared.text.get_or_insert_with(|| stage.text().clone());
-            // The classify worker also serves synchronous prompt checks (same text model).
-            let policy = cfg
-                .monitor
-                .load_policy()
-                .map_err(InvalidPolicy)
-                .map_err(failed(stage::CLASSIFY))?;
-            let checker = PromptChecker::new(
-                stage.text().clone(),
-                Arc::new(policy),
-                cfg.classify.max_text_bytes,
-            );
-            let routes = Routes::new(clipguard_classify::grpc::service(stage.clone()))
-                .add_service(clipguard_classify::prompt::service(checker));
-            Ok(Built::new(
-                stage,
-                routes,
-                vec![
-                    clipguard_classify::grpc::SERVICE,
-                    clipguard_classify::prompt::SERVICE,
-                ],
-            ))
-        }
-        stage::CLASSIFY_TRANSCRIPT => {
-            let stage = Arc::new(match &shared.text {
-                Some(text) => {
-                    ClassifyTranscriptStage::with_text(text.clone(), cfg.classify.clone())
-                }
-                None => {
-                    let stage = ClassifyTranscriptStage::new(cfg.classify.clone())
-                        .map_err(failed(stage::CLASSIFY_TRANSCRIPT))?;
-                    shared.text = Some(stage.text().clone());
-                    stage
-                }
-            });
-            let routes = Routes::new(clipguard_classify::grpc::transcript_service(stage.clone()));
-            Ok(Built::new(
-                stage,
-                routes,
-                vec![clipguard_classify::grpc::TRANSCRIPT_SERVICE],
-            ))
-        }
-        stage::MONITOR => {
-            let stage = Arc::new(
-                MonitorStage::new(cfg.monitor.clone())
-                    .map_err(InvalidPolicy)
-                    .map_err(failed(stage::MONITOR))?,
-            );
-            let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
-            let metrics = stage.metrics().clone();
-            let mut built = Built::new(stage, routes, vec![clipguard_monitor::grpc::SERVICE]);
-            built.register_metrics = Box::new(move |r| metrics.register(r));
-            Ok(built)
-        }
-        other => Err(TopologyError::UnknownStage {
-            name: other.to_string(),
-        }),
-    }
+    });
+    let routes = Routes::new(clipguard_classify::grpc::transcript_service(stage.clone()));
+    Ok(ctx.built(
+        stage,
+        routes,
+        vec![clipguard_classify::grpc::TRANSCRIPT_SERVICE],
+    ))
+}
+
+fn monitor(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let stage = Arc::new(
+        MonitorStage::new(ctx.cfg.monitor.clone(), ctx.graph).map_err(failed(stage::MONITOR))?,
+    );
+    let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
+    let metrics = stage.metrics().clone();
+    Ok(ctx
+        .built(stage, routes, vec![clipguard_monitor::grpc::SERVICE])
+        .with_metrics(move |r| metrics.register(r)))
 }
 
 /// Every metric family a worker of this build can export, registered without building any
 /// stage: the shared stage metrics of each stage and the stages' own, each labelled family
 /// with one sample so that encoding the registry lists it. What dashboards and alert rules may
 /// refer to (checked over `deploy/k8s/monitoring` by `tests/ops.rs`).
-pub fn metrics_catalog() -> Registry {
-    let mut registry = Registry::default();
-    for name in NAMES {
+pub fn metrics_catalog() -> MetricsRegistry {
+    let mut registry = MetricsRegistry::default();
+    for name in Registry::default().names() {
         let m = StageMetrics::register(&mut registry, name);
         m.error("catalogue");
         m.drop_work("catalogue");
@@ -325,7 +452,7 @@ mod tests {
         cfg.hashmatch.banks_dir = dir.path().join("banks");
         // One media signal completes a clip, so the monitor's sample is decided at once.
         cfg.monitor.expected_stages = vec![stage::MEDIA.into()];
-        for name in NAMES {
+        for name in Registry::default().names() {
             let built = build(name, &cfg).unwrap();
             let (name, topic) = (built.name, built.input_topic);
             let run = move |host, metrics, stop| built.run_kafka(host, metrics, stop);

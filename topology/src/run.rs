@@ -76,7 +76,8 @@ pub async fn moderate(
     let mut registry = Registry::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = Vec::new();
-    for mut built in registry::build_all(registry::NAMES, &cfg)? {
+    let stages = registry::Registry::default();
+    for mut built in stages.build_all(&stages.names(), &cfg)? {
         let metrics = built.register_metrics(&mut registry);
         let host = KafkaHost {
             kafka: cfg.kafka.clone(),

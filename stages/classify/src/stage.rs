@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clipguard_models::{Cache, Manifest, ModelError};
 use clipguard_pipeline::store::MediaStore;
-use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms};
 use clipguard_schemas::{CategoryScore, Evidence, MediaExtract, Signal, Transcript};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -696,10 +696,6 @@ impl Stage for ClassifyStage {
         NAME
     }
 
-    fn input_topic(&self) -> &'static str {
-        topics::MEDIA
-    }
-
     fn attempt_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.config.attempt_timeout_s)
     }
@@ -714,7 +710,7 @@ impl Stage for ClassifyStage {
         }
         let key = input.clip_id.clone();
         let signal = self.classify_extract(&input).await?;
-        Ok(vec![Record::encode(topics::SIGNALS, key, &signal)])
+        Ok(vec![Record::signal(key, &signal)])
     }
 }
 
@@ -809,10 +805,6 @@ impl Stage for ClassifyTranscriptStage {
         TRANSCRIPT_NAME
     }
 
-    fn input_topic(&self) -> &'static str {
-        topics::TRANSCRIPTS
-    }
-
     fn attempt_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.config.attempt_timeout_s)
     }
@@ -827,6 +819,6 @@ impl Stage for ClassifyTranscriptStage {
         }
         let key = input.clip_id.clone();
         let signal = self.classify_transcript(&input).await?;
-        Ok(vec![Record::encode(topics::SIGNALS, key, &signal)])
+        Ok(vec![Record::signal(key, &signal)])
     }
 }

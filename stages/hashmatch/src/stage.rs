@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, now_ms};
 use clipguard_schemas::{Decision, HashMatch, MediaExtract, Signal};
 use serde::Deserialize;
 
@@ -446,10 +446,6 @@ impl Stage for HashmatchStage {
         NAME
     }
 
-    fn input_topic(&self) -> &'static str {
-        topics::MEDIA
-    }
-
     fn attempt_timeout(&self) -> Duration {
         Duration::from_secs(60)
     }
@@ -464,7 +460,7 @@ impl Stage for HashmatchStage {
         }
         let key = input.clip_id.clone();
         let signal = self.match_off_executor(input).await?;
-        Ok(vec![Record::encode(topics::SIGNALS, key, &signal)])
+        Ok(vec![Record::signal(key, &signal)])
     }
 
     fn start(self: &Arc<Self>, _emitter: Arc<dyn Emitter>) {

@@ -249,12 +249,12 @@ impl Outputs for MediaOutput {
         let signal = self.result.signal.unwrap_or_default();
         let key = signal.clip_id.clone();
         if let Some(extract) = &self.result.extract {
-            records.push(Record::encode(topics::MEDIA, &key, extract));
+            records.push(Record::extract(&key, extract));
         }
         if let Some(letter) = &self.dead_letter {
-            records.push(Record::encode(topics::DLQ, &key, letter));
+            records.push(Record::dead_letter(&key, letter));
         }
-        records.push(Record::encode(topics::SIGNALS, &key, &signal));
+        records.push(Record::signal(&key, &signal));
         records
     }
 }
@@ -566,10 +566,6 @@ impl Stage for MediaStage {
         NAME
     }
 
-    fn input_topic(&self) -> &'static str {
-        topics::SUBMITTED
-    }
-
     fn attempt_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.config.deadline_s + 60.0)
     }
@@ -609,7 +605,7 @@ impl Stage for MediaStage {
                 }
                 let letter = DeadLetter {
                     stage: NAME.into(),
-                    topic: topics::SUBMITTED.into(),
+                    topic: ctx.topic.into(),
                     partition: -1,
                     offset: -1,
                     key: input.clip_id.clone(),

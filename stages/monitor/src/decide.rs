@@ -17,7 +17,7 @@ use clipguard_schemas::{Signal, Verdict};
 pub use findings::{Findings, Hard, Scored, complete, gather};
 pub use verdict::verdict;
 
-use crate::MonitorConfig;
+use crate::wait::Wait;
 
 /// Categories that describe the clip rather than a violation (`potential_minor`: a face that
 /// may be under 18). Reported with their evidence; the policy uses them to pick stricter
@@ -36,12 +36,12 @@ pub const POLICY_ENGINE: &str = "policy";
 pub fn decide(
     clip_id: &str,
     signals: &[Signal],
-    cfg: &MonitorConfig,
+    wait: &Wait,
     policy: &Policy,
     deadline_passed: bool,
 ) -> Verdict {
     verdict(
-        &gather(clip_id, signals, cfg, policy, deadline_passed),
+        &gather(clip_id, signals, wait, policy, deadline_passed),
         policy,
     )
 }
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn good_media_is_allowed_with_a_rationale() {
-        let v = decide("c", &[media_ok()], &MonitorConfig::default(), &pol(), false);
+        let v = decide("c", &[media_ok()], &Wait::default(), &pol(), false);
         assert_eq!(v.decision(), Decision::Allow);
         assert_eq!(v.source, "a.mp4");
         assert!(v.rationale.contains("decoded"), "{}", v.rationale);
@@ -99,24 +99,18 @@ mod tests {
         let v = decide(
             "c",
             &[media_err("truncated")],
-            &MonitorConfig::default(),
+            &Wait::default(),
             &pol(),
             false,
         );
         assert_eq!(v.decision(), Decision::Block);
         assert_eq!(v.reasons, vec!["media_error:truncated".to_string()]);
-        assert!(complete(
-            &[media_err("truncated")],
-            &MonitorConfig::default()
-        ));
+        assert!(complete(&[media_err("truncated")], &Wait::default()));
     }
 
     #[test]
     fn missing_stages_at_the_deadline_are_never_a_silent_allow() {
-        let cfg = MonitorConfig {
-            expected_stages: vec!["media".into(), "hashmatch".into()],
-            ..Default::default()
-        };
+        let cfg = Wait::of(&["media", "hashmatch"]).unwrap();
         assert!(!complete(&[media_ok()], &cfg));
         let v = decide("c", &[media_ok()], &cfg, &pol(), true);
         assert_eq!(v.decision(), Decision::Review);
@@ -128,14 +122,7 @@ mod tests {
 
     #[test]
     fn a_failed_transcription_excuses_the_transcript_classifier() {
-        let cfg = MonitorConfig {
-            expected_stages: vec![
-                "media".into(),
-                "transcribe".into(),
-                "classify_transcript".into(),
-            ],
-            ..Default::default()
-        };
+        let cfg = Wait::of(&["media", "transcribe", "classify_transcript"]).unwrap();
         let transcribe_failed = Signal {
             clip_id: "c".into(),
             stage: "transcribe".into(),
@@ -181,10 +168,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let cfg = MonitorConfig {
-            expected_stages: vec!["media".into(), "classify".into()],
-            ..Default::default()
-        };
+        let cfg = Wait::of(&["media", "classify"]).unwrap();
         let v = decide("c", &[media_ok(), classify], &cfg, &pol(), false);
         assert_eq!(v.decision(), Decision::Allow);
         assert!(v.reasons.contains(&"context:potential_minor".to_string()));
@@ -201,7 +185,7 @@ mod tests {
         let v = decide(
             "c",
             &[media_err("timeout"), media_ok()],
-            &MonitorConfig::default(),
+            &Wait::default(),
             &pol(),
             false,
         );
@@ -231,7 +215,7 @@ mod tests {
 
     #[test]
     fn a_csam_block_decides_at_once_and_says_where() {
-        let cfg = MonitorConfig::default();
+        let cfg = Wait::default();
         let csam = hash_signal("csam", Decision::Block);
         assert!(
             complete(std::slice::from_ref(&csam), &cfg),
@@ -302,11 +286,8 @@ mod policy_tests {
         }
     }
 
-    fn cfg() -> MonitorConfig {
-        MonitorConfig {
-            expected_stages: vec!["media".into(), "classify".into()],
-            ..Default::default()
-        }
+    fn cfg() -> Wait {
+        Wait::of(&["media", "classify"]).unwrap()
     }
 
     /// Category × audience × potential minor × likeness, through `decide` from signals, on the
@@ -413,10 +394,7 @@ mod policy_tests {
             }],
             ..Default::default()
         };
-        let cfg = MonitorConfig {
-            expected_stages: vec!["media".into(), "classify_transcript".into()],
-            ..Default::default()
-        };
+        let cfg = Wait::of(&["media", "classify_transcript"]).unwrap();
         let v = decide(
             "c",
             &[media(&[], &[]), transcript],
@@ -462,7 +440,7 @@ mod policy_tests {
             }],
             ..Default::default()
         };
-        let cfg = MonitorConfig::default(); // expects five stages; only one has answered
+        let cfg = Wait::default(); // expects five stages; only one has answered
         assert!(complete(std::slice::from_ref(&hit), &cfg));
         let v = decide("c", &[hit], &cfg, &Policy::default_policy(), false);
         let a = v.audiences.unwrap();

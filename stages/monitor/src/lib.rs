@@ -15,7 +15,7 @@
 //! crash replays the uncommitted signals and rebuilds the join. Signals for clips already decided
 //! are dropped (bounded memory of recent clip ids), so redelivered or late signals never produce
 //! a second, different verdict. That memory survives restarts and moves with partitions:
-//! `clips.verdicts` is the monitor's state topic ([`Stage::state_topic`]), which the Kafka host
+//! `clips.verdicts` is the monitor's state topic (its node's `state`), which the Kafka host
 //! reads before consuming and at every assignment, so a replica knows every verdict published
 //! before it took over, its own and its peers'. A verdict published by a peer for a clip this
 //! instance is still joining ends the join (the clip is decided). Join deadlines count from
@@ -23,9 +23,9 @@
 //! grace for the replay to rebuild the join).
 //!
 //! ```no_run
-//! use clipguard_monitor::{MonitorConfig, decide::decide};
+//! use clipguard_monitor::{Wait, decide::decide};
 //! use clipguard_policy::{Policy, PolicyError};
-//! let verdict = decide("clip-1", &[], &MonitorConfig::default(), &Policy::default_policy(), true);
+//! let verdict = decide("clip-1", &[], &Wait::default(), &Policy::default_policy(), true);
 //! assert_eq!(verdict.decision(), clipguard_schemas::Decision::Review);
 //! ```
 
@@ -35,6 +35,9 @@ pub mod json;
 mod metrics;
 pub mod reasoning;
 pub mod replay;
+pub mod wait;
+
+pub use wait::Wait;
 
 pub use metrics::MonitorMetrics;
 
@@ -44,7 +47,8 @@ use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
-use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, topics};
+use clipguard_pipeline::graph::Graph;
+use clipguard_pipeline::{Emitter, ErrorDomain, Failure, ProcessCtx, Record, Stage, StageError};
 use clipguard_schemas::names::stage;
 use clipguard_schemas::{Signal, Verdict};
 use prost::Message as _;
@@ -61,7 +65,9 @@ pub const NAME: &str = stage::MONITOR;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct MonitorConfig {
-    /// Stages whose signal every clip needs before a decision (`media`, `hashmatch`, ...).
+    /// Stages whose signal every clip needs before a decision (`media`, `hashmatch`, ...);
+    /// empty (the default) = every stage of the deployment's graph that signals. Names are
+    /// checked against the graph ([`Wait::new`]).
     pub expected_stages: Vec<String>,
     /// Seconds to wait for the expected signals after the first one was produced (by its
     /// stage: the time survives a monitor restart; a backlog before the media stage does not
@@ -84,7 +90,7 @@ pub struct MonitorConfig {
 impl Default for MonitorConfig {
     fn default() -> Self {
         Self {
-            expected_stages: stage::SIGNALLING.iter().map(|s| s.to_string()).collect(),
+            expected_stages: Vec::new(),
             timeout_s: 30.0,
             policy: None,
             shadow_policy: None,
@@ -105,18 +111,6 @@ impl MonitorConfig {
     }
 
     pub fn validate(&self, problems: &mut Vec<String>) {
-        const STAGES: &[&str] = stage::SIGNALLING;
-        if self.expected_stages.is_empty() {
-            problems.push("monitor.expected_stages: must name at least `media`".into());
-        }
-        for s in &self.expected_stages {
-            if !STAGES.contains(&s.as_str()) {
-                problems.push(format!(
-                    "monitor.expected_stages: unknown stage `{s}` (known: {})",
-                    STAGES.join(", ")
-                ));
-            }
-        }
         if self.timeout_s.is_nan() || self.timeout_s <= 0.0 {
             problems.push(format!("monitor.timeout_s: {} must be > 0", self.timeout_s));
         }
@@ -183,10 +177,28 @@ struct JoinState {
     draining: bool,
 }
 
+/// Why a monitor could not be built: the deployment's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The policy file (or the shadow policy's) is missing or invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// An expected stage is not a stage of the pipeline that signals.
+    #[error("{0}")]
+    ExpectedStages(String),
+}
+
+impl Failure for MonitorError {
+    fn domain(&self) -> ErrorDomain {
+        ErrorDomain::Input
+    }
+}
+
 /// The monitor stage (settings, policies, reasoning client, join state).
 #[derive(Debug)]
 pub struct MonitorStage {
     config: MonitorConfig,
+    wait: Wait,
     policy: Policy,
     shadow: Option<Policy>,
     reasoner: Option<Reasoner>,
@@ -200,7 +212,10 @@ fn lock(m: &Mutex<JoinState>) -> std::sync::MutexGuard<'_, JoinState> {
 
 impl MonitorStage {
     /// Loads the policies; a missing or invalid policy file fails here with every problem.
-    pub fn new(config: MonitorConfig) -> Result<Self, PolicyError> {
+    /// `graph` is the deployment's pipeline: the expected stages are its stages that signal
+    /// (or the configured subset of them).
+    pub fn new(config: MonitorConfig, graph: &Graph) -> Result<Self, MonitorError> {
+        let wait = Wait::new(&config, graph).map_err(MonitorError::ExpectedStages)?;
         let policy = config.load_policy()?;
         let shadow = match &config.shadow_policy {
             Some(path) => Some(Policy::load(path)?),
@@ -219,6 +234,7 @@ impl MonitorStage {
         };
         Ok(Self {
             config,
+            wait,
             policy,
             shadow,
             reasoner,
@@ -229,6 +245,11 @@ impl MonitorStage {
 
     pub fn config(&self) -> &MonitorConfig {
         &self.config
+    }
+
+    /// What each clip's verdict waits for.
+    pub fn wait(&self) -> &Wait {
+        &self.wait
     }
 
     pub fn policy(&self) -> &Policy {
@@ -248,13 +269,7 @@ impl MonitorStage {
         deadline_passed: bool,
         deadline: Instant,
     ) -> (Verdict, Option<Verdict>) {
-        let findings = decide::gather(
-            clip_id,
-            signals,
-            &self.config,
-            &self.policy,
-            deadline_passed,
-        );
+        let findings = decide::gather(clip_id, signals, &self.wait, &self.policy, deadline_passed);
         let mut verdict = decide::verdict(&findings, &self.policy);
         let consult = self.reasoner.as_ref().filter(|_| {
             let why = self.config.reasoning.wants(&findings);
@@ -314,7 +329,7 @@ impl MonitorStage {
             .await;
         let mut records = vec![verdict_record(&verdict)];
         if let Some(s) = &shadow {
-            records.push(Record::encode(topics::VERDICTS_SHADOW, &s.clip_id, s));
+            records.push(Record::shadow_verdict(&s.clip_id, s));
         }
         let result = emitter
             .emit(records)
@@ -403,7 +418,7 @@ impl MonitorStage {
 
 /// The verdict as a record for `clips.verdicts`.
 pub fn verdict_record(v: &Verdict) -> Record {
-    Record::encode(topics::VERDICTS, &v.clip_id, v)
+    Record::verdict(&v.clip_id, v)
 }
 
 impl Stage for MonitorStage {
@@ -414,20 +429,12 @@ impl Stage for MonitorStage {
         NAME
     }
 
-    fn input_topic(&self) -> &'static str {
-        topics::SIGNALS
-    }
-
     fn attempt_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.config.timeout_s + 60.0)
     }
 
     fn max_in_flight(&self) -> Option<usize> {
         Some(self.config.max_pending_clips)
-    }
-
-    fn state_topic(&self) -> Option<&'static str> {
-        Some(topics::VERDICTS)
     }
 
     fn restore(&self, key: &str, payload: &[u8]) {
@@ -466,7 +473,7 @@ impl Stage for MonitorStage {
                 .entry(signal.stage.clone())
                 .or_insert(signal);
             let signals: Vec<Signal> = pending.signals.values().cloned().collect();
-            if decide::complete(&signals, &self.config) {
+            if decide::complete(&signals, &self.wait) {
                 None
             } else {
                 let (tx, rx) = oneshot::channel();
@@ -510,7 +517,7 @@ impl Stage for MonitorStage {
 
     fn poison_outputs(&self, clip_id: &str, error: &StageError) -> Vec<Record> {
         // A signal the monitor cannot read still ends in a (fail-closed) verdict for its clip.
-        let mut v = decide::decide(clip_id, &[], &self.config, &self.policy, true);
+        let mut v = decide::decide(clip_id, &[], &self.wait, &self.policy, true);
         v.reasons.push(format!("monitor_error:{}", error.kind));
         v.rationale = format!(
             "{} for every audience — a signal for this clip could not be read ({error})",
@@ -556,11 +563,14 @@ mod tests {
 
     fn monitor(timeout_s: f64) -> Arc<MonitorStage> {
         Arc::new(
-            MonitorStage::new(MonitorConfig {
-                expected_stages: vec!["media".into(), "hashmatch".into()],
-                timeout_s,
-                ..Default::default()
-            })
+            MonitorStage::new(
+                MonitorConfig {
+                    expected_stages: vec!["media".into(), "hashmatch".into()],
+                    timeout_s,
+                    ..Default::default()
+                },
+                &Graph::default(),
+            )
             .unwrap(),
         )
     }
@@ -568,6 +578,7 @@ mod tests {
     fn ctx(emitter: Arc<Collect>) -> ProcessCtx {
         ProcessCtx {
             clip_id: "c1".into(),
+            topic: clipguard_pipeline::graph::MONITOR.consumes,
             attempt: 1,
             trace: TraceContext::new_root(),
             emitter,
@@ -587,7 +598,7 @@ mod tests {
         let v = decide::decide(
             clip_id,
             &[],
-            &MonitorConfig::default(),
+            &Wait::default(),
             &Policy::default_policy(),
             true,
         );

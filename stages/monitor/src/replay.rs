@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use clipguard_schemas::{Decision, Signal, Verdict};
 use serde_json::{Value, json};
 
-use crate::MonitorConfig;
 use crate::decide::{gather, verdict};
+use crate::wait::Wait;
 use clipguard_policy::{Audience, Policy};
 
 /// One clip decided under both policies.
@@ -55,7 +55,7 @@ pub struct Report {
 /// closed under both policies alike.
 pub fn replay(
     signals: impl IntoIterator<Item = Signal>,
-    cfg: &MonitorConfig,
+    wait: &Wait,
     active: &Policy,
     candidate: &Policy,
 ) -> Report {
@@ -75,8 +75,8 @@ pub fn replay(
         .iter()
         .map(|id| {
             let signals = &by_clip[id];
-            let before = verdict(&gather(id, signals, cfg, active, true), active);
-            let after = verdict(&gather(id, signals, cfg, candidate, true), candidate);
+            let before = verdict(&gather(id, signals, wait, active, true), active);
+            let after = verdict(&gather(id, signals, wait, candidate, true), candidate);
             Compared { before, after }
         })
         .collect();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use clipguard_monitor::reasoning::{Consult, ReasoningConfig};
 use clipguard_monitor::{MonitorConfig, MonitorStage};
+use clipguard_pipeline::graph::Graph;
 use clipguard_schemas::{CategoryScore, ClipContext, Decision, Evidence, Signal, Transcript};
 
 fn signals() -> Vec<Signal> {
@@ -83,22 +84,28 @@ fn monitor(url: &str, timeout_s: f64, max_tokens: u32) -> MonitorStage {
 }
 
 fn monitor_with(reasoning: ReasoningConfig) -> MonitorStage {
-    MonitorStage::new(MonitorConfig {
-        expected_stages: vec!["media".into(), "classify_transcript".into()],
-        reasoning,
-        ..Default::default()
-    })
+    MonitorStage::new(
+        MonitorConfig {
+            expected_stages: vec!["media".into(), "classify_transcript".into()],
+            reasoning,
+            ..Default::default()
+        },
+        &Graph::default(),
+    )
     .unwrap()
 }
 
 /// The policy engine's verdict on the same signals (what every fallback must give).
 fn deterministic() -> clipguard_schemas::Verdict {
-    let m = MonitorStage::new(MonitorConfig {
-        expected_stages: vec!["media".into(), "classify_transcript".into()],
-        ..Default::default()
-    })
+    let m = MonitorStage::new(
+        MonitorConfig {
+            expected_stages: vec!["media".into(), "classify_transcript".into()],
+            ..Default::default()
+        },
+        &Graph::default(),
+    )
     .unwrap();
-    clipguard_monitor::decide::decide("c1", &signals(), m.config(), m.policy(), false)
+    clipguard_monitor::decide::decide("c1", &signals(), m.wait(), m.policy(), false)
 }
 
 fn assert_fell_back(v: &clipguard_schemas::Verdict, kind: &str) {

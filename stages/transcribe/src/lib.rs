@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clipguard_pipeline::stage::error_signal;
 use clipguard_pipeline::store::MediaStore;
-use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms};
 use clipguard_schemas::{MediaExtract, Signal, Transcript, TranscriptSegment};
 use tokio::sync::Semaphore;
 
@@ -222,10 +222,6 @@ impl Stage for TranscribeStage {
         NAME
     }
 
-    fn input_topic(&self) -> &'static str {
-        topics::MEDIA
-    }
-
     fn attempt_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.config.attempt_timeout_s)
     }
@@ -242,9 +238,9 @@ impl Stage for TranscribeStage {
         let outcome = self.transcribe_extract(&input).await?;
         let mut records = Vec::with_capacity(2);
         if let Some(t) = &outcome.transcript {
-            records.push(Record::encode(topics::TRANSCRIPTS, key.clone(), t));
+            records.push(Record::transcript(key.clone(), t));
         }
-        records.push(Record::encode(topics::SIGNALS, key, &outcome.signal));
+        records.push(Record::signal(key, &outcome.signal));
         Ok(records)
     }
 }

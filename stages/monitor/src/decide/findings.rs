@@ -9,7 +9,7 @@ use clipguard_schemas::{
 };
 
 use super::CSAM_BANK_CATEGORIES;
-use crate::MonitorConfig;
+use crate::wait::Wait;
 
 /// One category's highest score over all signals and the evidence behind it (the
 /// highest-scoring signal's evidence first).
@@ -81,7 +81,7 @@ impl Findings {
 pub fn gather(
     clip_id: &str,
     signals: &[Signal],
-    cfg: &MonitorConfig,
+    wait: &Wait,
     policy: &Policy,
     deadline_passed: bool,
 ) -> Findings {
@@ -153,7 +153,8 @@ pub fn gather(
     }
     likeness(&mut f);
 
-    let missing: Vec<String> = still_missing(&signals, cfg)
+    let missing: Vec<String> = wait
+        .missing(&signals)
         .into_iter()
         .map(str::to_string)
         .collect();
@@ -166,7 +167,7 @@ pub fn gather(
             rationale: format!(
                 "no answer from {} within {:.0} s; failing closed → {}",
                 missing.join(", "),
-                cfg.timeout_s,
+                wait.timeout_s,
                 policy.on_missing.word(),
             ),
             category: None,
@@ -323,7 +324,7 @@ fn likeness(f: &mut Findings) {
 /// True when the signals are enough to decide without waiting any longer: all expected stages
 /// answered, the media could not be decoded, or a CSAM bank matched (nothing another stage
 /// says can change that block).
-pub fn complete(signals: &[Signal], cfg: &MonitorConfig) -> bool {
+pub fn complete(signals: &[Signal], wait: &Wait) -> bool {
     if signals.iter().any(|s| {
         s.hash_matches
             .iter()
@@ -332,32 +333,5 @@ pub fn complete(signals: &[Signal], cfg: &MonitorConfig) -> bool {
         return true;
     }
     let refs: Vec<&Signal> = signals.iter().collect();
-    still_missing(&refs, cfg).is_empty()
-}
-
-/// The stages that produce from another stage's output, and that stage: when it failed on a
-/// clip (an error signal), nothing will come from them.
-const FED_BY: &[(&str, &str)] = &[(stage::CLASSIFY_TRANSCRIPT, stage::TRANSCRIBE)];
-
-/// Expected stages with no signal yet, less those that cannot answer: everything after a
-/// media failure (an undecodable clip), and a stage whose feeding stage failed.
-fn still_missing<'c>(signals: &[&Signal], cfg: &'c MonitorConfig) -> Vec<&'c str> {
-    let failed = |stage: &str| {
-        signals
-            .iter()
-            .any(|s| s.stage == stage && s.error.is_some())
-    };
-    if failed(stage::MEDIA) {
-        return Vec::new();
-    }
-    cfg.expected_stages
-        .iter()
-        .map(String::as_str)
-        .filter(|e| !signals.iter().any(|s| s.stage == *e))
-        .filter(|e| {
-            !FED_BY
-                .iter()
-                .any(|(stage, feeder)| stage == e && failed(feeder))
-        })
-        .collect()
+    wait.missing(&refs).is_empty()
 }
