@@ -259,5 +259,8 @@ fn no_stage_crate_names_a_topic() {
             checked += 1;
         }
     }
-    assert!(checked > 10, "the check sees the stage crates ({checked} files)");
+    assert!(
+        checked > 10,
+        "the check sees the stage crates ({checked} files)"
+    );
 }
