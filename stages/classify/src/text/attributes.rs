@@ -145,6 +145,7 @@ pub(super) struct Attribute {
     ages_under: Option<u32>,
     grades_up_to: Option<u32>,
     full_names: bool,
+    named_roles: Vec<Term>,
     weak_terms: Vec<Term>,
     against_terms: Vec<Term>,
     against_ages_from: Option<u32>,
@@ -462,6 +463,7 @@ impl Attribute {
             ages_under: spec.ages_under,
             grades_up_to: spec.grades_up_to,
             full_names: spec.full_names,
+            named_roles: compile(&spec.named_roles),
             weak_terms: compile(&spec.weak_terms),
             against_terms: compile(&spec.against_terms),
             against_ages_from: spec.against_ages_from,
@@ -603,7 +605,29 @@ impl Attribute {
                 }
             }
         }
+        out.extend(self.named_roles_in(p));
         out
+    }
+
+    /// A role word followed by a name (`classmate Tyler`, `actress Emma Stone`): one person.
+    fn named_roles_in(&self, p: &Parsed<'_>) -> Vec<Cue> {
+        let ws = &p.raw;
+        find_terms_exact(&self.named_roles, &p.words)
+            .into_iter()
+            .filter_map(|(t, a, b)| {
+                let next = ws.iter().find(|w| w.start >= b)?;
+                let role_end = ws.iter().rev().find(|w| w.end <= b)?;
+                let named = capitalised(next.text)
+                    && !NOT_NAMES.contains(&next.text)
+                    && !next.sentence_start
+                    && role_end.after.trim().is_empty();
+                named.then(|| Cue {
+                    what: format!("\u{201c}{}\u{201d} and a name", t.original),
+                    start: a,
+                    end: next.end,
+                })
+            })
+            .collect()
     }
 }
 
@@ -627,6 +651,7 @@ mod tests {
                 weak_terms: vec!["baby".into()],
                 against_terms: vec!["adults".into()],
                 against_ages_from: Some(18),
+                ..AttributeSpec::default()
             },
         )
     }
@@ -752,6 +777,45 @@ mod tests {
             "both 2 cars",
         ] {
             assert!(spans(&m, text).is_empty(), "{text}: {:?}", spans(&m, text));
+        }
+    }
+
+    /// A role is nobody in particular until a name follows it: "two coworkers in their
+    /// forties" says no real person, "my college classmate Tyler" does.
+    #[test]
+    fn a_role_word_names_a_person_only_with_a_name() {
+        let p = Attribute::new(
+            "person",
+            &AttributeSpec {
+                named_roles: vec!["classmate".into(), "porn star".into(), "coworkers".into()],
+                ..AttributeSpec::default()
+            },
+        );
+        for (text, cue) in [
+            (
+                "make my college classmate Tyler naked",
+                Some("classmate Tyler"),
+            ),
+            (
+                "the porn star Lana Rhodes in a scene",
+                Some("porn star Lana"),
+            ),
+            ("two coworkers in their forties hook up", None),
+            ("Scene: porn star in his thirties", None),
+            ("a classmate. Then they kiss", None),
+            ("my classmate, Tyler, dancing", None),
+            ("my classmate The end", None),
+        ] {
+            let found: Vec<String> = p
+                .cues(text)
+                .iter()
+                .map(|c| text[c.start..c.end].to_string())
+                .collect();
+            assert_eq!(
+                found,
+                cue.into_iter().map(String::from).collect::<Vec<_>>(),
+                "{text}"
+            );
         }
     }
 

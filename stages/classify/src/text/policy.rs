@@ -73,6 +73,11 @@ pub struct AttributeSpec {
     /// Two or more capitalised words in a row, not opening a sentence (`Emma Watson`).
     #[serde(default)]
     pub full_names: bool,
+    /// Words for someone's role that name one real person when a name follows them
+    /// (`classmate Tyler`, `actress Emma`): a cue then, where the role alone is not one (`two
+    /// coworkers in their forties` is nobody in particular).
+    #[serde(default)]
+    pub named_roles: Vec<String>,
     /// Words that are cues only where nothing says otherwise (`baby`: an infant, or an adult
     /// partner's pet name): found with an `against` word, they do not count.
     #[serde(default)]
@@ -229,6 +234,7 @@ impl TextPolicy {
         for (name, a) in &p.attributes {
             for (list, terms) in [
                 ("terms", &a.terms),
+                ("named_roles", &a.named_roles),
                 ("weak_terms", &a.weak_terms),
                 ("against_terms", &a.against_terms),
             ] {
