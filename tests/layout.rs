@@ -264,3 +264,30 @@ fn no_stage_crate_names_a_topic() {
         "the check sees the stage crates ({checked} files)"
     );
 }
+
+/// Every stage's gRPC service answers through `clipguard_pipeline::grpc::call`, the same
+/// containment (panic, deadline) as the Kafka and in-process hosts' attempt.
+#[test]
+fn every_stage_rpc_goes_through_the_shared_call() {
+    let mut rpcs = 0;
+    for (name, (dir, _)) in workspace() {
+        let f = dir.join("src/grpc.rs");
+        if !dir.starts_with(Path::new(env!("CARGO_MANIFEST_DIR")).join("stages")) || !f.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        let handlers = text.matches("    async fn ").count();
+        let through = text.matches("grpc::call(").count();
+        assert_eq!(
+            handlers,
+            through,
+            "{name}: {} has {handlers} rpc handlers, {through} through grpc::call",
+            f.display()
+        );
+        rpcs += handlers;
+    }
+    assert!(
+        rpcs >= 6,
+        "the check sees the stages' services ({rpcs} rpcs)"
+    );
+}

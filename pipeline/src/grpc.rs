@@ -175,3 +175,88 @@ pub async fn serve(
         task,
     })
 }
+
+/// One gRPC call into `stage`, contained as every host's attempt is
+/// ([`crate::stage::contained`]: a panic or a call past [`crate::Stage::attempt_timeout`] is
+/// an internal error), its error turned into the status its domain says (bad input
+/// `INVALID_ARGUMENT`, a failing dependency `UNAVAILABLE`, a bug `INTERNAL`). Every stage's
+/// service answers through it.
+pub async fn call<S: crate::Stage, T>(
+    stage: &S,
+    work: impl std::future::Future<Output = Result<T, crate::StageError>>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    match crate::stage::contained(stage.attempt_timeout(), work).await {
+        Ok(answer) => Ok(tonic::Response::new(answer)),
+        Err(e) => {
+            tracing::warn!(stage = stage.name(), kind = e.kind, error = %e, "grpc call failed");
+            Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use clipguard_schemas::Signal;
+    use tonic::Code;
+
+    use super::call;
+    use crate::{ProcessCtx, Record, Stage, StageError};
+
+    /// A stage whose calls take at most 200 ms.
+    struct Quick;
+
+    impl Stage for Quick {
+        type Input = Signal;
+        type Output = Vec<Record>;
+
+        fn name(&self) -> &'static str {
+            "quick"
+        }
+
+        fn attempt_timeout(&self) -> Duration {
+            Duration::from_millis(200)
+        }
+
+        async fn process(&self, _: Signal, _: &ProcessCtx) -> Result<Vec<Record>, StageError> {
+            Ok(Vec::new())
+        }
+    }
+
+    async fn panics() -> Result<u32, StageError> {
+        panic!("boom")
+    }
+
+    /// The containment of every host's attempt, on the gRPC host: a panic and an overlong call
+    /// are internal errors with their kind, an error's domain picks the status.
+    #[tokio::test]
+    async fn a_panic_or_an_overlong_call_is_contained_as_every_host_contains_it() {
+        let e = call(&Quick, panics()).await.unwrap_err();
+        assert_eq!(e.code(), Code::Internal);
+        assert_eq!(e.message(), "panic: stage panicked: boom");
+
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(1)
+        };
+        let started = std::time::Instant::now();
+        let e = call(&Quick, slow).await.unwrap_err();
+        assert_eq!(e.code(), Code::Internal);
+        assert!(e.message().starts_with("attempt_timeout:"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let bad = async { Err::<u32, _>(StageError::input("bad_input", "no frames")) };
+        let e = call(&Quick, bad).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let down = async { Err::<u32, _>(StageError::external("store_down", "try later")) };
+        assert_eq!(
+            call(&Quick, down).await.unwrap_err().code(),
+            Code::Unavailable
+        );
+
+        assert_eq!(call(&Quick, async { Ok(7) }).await.unwrap().into_inner(), 7);
+    }
+}

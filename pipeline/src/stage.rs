@@ -166,14 +166,25 @@ pub trait Stage: Send + Sync + 'static {
 }
 
 /// One attempt at an input, as every host runs it: the stage's [`Stage::process`] with panics
-/// caught and [`Stage::attempt_timeout`] enforced, both as internal errors.
+/// caught and [`Stage::attempt_timeout`] enforced, both as internal errors ([`contained`]).
 pub async fn attempt<S: Stage>(
     stage: &S,
     input: S::Input,
     ctx: &ProcessCtx,
 ) -> Result<S::Output, StageError> {
-    let fut = AssertUnwindSafe(stage.process(input, ctx)).catch_unwind();
-    match tokio::time::timeout(stage.attempt_timeout(), fut).await {
+    contained(stage.attempt_timeout(), stage.process(input, ctx)).await
+}
+
+/// A call into a stage as every host makes it (the Kafka and in-process hosts through
+/// [`attempt`], the gRPC services through [`crate::grpc::call`]): a panic becomes an internal
+/// `panic` error and a call past `timeout` an internal `attempt_timeout` error, so no input can
+/// take a worker down or hold it forever.
+pub async fn contained<T>(
+    timeout: std::time::Duration,
+    call: impl Future<Output = Result<T, StageError>>,
+) -> Result<T, StageError> {
+    let fut = AssertUnwindSafe(call).catch_unwind();
+    match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => {
             let what = panic
@@ -188,7 +199,7 @@ pub async fn attempt<S: Stage>(
         }
         Err(_) => Err(StageError::internal(
             "attempt_timeout",
-            format!("attempt took longer than {:?}", stage.attempt_timeout()),
+            format!("attempt took longer than {timeout:?}"),
         )),
     }
 }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use clipguard_pipeline::grpc;
+
 use clipguard_schemas::classify_stage_server::{
     ClassifyStage as ClassifyService, ClassifyStageServer,
 };
@@ -24,12 +26,9 @@ pub struct ClassifyGrpc(pub Arc<ClassifyStage>);
 #[tonic::async_trait]
 impl ClassifyService for ClassifyGrpc {
     async fn classify(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
+        let stage = self.0.as_ref();
         let extract = request.into_inner();
-        self.0
-            .classify_extract(&extract)
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        grpc::call(stage, stage.classify_extract(&extract)).await
     }
 }
 
@@ -44,11 +43,9 @@ pub struct ClassifyTranscriptGrpc(pub Arc<ClassifyTranscriptStage>);
 #[tonic::async_trait]
 impl TranscriptService for ClassifyTranscriptGrpc {
     async fn classify(&self, request: Request<Transcript>) -> Result<Response<Signal>, Status> {
-        self.0
-            .classify_transcript(&request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        let stage = self.0.as_ref();
+        let transcript = request.into_inner();
+        grpc::call(stage, stage.classify_transcript(&transcript)).await
     }
 }
 

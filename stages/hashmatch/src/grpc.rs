@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use clipguard_pipeline::grpc;
 use clipguard_schemas::hash_match_stage_server::{
     HashMatchStage as HashMatchService, HashMatchStageServer,
 };
@@ -19,8 +20,8 @@ pub struct HashmatchGrpc(pub Arc<HashmatchStage>);
 #[tonic::async_trait]
 impl HashMatchService for HashmatchGrpc {
     async fn r#match(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
-        let signal = self.0.match_off_executor(request.into_inner()).await?;
-        Ok(Response::new(signal))
+        let stage = self.0.as_ref();
+        grpc::call(stage, stage.match_off_executor(request.into_inner())).await
     }
 }
 

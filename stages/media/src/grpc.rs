@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use clipguard_pipeline::grpc;
+
 use clipguard_schemas::media_stage_server::{MediaStage as MediaStageService, MediaStageServer};
 use clipguard_schemas::{ClipSubmitted, MediaResult};
 use tonic::{Request, Response, Status};
@@ -20,7 +22,9 @@ impl MediaStageService for MediaGrpc {
         &self,
         request: Request<ClipSubmitted>,
     ) -> Result<Response<MediaResult>, Status> {
-        Ok(Response::new(self.0.process_clip(request.get_ref()).await))
+        let stage = self.0.as_ref();
+        let clip = request.into_inner();
+        grpc::call(stage, async { Ok(stage.process_clip(&clip).await) }).await
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use clipguard_pipeline::grpc;
+
 use clipguard_schemas::monitor_stage_server::{MonitorStage as MonitorService, MonitorStageServer};
 use clipguard_schemas::{DecideRequest, Verdict};
 use tonic::{Request, Response, Status};
@@ -24,11 +26,14 @@ impl MonitorService for MonitorGrpc {
         }
         let deadline = std::time::Instant::now()
             + std::time::Duration::from_secs_f64(self.0.config().timeout_s);
-        let (verdict, _shadow) = self
-            .0
-            .decide(&r.clip_id, &r.signals, r.deadline_passed, deadline)
-            .await;
-        Ok(Response::new(verdict))
+        let stage = self.0.as_ref();
+        grpc::call(stage, async {
+            let (verdict, _shadow) = stage
+                .decide(&r.clip_id, &r.signals, r.deadline_passed, deadline)
+                .await;
+            Ok(verdict)
+        })
+        .await
     }
 }
 

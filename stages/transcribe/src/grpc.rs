@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use clipguard_pipeline::grpc;
+
 use clipguard_schemas::transcribe_stage_server::{
     TranscribeStage as TranscribeService, TranscribeStageServer,
 };
@@ -19,11 +21,12 @@ pub struct TranscribeGrpc(pub Arc<TranscribeStage>);
 #[tonic::async_trait]
 impl TranscribeService for TranscribeGrpc {
     async fn transcribe(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
+        let stage = self.0.as_ref();
         let extract = request.into_inner();
-        match self.0.transcribe_extract(&extract).await {
-            Ok(outcome) => Ok(Response::new(outcome.signal)),
-            Err(e) => Err(e.into()),
-        }
+        grpc::call(stage, async {
+            Ok(stage.transcribe_extract(&extract).await?.signal)
+        })
+        .await
     }
 }
 
