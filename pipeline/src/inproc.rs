@@ -29,7 +29,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{PipelineError, StageError};
 use crate::graph::Node;
-use crate::stage::{Emitter, Outputs, ProcessCtx, Record, Stage, attempt, dead_letter_records};
+use crate::stage::{
+    Emitter, Outputs, ProcessCtx, Record, Stage, attempt, dead_letter_records, stamp,
+};
 use crate::trace::TraceContext;
 
 /// A stage as the router sees it: records in, records out.
@@ -87,7 +89,11 @@ impl<S: Stage> Routed for Hosted<S> {
                 emitter,
             };
             match attempt(stage, input, &ctx).await {
-                Ok(output) => output.into_records(),
+                Ok(output) => {
+                    let mut records = output.into_records();
+                    stamp(&mut records, &record.key, 1);
+                    records
+                }
                 Err(error) => failed(error, 1),
             }
         })

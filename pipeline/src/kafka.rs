@@ -31,7 +31,7 @@ use crate::error::{PipelineError, StageError};
 use crate::graph::Node;
 use crate::metrics::{PartitionLabels, StageMetrics};
 use crate::offsets::OffsetTracker;
-use crate::stage::{Outputs, ProcessCtx, Stage, attempt, dead_letter_records};
+use crate::stage::{Outputs, ProcessCtx, Stage, attempt, dead_letter_records, stamp};
 use crate::trace::{TRACEPARENT, TraceContext};
 
 mod config;
@@ -475,7 +475,8 @@ impl<S: Stage> Job<S> {
             };
             let error = match attempt(self.stage.as_ref(), input.clone(), &ctx).await {
                 Ok(output) => {
-                    let records = output.into_records();
+                    let mut records = output.into_records();
+                    stamp(&mut records, &clip_id, attempt_no);
                     return match self.emitter.send_all(records, &trace).await {
                         Ok(()) => Ok(Handled::Done),
                         Err(e @ PipelineError::OversizedRecord { .. }) => {

@@ -239,9 +239,30 @@ pub fn dead_letter_records<S: Stage>(
     let mut records = vec![Record::dead_letter(clip_id, &letter)];
     // Without a clip id there is nobody to give a verdict to (and none to make up).
     if !clip_id.is_empty() {
-        records.extend(stage.poison_outputs(clip_id, error));
+        let mut poison = stage.poison_outputs(clip_id, error);
+        stamp(&mut poison, clip_id, attempts.max(1));
+        records.extend(poison);
     }
     records
+}
+
+/// What the host writes on every signal a stage emits, so no stage has to: the attempt it came
+/// from, the clip id (the message key) where the stage left it empty, and the time it was
+/// produced where the stage did not say.
+pub fn stamp(records: &mut [Record], clip_id: &str, attempt: u32) {
+    for r in records.iter_mut().filter(|r| r.topic == topics::SIGNALS) {
+        let Ok(mut signal) = <Signal as prost::Message>::decode(r.payload.as_slice()) else {
+            continue;
+        };
+        signal.attempt = attempt;
+        if signal.clip_id.is_empty() {
+            signal.clip_id = clip_id.to_string();
+        }
+        if signal.produced_at_ms == 0 {
+            signal.produced_at_ms = crate::now_ms();
+        }
+        r.payload = prost::Message::encode_to_vec(&signal);
+    }
 }
 
 /// An error signal record for `clips.signals`.
@@ -265,7 +286,6 @@ pub fn error_signal(
     Signal {
         clip_id: clip_id.to_string(),
         stage: stage.to_string(),
-        attempt: 1,
         error: Some(StageErrorMsg {
             kind: error.kind.to_string(),
             message: error.message.clone(),

@@ -83,14 +83,24 @@ impl Stage for Scripted {
                     },
                 )])
             }
-            _ => Ok(vec![Record::encode(
-                topics::VERDICTS,
-                &ctx.clip_id,
-                &Verdict {
-                    clip_id: ctx.clip_id.clone(),
-                    ..Default::default()
-                },
-            )]),
+            // A verdict, and a signal that leaves its clip id, attempt and time to the host.
+            _ => Ok(vec![
+                Record::encode(
+                    topics::VERDICTS,
+                    &ctx.clip_id,
+                    &Verdict {
+                        clip_id: ctx.clip_id.clone(),
+                        ..Default::default()
+                    },
+                ),
+                Record::signal(
+                    &ctx.clip_id,
+                    &Signal {
+                        stage: "scripted".into(),
+                        ..Default::default()
+                    },
+                ),
+            ]),
         }
     }
 }
@@ -239,13 +249,26 @@ async fn poison_never_stalls_and_every_offset_is_committed() {
         "only poison is dead-lettered: {:?}",
         letters.keys()
     );
-    let error_signals: Vec<String> = read_all(&brokers, topics::SIGNALS, Duration::from_secs(1))
-        .into_iter()
-        .filter_map(|(k, p)| {
-            let s: Signal = prost::Message::decode(p.as_slice()).ok()?;
-            (s.stage == "scripted" && s.error.is_some()).then_some(k)
-        })
+    let signals: Vec<(String, Signal)> =
+        read_all(&brokers, topics::SIGNALS, Duration::from_secs(1))
+            .into_iter()
+            .map(|(k, p)| (k, prost::Message::decode(p.as_slice()).unwrap()))
+            .collect();
+    let error_signals: Vec<String> = signals
+        .iter()
+        .filter(|(_, s)| s.stage == "scripted" && s.error.is_some())
+        .map(|(k, _)| k.clone())
         .collect();
+    // The host stamps every signal: the attempt it came from, the clip id, the time.
+    for (key, attempt, failed) in [("good-1", 1, false), ("flaky", 3, false), ("down", 3, true)] {
+        let (_, s) = signals
+            .iter()
+            .find(|(k, s)| k == key && s.error.is_some() == failed)
+            .unwrap_or_else(|| panic!("{key}: a signal"));
+        assert_eq!(s.attempt, attempt, "{key}: {s:?}");
+        assert_eq!(s.clip_id, key);
+        assert!(s.produced_at_ms > 0, "{key}: {s:?}");
+    }
     for key in [
         "garbage",
         "panics",

@@ -679,7 +679,6 @@ impl ClassifyStage {
         Ok(Signal {
             clip_id: extract.clip_id.clone(),
             stage: NAME.to_string(),
-            attempt: 1,
             scores,
             reasons,
             produced_at_ms: now_ms(),
@@ -788,7 +787,6 @@ impl ClassifyTranscriptStage {
         Ok(Signal {
             clip_id: t.clip_id.clone(),
             stage: TRANSCRIPT_NAME.to_string(),
-            attempt: 1,
             scores,
             reasons,
             produced_at_ms: now_ms(),

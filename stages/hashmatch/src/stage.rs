@@ -341,7 +341,6 @@ pub fn signal_for(extract: &MediaExtract, matches: Vec<HashMatch>) -> Signal {
     Signal {
         clip_id: extract.clip_id.clone(),
         stage: NAME.into(),
-        attempt: 1,
         context: extract.context.clone(),
         produced_at_ms: now_ms(),
         reasons,

@@ -347,7 +347,6 @@ impl MediaStage {
         let signal = Signal {
             clip_id: clip.clip_id.clone(),
             stage: NAME.into(),
-            attempt: 1,
             context: Some(context),
             media: Some(info),
             produced_at_ms: now_ms(),
@@ -542,7 +541,6 @@ fn error_result(clip: &ClipSubmitted, e: &MediaError) -> MediaResult {
     let signal = Signal {
         clip_id: clip.clip_id.clone(),
         stage: NAME.into(),
-        attempt: 1,
         error: Some(StageErrorMsg {
             kind: e.kind().into(),
             message: e.to_string(),

@@ -206,7 +206,6 @@ fn signal_of(
     Signal {
         clip_id: extract.clip_id.clone(),
         stage: NAME.to_string(),
-        attempt: 1,
         transcript,
         reasons,
         produced_at_ms: now_ms(),
