@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use clipguard_schemas::names::{stage, topic};
+use clipguard_schemas::names::stage;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,14 +63,10 @@ fn check(kustomizations: &[&str]) -> (bool, String) {
     let python = tool("CLIPGUARD_OPS_PYTHON");
     let kubectl = python.parent().unwrap().join("kubectl");
     // Every stage the registry knows, with the topic it consumes.
-    let stages = [
-        (stage::MEDIA, topic::SUBMITTED),
-        (stage::HASHMATCH, topic::MEDIA),
-        (stage::TRANSCRIBE, topic::MEDIA),
-        (stage::CLASSIFY, topic::MEDIA),
-        (stage::CLASSIFY_TRANSCRIPT, topic::TRANSCRIPTS),
-        (stage::MONITOR, topic::SIGNALS),
-    ];
+    let stages: Vec<(&str, &str)> = clipguard_pipeline::graph::STANDARD
+        .iter()
+        .map(|n| (n.stage, n.consumes))
+        .collect();
     assert_eq!(
         stages.iter().map(|s| s.0).collect::<Vec<_>>(),
         stage::ALL,

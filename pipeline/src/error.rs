@@ -91,9 +91,13 @@ impl Failure for StageError {
 impl From<StageError> for tonic::Status {
     /// The gRPC status of a failed call, from whose fault it is: bad input is
     /// `INVALID_ARGUMENT` (do not retry), a failing dependency `UNAVAILABLE` (retry with
-    /// backoff), a bug `INTERNAL`. The message keeps the machine-readable kind first.
+    /// backoff), a call past the stage's deadline `DEADLINE_EXCEEDED`, a bug `INTERNAL`. The
+    /// message keeps the machine-readable kind first.
     fn from(e: StageError) -> Self {
         let message = format!("{}: {}", e.kind, e.message);
+        if e.kind == "attempt_timeout" {
+            return tonic::Status::deadline_exceeded(message);
+        }
         match e.domain {
             ErrorDomain::Input => tonic::Status::invalid_argument(message),
             ErrorDomain::External => tonic::Status::unavailable(message),

@@ -91,6 +91,13 @@ pub enum GraphError {
         stage: &'static str,
         topic: &'static str,
     },
+    /// The stage built for a node calls itself by another name (its consumer group, metrics
+    /// and signals would not be the node's).
+    #[error("the stage built for `{node}` calls itself `{stage}`")]
+    Misnamed {
+        node: &'static str,
+        stage: &'static str,
+    },
 }
 
 /// A set of stages and the edges between them.

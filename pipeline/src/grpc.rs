@@ -176,17 +176,47 @@ pub async fn serve(
     })
 }
 
+/// An rpc's answer, stamped as the other hosts stamp a stage's signals
+/// ([`crate::stage::stamp`]): one call is one attempt.
+pub trait Answer {
+    fn stamp(&mut self, _stage: &str) {}
+}
+
+impl Answer for clipguard_schemas::Signal {
+    fn stamp(&mut self, stage: &str) {
+        if self.stage == stage {
+            let clip_id = self.clip_id.clone();
+            crate::stage::stamp_signal(self, &clip_id, 1);
+        }
+    }
+}
+
+impl Answer for clipguard_schemas::MediaResult {
+    fn stamp(&mut self, stage: &str) {
+        if let Some(signal) = self.signal.as_mut() {
+            signal.stamp(stage);
+        }
+    }
+}
+
+impl Answer for clipguard_schemas::Verdict {}
+
+impl Answer for u32 {}
+
 /// One gRPC call into `stage`, contained as every host's attempt is
 /// ([`crate::stage::contained`]: a panic or a call past [`crate::Stage::attempt_timeout`] is
 /// an internal error), its error turned into the status its domain says (bad input
 /// `INVALID_ARGUMENT`, a failing dependency `UNAVAILABLE`, a bug `INTERNAL`). Every stage's
 /// service answers through it.
-pub async fn call<S: crate::Stage, T>(
+pub async fn call<S: crate::Stage, T: Answer>(
     stage: &S,
     work: impl std::future::Future<Output = Result<T, crate::StageError>>,
 ) -> Result<tonic::Response<T>, tonic::Status> {
     match crate::stage::contained(stage.attempt_timeout(), work).await {
-        Ok(answer) => Ok(tonic::Response::new(answer)),
+        Ok(mut answer) => {
+            answer.stamp(stage.name());
+            Ok(tonic::Response::new(answer))
+        }
         Err(e) => {
             tracing::warn!(stage = stage.name(), kind = e.kind, error = %e, "grpc call failed");
             Err(e.into())
@@ -244,7 +274,7 @@ mod tests {
         };
         let started = std::time::Instant::now();
         let e = call(&Quick, slow).await.unwrap_err();
-        assert_eq!(e.code(), Code::Internal);
+        assert_eq!(e.code(), Code::DeadlineExceeded);
         assert!(e.message().starts_with("attempt_timeout:"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
 

@@ -91,7 +91,7 @@ impl<S: Stage> Routed for Hosted<S> {
             match attempt(stage, input, &ctx).await {
                 Ok(output) => {
                     let mut records = output.into_records();
-                    stamp(&mut records, &record.key, 1);
+                    stamp(&mut records, stage.name(), &record.key, 1);
                     records
                 }
                 Err(error) => failed(error, 1),

@@ -476,7 +476,7 @@ impl<S: Stage> Job<S> {
             let error = match attempt(self.stage.as_ref(), input.clone(), &ctx).await {
                 Ok(output) => {
                     let mut records = output.into_records();
-                    stamp(&mut records, &clip_id, attempt_no);
+                    stamp(&mut records, self.stage.name(), &clip_id, attempt_no);
                     return match self.emitter.send_all(records, &trace).await {
                         Ok(()) => Ok(Handled::Done),
                         Err(e @ PipelineError::OversizedRecord { .. }) => {

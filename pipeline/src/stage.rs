@@ -240,28 +240,37 @@ pub fn dead_letter_records<S: Stage>(
     // Without a clip id there is nobody to give a verdict to (and none to make up).
     if !clip_id.is_empty() {
         let mut poison = stage.poison_outputs(clip_id, error);
-        stamp(&mut poison, clip_id, attempts.max(1));
+        stamp(&mut poison, stage.name(), clip_id, attempts.max(1));
         records.extend(poison);
     }
     records
 }
 
-/// What the host writes on every signal a stage emits, so no stage has to: the attempt it came
+/// What the host writes on every signal `stage` emits, so no stage has to: the attempt it came
 /// from, the clip id (the message key) where the stage left it empty, and the time it was
-/// produced where the stage did not say.
-pub fn stamp(records: &mut [Record], clip_id: &str, attempt: u32) {
+/// produced where the stage did not say. Records on the signals topic that are not this stage's
+/// signals are left as they are.
+pub fn stamp(records: &mut [Record], stage: &str, clip_id: &str, attempt: u32) {
     for r in records.iter_mut().filter(|r| r.topic == topics::SIGNALS) {
         let Ok(mut signal) = <Signal as prost::Message>::decode(r.payload.as_slice()) else {
             continue;
         };
-        signal.attempt = attempt;
-        if signal.clip_id.is_empty() {
-            signal.clip_id = clip_id.to_string();
+        if signal.stage != stage {
+            continue;
         }
-        if signal.produced_at_ms == 0 {
-            signal.produced_at_ms = crate::now_ms();
-        }
+        stamp_signal(&mut signal, clip_id, attempt);
         r.payload = prost::Message::encode_to_vec(&signal);
+    }
+}
+
+/// [`stamp`] on one signal.
+pub fn stamp_signal(signal: &mut Signal, clip_id: &str, attempt: u32) {
+    signal.attempt = attempt;
+    if signal.clip_id.is_empty() {
+        signal.clip_id = clip_id.to_string();
+    }
+    if signal.produced_at_ms == 0 {
+        signal.produced_at_ms = crate::now_ms();
     }
 }
 

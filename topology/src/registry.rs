@@ -10,7 +10,7 @@ use clipguard_classify::text::TextClassifier;
 use clipguard_hashmatch::stage::HashmatchStage;
 use clipguard_media::MediaStage;
 use clipguard_monitor::MonitorStage;
-use clipguard_pipeline::graph::{self, Graph, Node};
+use clipguard_pipeline::graph::{self, Graph, GraphError, Node};
 use clipguard_pipeline::inproc::Topology;
 use clipguard_pipeline::kafka::KafkaHost;
 use clipguard_pipeline::metrics::StageMetrics;
@@ -88,15 +88,23 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// `stage` hosted by its node, serving `routes` (the gRPC services named by `services`).
+    /// The stage must call itself by its node's name.
     pub fn built<S: Stage>(
         &self,
         stage: Arc<S>,
         routes: Routes,
         services: Vec<&'static str>,
-    ) -> Built {
+    ) -> Result<Built, TopologyError> {
         let node = self.node;
+        if stage.name() != node.stage {
+            return Err(GraphError::Misnamed {
+                node: node.stage,
+                stage: stage.name(),
+            }
+            .into());
+        }
         let for_topology = stage.clone();
-        Built {
+        Ok(Built {
             name: node.stage,
             input_topic: node.consumes,
             register_metrics: Box::new(|_| {}),
@@ -106,7 +114,7 @@ impl Context<'_> {
             join: Box::new(move |t| t.add(for_topology, node)),
             routes,
             services,
-        }
+        })
     }
 }
 
@@ -288,14 +296,14 @@ fn media(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let stage =
         Arc::new(MediaStage::new(ctx.cfg.media.clone(), store).map_err(failed(stage::MEDIA))?);
     let routes = Routes::new(clipguard_media::grpc::service(stage.clone()));
-    Ok(ctx.built(stage, routes, vec![clipguard_media::grpc::SERVICE]))
+    ctx.built(stage, routes, vec![clipguard_media::grpc::SERVICE])
 }
 
 fn hashmatch(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let stage =
         Arc::new(HashmatchStage::new(ctx.cfg.hashmatch.clone()).map_err(failed(stage::HASHMATCH))?);
     let routes = Routes::new(clipguard_hashmatch::grpc::service(stage.clone()));
-    Ok(ctx.built(stage, routes, vec![clipguard_hashmatch::grpc::SERVICE]))
+    ctx.built(stage, routes, vec![clipguard_hashmatch::grpc::SERVICE])
 }
 
 fn transcribe(ctx: &Context<'_>) -> Result<Built, TopologyError> {
@@ -305,7 +313,7 @@ fn transcribe(ctx: &Context<'_>) -> Result<Built, TopologyError> {
             .map_err(failed(stage::TRANSCRIBE))?,
     );
     let routes = Routes::new(clipguard_transcribe::grpc::service(stage.clone()));
-    Ok(ctx.built(stage, routes, vec![clipguard_transcribe::grpc::SERVICE]))
+    ctx.built(stage, routes, vec![clipguard_transcribe::grpc::SERVICE])
 }
 
 fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
@@ -328,14 +336,14 @@ fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     );
     let routes = Routes::new(clipguard_classify::grpc::service(stage.clone()))
         .add_service(clipguard_classify::prompt::service(checker));
-    Ok(ctx.built(
+    ctx.built(
         stage,
         routes,
         vec![
             clipguard_classify::grpc::SERVICE,
             clipguard_classify::prompt::SERVICE,
         ],
-    ))
+    )
 }
 
 fn classify_transcript(ctx: &Context<'_>) -> Result<Built, TopologyError> {
@@ -349,11 +357,11 @@ fn classify_transcript(ctx: &Context<'_>) -> Result<Built, TopologyError> {
         }
     });
     let routes = Routes::new(clipguard_classify::grpc::transcript_service(stage.clone()));
-    Ok(ctx.built(
+    ctx.built(
         stage,
         routes,
         vec![clipguard_classify::grpc::TRANSCRIPT_SERVICE],
-    ))
+    )
 }
 
 fn monitor(ctx: &Context<'_>) -> Result<Built, TopologyError> {
@@ -363,7 +371,7 @@ fn monitor(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
     let metrics = stage.metrics().clone();
     Ok(ctx
-        .built(stage, routes, vec![clipguard_monitor::grpc::SERVICE])
+        .built(stage, routes, vec![clipguard_monitor::grpc::SERVICE])?
         .with_metrics(move |r| metrics.register(r)))
 }
 

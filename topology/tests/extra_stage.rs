@@ -81,19 +81,19 @@ fn entry(build: fn(&Context<'_>) -> Result<Built, TopologyError>) -> Entry {
 }
 
 fn answering(ctx: &Context<'_>) -> Result<Built, TopologyError> {
-    Ok(ctx.built(
+    ctx.built(
         Arc::new(Watermark { answers: true }),
         Routes::default(),
         vec![],
-    ))
+    )
 }
 
 fn silent(ctx: &Context<'_>) -> Result<Built, TopologyError> {
-    Ok(ctx.built(
+    ctx.built(
         Arc::new(Watermark { answers: false }),
         Routes::default(),
         vec![],
-    ))
+    )
 }
 
 /// A short real clip, encoded by GStreamer.
@@ -171,5 +171,25 @@ fn a_stage_fed_by_nothing_is_refused_at_build() {
     assert_eq!(
         e.to_string(),
         "stage `watermark` consumes `clips.media`, which no stage produces"
+    );
+}
+
+/// A stage that calls itself by another name than its node's is refused: its consumer group,
+/// metrics and signals would not be the node's, and the monitor would wait for a name nobody
+/// signals.
+#[test]
+fn a_stage_named_unlike_its_node_is_refused_at_build() {
+    let mut misnamed = entry(answering);
+    misnamed.node.stage = "overlay";
+    let registry = Registry::default().with(misnamed);
+    let e = registry
+        .build_all(
+            &[stage::MEDIA, "overlay", stage::MONITOR],
+            &Config::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the stage built for `overlay` calls itself `watermark`"
     );
 }

@@ -1,5 +1,5 @@
 //! A stage's memory across restarts, read back from a topic: [`StateFollower`] reads every
-//! partition of the stage's state topic ([`crate::Stage::state_topic`]) from the beginning and
+//! partition of the stage's state topic ([`crate::graph::Node::state`]) from the beginning and
 //! keeps following it, handing each record to [`crate::Stage::restore`]. The host waits until the
 //! follower has read what the topic held when the stage started, and again at every partition
 //! assignment, before it processes input — so a replica that takes over a partition knows every

@@ -24,7 +24,7 @@ impl MediaStageService for MediaGrpc {
     ) -> Result<Response<MediaResult>, Status> {
         let stage = self.0.as_ref();
         let clip = request.into_inner();
-        grpc::call(stage, async { Ok(stage.process_clip(&clip).await) }).await
+        grpc::call(stage, stage.answer(&clip)).await
     }
 }
 

@@ -289,12 +289,24 @@ impl MediaStage {
         &self.config
     }
 
-    /// Processes one clip. Input problems become an error signal (never an `Err`); only
-    /// retryable trouble (store unreachable) or bugs are `Err`.
+    /// Processes one clip; every error becomes an error signal in the result (for callers that
+    /// want an answer whatever happened: tests, benchmarks). The gRPC service answers with
+    /// [`MediaStage::answer`] instead.
     pub async fn process_clip(&self, clip: &ClipSubmitted) -> MediaResult {
         self.try_process(clip)
             .await
             .unwrap_or_else(|e| error_result(clip, &e))
+    }
+
+    /// Processes one clip as the Kafka host does: bad input (undecodable media, limits) is an
+    /// error signal in the result; trouble a retry may fix (the store unreachable) and bugs are
+    /// an `Err`, so a caller retries instead of a clip being blocked as undecodable.
+    pub async fn answer(&self, clip: &ClipSubmitted) -> Result<MediaResult, StageError> {
+        match self.try_process(clip).await {
+            Ok(result) => Ok(result),
+            Err(e) if e.is_input() => Ok(error_result(clip, &e)),
+            Err(e) => Err(e.into_stage_error()),
+        }
     }
 
     async fn try_process(&self, clip: &ClipSubmitted) -> Result<MediaResult, MediaError> {

@@ -22,7 +22,8 @@ impl Default for Wait {
     /// Every stage of the standard pipeline, the default deadline.
     fn default() -> Self {
         Self {
-            stages: stages(&Graph::default(), &[]).unwrap_or_default(),
+            stages: stages(&Graph::default(), &[])
+                .expect("every stage of the standard graph that signals is expected"),
             timeout_s: MonitorConfig::default().timeout_s,
         }
     }
@@ -82,6 +83,11 @@ fn stages(graph: &Graph, expected: &[String]) -> Result<Vec<(String, Vec<&'stati
             if signalling.contains(&s.as_str()) {
                 let upstream = graph.upstream(&s);
                 Ok((s, upstream))
+            } else if graph.node(&s).is_some() {
+                Err(format!(
+                    "monitor.expected_stages: stage `{s}` produces no signal (stages with a signal: {})",
+                    signalling.join(", ")
+                ))
             } else {
                 Err(format!(
                     "monitor.expected_stages: unknown stage `{s}` (stages with a signal: {})",
