@@ -1,6 +1,6 @@
 //! A stage worker's operational surface: gRPC server reflection lists the stage service and
 //! health, health answers SERVING, the stage service processes a clip over loopback, and
-//! `/metrics` shows the stage metrics after work arrived over Kafka.
+//! `/metrics` shows the stage metrics after work arrived over gRPC and Kafka.
 
 // Tests and benchmarks report failure by panicking.
 #![allow(clippy::unwrap_used)]
@@ -191,9 +191,14 @@ async fn reflection_health_stage_service_and_metrics() {
     let extract = result.extract.expect("extract for a good clip");
     assert!(!extract.frames.is_empty(), "frames sampled");
     assert!(extract.audio.is_some(), "audio extracted");
-    assert!(result.signal.expect("signal").error.is_none());
+    let signal = result.signal.expect("signal");
+    assert!(signal.error.is_none());
+    assert_eq!(
+        signal.attempt, 1,
+        "an rpc's signal is stamped as the hosts stamp theirs"
+    );
 
-    // Work over Kafka shows in the metrics.
+    // Work over Kafka shows in the metrics, counted with the rpc above as one host counts.
     let env_submit = vec![(
         "CLIPGUARD_STORE__URL",
         samples.path("store").display().to_string(),
@@ -206,14 +211,14 @@ async fn reflection_health_stage_service_and_metrics() {
     let mut text = String::new();
     for _ in 0..100 {
         text = http_get(&metrics, "/metrics");
-        if text.contains("clipguard_media_processed_total 2") {
+        if text.contains("clipguard_media_processed_total 3") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for want in [
-        "clipguard_media_received_total 2",
-        "clipguard_media_processed_total 2",
+        "clipguard_media_received_total 3",
+        "clipguard_media_processed_total 3",
         "clipguard_media_processing_seconds_bucket",
         "clipguard_media_in_flight",
     ] {

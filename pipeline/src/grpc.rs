@@ -12,6 +12,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::error::PipelineError;
+use crate::metrics::StageMetrics;
 
 /// How the gRPC server secures its connections. With neither file it speaks plain HTTP/2 (for
 /// a service mesh that terminates TLS, or loopback); with a certificate and key, TLS; with a
@@ -206,18 +207,30 @@ impl Answer for u32 {}
 /// One gRPC call into `stage`, contained as every host's attempt is
 /// ([`crate::stage::contained`]: a panic or a call past [`crate::Stage::attempt_timeout`] is
 /// an internal error), its error turned into the status its domain says (bad input
-/// `INVALID_ARGUMENT`, a failing dependency `UNAVAILABLE`, a bug `INTERNAL`). Every stage's
-/// service answers through it.
+/// `INVALID_ARGUMENT`, a failing dependency `UNAVAILABLE`, a bug `INTERNAL`), counted in the
+/// stage's shared metrics as the Kafka host counts a message. Every stage's service answers
+/// through it.
 pub async fn call<S: crate::Stage, T: Answer>(
     stage: &S,
+    metrics: &StageMetrics,
     work: impl std::future::Future<Output = Result<T, crate::StageError>>,
 ) -> Result<tonic::Response<T>, tonic::Status> {
-    match crate::stage::contained(stage.attempt_timeout(), work).await {
+    metrics.received.inc();
+    metrics.in_flight.inc();
+    let started = std::time::Instant::now();
+    let outcome = crate::stage::contained(stage.attempt_timeout(), work).await;
+    metrics.in_flight.dec();
+    metrics
+        .processing_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match outcome {
         Ok(mut answer) => {
+            metrics.processed.inc();
             answer.stamp(stage.name());
             Ok(tonic::Response::new(answer))
         }
         Err(e) => {
+            metrics.error(e.kind);
             tracing::warn!(stage = stage.name(), kind = e.kind, error = %e, "grpc call failed");
             Err(e.into())
         }
@@ -234,6 +247,8 @@ mod tests {
     use tonic::Code;
 
     use super::call;
+    use crate::metrics::StageMetrics;
+    use crate::telemetry::render;
     use crate::{ProcessCtx, Record, Stage, StageError};
 
     /// A stage whose calls take at most 200 ms.
@@ -264,7 +279,9 @@ mod tests {
     /// are internal errors with their kind, an error's domain picks the status.
     #[tokio::test]
     async fn a_panic_or_an_overlong_call_is_contained_as_every_host_contains_it() {
-        let e = call(&Quick, panics()).await.unwrap_err();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let m = StageMetrics::register(&mut registry, "quick");
+        let e = call(&Quick, &m, panics()).await.unwrap_err();
         assert_eq!(e.code(), Code::Internal);
         assert_eq!(e.message(), "panic: stage panicked: boom");
 
@@ -273,20 +290,41 @@ mod tests {
             Ok(1)
         };
         let started = std::time::Instant::now();
-        let e = call(&Quick, slow).await.unwrap_err();
+        let e = call(&Quick, &m, slow).await.unwrap_err();
         assert_eq!(e.code(), Code::DeadlineExceeded);
         assert!(e.message().starts_with("attempt_timeout:"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
 
         let bad = async { Err::<u32, _>(StageError::input("bad_input", "no frames")) };
-        let e = call(&Quick, bad).await.unwrap_err();
+        let e = call(&Quick, &m, bad).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         let down = async { Err::<u32, _>(StageError::external("store_down", "try later")) };
         assert_eq!(
-            call(&Quick, down).await.unwrap_err().code(),
+            call(&Quick, &m, down).await.unwrap_err().code(),
             Code::Unavailable
         );
 
-        assert_eq!(call(&Quick, async { Ok(7) }).await.unwrap().into_inner(), 7);
+        assert_eq!(
+            call(&Quick, &m, async { Ok(7) })
+                .await
+                .unwrap()
+                .into_inner(),
+            7
+        );
+
+        // Counted as the Kafka host counts: every call received, the good one processed, each
+        // failure by its kind, none left in flight.
+        let text = render(&registry);
+        for line in [
+            "clipguard_quick_received_total 5",
+            "clipguard_quick_processed_total 1",
+            "clipguard_quick_errors_total{error_type=\"panic\"} 1",
+            "clipguard_quick_errors_total{error_type=\"attempt_timeout\"} 1",
+            "clipguard_quick_errors_total{error_type=\"bad_input\"} 1",
+            "clipguard_quick_in_flight 0",
+            "clipguard_quick_processing_seconds_count 5",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

@@ -33,9 +33,9 @@ pub struct PartitionLabels {
 /// The telemetry every stage emits, whatever it does.
 #[derive(Clone, Debug)]
 pub struct StageMetrics {
-    /// Messages read from the input topic.
+    /// Messages read from the input topic, and rpc calls into the stage.
     pub received: Counter,
-    /// Messages whose outputs were all acknowledged.
+    /// Messages whose outputs were all acknowledged, and rpc calls answered.
     pub processed: Counter,
     /// Records produced (outputs, signals, dead letters).
     pub produced: Counter,
@@ -54,10 +54,25 @@ pub struct StageMetrics {
     pub lag: Family<PartitionLabels, Gauge>,
 }
 
+impl Default for StageMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl StageMetrics {
     /// Registers the metrics of `stage` as `clipguard_<stage>_...`.
     pub fn register(registry: &mut Registry, stage: &str) -> Self {
-        let m = Self {
+        let m = Self::new();
+        m.register_in(registry, stage);
+        m
+    }
+
+    /// A set attached to no registry yet ([`StageMetrics::register_in`] attaches it): the
+    /// registry builds a stage's gRPC services, which count into it, before the worker's
+    /// registry exists.
+    pub fn new() -> Self {
+        Self {
             received: Counter::default(),
             processed: Counter::default(),
             produced: Counter::default(),
@@ -67,7 +82,12 @@ impl StageMetrics {
             processing_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             in_flight: Gauge::default(),
             lag: Family::default(),
-        };
+        }
+    }
+
+    /// Registers this set as `clipguard_<stage>_...` in `registry`.
+    pub fn register_in(&self, registry: &mut Registry, stage: &str) {
+        let m = self;
         let r = registry.sub_registry_with_prefix(format!("clipguard_{stage}"));
         r.register(
             "received",
@@ -106,7 +126,6 @@ impl StageMetrics {
             "Consumer lag in messages per partition",
             m.lag.clone(),
         );
-        m
     }
 
     /// A metrics set attached to no registry (in-process use where nobody scrapes).

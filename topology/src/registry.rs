@@ -83,6 +83,9 @@ pub struct Context<'a> {
     pub graph: &'a Graph,
     /// The stage's own place in it.
     pub node: Node,
+    /// The stage's shared metrics, which its gRPC services count into as the Kafka host does
+    /// (registered when the worker registers [`Built::register_metrics`]).
+    pub metrics: StageMetrics,
     shared: &'a Shared,
 }
 
@@ -107,6 +110,7 @@ impl Context<'_> {
         Ok(Built {
             name: node.stage,
             input_topic: node.consumes,
+            metrics: self.metrics.clone(),
             register_metrics: Box::new(|_| {}),
             run_kafka: Box::new(move |host, metrics, shutdown| {
                 Box::pin(async move { host.run(stage, node, metrics, shutdown).await })
@@ -196,6 +200,7 @@ fn build_entry(
         cfg,
         graph,
         node: entry.node,
+        metrics: StageMetrics::new(),
         shared,
     })
 }
@@ -205,6 +210,9 @@ pub struct Built {
     pub name: &'static str,
     /// The topic the stage consumes.
     pub input_topic: &'static str,
+    /// The shared stage metrics, counted by its gRPC services and, once registered, its Kafka
+    /// host.
+    metrics: StageMetrics,
     /// Registers the stage's own metrics beside the shared ones.
     register_metrics: Box<dyn FnOnce(&mut MetricsRegistry) + Send>,
     run_kafka: RunKafka,
@@ -226,9 +234,9 @@ impl Built {
     /// Registers the shared stage metrics (`clipguard_<stage>_…`) and the stage's own in
     /// `registry`; returns the shared ones for the Kafka host.
     pub fn register_metrics(&mut self, registry: &mut MetricsRegistry) -> StageMetrics {
-        let metrics = StageMetrics::register(registry, self.name);
+        self.metrics.register_in(registry, self.name);
         (std::mem::replace(&mut self.register_metrics, Box::new(|_| {})))(registry);
-        metrics
+        self.metrics.clone()
     }
 
     /// Also registers `register` (the stage's own metrics) with the shared ones.
@@ -295,14 +303,20 @@ fn media(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let store = MediaStore::open(&ctx.cfg.store)?;
     let stage =
         Arc::new(MediaStage::new(ctx.cfg.media.clone(), store).map_err(failed(stage::MEDIA))?);
-    let routes = Routes::new(clipguard_media::grpc::service(stage.clone()));
+    let routes = Routes::new(clipguard_media::grpc::service(
+        stage.clone(),
+        ctx.metrics.clone(),
+    ));
     ctx.built(stage, routes, vec![clipguard_media::grpc::SERVICE])
 }
 
 fn hashmatch(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let stage =
         Arc::new(HashmatchStage::new(ctx.cfg.hashmatch.clone()).map_err(failed(stage::HASHMATCH))?);
-    let routes = Routes::new(clipguard_hashmatch::grpc::service(stage.clone()));
+    let routes = Routes::new(clipguard_hashmatch::grpc::service(
+        stage.clone(),
+        ctx.metrics.clone(),
+    ));
     ctx.built(stage, routes, vec![clipguard_hashmatch::grpc::SERVICE])
 }
 
@@ -312,7 +326,10 @@ fn transcribe(ctx: &Context<'_>) -> Result<Built, TopologyError> {
         clipguard_transcribe::TranscribeStage::new(ctx.cfg.transcribe.clone(), store)
             .map_err(failed(stage::TRANSCRIBE))?,
     );
-    let routes = Routes::new(clipguard_transcribe::grpc::service(stage.clone()));
+    let routes = Routes::new(clipguard_transcribe::grpc::service(
+        stage.clone(),
+        ctx.metrics.clone(),
+    ));
     ctx.built(stage, routes, vec![clipguard_transcribe::grpc::SERVICE])
 }
 
@@ -334,8 +351,11 @@ fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
         Arc::new(policy),
         ctx.cfg.classify.max_text_bytes,
     );
-    let routes = Routes::new(clipguard_classify::grpc::service(stage.clone()))
-        .add_service(clipguard_classify::prompt::service(checker));
+    let routes = Routes::new(clipguard_classify::grpc::service(
+        stage.clone(),
+        ctx.metrics.clone(),
+    ))
+    .add_service(clipguard_classify::prompt::service(checker));
     ctx.built(
         stage,
         routes,
@@ -356,7 +376,10 @@ fn classify_transcript(ctx: &Context<'_>) -> Result<Built, TopologyError> {
             stage
         }
     });
-    let routes = Routes::new(clipguard_classify::grpc::transcript_service(stage.clone()));
+    let routes = Routes::new(clipguard_classify::grpc::transcript_service(
+        stage.clone(),
+        ctx.metrics.clone(),
+    ));
     ctx.built(
         stage,
         routes,
@@ -368,7 +391,10 @@ fn monitor(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let stage = Arc::new(
         MonitorStage::new(ctx.cfg.monitor.clone(), ctx.graph).map_err(failed(stage::MONITOR))?,
     );
-    let routes = Routes::new(clipguard_monitor::grpc::service(stage.clone()));
+    let routes = Routes::new(clipguard_monitor::grpc::service(
+        stage.clone(),
+        ctx.metrics.clone(),
+    ));
     let metrics = stage.metrics().clone();
     Ok(ctx
         .built(stage, routes, vec![clipguard_monitor::grpc::SERVICE])?

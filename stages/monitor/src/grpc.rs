@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use clipguard_pipeline::grpc;
+use clipguard_pipeline::metrics::StageMetrics;
 
 use clipguard_schemas::monitor_stage_server::{MonitorStage as MonitorService, MonitorStageServer};
 use clipguard_schemas::{DecideRequest, Verdict};
@@ -15,7 +16,7 @@ use crate::MonitorStage;
 pub const SERVICE: &str = "clipguard.v1.MonitorStage";
 
 #[derive(Debug, Clone)]
-pub struct MonitorGrpc(pub Arc<MonitorStage>);
+pub struct MonitorGrpc(pub Arc<MonitorStage>, pub StageMetrics);
 
 #[tonic::async_trait]
 impl MonitorService for MonitorGrpc {
@@ -26,8 +27,8 @@ impl MonitorService for MonitorGrpc {
         }
         let deadline = std::time::Instant::now()
             + std::time::Duration::from_secs_f64(self.0.config().timeout_s);
-        let stage = self.0.as_ref();
-        grpc::call(stage, async {
+        let (stage, metrics) = (self.0.as_ref(), &self.1);
+        grpc::call(stage, metrics, async {
             let (verdict, _shadow) = stage
                 .decide(&r.clip_id, &r.signals, r.deadline_passed, deadline)
                 .await;
@@ -37,6 +38,6 @@ impl MonitorService for MonitorGrpc {
     }
 }
 
-pub fn service(stage: Arc<MonitorStage>) -> MonitorStageServer<MonitorGrpc> {
-    MonitorStageServer::new(MonitorGrpc(stage))
+pub fn service(stage: Arc<MonitorStage>, metrics: StageMetrics) -> MonitorStageServer<MonitorGrpc> {
+    MonitorStageServer::new(MonitorGrpc(stage, metrics))
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use clipguard_pipeline::grpc;
+use clipguard_pipeline::metrics::StageMetrics;
 
 use clipguard_schemas::transcribe_stage_server::{
     TranscribeStage as TranscribeService, TranscribeStageServer,
@@ -16,14 +17,14 @@ use crate::TranscribeStage;
 pub const SERVICE: &str = "clipguard.v1.TranscribeStage";
 
 #[derive(Debug, Clone)]
-pub struct TranscribeGrpc(pub Arc<TranscribeStage>);
+pub struct TranscribeGrpc(pub Arc<TranscribeStage>, pub StageMetrics);
 
 #[tonic::async_trait]
 impl TranscribeService for TranscribeGrpc {
     async fn transcribe(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
-        let stage = self.0.as_ref();
+        let (stage, metrics) = (self.0.as_ref(), &self.1);
         let extract = request.into_inner();
-        grpc::call(stage, async {
+        grpc::call(stage, metrics, async {
             Ok(stage.transcribe_extract(&extract).await?.signal)
         })
         .await
@@ -31,6 +32,9 @@ impl TranscribeService for TranscribeGrpc {
 }
 
 /// The tonic service for the gRPC host.
-pub fn service(stage: Arc<TranscribeStage>) -> TranscribeStageServer<TranscribeGrpc> {
-    TranscribeStageServer::new(TranscribeGrpc(stage))
+pub fn service(
+    stage: Arc<TranscribeStage>,
+    metrics: StageMetrics,
+) -> TranscribeStageServer<TranscribeGrpc> {
+    TranscribeStageServer::new(TranscribeGrpc(stage, metrics))
 }
