@@ -1,52 +1,150 @@
-//! The verdict's JSON form: the contract enforcement services and `--json` output rely on.
+//! The verdict's JSON form: the contract enforcement services and `--json` output rely on,
+//! declared once as serde types ([`VerdictJson`]) that a Rust client can also read back.
 
-use clipguard_schemas::{Decision, Verdict};
-use serde_json::{Value, json};
+use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Evidence, Verdict};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-fn word(d: i32) -> &'static str {
+fn word(d: i32) -> String {
     Decision::try_from(d)
         .unwrap_or(Decision::Unspecified)
         .word()
+        .to_string()
 }
 
-/// One JSON object with `clip_id`, `source`, `decision`, `audiences`, `categories`, `reasons`,
+/// One verdict: `clip_id`, `source`, `decision`, `audiences`, `categories`, `reasons`,
 /// `policy_version`, `rationale`, `audience` (the clip's own audience), `engine` (`policy` or
 /// `reasoning:<model>`), `fallback` (why a configured reasoning backend was not used) and
-/// bookkeeping fields.
+/// bookkeeping fields. Decisions are words: `allow`, `review`, `block`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictJson {
+    pub clip_id: String,
+    pub source: String,
+    pub decision: String,
+    pub audiences: AudiencesJson,
+    pub categories: Vec<CategoryJson>,
+    pub reasons: Vec<String>,
+    pub policy_version: String,
+    pub rationale: String,
+    pub audience: String,
+    pub engine: String,
+    pub fallback: String,
+    pub revision: u32,
+    pub decided_at_ms: i64,
+    pub stages: Vec<String>,
+    pub missing_stages: Vec<String>,
+}
+
+/// The decision for each audience.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudiencesJson {
+    pub adult: String,
+    pub under_18: String,
+    pub public_feed: String,
+}
+
+/// One category: its score, the threshold it was held to, its decisions and the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryJson {
+    pub name: String,
+    pub score: f32,
+    pub threshold: f32,
+    pub decision: String,
+    pub audiences: Option<AudiencesJson>,
+    pub evidence: Vec<EvidenceJson>,
+}
+
+/// What a category's score rests on, with its time in the clip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceJson {
+    pub kind: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub detail: String,
+}
+
+impl From<&AudienceDecisions> for AudiencesJson {
+    fn from(a: &AudienceDecisions) -> Self {
+        Self {
+            adult: word(a.adult),
+            under_18: word(a.under_18),
+            public_feed: word(a.public_feed),
+        }
+    }
+}
+
+impl From<&Evidence> for EvidenceJson {
+    fn from(e: &Evidence) -> Self {
+        Self {
+            kind: e.kind.clone(),
+            start_s: e.start_s,
+            end_s: e.end_s,
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+impl From<&CategoryDecision> for CategoryJson {
+    fn from(c: &CategoryDecision) -> Self {
+        Self {
+            name: c.category.clone(),
+            score: c.score,
+            threshold: c.threshold,
+            decision: word(c.decision),
+            audiences: c.audiences.as_ref().map(AudiencesJson::from),
+            evidence: c.evidence.iter().map(EvidenceJson::from).collect(),
+        }
+    }
+}
+
+impl From<&Verdict> for VerdictJson {
+    fn from(v: &Verdict) -> Self {
+        Self {
+            clip_id: v.clip_id.clone(),
+            source: v.source.clone(),
+            decision: word(v.decision),
+            audiences: AudiencesJson::from(&v.audiences.unwrap_or_default()),
+            categories: v.categories.iter().map(CategoryJson::from).collect(),
+            reasons: v.reasons.clone(),
+            policy_version: v.policy_version.clone(),
+            rationale: v.rationale.clone(),
+            audience: v.audience.clone(),
+            engine: v.engine.clone(),
+            fallback: v.fallback.clone(),
+            revision: v.revision,
+            decided_at_ms: v.decided_at_ms,
+            stages: v.stages.clone(),
+            missing_stages: v.missing_stages.clone(),
+        }
+    }
+}
+
+/// [`VerdictJson`] of `v` as a JSON value.
 pub fn verdict_json(v: &Verdict) -> Value {
-    let audiences = v.audiences.unwrap_or_default();
-    json!({
-        "clip_id": v.clip_id,
-        "source": v.source,
-        "decision": word(v.decision),
-        "audiences": {
-            "adult": word(audiences.adult),
-            "under_18": word(audiences.under_18),
-            "public_feed": word(audiences.public_feed),
-        },
-        "categories": v.categories.iter().map(|c| json!({
-            "name": c.category,
-            "score": c.score,
-            "threshold": c.threshold,
-            "decision": word(c.decision),
-            "audiences": c.audiences.map(|a| json!({
-                "adult": word(a.adult),
-                "under_18": word(a.under_18),
-                "public_feed": word(a.public_feed),
-            })),
-            "evidence": c.evidence.iter().map(|e| json!({
-                "kind": e.kind, "start_s": e.start_s, "end_s": e.end_s, "detail": e.detail,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "reasons": v.reasons,
-        "policy_version": v.policy_version,
-        "rationale": v.rationale,
-        "audience": v.audience,
-        "engine": v.engine,
-        "fallback": v.fallback,
-        "revision": v.revision,
-        "decided_at_ms": v.decided_at_ms,
-        "stages": v.stages,
-        "missing_stages": v.missing_stages,
-    })
+    serde_json::to_value(VerdictJson::from(v)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The JSON reads back into the same type, field for field.
+    #[test]
+    fn a_verdict_json_reads_back() {
+        let v = crate::decide::decide(
+            "c",
+            &[],
+            &crate::Wait::default(),
+            &clipguard_policy::Policy::default_policy(),
+            true,
+        );
+        let j = verdict_json(&v);
+        assert_eq!(j["decision"], "review");
+        assert_eq!(j["audiences"]["under_18"], "review");
+        let back: VerdictJson = serde_json::from_value(j.clone()).unwrap();
+        assert_eq!(back, VerdictJson::from(&v));
+        assert_eq!(serde_json::to_value(&back).unwrap(), j);
+    }
 }
