@@ -34,7 +34,7 @@ pub fn check_prompt(
         text.to_string()
     };
     let classifier = cfg.classify.load_text()?;
-    let policy = cfg.monitor.load_policy()?;
+    let policy = cfg.policy.load()?;
     let checker = PromptChecker::new(
         Arc::new(classifier),
         Arc::new(policy),
@@ -84,7 +84,7 @@ pub async fn replay(
     limit: Option<usize>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let active = cfg.monitor.load_policy()?;
+    let active = cfg.policy.load()?;
     let candidate = Policy::load(candidate)?;
     let (consumer, ends) =
         edges::topic_reader(&cfg.kafka, topics::SIGNALS, edges::From::Beginning).await?;

@@ -256,10 +256,7 @@ async fn shadow_verdicts_and_replay_of_100_stored_clips_under_a_stricter_policy(
             "CLIPGUARD_MONITOR__EXPECTED_STAGES",
             "[\"media\", \"classify\"]".to_string(),
         ),
-        (
-            "CLIPGUARD_MONITOR__SHADOW_POLICY",
-            strict.display().to_string(),
-        ),
+        ("CLIPGUARD_POLICY__SHADOW", strict.display().to_string()),
     ];
     let (_monitor, addrs) = Proc::spawn_listening(
         "monitor",

@@ -1122,8 +1122,8 @@ impl Evaluation {
 /// Runs every item of the manifests, scores them, writes the report when asked.
 pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> {
     let policy = cfg
-        .monitor
-        .load_policy()
+        .policy
+        .load()
         .map_err(|e| EvalError::Input(e.to_string()))?;
     let mut items = load_manifests(&args.manifests, &policy)?;
     if items.is_empty() {

@@ -360,6 +360,45 @@ impl Policy {
     }
 }
 
+/// Which policy decides (`[policy]` in the configuration): the monitor's verdicts and the
+/// prompt check read the same one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PolicyConfig {
+    /// The policy file (TOML); unset = the shipped `policy/default.toml`. It owns the
+    /// thresholds and actions, the fail-closed actions and the version every verdict records.
+    pub file: Option<std::path::PathBuf>,
+    /// A second policy decided beside the active one on the same findings; its verdicts go to
+    /// `clips.verdicts.shadow` and disagreements are counted. Unset = none.
+    pub shadow: Option<std::path::PathBuf>,
+}
+
+impl PolicyConfig {
+    /// The active policy: the configured file, else the shipped one.
+    pub fn load(&self) -> Result<Policy, PolicyError> {
+        match &self.file {
+            Some(path) => Policy::load(path),
+            None => Ok(Policy::default_policy()),
+        }
+    }
+
+    /// The shadow policy, when one is configured.
+    pub fn load_shadow(&self) -> Result<Option<Policy>, PolicyError> {
+        self.shadow.as_deref().map(Policy::load).transpose()
+    }
+
+    /// Every file that does not load, by key.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        for (key, path) in [("file", &self.file), ("shadow", &self.shadow)] {
+            if let Some(path) = path
+                && let Err(e) = Policy::load(path)
+            {
+                problems.push(format!("policy.{key}: {e}"));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use clipguard_pipeline::grpc::GrpcConfig;
 use clipguard_pipeline::kafka::{HostConfig, KafkaConfig};
 use clipguard_pipeline::store::StoreConfig;
 use clipguard_pipeline::telemetry::TelemetryConfig;
+use clipguard_policy::PolicyConfig;
 use clipguard_transcribe::TranscribeConfig;
 use serde::Deserialize;
 
@@ -33,6 +34,8 @@ pub struct Config {
     pub classify: ClassifyConfig,
     /// Monitor stage.
     pub monitor: MonitorConfig,
+    /// Which policy decides: the monitor's verdicts and the prompt check alike.
+    pub policy: PolicyConfig,
     /// Logs.
     pub telemetry: TelemetryConfig,
     /// The gRPC servers' TLS and mutual TLS.
@@ -49,6 +52,7 @@ impl Validate for Config {
         self.transcribe.validate(problems);
         self.classify.validate(problems);
         self.monitor.validate(problems);
+        self.policy.validate(problems);
         // The expected stages are checked against this build's pipeline.
         match crate::registry::Registry::default().graph() {
             Ok(graph) => {
@@ -154,6 +158,7 @@ mod tests {
             "classify",
             "monitor",
             "monitor.reasoning",
+            "policy",
             "telemetry",
             "grpc",
         ];

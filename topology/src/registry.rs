@@ -342,8 +342,8 @@ fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     // The classify worker also serves synchronous prompt checks (same text model).
     let policy = ctx
         .cfg
-        .monitor
-        .load_policy()
+        .policy
+        .load()
         .map_err(InvalidPolicy)
         .map_err(failed(stage::CLASSIFY))?;
     let checker = PromptChecker::new(
@@ -389,7 +389,8 @@ fn classify_transcript(ctx: &Context<'_>) -> Result<Built, TopologyError> {
 
 fn monitor(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let stage = Arc::new(
-        MonitorStage::new(ctx.cfg.monitor.clone(), ctx.graph).map_err(failed(stage::MONITOR))?,
+        MonitorStage::new(ctx.cfg.monitor.clone(), &ctx.cfg.policy, ctx.graph)
+            .map_err(failed(stage::MONITOR))?,
     );
     let routes = Routes::new(clipguard_monitor::grpc::service(
         stage.clone(),
@@ -460,7 +461,7 @@ mod tests {
         let mut unknown_model = Config::default();
         unknown_model.classify.text_model = "no-such-model".into();
         let mut missing_policy = Config::default();
-        missing_policy.monitor.policy = Some("/nonexistent/policy.toml".into());
+        missing_policy.policy.file = Some("/nonexistent/policy.toml".into());
         for (name, cfg, named) in [
             (stage::CLASSIFY, unknown_model, "no-such-model"),
             (stage::MONITOR, missing_policy, "/nonexistent/policy.toml"),

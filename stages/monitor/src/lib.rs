@@ -24,7 +24,7 @@
 //!
 //! ```no_run
 //! use clipguard_monitor::{Wait, decide::decide};
-//! use clipguard_policy::{Policy, PolicyError};
+//! use clipguard_policy::{Policy, PolicyConfig, PolicyError};
 //! let verdict = decide("clip-1", &[], &Wait::default(), &Policy::default_policy(), true);
 //! assert_eq!(verdict.decision(), clipguard_schemas::Decision::Review);
 //! ```
@@ -45,8 +45,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::path::PathBuf;
-
 use clipguard_pipeline::graph::Graph;
 use clipguard_pipeline::{Emitter, ErrorDomain, Failure, ProcessCtx, Record, Stage, StageError};
 use clipguard_schemas::names::stage;
@@ -56,7 +54,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::reasoning::{Reasoner, ReasoningConfig};
-use clipguard_policy::{Policy, PolicyError};
+use clipguard_policy::{Policy, PolicyConfig, PolicyError};
 
 /// Stage name and consumer group suffix.
 pub const NAME: &str = stage::MONITOR;
@@ -73,12 +71,6 @@ pub struct MonitorConfig {
     /// stage: the time survives a monitor restart; a backlog before the media stage does not
     /// count against it).
     pub timeout_s: f64,
-    /// The policy file (TOML); unset = the shipped `policy/default.toml`. It owns the
-    /// thresholds and actions, the fail-closed actions and the version every verdict records.
-    pub policy: Option<PathBuf>,
-    /// A second policy decided beside the active one on the same findings; its verdicts go to
-    /// `clips.verdicts.shadow` and disagreements are counted. Unset = none.
-    pub shadow_policy: Option<PathBuf>,
     /// Optional reasoning model over an OpenAI-compatible API (`[monitor.reasoning]`).
     pub reasoning: ReasoningConfig,
     /// Clips joined at once (each holds its signals' offsets uncommitted).
@@ -92,8 +84,6 @@ impl Default for MonitorConfig {
         Self {
             expected_stages: Vec::new(),
             timeout_s: 30.0,
-            policy: None,
-            shadow_policy: None,
             reasoning: ReasoningConfig::default(),
             max_pending_clips: 10_000,
             remember_decided: 200_000,
@@ -102,27 +92,9 @@ impl Default for MonitorConfig {
 }
 
 impl MonitorConfig {
-    /// The active policy: the configured file, else the shipped one.
-    pub fn load_policy(&self) -> Result<Policy, PolicyError> {
-        match &self.policy {
-            Some(path) => Policy::load(path),
-            None => Ok(Policy::default_policy()),
-        }
-    }
-
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.timeout_s.is_nan() || self.timeout_s <= 0.0 {
             problems.push(format!("monitor.timeout_s: {} must be > 0", self.timeout_s));
-        }
-        for (key, path) in [
-            ("policy", &self.policy),
-            ("shadow_policy", &self.shadow_policy),
-        ] {
-            if let Some(path) = path
-                && let Err(e) = Policy::load(path)
-            {
-                problems.push(format!("monitor.{key}: {e}"));
-            }
         }
         self.reasoning.validate(problems);
         if self.max_pending_clips == 0 {
@@ -211,16 +183,18 @@ fn lock(m: &Mutex<JoinState>) -> std::sync::MutexGuard<'_, JoinState> {
 }
 
 impl MonitorStage {
-    /// Loads the policies; a missing or invalid policy file fails here with every problem.
+    /// Loads the policies (`[policy]`); a missing or invalid policy file fails here with every
+    /// problem.
     /// `graph` is the deployment's pipeline: the expected stages are its stages that signal
     /// (or the configured subset of them).
-    pub fn new(config: MonitorConfig, graph: &Graph) -> Result<Self, MonitorError> {
+    pub fn new(
+        config: MonitorConfig,
+        policies: &PolicyConfig,
+        graph: &Graph,
+    ) -> Result<Self, MonitorError> {
         let wait = Wait::new(&config, graph).map_err(MonitorError::ExpectedStages)?;
-        let policy = config.load_policy()?;
-        let shadow = match &config.shadow_policy {
-            Some(path) => Some(Policy::load(path)?),
-            None => None,
-        };
+        let policy = policies.load()?;
+        let shadow = policies.load_shadow()?;
         let reasoner = config
             .reasoning
             .enabled()
@@ -569,6 +543,7 @@ mod tests {
                     timeout_s,
                     ..Default::default()
                 },
+                &PolicyConfig::default(),
                 &Graph::default(),
             )
             .unwrap(),

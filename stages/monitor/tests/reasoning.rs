@@ -90,6 +90,7 @@ fn monitor_with(reasoning: ReasoningConfig) -> MonitorStage {
             reasoning,
             ..Default::default()
         },
+        &clipguard_policy::PolicyConfig::default(),
         &Graph::default(),
     )
     .unwrap()
@@ -102,6 +103,7 @@ fn deterministic() -> clipguard_schemas::Verdict {
             expected_stages: vec!["media".into(), "classify_transcript".into()],
             ..Default::default()
         },
+        &clipguard_policy::PolicyConfig::default(),
         &Graph::default(),
     )
     .unwrap();
