@@ -35,6 +35,19 @@ pub trait Failure: std::error::Error + Send + Sync + 'static {
     }
 }
 
+/// The error kinds the runtime itself gives (`StageError::kind`, the `error_type` metric
+/// label, dead letters' reasons); stages add their own.
+pub mod kind {
+    /// A stage panicked (caught; the message is dead-lettered, the worker goes on).
+    pub const PANIC: &str = "panic";
+    /// An attempt ran past the stage's deadline.
+    pub const ATTEMPT_TIMEOUT: &str = "attempt_timeout";
+    /// A message no input type decodes from.
+    pub const MALFORMED_MESSAGE: &str = "malformed_message";
+    /// A stage produced a record over the message limit (its bug).
+    pub const OVERSIZED_OUTPUT: &str = "oversized_output";
+}
+
 /// Why a stage could not process one message.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind}: {message}")]
@@ -95,7 +108,7 @@ impl From<StageError> for tonic::Status {
     /// message keeps the machine-readable kind first.
     fn from(e: StageError) -> Self {
         let message = format!("{}: {}", e.kind, e.message);
-        if e.kind == "attempt_timeout" {
+        if e.kind == kind::ATTEMPT_TIMEOUT {
             return tonic::Status::deadline_exceeded(message);
         }
         match e.domain {
@@ -108,7 +121,7 @@ impl From<StageError> for tonic::Status {
 
 /// A task that ended without an answer (panicked or cancelled) as an internal [`StageError`].
 pub fn join_error(e: tokio::task::JoinError) -> StageError {
-    StageError::internal("panic", e.to_string())
+    StageError::internal(kind::PANIC, e.to_string())
 }
 
 /// Errors of the runtime itself (configuration, broker, store, servers).

@@ -75,7 +75,7 @@ impl<S: Stage> Routed for Hosted<S> {
                 Ok(input) => input,
                 Err(err) => {
                     let error = StageError::input(
-                        "malformed_message",
+                        crate::error::kind::MALFORMED_MESSAGE,
                         format!("cannot decode {}: {err}", record.topic),
                     );
                     return failed(error, 0);

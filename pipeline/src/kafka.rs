@@ -456,7 +456,7 @@ impl<S: Stage> Job<S> {
             Ok(input) => input,
             Err(err) => {
                 let error = StageError::input(
-                    "malformed_message",
+                    crate::error::kind::MALFORMED_MESSAGE,
                     format!("cannot decode {}: {err}", message.topic()),
                 );
                 return self.dead_letter(message, &clip_id, &error, 0, &trace).await;
@@ -481,7 +481,10 @@ impl<S: Stage> Job<S> {
                         Ok(()) => Ok(Handled::Done),
                         Err(e @ PipelineError::OversizedRecord { .. }) => {
                             // A stage produced an oversized record: a bug; never stall on it.
-                            let error = StageError::internal("oversized_output", e.to_string());
+                            let error = StageError::internal(
+                                crate::error::kind::OVERSIZED_OUTPUT,
+                                e.to_string(),
+                            );
                             self.dead_letter(message, &clip_id, &error, attempt_no, &trace)
                                 .await
                         }

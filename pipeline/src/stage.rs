@@ -193,12 +193,12 @@ pub async fn contained<T>(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             Err(StageError::internal(
-                "panic",
+                crate::error::kind::PANIC,
                 format!("stage panicked: {what}"),
             ))
         }
         Err(_) => Err(StageError::internal(
-            "attempt_timeout",
+            crate::error::kind::ATTEMPT_TIMEOUT,
             format!("attempt took longer than {timeout:?}"),
         )),
     }

@@ -314,7 +314,7 @@ async fn classify_texts(
         text.classify(&refs)
     })
     .await
-    .map_err(|e| StageError::internal("panic", e.to_string()))?
+    .map_err(|e| StageError::internal(clipguard_pipeline::error::kind::PANIC, e.to_string()))?
     .map_err(|e| StageError::internal("inference", e.to_string()))
 }
 
@@ -581,7 +581,9 @@ impl ClassifyStage {
                 image::load_from_memory(&bytes).map(|i| i.to_rgb8())
             })
             .await
-            .map_err(|e| StageError::internal("panic", e.to_string()))?;
+            .map_err(|e| {
+                StageError::internal(clipguard_pipeline::error::kind::PANIC, e.to_string())
+            })?;
             match rgb {
                 Ok(img) => decoded.push((frame.timestamp_s, Arc::new(img))),
                 Err(_) => unreadable += 1,
@@ -638,7 +640,9 @@ impl ClassifyStage {
             let frames = decoded.clone();
             let found = tokio::task::spawn_blocking(move || detection_scores(&detector, &frames))
                 .await
-                .map_err(|e| StageError::internal("panic", e.to_string()))?
+                .map_err(|e| {
+                    StageError::internal(clipguard_pipeline::error::kind::PANIC, e.to_string())
+                })?
                 .map_err(|e| StageError::internal("inference", e.to_string()))?;
             merge(&mut scores, found);
         }
@@ -651,7 +655,9 @@ impl ClassifyStage {
             let score =
                 tokio::task::spawn_blocking(move || minor_score(&faces, &frames, threshold))
                     .await
-                    .map_err(|e| StageError::internal("panic", e.to_string()))?
+                    .map_err(|e| {
+                        StageError::internal(clipguard_pipeline::error::kind::PANIC, e.to_string())
+                    })?
                     .map_err(|e| StageError::internal("inference", e.to_string()))?;
             merge(&mut scores, vec![score]);
         }

@@ -157,7 +157,12 @@ impl TranscribeStage {
             engine.transcribe(&pcm)
         })
         .await
-        .map_err(|e| StageError::internal("panic", format!("transcription panicked: {e}")))?;
+        .map_err(|e| {
+            StageError::internal(
+                clipguard_pipeline::error::kind::PANIC,
+                format!("transcription panicked: {e}"),
+            )
+        })?;
         let t = result.map_err(|e| StageError::internal("whisper", e.to_string()))?;
         let mut reasons = Vec::new();
         if t.truncated {
