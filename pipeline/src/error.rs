@@ -46,6 +46,9 @@ pub mod kind {
     pub const MALFORMED_MESSAGE: &str = "malformed_message";
     /// A stage produced a record over the message limit (its bug).
     pub const OVERSIZED_OUTPUT: &str = "oversized_output";
+    /// A stage produced on a topic its graph node does not declare (its bug: the edges the
+    /// monitor and the hosts read would be wrong).
+    pub const UNDECLARED_OUTPUT: &str = "undeclared_output";
 }
 
 /// Why a stage could not process one message.

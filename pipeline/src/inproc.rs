@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::error::{PipelineError, StageError};
 use crate::graph::Node;
 use crate::stage::{
-    Emitter, Outputs, ProcessCtx, Record, Stage, attempt, dead_letter_records, stamp,
+    Emitter, Outputs, ProcessCtx, Record, Stage, attempt, dead_letter_records, stamp, undeclared,
 };
 use crate::trace::TraceContext;
 
@@ -44,6 +44,7 @@ trait Routed: Send + Sync {
 struct Hosted<S> {
     stage: Arc<S>,
     topic: &'static str,
+    produces: &'static [&'static str],
 }
 
 impl<S: Stage> Routed for Hosted<S> {
@@ -92,7 +93,10 @@ impl<S: Stage> Routed for Hosted<S> {
                 Ok(output) => {
                     let mut records = output.into_records();
                     stamp(&mut records, stage.name(), &record.key, 1);
-                    records
+                    match undeclared(&records, self.produces) {
+                        Some(error) => failed(error, 1),
+                        None => records,
+                    }
                 }
                 Err(error) => failed(error, 1),
             }
@@ -152,6 +156,7 @@ impl Topology {
         let hosted = Hosted {
             stage,
             topic: node.consumes,
+            produces: node.produces,
         };
         hosted.start(self.emitter.clone());
         self.stages.push(Box::new(hosted));

@@ -31,7 +31,7 @@ use crate::error::{PipelineError, StageError};
 use crate::graph::Node;
 use crate::metrics::{PartitionLabels, StageMetrics};
 use crate::offsets::OffsetTracker;
-use crate::stage::{Outputs, ProcessCtx, Stage, attempt, dead_letter_records, stamp};
+use crate::stage::{Outputs, ProcessCtx, Stage, attempt, dead_letter_records, stamp, undeclared};
 use crate::trace::{TRACEPARENT, TraceContext};
 
 mod config;
@@ -251,6 +251,7 @@ impl KafkaHost {
             let job = Job {
                 stage: stage.clone(),
                 topic: node.consumes,
+                produces: node.produces,
                 emitter: emitter.clone(),
                 metrics: metrics.clone(),
                 host: self.host.clone(),
@@ -369,6 +370,8 @@ struct Job<S> {
     stage: Arc<S>,
     /// The topic the stage consumes.
     topic: &'static str,
+    /// The topics its node declares it produces on.
+    produces: &'static [&'static str],
     emitter: Arc<KafkaEmitter>,
     metrics: StageMetrics,
     host: HostConfig,
@@ -477,6 +480,12 @@ impl<S: Stage> Job<S> {
                 Ok(output) => {
                     let mut records = output.into_records();
                     stamp(&mut records, self.stage.name(), &clip_id, attempt_no);
+                    if let Some(error) = undeclared(&records, self.produces) {
+                        self.metrics.error(error.kind);
+                        return self
+                            .dead_letter(message, &clip_id, &error, attempt_no, &trace)
+                            .await;
+                    }
                     return match self.emitter.send_all(records, &trace).await {
                         Ok(()) => Ok(Handled::Done),
                         Err(e @ PipelineError::OversizedRecord { .. }) => {
@@ -485,6 +494,7 @@ impl<S: Stage> Job<S> {
                                 crate::error::kind::OVERSIZED_OUTPUT,
                                 e.to_string(),
                             );
+                            self.metrics.error(error.kind);
                             self.dead_letter(message, &clip_id, &error, attempt_no, &trace)
                                 .await
                         }

@@ -263,6 +263,23 @@ pub fn stamp(records: &mut [Record], stage: &str, clip_id: &str, attempt: u32) {
     }
 }
 
+/// The first of `records` on a topic outside `produces` (the stage's node), as the internal
+/// error the host dead-letters it with.
+pub fn undeclared(records: &[Record], produces: &[&str]) -> Option<StageError> {
+    records
+        .iter()
+        .find(|r| !produces.contains(&r.topic))
+        .map(|r| {
+            StageError::internal(
+                crate::error::kind::UNDECLARED_OUTPUT,
+                format!(
+                    "the stage produced a record on `{}`, which its node does not declare",
+                    r.topic
+                ),
+            )
+        })
+}
+
 /// [`stamp`] on one signal.
 pub fn stamp_signal(signal: &mut Signal, clip_id: &str, attempt: u32) {
     signal.attempt = attempt;

@@ -1,4 +1,5 @@
-//! The in-process host contains a panicking or hanging stage exactly as the Kafka host does:
+//! The in-process host contains a panicking or hanging stage, and one that produces on a topic
+//! its node does not declare, exactly as the Kafka host does:
 //! the message becomes a dead letter with the error's kind plus the stage's error signal, and
 //! the other messages go on.
 
@@ -40,6 +41,12 @@ impl Stage for Scripted {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 unreachable!()
             }
+            // A record on a topic the node does not declare: the stage's bug.
+            "stray" => Ok(vec![Record::encode(
+                topics::TRANSCRIPTS,
+                &ctx.clip_id,
+                &Signal::default(),
+            )]),
             _ => Ok(vec![Record::signal(
                 &ctx.clip_id,
                 &Signal {
@@ -71,6 +78,7 @@ async fn a_panic_and_a_hang_are_contained_as_on_the_kafka_host() {
         .run(vec![
             input("panics", "panic"),
             input("hangs", "hang"),
+            input("strays", "stray"),
             input("good", "ok"),
         ])
         .await;
@@ -89,7 +97,11 @@ async fn a_panic_and_a_hang_are_contained_as_on_the_kafka_host() {
             )
         })
         .collect();
-    for (key, kind) in [("panics", "panic"), ("hangs", "attempt_timeout")] {
+    for (key, kind) in [
+        ("panics", "panic"),
+        ("hangs", "attempt_timeout"),
+        ("strays", "undeclared_output"),
+    ] {
         let (_, letter) = letters
             .iter()
             .find(|(k, _)| k == key)
@@ -98,14 +110,18 @@ async fn a_panic_and_a_hang_are_contained_as_on_the_kafka_host() {
         assert_eq!(letter.attempts, 1, "{key}: internal errors are not retried");
         assert_eq!(letter.topic, topics::SUBMITTED);
     }
-    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    assert!(
+        !out.iter().any(|r| r.topic == topics::TRANSCRIPTS),
+        "an undeclared output is never routed"
+    );
 
     let signals: Vec<Signal> = out
         .iter()
         .filter(|r| r.topic == topics::SIGNALS)
         .map(|r| prost::Message::decode(r.payload.as_slice()).unwrap())
         .collect();
-    for key in ["panics", "hangs", "good"] {
+    for key in ["panics", "hangs", "strays", "good"] {
         let s = signals
             .iter()
             .find(|s| s.clip_id == key)
