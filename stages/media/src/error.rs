@@ -1,5 +1,6 @@
 //! Everything that can go wrong with a clip's media, each with a precise kind.
 
+use clipguard_pipeline::store::FetchError;
 use clipguard_pipeline::{ErrorDomain, Failure, StageError};
 
 /// Why a clip's media could not be used. [`MediaError::kind`] is the machine-readable word that
@@ -33,8 +34,13 @@ pub enum MediaError {
     TooManyFrames { limit: u64 },
     #[error("decoding took longer than the {limit_s:.1} s deadline")]
     Timeout { limit_s: f64 },
+    /// The clip's media could not be read from where the message says it is: the store's
+    /// typed error, which says whose fault it is.
     #[error("media fetch failed: {0}")]
-    Fetch(StageError),
+    Fetch(FetchError),
+    /// Writing the extract's blobs to the store failed: a retry may help.
+    #[error("media store failed: {0}")]
+    Store(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -53,7 +59,8 @@ impl MediaError {
             MediaError::ResolutionTooLarge { .. } => "resolution_too_large",
             MediaError::TooManyFrames { .. } => "too_many_frames",
             MediaError::Timeout { .. } => "timeout",
-            MediaError::Fetch(e) => e.kind,
+            MediaError::Fetch(e) => e.kind(),
+            MediaError::Store(_) => "store_failed",
             MediaError::Internal(_) => "internal",
         }
     }
@@ -61,15 +68,16 @@ impl MediaError {
     /// True when the clip itself is at fault (the verdict fails closed, no retry helps).
     pub fn is_input(&self) -> bool {
         match self {
-            MediaError::Fetch(e) => !e.retryable,
-            MediaError::Internal(_) => false,
+            MediaError::Fetch(e) => !e.retryable(),
+            MediaError::Store(_) | MediaError::Internal(_) => false,
             _ => true,
         }
     }
 
     pub fn into_stage_error(self) -> StageError {
         match self {
-            MediaError::Fetch(e) => e,
+            MediaError::Fetch(e) => e.into(),
+            e @ MediaError::Store(_) => StageError::external(e.kind(), e.to_string()),
             e @ MediaError::Internal(_) => StageError::internal("internal", e.to_string()),
             e => StageError::input(e.kind(), e.to_string()),
         }
@@ -81,12 +89,17 @@ impl Failure for MediaError {
     /// internal error.
     fn domain(&self) -> ErrorDomain {
         match self {
-            MediaError::Fetch(e) => e.domain,
+            MediaError::Fetch(e) => e.domain(),
+            MediaError::Store(_) => ErrorDomain::External,
             MediaError::Internal(_) => ErrorDomain::Internal,
             _ => ErrorDomain::Input,
         }
     }
     fn retryable(&self) -> bool {
-        matches!(self, MediaError::Fetch(e) if e.retryable)
+        match self {
+            MediaError::Fetch(e) => e.retryable(),
+            MediaError::Store(_) => true,
+            _ => false,
+        }
     }
 }

@@ -313,9 +313,8 @@ impl MediaStage {
         let context = context_of(clip);
         let media = clip.media.clone().unwrap_or_default();
         if media.location.is_none() {
-            return Err(MediaError::Fetch(StageError::input(
-                "missing_media",
-                "the clip names no media",
+            return Err(MediaError::Fetch(FetchError::MissingMedia(
+                "the clip names no media".into(),
             )));
         }
         if media.size_bytes > self.config.max_bytes {
@@ -330,7 +329,7 @@ impl MediaStage {
             .await
             .map_err(|e| match e {
                 FetchError::TooLarge { size, limit, .. } => MediaError::TooLarge { size, limit },
-                e => MediaError::Fetch(e.into()),
+                e => MediaError::Fetch(e),
             })?;
         if bytes.is_empty() {
             return Err(MediaError::Empty);
@@ -413,9 +412,7 @@ impl MediaStage {
         info: MediaInfo,
         decoded: Decoded,
     ) -> Result<MediaExtract, MediaError> {
-        let store_err = |e: clipguard_pipeline::PipelineError| {
-            MediaError::Fetch(StageError::external("store_failed", e.to_string()))
-        };
+        let store_err = |e: clipguard_pipeline::PipelineError| MediaError::Store(e.to_string());
         // Leave half the message budget for everything but blobs.
         let mut budget = topics::MAX_MESSAGE_BYTES / 2;
         let base = format!("extract/{}/r{}", safe_key(&clip.clip_id), clip.revision);
