@@ -202,8 +202,6 @@ impl Answer for clipguard_schemas::MediaResult {
 
 impl Answer for clipguard_schemas::Verdict {}
 
-impl Answer for u32 {}
-
 /// One gRPC call into `stage`, contained as every host's attempt is
 /// ([`crate::stage::contained`]: a panic or a call past [`crate::Stage::attempt_timeout`] is
 /// an internal error), its error turned into the status its domain says (bad input
@@ -246,10 +244,12 @@ mod tests {
     use clipguard_schemas::Signal;
     use tonic::Code;
 
-    use super::call;
+    use super::{Answer, call};
     use crate::metrics::StageMetrics;
     use crate::telemetry::render;
     use crate::{ProcessCtx, Record, Stage, StageError};
+
+    impl Answer for u32 {}
 
     /// A stage whose calls take at most 200 ms.
     struct Quick;

@@ -43,13 +43,12 @@ trait Routed: Send + Sync {
 
 struct Hosted<S> {
     stage: Arc<S>,
-    topic: &'static str,
-    produces: &'static [&'static str],
+    node: Node,
 }
 
 impl<S: Stage> Routed for Hosted<S> {
     fn input_topic(&self) -> &'static str {
-        self.topic
+        self.node.consumes
     }
 
     fn start(&self, emitter: Arc<dyn Emitter>) {
@@ -84,7 +83,7 @@ impl<S: Stage> Routed for Hosted<S> {
             };
             let ctx = ProcessCtx {
                 clip_id: record.key.clone(),
-                topic: self.topic,
+                topic: self.node.consumes,
                 attempt: 1,
                 trace: record.trace.unwrap_or_else(TraceContext::new_root),
                 emitter,
@@ -93,7 +92,7 @@ impl<S: Stage> Routed for Hosted<S> {
                 Ok(output) => {
                     let mut records = output.into_records();
                     stamp(&mut records, stage.name(), &record.key, 1);
-                    match undeclared(&records, self.produces) {
+                    match undeclared(&records, self.node.produces) {
                         Some(error) => failed(error, 1),
                         None => records,
                     }
@@ -153,11 +152,7 @@ impl Topology {
     /// Adds a stage, consuming the topic of its `node`, and starts its background work (the
     /// monitor's deadlines), which emits into this topology.
     pub fn add<S: Stage>(&mut self, stage: Arc<S>, node: Node) {
-        let hosted = Hosted {
-            stage,
-            topic: node.consumes,
-            produces: node.produces,
-        };
+        let hosted = Hosted { stage, node };
         hosted.start(self.emitter.clone());
         self.stages.push(Box::new(hosted));
     }

@@ -250,8 +250,7 @@ impl KafkaHost {
             metrics.in_flight.inc();
             let job = Job {
                 stage: stage.clone(),
-                topic: node.consumes,
-                produces: node.produces,
+                node,
                 emitter: emitter.clone(),
                 metrics: metrics.clone(),
                 host: self.host.clone(),
@@ -368,10 +367,8 @@ async fn commit_loop(
 
 struct Job<S> {
     stage: Arc<S>,
-    /// The topic the stage consumes.
-    topic: &'static str,
-    /// The topics its node declares it produces on.
-    produces: &'static [&'static str],
+    /// The stage's place in the pipeline: the topic it consumes, those it may produce on.
+    node: Node,
     emitter: Arc<KafkaEmitter>,
     metrics: StageMetrics,
     host: HostConfig,
@@ -471,7 +468,7 @@ impl<S: Stage> Job<S> {
             attempt_no += 1;
             let ctx = ProcessCtx {
                 clip_id: clip_id.clone(),
-                topic: self.topic,
+                topic: self.node.consumes,
                 attempt: attempt_no,
                 trace,
                 emitter: self.emitter.clone(),
@@ -480,7 +477,7 @@ impl<S: Stage> Job<S> {
                 Ok(output) => {
                     let mut records = output.into_records();
                     stamp(&mut records, self.stage.name(), &clip_id, attempt_no);
-                    if let Some(error) = undeclared(&records, self.produces) {
+                    if let Some(error) = undeclared(&records, self.node.produces) {
                         self.metrics.error(error.kind);
                         return self
                             .dead_letter(message, &clip_id, &error, attempt_no, &trace)

@@ -12,7 +12,7 @@ use clipguard_pipeline::edges::SubmitOptions;
 use clipguard_pipeline::graph::Node;
 use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
 use clipguard_schemas::names::{category, stage};
-use clipguard_schemas::{CategoryScore, Decision, Evidence, MediaExtract, Signal};
+use clipguard_schemas::{CategoryScore, Decision, Evidence, MediaExtract, Signal, Verdict};
 use clipguard_topology::local::Local;
 use clipguard_topology::registry::{Built, Context, Entry, Registry};
 use clipguard_topology::{Config, TopologyError};
@@ -119,16 +119,22 @@ fn config(dir: &Path) -> Config {
     cfg
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_extra_stage_is_awaited_and_its_signal_decides() {
+/// The verdict on a real clip through media, the watermark stage built by `build`, and the
+/// monitor, in process.
+async fn scan_with(build: fn(&Context<'_>) -> Result<Built, TopologyError>) -> Verdict {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::default().with(entry(answering));
+    let registry = Registry::default().with(entry(build));
     let names = [stage::MEDIA, WATERMARK, stage::MONITOR];
     let mut local = Local::with(&registry, &config(dir.path()), &names).unwrap();
-    let v = local
+    local
         .scan(&clip(dir.path()), &SubmitOptions::default())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_stage_is_awaited_and_its_signal_decides() {
+    let v = scan_with(answering).await;
     assert!(v.missing_stages.is_empty(), "{v:?}");
     assert!(v.stages.contains(&WATERMARK.to_string()), "{v:?}");
     assert_eq!(v.decision(), Decision::Block, "{}", v.rationale);
@@ -148,14 +154,7 @@ async fn an_extra_stage_is_awaited_and_its_signal_decides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monitor_waits_for_an_extra_stage_that_never_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::default().with(entry(silent));
-    let names = [stage::MEDIA, WATERMARK, stage::MONITOR];
-    let mut local = Local::with(&registry, &config(dir.path()), &names).unwrap();
-    let v = local
-        .scan(&clip(dir.path()), &SubmitOptions::default())
-        .await
-        .unwrap();
+    let v = scan_with(silent).await;
     assert_eq!(v.missing_stages, vec![WATERMARK.to_string()], "{v:?}");
     assert_ne!(v.decision(), Decision::Allow, "{}", v.rationale);
     assert!(v.reasons.contains(&format!("timeout:{WATERMARK}")), "{v:?}");
