@@ -49,6 +49,8 @@ pub mod kind {
     /// A stage produced on a topic its graph node does not declare (its bug: the edges the
     /// monitor and the hosts read would be wrong).
     pub const UNDECLARED_OUTPUT: &str = "undeclared_output";
+    /// A synchronous call without what every call must carry (a clip id).
+    pub const BAD_REQUEST: &str = "bad_request";
 }
 
 /// Why a stage could not process one message.

@@ -202,6 +202,50 @@ impl Answer for clipguard_schemas::MediaResult {
 
 impl Answer for clipguard_schemas::Verdict {}
 
+/// A stage's synchronous call: what a gRPC caller sends and what it gets back. Each stage
+/// implements it once; [`Served`] is the one adapter that puts it behind its generated service.
+pub trait Rpc: crate::Stage {
+    type Request: Send + 'static;
+    type Reply: Answer + Send + 'static;
+
+    fn answer(
+        &self,
+        request: Self::Request,
+    ) -> impl std::future::Future<Output = Result<Self::Reply, crate::StageError>> + Send;
+}
+
+/// A stage and its shared metrics as a gRPC service: wrap it in the stage's generated server
+/// (`MediaStageServer::new(Served::new(stage, metrics))`); every call goes through [`call`].
+#[derive(Debug)]
+pub struct Served<S> {
+    stage: std::sync::Arc<S>,
+    metrics: StageMetrics,
+}
+
+impl<S> Served<S> {
+    pub fn new(stage: std::sync::Arc<S>, metrics: StageMetrics) -> Self {
+        Self { stage, metrics }
+    }
+}
+
+impl<S: Rpc + Send + Sync + 'static> clipguard_schemas::rpc::Unary<S::Request, S::Reply>
+    for Served<S>
+{
+    async fn unary(
+        &self,
+        request: tonic::Request<S::Request>,
+    ) -> Result<tonic::Response<S::Reply>, tonic::Status> {
+        let stage = self.stage.as_ref();
+        call(stage, &self.metrics, stage.answer(request.into_inner())).await
+    }
+}
+
+/// The fully qualified name a generated server serves (`clipguard.v1.MediaStage`), for health
+/// and reflection.
+pub fn name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
 /// One gRPC call into `stage`, contained as every host's attempt is
 /// ([`crate::stage::contained`]: a panic or a call past [`crate::Stage::attempt_timeout`] is
 /// an internal error), its error turned into the status its domain says (bad input

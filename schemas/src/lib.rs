@@ -14,6 +14,7 @@ pub mod v1 {
 }
 
 pub mod names;
+pub mod rpc;
 
 pub use v1::*;
 

@@ -11,12 +11,19 @@ use clipguard_hashmatch::stage::HashmatchStage;
 use clipguard_media::MediaStage;
 use clipguard_monitor::MonitorStage;
 use clipguard_pipeline::graph::{self, Graph, GraphError, Node};
+use clipguard_pipeline::grpc::{Served, name_of};
 use clipguard_pipeline::inproc::Topology;
 use clipguard_pipeline::kafka::KafkaHost;
 use clipguard_pipeline::metrics::StageMetrics;
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{ErrorDomain, Failure, PipelineError, Stage};
+use clipguard_schemas::classify_stage_server::ClassifyStageServer;
+use clipguard_schemas::classify_transcript_stage_server::ClassifyTranscriptStageServer;
+use clipguard_schemas::hash_match_stage_server::HashMatchStageServer;
+use clipguard_schemas::media_stage_server::MediaStageServer;
+use clipguard_schemas::monitor_stage_server::MonitorStageServer;
 use clipguard_schemas::names::stage;
+use clipguard_schemas::transcribe_stage_server::TranscribeStageServer;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::watch;
@@ -90,6 +97,12 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// `stage` behind the pipeline's one gRPC adapter, counting into the stage's shared
+    /// metrics: wrap it in the stage's generated server.
+    pub fn served<S>(&self, stage: &Arc<S>) -> Served<S> {
+        Served::new(stage.clone(), self.metrics.clone())
+    }
+
     /// `stage` hosted by its node, serving `routes` (the gRPC services named by `services`).
     /// The stage must call itself by its node's name.
     pub fn built<S: Stage>(
@@ -303,21 +316,19 @@ fn media(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let store = MediaStore::open(&ctx.cfg.store)?;
     let stage =
         Arc::new(MediaStage::new(ctx.cfg.media.clone(), store).map_err(failed(stage::MEDIA))?);
-    let routes = Routes::new(clipguard_media::grpc::service(
-        stage.clone(),
-        ctx.metrics.clone(),
-    ));
-    ctx.built(stage, routes, vec![clipguard_media::grpc::SERVICE])
+    // A clip may travel inline in the call.
+    let service =
+        MediaStageServer::new(ctx.served(&stage)).max_decoding_message_size(64 * 1024 * 1024);
+    let names = vec![name_of(&service)];
+    ctx.built(stage, Routes::new(service), names)
 }
 
 fn hashmatch(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let stage =
         Arc::new(HashmatchStage::new(ctx.cfg.hashmatch.clone()).map_err(failed(stage::HASHMATCH))?);
-    let routes = Routes::new(clipguard_hashmatch::grpc::service(
-        stage.clone(),
-        ctx.metrics.clone(),
-    ));
-    ctx.built(stage, routes, vec![clipguard_hashmatch::grpc::SERVICE])
+    let service = HashMatchStageServer::new(ctx.served(&stage));
+    let names = vec![name_of(&service)];
+    ctx.built(stage, Routes::new(service), names)
 }
 
 fn transcribe(ctx: &Context<'_>) -> Result<Built, TopologyError> {
@@ -326,11 +337,9 @@ fn transcribe(ctx: &Context<'_>) -> Result<Built, TopologyError> {
         clipguard_transcribe::TranscribeStage::new(ctx.cfg.transcribe.clone(), store)
             .map_err(failed(stage::TRANSCRIBE))?,
     );
-    let routes = Routes::new(clipguard_transcribe::grpc::service(
-        stage.clone(),
-        ctx.metrics.clone(),
-    ));
-    ctx.built(stage, routes, vec![clipguard_transcribe::grpc::SERVICE])
+    let service = TranscribeStageServer::new(ctx.served(&stage));
+    let names = vec![name_of(&service)];
+    ctx.built(stage, Routes::new(service), names)
 }
 
 fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
@@ -351,19 +360,10 @@ fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
         Arc::new(policy),
         ctx.cfg.classify.max_text_bytes,
     );
-    let routes = Routes::new(clipguard_classify::grpc::service(
-        stage.clone(),
-        ctx.metrics.clone(),
-    ))
-    .add_service(clipguard_classify::prompt::service(checker));
-    ctx.built(
-        stage,
-        routes,
-        vec![
-            clipguard_classify::grpc::SERVICE,
-            clipguard_classify::prompt::SERVICE,
-        ],
-    )
+    let service = ClassifyStageServer::new(ctx.served(&stage));
+    let prompts = clipguard_classify::prompt::service(checker);
+    let names = vec![name_of(&service), name_of(&prompts)];
+    ctx.built(stage, Routes::new(service).add_service(prompts), names)
 }
 
 fn classify_transcript(ctx: &Context<'_>) -> Result<Built, TopologyError> {
@@ -376,15 +376,9 @@ fn classify_transcript(ctx: &Context<'_>) -> Result<Built, TopologyError> {
             stage
         }
     });
-    let routes = Routes::new(clipguard_classify::grpc::transcript_service(
-        stage.clone(),
-        ctx.metrics.clone(),
-    ));
-    ctx.built(
-        stage,
-        routes,
-        vec![clipguard_classify::grpc::TRANSCRIPT_SERVICE],
-    )
+    let service = ClassifyTranscriptStageServer::new(ctx.served(&stage));
+    let names = vec![name_of(&service)];
+    ctx.built(stage, Routes::new(service), names)
 }
 
 fn monitor(ctx: &Context<'_>) -> Result<Built, TopologyError> {
@@ -392,13 +386,11 @@ fn monitor(ctx: &Context<'_>) -> Result<Built, TopologyError> {
         MonitorStage::new(ctx.cfg.monitor.clone(), &ctx.cfg.policy, ctx.graph)
             .map_err(failed(stage::MONITOR))?,
     );
-    let routes = Routes::new(clipguard_monitor::grpc::service(
-        stage.clone(),
-        ctx.metrics.clone(),
-    ));
+    let service = MonitorStageServer::new(ctx.served(&stage));
+    let names = vec![name_of(&service)];
     let metrics = stage.metrics().clone();
     Ok(ctx
-        .built(stage, routes, vec![clipguard_monitor::grpc::SERVICE])?
+        .built(stage, Routes::new(service), names)?
         .with_metrics(move |r| metrics.register(r)))
 }
 

@@ -1,61 +1,27 @@
-//! The classify stages as gRPC services (`clipguard.v1.ClassifyStage/Classify`,
-//! `clipguard.v1.ClassifyTranscriptStage/Classify`).
+//! The classify stages' synchronous calls (`clipguard.v1.ClassifyStage/Classify`,
+//! `clipguard.v1.ClassifyTranscriptStage/Classify`), served by the pipeline's one gRPC adapter
+//! ([`clipguard_pipeline::grpc::Served`]).
 
-use std::sync::Arc;
-
-use clipguard_pipeline::grpc;
-use clipguard_pipeline::metrics::StageMetrics;
-
-use clipguard_schemas::classify_stage_server::{
-    ClassifyStage as ClassifyService, ClassifyStageServer,
-};
-use clipguard_schemas::classify_transcript_stage_server::{
-    ClassifyTranscriptStage as TranscriptService, ClassifyTranscriptStageServer,
-};
+use clipguard_pipeline::StageError;
+use clipguard_pipeline::grpc::Rpc;
 use clipguard_schemas::{MediaExtract, Signal, Transcript};
-use tonic::{Request, Response, Status};
 
 use crate::stage::{ClassifyStage, ClassifyTranscriptStage};
 
-/// Fully qualified service name, for health and reflection.
-pub const SERVICE: &str = "clipguard.v1.ClassifyStage";
-pub const TRANSCRIPT_SERVICE: &str = "clipguard.v1.ClassifyTranscriptStage";
+impl Rpc for ClassifyStage {
+    type Request = MediaExtract;
+    type Reply = Signal;
 
-#[derive(Debug, Clone)]
-pub struct ClassifyGrpc(pub Arc<ClassifyStage>, pub StageMetrics);
-
-#[tonic::async_trait]
-impl ClassifyService for ClassifyGrpc {
-    async fn classify(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
-        let (stage, metrics) = (self.0.as_ref(), &self.1);
-        let extract = request.into_inner();
-        grpc::call(stage, metrics, stage.classify_extract(&extract)).await
+    async fn answer(&self, extract: MediaExtract) -> Result<Signal, StageError> {
+        self.classify_extract(&extract).await
     }
 }
 
-/// The tonic service for the gRPC host.
-pub fn service(
-    stage: Arc<ClassifyStage>,
-    metrics: StageMetrics,
-) -> ClassifyStageServer<ClassifyGrpc> {
-    ClassifyStageServer::new(ClassifyGrpc(stage, metrics))
-}
+impl Rpc for ClassifyTranscriptStage {
+    type Request = Transcript;
+    type Reply = Signal;
 
-#[derive(Debug, Clone)]
-pub struct ClassifyTranscriptGrpc(pub Arc<ClassifyTranscriptStage>, pub StageMetrics);
-
-#[tonic::async_trait]
-impl TranscriptService for ClassifyTranscriptGrpc {
-    async fn classify(&self, request: Request<Transcript>) -> Result<Response<Signal>, Status> {
-        let (stage, metrics) = (self.0.as_ref(), &self.1);
-        let transcript = request.into_inner();
-        grpc::call(stage, metrics, stage.classify_transcript(&transcript)).await
+    async fn answer(&self, transcript: Transcript) -> Result<Signal, StageError> {
+        self.classify_transcript(&transcript).await
     }
-}
-
-pub fn transcript_service(
-    stage: Arc<ClassifyTranscriptStage>,
-    metrics: StageMetrics,
-) -> ClassifyTranscriptStageServer<ClassifyTranscriptGrpc> {
-    ClassifyTranscriptStageServer::new(ClassifyTranscriptGrpc(stage, metrics))
 }

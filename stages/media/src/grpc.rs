@@ -1,35 +1,24 @@
-//! The media stage as a gRPC service (`clipguard.v1.MediaStage/Process`).
+//! The media stage's synchronous call (`clipguard.v1.MediaStage/Process`), served by the
+//! pipeline's one gRPC adapter ([`clipguard_pipeline::grpc::Served`]).
 
-use std::sync::Arc;
-
-use clipguard_pipeline::grpc;
-use clipguard_pipeline::metrics::StageMetrics;
-
-use clipguard_schemas::media_stage_server::{MediaStage as MediaStageService, MediaStageServer};
+use clipguard_pipeline::StageError;
+use clipguard_pipeline::grpc::Rpc;
 use clipguard_schemas::{ClipSubmitted, MediaResult};
-use tonic::{Request, Response, Status};
 
 use crate::MediaStage;
 
-/// Fully qualified service name, for health and reflection.
-pub const SERVICE: &str = "clipguard.v1.MediaStage";
+impl Rpc for MediaStage {
+    type Request = ClipSubmitted;
+    type Reply = MediaResult;
 
-#[derive(Debug, Clone)]
-pub struct MediaGrpc(pub Arc<MediaStage>, pub StageMetrics);
-
-#[tonic::async_trait]
-impl MediaStageService for MediaGrpc {
-    async fn process(
-        &self,
-        request: Request<ClipSubmitted>,
-    ) -> Result<Response<MediaResult>, Status> {
-        let (stage, metrics) = (self.0.as_ref(), &self.1);
-        let clip = request.into_inner();
-        grpc::call(stage, metrics, stage.answer(&clip)).await
+    /// Processes one clip as the Kafka host does: bad input (undecodable media, limits) is an
+    /// error signal in the result; trouble a retry may fix (the store unreachable) and bugs are
+    /// an `Err`, so a caller retries instead of a clip being blocked as undecodable.
+    async fn answer(&self, clip: ClipSubmitted) -> Result<MediaResult, StageError> {
+        match self.try_process(&clip).await {
+            Ok(result) => Ok(result),
+            Err(e) if e.is_input() => Ok(crate::error_result(&clip, &e)),
+            Err(e) => Err(e.into_stage_error()),
+        }
     }
-}
-
-/// The tonic service for the gRPC host.
-pub fn service(stage: Arc<MediaStage>, metrics: StageMetrics) -> MediaStageServer<MediaGrpc> {
-    MediaStageServer::new(MediaGrpc(stage, metrics)).max_decoding_message_size(64 * 1024 * 1024)
 }

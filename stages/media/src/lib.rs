@@ -298,17 +298,6 @@ impl MediaStage {
             .unwrap_or_else(|e| error_result(clip, &e))
     }
 
-    /// Processes one clip as the Kafka host does: bad input (undecodable media, limits) is an
-    /// error signal in the result; trouble a retry may fix (the store unreachable) and bugs are
-    /// an `Err`, so a caller retries instead of a clip being blocked as undecodable.
-    pub async fn answer(&self, clip: &ClipSubmitted) -> Result<MediaResult, StageError> {
-        match self.try_process(clip).await {
-            Ok(result) => Ok(result),
-            Err(e) if e.is_input() => Ok(error_result(clip, &e)),
-            Err(e) => Err(e.into_stage_error()),
-        }
-    }
-
     async fn try_process(&self, clip: &ClipSubmitted) -> Result<MediaResult, MediaError> {
         let context = context_of(clip);
         let media = clip.media.clone().unwrap_or_default();

@@ -1,43 +1,27 @@
-//! The monitor as a gRPC service (`clipguard.v1.MonitorStage/Decide`): a pure decision over
-//! the signals a caller supplies (re-scans, debugging).
+//! The monitor's synchronous call (`clipguard.v1.MonitorStage/Decide`): a pure decision over
+//! the signals a caller supplies (re-scans, debugging), served by the pipeline's one gRPC
+//! adapter ([`clipguard_pipeline::grpc::Served`]).
 
-use std::sync::Arc;
-
-use clipguard_pipeline::grpc;
-use clipguard_pipeline::metrics::StageMetrics;
-
-use clipguard_schemas::monitor_stage_server::{MonitorStage as MonitorService, MonitorStageServer};
+use clipguard_pipeline::StageError;
+use clipguard_pipeline::error::kind;
+use clipguard_pipeline::grpc::Rpc;
 use clipguard_schemas::{DecideRequest, Verdict};
-use tonic::{Request, Response, Status};
 
 use crate::MonitorStage;
 
-/// Fully qualified service name, for health and reflection.
-pub const SERVICE: &str = "clipguard.v1.MonitorStage";
+impl Rpc for MonitorStage {
+    type Request = DecideRequest;
+    type Reply = Verdict;
 
-#[derive(Debug, Clone)]
-pub struct MonitorGrpc(pub Arc<MonitorStage>, pub StageMetrics);
-
-#[tonic::async_trait]
-impl MonitorService for MonitorGrpc {
-    async fn decide(&self, request: Request<DecideRequest>) -> Result<Response<Verdict>, Status> {
-        let r = request.into_inner();
+    async fn answer(&self, r: DecideRequest) -> Result<Verdict, StageError> {
         if r.clip_id.is_empty() {
-            return Err(Status::invalid_argument("clip_id is required"));
+            return Err(StageError::input(kind::BAD_REQUEST, "clip_id is required"));
         }
-        let deadline = std::time::Instant::now()
-            + std::time::Duration::from_secs_f64(self.0.config().timeout_s);
-        let (stage, metrics) = (self.0.as_ref(), &self.1);
-        grpc::call(stage, metrics, async {
-            let (verdict, _shadow) = stage
-                .decide(&r.clip_id, &r.signals, r.deadline_passed, deadline)
-                .await;
-            Ok(verdict)
-        })
-        .await
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs_f64(self.config().timeout_s);
+        let (verdict, _shadow) = self
+            .decide(&r.clip_id, &r.signals, r.deadline_passed, deadline)
+            .await;
+        Ok(verdict)
     }
-}
-
-pub fn service(stage: Arc<MonitorStage>, metrics: StageMetrics) -> MonitorStageServer<MonitorGrpc> {
-    MonitorStageServer::new(MonitorGrpc(stage, metrics))
 }

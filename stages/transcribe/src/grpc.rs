@@ -1,40 +1,17 @@
-//! The transcribe stage as a gRPC service (`clipguard.v1.TranscribeStage/Transcribe`).
+//! The transcribe stage's synchronous call (`clipguard.v1.TranscribeStage/Transcribe`), served
+//! by the pipeline's one gRPC adapter ([`clipguard_pipeline::grpc::Served`]).
 
-use std::sync::Arc;
-
-use clipguard_pipeline::grpc;
-use clipguard_pipeline::metrics::StageMetrics;
-
-use clipguard_schemas::transcribe_stage_server::{
-    TranscribeStage as TranscribeService, TranscribeStageServer,
-};
+use clipguard_pipeline::StageError;
+use clipguard_pipeline::grpc::Rpc;
 use clipguard_schemas::{MediaExtract, Signal};
-use tonic::{Request, Response, Status};
 
 use crate::TranscribeStage;
 
-/// Fully qualified service name, for health and reflection.
-pub const SERVICE: &str = "clipguard.v1.TranscribeStage";
+impl Rpc for TranscribeStage {
+    type Request = MediaExtract;
+    type Reply = Signal;
 
-#[derive(Debug, Clone)]
-pub struct TranscribeGrpc(pub Arc<TranscribeStage>, pub StageMetrics);
-
-#[tonic::async_trait]
-impl TranscribeService for TranscribeGrpc {
-    async fn transcribe(&self, request: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
-        let (stage, metrics) = (self.0.as_ref(), &self.1);
-        let extract = request.into_inner();
-        grpc::call(stage, metrics, async {
-            Ok(stage.transcribe_extract(&extract).await?.signal)
-        })
-        .await
+    async fn answer(&self, extract: MediaExtract) -> Result<Signal, StageError> {
+        Ok(self.transcribe_extract(&extract).await?.signal)
     }
-}
-
-/// The tonic service for the gRPC host.
-pub fn service(
-    stage: Arc<TranscribeStage>,
-    metrics: StageMetrics,
-) -> TranscribeStageServer<TranscribeGrpc> {
-    TranscribeStageServer::new(TranscribeGrpc(stage, metrics))
 }
