@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clipguard_classify::prompt::PromptChecker;
 use clipguard_pipeline::{edges, topics};
 use clipguard_policy::{Audience, Policy};
 use clipguard_schemas::{Decision, Signal};
+use clipguard_text::prompt::PromptChecker;
 use serde_json::json;
 
 use clipguard_topology::Config;
@@ -33,7 +33,7 @@ pub fn check_prompt(
     } else {
         text.to_string()
     };
-    let classifier = cfg.classify.load_text()?;
+    let classifier = cfg.classify.text().load()?;
     let policy = cfg.policy.load()?;
     let checker = PromptChecker::new(
         Arc::new(classifier),
@@ -141,20 +141,15 @@ pub fn text_cv(
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(folds >= 2, "--folds must be at least 2");
     let (policy, embedder) = match refine {
-        false => cfg.classify.load_text_parts()?,
-        true => cfg.classify.load_refine_parts()?.map(|(p, e)| (p, Some(e))).context(
+        false => cfg.classify.text().parts()?,
+        true => cfg.classify.text().refine_parts()?.map(|(p, e)| (p, Some(e))).context(
             "the text policy has no [refine] section: there is no refining encoder to cross-validate",
         )?,
     };
     let embedder = embedder
         .context("classify.text_model is empty: there are no embedding heads to cross-validate")?;
-    let rows = clipguard_classify::text::cross_validate(
-        &policy,
-        &embedder,
-        folds,
-        repeats,
-        max_benign_above,
-    )?;
+    let rows =
+        clipguard_text::cross_validate(&policy, &embedder, folds, repeats, max_benign_above)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

@@ -30,7 +30,7 @@ fn eval_on_the_heldout_text_and_benign_video_writes_the_report() {
         .arg(&work)
         .arg("--fresh")
         // The report's making is under test here; the shipped classifier's quality on this
-        // split (MPNet on the uncertain band included) is `stages/classify/tests/text.rs` and
+        // split (MPNet on the uncertain band included) is `libs/text/tests/text.rs` and
         // the golden eval: MiniLM alone keeps this run short.
         .env("CLIPGUARD_CLASSIFY__TEXT_REFINE", "false")
         .output()

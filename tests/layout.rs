@@ -87,7 +87,12 @@ fn crates_depend_only_downwards() {
             );
         }
     }
-    for lib in ["clipguard-policy", "clipguard-pdq", "clipguard-models"] {
+    for lib in [
+        "clipguard-policy",
+        "clipguard-pdq",
+        "clipguard-models",
+        "clipguard-text",
+    ] {
         for d in &ws[lib].1 {
             assert!(
                 !stages.contains(&d) && d != "clipguard-topology",

@@ -19,10 +19,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clipguard_classify::prompt::PromptChecker;
 use clipguard_pipeline::edges::SubmitOptions;
 use clipguard_policy::{Action, Audience, Policy};
 use clipguard_schemas::{Decision, Verdict};
+use clipguard_text::prompt::PromptChecker;
 use clipguard_topology::Config;
 use clipguard_topology::run::{self, Job, Wait};
 use serde::Deserialize;
@@ -545,7 +545,7 @@ fn submit_options(a: Audience) -> SubmitOptions {
 fn is_refined(evidence: &[clipguard_schemas::Evidence]) -> bool {
     evidence
         .iter()
-        .any(|e| e.kind == clipguard_classify::text::REFINED_KIND)
+        .any(|e| e.kind == clipguard_text::REFINED_KIND)
 }
 
 fn verdict_outcome(v: &Verdict) -> Outcome {
@@ -1144,7 +1144,7 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
     }
     let text_policy = match &cfg.classify.text_policy {
         Some(p) => std::fs::read_to_string(p).map_err(file_error(p))?,
-        None => clipguard_classify::text::DEFAULT_POLICY.to_string(),
+        None => clipguard_text::DEFAULT_POLICY.to_string(),
     };
     let mut store = match resume::run_key(&cfg, &format!("{policy:?}"), &text_policy) {
         Some(key) if !args.fresh => {
@@ -1180,7 +1180,8 @@ pub async fn eval(cfg: Config, args: EvalArgs) -> Result<Evaluation, EvalError> 
     {
         let text = cfg
             .classify
-            .load_text()
+            .text()
+            .load()
             .map_err(|e| EvalError::Input(format!("text classifier: {e}")))?;
         let checker = PromptChecker::new(
             Arc::new(text),

@@ -1,7 +1,8 @@
-//! The moderation policy, shared by the stages that decide (the monitor, the prompt check in
-//! `classify`) and by the evaluation: the policy file format and its validation (every problem
-//! reported at once), the pure per-audience decision over a clip's category scores, and the
-//! words verdicts use for evidence.
+//! The moderation policy, shared by what decides (the monitor, the prompt check) and by the
+//! evaluation: the policy file format and its validation (every problem reported at once), the
+//! pure per-audience decision over category scores, the one engine that applies it and
+//! explains the result ([`Policy::apply`]: per category its decision in every audience column,
+//! its table entry, reason and sentence), and the words verdicts use for evidence.
 //!
 //! This crate owns the `policy/` folder: `default.toml` (categories × audiences) and `text.toml`
 //! (the text classifier's blocklists, exemplars and operating points) ship inside it.
@@ -14,6 +15,7 @@
 //! assert_eq!(policy.verdict(&scores, Audience::PublicFeed).word(), "block");
 //! ```
 
+mod apply;
 mod evidence;
 
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ use std::path::Path;
 use clipguard_schemas::{AgeBand, AudienceContext, AudienceDecisions, Decision, Surface};
 use serde::Deserialize;
 
+pub use apply::{Applied, CONTEXT_CATEGORIES, Row, Scored};
 pub use clipguard_schemas::names::category::*;
 pub use evidence::{evidence_phrase, shorten};
 
@@ -29,7 +32,7 @@ pub use evidence::{evidence_phrase, shorten};
 pub const DEFAULT_POLICY: &str = include_str!("../default.toml");
 
 /// The text classifier's shipped policy (`policy/text.toml`): blocklists, exemplars, near-miss
-/// gate and operating points, read by `clipguard-classify`.
+/// gate and operating points, read by `clipguard-text`.
 pub const DEFAULT_TEXT_POLICY: &str = include_str!("../text.toml");
 
 /// Why a policy cannot be used. Always the user's to fix (the file or its path); a retry never

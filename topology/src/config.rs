@@ -81,7 +81,7 @@ impl Config {
         }
         out.extend(c.frame_models.iter().cloned());
         out.extend([c.text_model.clone(), c.text_tokenizer.clone()]);
-        out.extend(c.refine_models());
+        out.extend(c.text().refine_models());
         out.extend([c.face_detector.clone(), c.age_model.clone()]);
         if c.backends
             .values()

@@ -4,9 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use clipguard_classify::prompt::PromptChecker;
 use clipguard_classify::stage::{ClassifyStage, ClassifyTranscriptStage};
-use clipguard_classify::text::TextClassifier;
 use clipguard_hashmatch::stage::HashmatchStage;
 use clipguard_media::MediaStage;
 use clipguard_monitor::MonitorStage;
@@ -24,6 +22,8 @@ use clipguard_schemas::media_stage_server::MediaStageServer;
 use clipguard_schemas::monitor_stage_server::MonitorStageServer;
 use clipguard_schemas::names::stage;
 use clipguard_schemas::transcribe_stage_server::TranscribeStageServer;
+use clipguard_text::TextClassifier;
+use clipguard_text::prompt::PromptChecker;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::watch;

@@ -16,12 +16,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clipguard_classify::prompt::{self, PromptChecker};
+use clipguard_classify::prompt;
 use clipguard_classify::stage::ClassifyConfig;
-use clipguard_classify::text::REFINED_KIND;
 use clipguard_policy::{Audience, Policy};
 use clipguard_schemas::moderation_client::ModerationClient;
 use clipguard_schemas::{CheckPromptRequest, Decision};
+use clipguard_text::REFINED_KIND;
+use clipguard_text::prompt::PromptChecker;
 use tonic::service::Routes;
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -79,7 +80,7 @@ fn main() {
             text_refine: refine,
             ..Default::default()
         };
-        let text = config.load_text().unwrap();
+        let text = config.text().load().unwrap();
         text.warm_refiner().unwrap();
         let refiner = text.refined_by().unwrap_or("nothing").to_string();
         let checker = PromptChecker::new(

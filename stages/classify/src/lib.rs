@@ -3,7 +3,6 @@
 //! output maps to policy categories; no code per model.
 
 pub mod detect;
-pub mod embed;
 pub mod faces;
 pub mod grpc;
 pub mod model;
@@ -11,7 +10,6 @@ pub mod ort_backend;
 pub mod prompt;
 pub mod resize;
 pub mod stage;
-pub mod text;
 
 pub use model::{ImageClassifier, Rgb};
 
@@ -23,6 +21,16 @@ pub enum ClassifyError {
     Run(String),
     #[error(transparent)]
     Models(#[from] clipguard_models::ModelError),
+}
+
+impl From<clipguard_text::TextError> for ClassifyError {
+    fn from(e: clipguard_text::TextError) -> Self {
+        match e {
+            clipguard_text::TextError::Load(m) => ClassifyError::Load(m),
+            clipguard_text::TextError::Run(m) => ClassifyError::Run(m),
+            clipguard_text::TextError::Models(m) => ClassifyError::Models(m),
+        }
+    }
 }
 
 impl clipguard_pipeline::Failure for ClassifyError {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clipguard_models::{Cache, Manifest, ModelError};
+use clipguard_models::{Cache, Manifest};
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms};
 use clipguard_schemas::{CategoryScore, Evidence, MediaExtract, Signal, Transcript};
@@ -14,12 +14,9 @@ use tokio::sync::oneshot;
 
 use crate::ClassifyError;
 use crate::detect::ImageDetector;
-use crate::embed::TextEmbedder;
 use crate::faces::FaceAges;
 use crate::model::{ImageClassifier, Rgb};
-use crate::text::{
-    DEFAULT_POLICY, HeadsCache, TextClassifier, TextInput, TextPolicy, default_heads_dir,
-};
+use clipguard_text::{TextClassifier, TextInput, TextPolicy, TextSetup};
 
 pub const NAME: &str = clipguard_schemas::names::stage::CLASSIFY;
 
@@ -79,10 +76,10 @@ impl Default for ClassifyConfig {
             max_wait_ms: 20,
             max_thumbnail_bytes: 4 << 20,
             attempt_timeout_s: 120.0,
-            text_model: "minilm-l6-int8".into(),
-            text_tokenizer: "minilm-l6-tokenizer".into(),
+            text_model: TextSetup::SHIPPED.model.into(),
+            text_tokenizer: TextSetup::SHIPPED.tokenizer.into(),
             text_policy: None,
-            text_refine: true,
+            text_refine: TextSetup::SHIPPED.refine,
             max_text_bytes: 64 << 10,
             backends: Default::default(),
             onnxruntime: "onnxruntime".into(),
@@ -153,94 +150,14 @@ impl ClassifyConfig {
         )?))
     }
 
-    /// Loads the text classifier: the policy (the shipped one unless `text_policy` is set)
-    /// and, unless `text_model` is empty, the sentence encoder, verified in the model cache.
-    ///
-    /// The exemplar embeddings and trained heads are cached beside the models
-    /// (`<models>/derived/text-heads`), keyed by the encoder's files and the exemplars, so only
-    /// the first load after a change of either trains them.
-    ///
-    /// With `text_refine` and a policy with `[refine]`, the stronger encoder is loaded too
-    /// and decides the categories the first one scores inside the uncertain band.
-    pub fn load_text(&self) -> Result<TextClassifier, ClassifyError> {
-        let policy = self.load_text_policy()?;
-        let refined = policy.refined().filter(|_| self.text_refine);
-        let classifier = match self.load_text_encoder()? {
-            Some((embedder, cache)) => TextClassifier::new_cached(policy, Some(embedder), &cache)?,
-            None => return TextClassifier::new(policy, None),
-        };
-        let Some((spec, policy)) = refined else {
-            return Ok(classifier);
-        };
-        // Missing files are a start-up error; the encoder itself loads at first use.
-        let manifest = Manifest::load_default()?;
-        let cache = Cache::default();
-        for name in [&spec.encoder, &spec.tokenizer] {
-            let entry = manifest.get(name)?;
-            if !cache.path(entry).exists() {
-                return Err(ModelError::Missing {
-                    name: entry.name.clone(),
-                    path: cache.path(entry),
-                }
-                .into());
-            }
+    /// What the text classifier is loaded from: `config.text().load()`.
+    pub fn text(&self) -> TextSetup<'_> {
+        TextSetup {
+            model: &self.text_model,
+            tokenizer: &self.text_tokenizer,
+            policy: self.text_policy.as_deref(),
+            refine: self.text_refine,
         }
-        let (encoder, tokenizer) = (spec.encoder.clone(), spec.tokenizer.clone());
-        Ok(classifier.with_refiner(
-            &spec.encoder,
-            spec.band,
-            Box::new(move || {
-                let (embedder, cache) = load_encoder(&encoder, &tokenizer)?;
-                TextClassifier::new_cached(policy, Some(embedder), &cache)
-            }),
-        ))
-    }
-
-    /// The refining encoder and tokenizer [`ClassifyConfig::load_text`] loads: the policy's
-    /// `[refine]` ones, with `text_refine` and a first encoder; none if the policy cannot be
-    /// read (validation says why).
-    pub fn refine_models(&self) -> Vec<String> {
-        if !self.text_refine || self.text_model.is_empty() {
-            return Vec::new();
-        }
-        match self.load_text_policy().map(|p| p.refine) {
-            Ok(Some(r)) => vec![r.encoder, r.tokenizer],
-            _ => Vec::new(),
-        }
-    }
-
-    /// The text policy as the refining encoder's heads use it (its `[refine.thresholds]`) and
-    /// that encoder; `None` when the policy has no `[refine]`.
-    pub fn load_refine_parts(&self) -> Result<Option<(TextPolicy, TextEmbedder)>, ClassifyError> {
-        let Some((spec, policy)) = self.load_text_policy()?.refined() else {
-            return Ok(None);
-        };
-        let (embedder, _) = load_encoder(&spec.encoder, &spec.tokenizer)?;
-        Ok(Some((policy, embedder)))
-    }
-
-    /// The text policy (the configured file or the shipped one) and the sentence encoder
-    /// (`None` when `text_model` is empty).
-    pub fn load_text_parts(&self) -> Result<(TextPolicy, Option<TextEmbedder>), ClassifyError> {
-        let policy = self.load_text_policy()?;
-        Ok((policy, self.load_text_encoder()?.map(|(e, _)| e)))
-    }
-
-    fn load_text_policy(&self) -> Result<TextPolicy, ClassifyError> {
-        match &self.text_policy {
-            Some(path) => TextPolicy::load(path),
-            None => TextPolicy::parse(DEFAULT_POLICY, "(shipped policy/text.toml)"),
-        }
-    }
-
-    /// The sentence encoder, verified in the model cache, and where its trained heads are
-    /// cached (`<models>/derived/text-heads`, keyed by the manifest's SHA-256 of its files);
-    /// `None` when `text_model` is empty.
-    fn load_text_encoder(&self) -> Result<Option<(TextEmbedder, HeadsCache)>, ClassifyError> {
-        if self.text_model.is_empty() {
-            return Ok(None);
-        }
-        load_encoder(&self.text_model, &self.text_tokenizer).map(Some)
     }
 }
 
@@ -261,26 +178,6 @@ fn warm_refiner(text: &Arc<TextClassifier>) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "refining text encoder: no thread to load it ahead of use");
     }
-}
-
-/// A sentence encoder (manifest models), verified in the model cache, and where its trained
-/// heads are cached (`<models>/derived/text-heads`, keyed by the manifest's SHA-256 of its
-/// files).
-fn load_encoder(name: &str, tokenizer: &str) -> Result<(TextEmbedder, HeadsCache), ClassifyError> {
-    let manifest = Manifest::load_default()?;
-    let cache = Cache::default();
-    let model = manifest.get(name)?;
-    let tokenizer = manifest.get(tokenizer)?;
-    let embedder = TextEmbedder::load(
-        name,
-        &cache.verified_path(model)?,
-        &cache.verified_path(tokenizer)?,
-    )?;
-    let heads = HeadsCache {
-        dir: default_heads_dir(&cache.dir),
-        encoder: format!("{}:{}:{}", model.name, model.sha256, tokenizer.sha256),
-    };
-    Ok((embedder, heads))
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary; says whether it cut.
@@ -538,7 +435,7 @@ impl ClassifyStage {
                 .map_err(|e| ClassifyError::Load(format!("{name}: inference thread: {e}")))?;
             runners.push(Runner { model, tx });
         }
-        let text = Arc::new(config.load_text()?);
+        let text = Arc::new(config.text().load()?);
         warm_refiner(&text);
         let faces = config.load_faces()?.map(Arc::new);
         Ok(ClassifyStage {
@@ -744,7 +641,7 @@ impl ClassifyTranscriptStage {
         if !problems.is_empty() {
             return Err(ClassifyError::Load(problems.join("; ")));
         }
-        let text = Arc::new(config.load_text()?);
+        let text = Arc::new(config.text().load()?);
         warm_refiner(&text);
         Ok(ClassifyTranscriptStage { text, config })
     }

@@ -19,11 +19,6 @@ pub use verdict::verdict;
 
 use crate::wait::Wait;
 
-/// Categories that describe the clip rather than a violation (`potential_minor`: a face that
-/// may be under 18). Reported with their evidence; the policy uses them to pick stricter
-/// rules; they never block or review a clip by themselves.
-pub const CONTEXT_CATEGORIES: &[&str] = &[policy::POTENTIAL_MINOR];
-
 /// Hash-bank categories of sexual content involving minors: any match blocks in every audience,
 /// whatever action the bank was imported with, and the monitor decides without waiting.
 pub const CSAM_BANK_CATEGORIES: &[&str] = &[policy::CSAM, policy::MINORS_SEXUAL];

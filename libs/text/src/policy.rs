@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::words::words;
-use crate::ClassifyError;
+use crate::TextError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,9 +143,9 @@ pub(super) fn one() -> f32 {
 }
 
 impl TextPolicy {
-    pub fn parse(text: &str, origin: &str) -> Result<Self, ClassifyError> {
+    pub fn parse(text: &str, origin: &str) -> Result<Self, TextError> {
         let p: TextPolicy = toml::from_str(text)
-            .map_err(|e| ClassifyError::Load(format!("text policy {origin}: {e}")))?;
+            .map_err(|e| TextError::Load(format!("text policy {origin}: {e}")))?;
         let mut problems = Vec::new();
         if p.categories.is_empty() {
             problems.push("no categories".to_string());
@@ -248,7 +248,7 @@ impl TextPolicy {
             }
         }
         if !problems.is_empty() {
-            return Err(ClassifyError::Load(format!(
+            return Err(TextError::Load(format!(
                 "text policy {origin}: {}",
                 problems.join("; ")
             )));
@@ -256,9 +256,9 @@ impl TextPolicy {
         Ok(p)
     }
 
-    pub fn load(path: &Path) -> Result<Self, ClassifyError> {
+    pub fn load(path: &Path) -> Result<Self, TextError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ClassifyError::Load(format!("text policy {}: {e}", path.display())))?;
+            .map_err(|e| TextError::Load(format!("text policy {}: {e}", path.display())))?;
         Self::parse(&text, &path.display().to_string())
     }
 }

@@ -4,7 +4,7 @@
 //! run, with the ratios and the largest embedding difference. Also the whole text classifier
 //! (blocklists + every category head) per sentence.
 //!
-//!     scripts/bench-setup.sh && cargo bench -p clipguard-classify --bench text
+//!     scripts/bench-setup.sh && cargo bench -p clipguard-text --bench text
 //!
 //! `CLIPGUARD_BENCH_PYTHON` names a Python with onnxruntime and tokenizers (default: the
 //! bench-setup venv); without one the baseline is skipped with a message.
@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use clipguard_classify::embed::TextEmbedder;
-use clipguard_classify::text::{DEFAULT_POLICY, TextClassifier, TextInput, TextPolicy};
 use clipguard_models::{Cache, Manifest};
+use clipguard_text::embed::TextEmbedder;
+use clipguard_text::{DEFAULT_POLICY, TextClassifier, TextInput, TextPolicy};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

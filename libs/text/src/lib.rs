@@ -8,7 +8,6 @@
 
 use clipguard_schemas::{CategoryScore, Evidence};
 
-use crate::ClassifyError;
 use crate::embed::TextEmbedder;
 
 /// The text policy shipped with clipguard (`policy/text.toml`).
@@ -23,16 +22,22 @@ const MAX_UNIT_WORDS: usize = 80;
 mod attributes;
 mod cache;
 mod cv;
+pub mod embed;
+mod error;
 mod heads;
 mod policy;
+pub mod prompt;
+mod setup;
 mod words;
 
 pub use cache::{HeadsCache, default_dir as default_heads_dir};
 pub use cv::{
     CvCategory, PARAPHRASE_COSINE, cross_validate, cross_validate_with, exemplar_vectors,
 };
+pub use error::TextError;
 pub use heads::calibrate;
 pub use policy::{Refine, TextCategory, TextPolicy};
+pub use setup::{TextSetup, load_encoder};
 
 use attributes::Attribute;
 use cv::*;
@@ -83,7 +88,7 @@ pub struct TextClassifier {
 }
 
 /// Builds the refining classifier (loads its encoder, reads or trains its heads).
-pub type RefinerLoader = Box<dyn FnOnce() -> Result<TextClassifier, ClassifyError> + Send>;
+pub type RefinerLoader = Box<dyn FnOnce() -> Result<TextClassifier, TextError> + Send>;
 
 /// See [`Refine`]. Loaded on first use (or by [`TextClassifier::warm_refiner`]): a prompt
 /// check that never reaches the band never pays for the larger encoder.
@@ -217,7 +222,7 @@ impl TextClassifier {
     /// with unsafe exemplars (positives: its own; negatives: everything else — shared and
     /// near-miss benign sentences and the other categories' unsafe ones — and, for the second,
     /// its own near misses only; see [`Heads`]). Without an embedder only blocklists score.
-    pub fn new(policy: TextPolicy, embedder: Option<TextEmbedder>) -> Result<Self, ClassifyError> {
+    pub fn new(policy: TextPolicy, embedder: Option<TextEmbedder>) -> Result<Self, TextError> {
         Self::build(policy, embedder, None)
     }
 
@@ -228,7 +233,7 @@ impl TextClassifier {
         policy: TextPolicy,
         embedder: Option<TextEmbedder>,
         cache: &HeadsCache,
-    ) -> Result<Self, ClassifyError> {
+    ) -> Result<Self, TextError> {
         Self::build(policy, embedder, Some(cache))
     }
 
@@ -236,7 +241,7 @@ impl TextClassifier {
         policy: TextPolicy,
         embedder: Option<TextEmbedder>,
         cache: Option<&HeadsCache>,
-    ) -> Result<Self, ClassifyError> {
+    ) -> Result<Self, TextError> {
         let all = exemplar_sentences(&policy);
         let names: Vec<&str> = policy.categories.keys().map(String::as_str).collect();
         // What the heads are trained for: a composed category's name carries its base.
@@ -425,12 +430,12 @@ impl TextClassifier {
 
     /// Loads the refining encoder now, if there is one and it is not loaded (a stage calls it
     /// at start, off its serving path, so the first uncertain score does not wait for it).
-    pub fn warm_refiner(&self) -> Result<(), ClassifyError> {
+    pub fn warm_refiner(&self) -> Result<(), TextError> {
         match &self.refine {
             Some(r) => std::sync::LazyLock::force(&r.classifier)
                 .as_ref()
                 .map(|_| ())
-                .map_err(|e| ClassifyError::Load(e.clone())),
+                .map_err(|e| TextError::Load(e.clone())),
             None => Ok(()),
         }
     }
@@ -440,7 +445,7 @@ impl TextClassifier {
     /// above the category's threshold. With a refiner, a category scored inside its band is
     /// scored again by the stronger encoder's heads, whose score stands, with a
     /// [`REFINED_KIND`] note saying so.
-    pub fn classify(&self, inputs: &[TextInput<'_>]) -> Result<Vec<CategoryScore>, ClassifyError> {
+    pub fn classify(&self, inputs: &[TextInput<'_>]) -> Result<Vec<CategoryScore>, TextError> {
         let mut scores = self.classify_alone(inputs)?;
         let Some(r) = &self.refine else {
             return Ok(scores);
@@ -454,7 +459,7 @@ impl TextClassifier {
         }
         let strong = std::sync::LazyLock::force(&r.classifier)
             .as_ref()
-            .map_err(|e| ClassifyError::Load(e.clone()))?;
+            .map_err(|e| TextError::Load(e.clone()))?;
         let mut strong = strong.classify_alone(inputs)?;
         let first = self.encoder().unwrap_or("blocklists");
         let second = r.encoder.as_str();
@@ -476,10 +481,7 @@ impl TextClassifier {
     }
 
     /// [`TextClassifier::classify`] by this classifier's own encoder, without refining.
-    fn classify_alone(
-        &self,
-        inputs: &[TextInput<'_>],
-    ) -> Result<Vec<CategoryScore>, ClassifyError> {
+    fn classify_alone(&self, inputs: &[TextInput<'_>]) -> Result<Vec<CategoryScore>, TextError> {
         let mut scores: Vec<CategoryScore> = self
             .categories
             .iter()

@@ -10,13 +10,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clipguard_classify::embed::TextEmbedder;
-use clipguard_classify::stage::ClassifyConfig;
-use clipguard_classify::text::{
-    DEFAULT_POLICY, HeadsCache, PARAPHRASE_COSINE, REPORTED_THRESHOLD, TextClassifier, TextInput,
-    TextPolicy, cross_validate_with, exemplar_vectors,
-};
 use clipguard_models::{Cache, Manifest};
+use clipguard_text::embed::TextEmbedder;
+use clipguard_text::{
+    DEFAULT_POLICY, HeadsCache, PARAPHRASE_COSINE, REPORTED_THRESHOLD, TextClassifier, TextInput,
+    TextPolicy, TextSetup, cross_validate_with, exemplar_vectors,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -125,7 +124,7 @@ fn mpnet_converted_to_onnx_equals_a_numpy_mpnet_over_the_checkpoint() {
 fn shipped_classifier() -> TextClassifier {
     model("mpnet-base-v2");
     model("mpnet-base-v2-tokenizer");
-    let c = ClassifyConfig::default().load_text().unwrap();
+    let c = TextSetup::SHIPPED.load().unwrap();
     assert_eq!(c.refined_by(), Some("mpnet-base-v2"));
     c
 }

@@ -14,7 +14,8 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;
 
-use crate::{ClassifyError, load_err};
+use crate::TextError;
+use crate::error::load_err;
 
 /// Longest input in tokens (the model's training length); longer texts are split by the caller.
 pub const MAX_TOKENS: usize = 128;
@@ -176,7 +177,7 @@ impl TextEmbedder {
     /// Loads the encoder and its tokenizer. The graph must take `input_ids` and
     /// `attention_mask` (and optionally `token_type_ids`) as i64 `[batch, sequence]` and give
     /// `[batch, sequence, width]` first.
-    pub fn load(name: &str, model: &Path, tokenizer: &Path) -> Result<Self, ClassifyError> {
+    pub fn load(name: &str, model: &Path, tokenizer: &Path) -> Result<Self, TextError> {
         Self::load_with(name, model, tokenizer, true)
     }
 
@@ -186,7 +187,7 @@ impl TextEmbedder {
         model: &Path,
         tokenizer: &Path,
         fold_int8: bool,
-    ) -> Result<Self, ClassifyError> {
+    ) -> Result<Self, TextError> {
         let mut tok = tokenizers::Tokenizer::from_file(tokenizer).map_err(|e| {
             load_err(
                 name,
@@ -294,7 +295,7 @@ impl TextEmbedder {
     }
 
     /// The optimised plan for padded length `len` (a multiple of [`BUCKET`]), built once.
-    fn plan(&self, len: usize) -> Result<Arc<TypedRunnableModel>, ClassifyError> {
+    fn plan(&self, len: usize) -> Result<Arc<TypedRunnableModel>, TextError> {
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = plans.get(&len) {
             return Ok(p.clone());
@@ -317,11 +318,11 @@ impl TextEmbedder {
 
     /// Unit-length sentence embeddings, one per text, in order. Texts beyond
     /// [`MAX_TOKENS`] are truncated (callers split long texts first).
-    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, TextError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let run_err = |e: String| ClassifyError::Run(format!("{}: {e}", self.name));
+        let run_err = |e: String| TextError::Run(format!("{}: {e}", self.name));
         let mut encodings = Vec::with_capacity(texts.len());
         for t in texts {
             let enc = self

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::attributes::{Attribute, Finding, value};
 use super::heads::Heads;
 use super::{TextPolicy, dot, gate_factor, nearest, support_factor};
-use crate::ClassifyError;
+use crate::TextError;
 use crate::embed::TextEmbedder;
 
 /// One category's operating point by repeated k-fold cross-validation on the exemplars (see
@@ -135,7 +135,7 @@ pub(super) fn training_sets<'v>(
 pub(super) fn embed_all(
     embedder: &TextEmbedder,
     sentences: &[Exemplar<'_>],
-) -> Result<Vec<Vec<f32>>, ClassifyError> {
+) -> Result<Vec<Vec<f32>>, TextError> {
     let texts: Vec<&str> = sentences.iter().map(|e| e.text).collect();
     let mut vectors = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(32) {
@@ -199,7 +199,7 @@ pub fn cross_validate(
     folds: usize,
     repeats: usize,
     max_benign_above: usize,
-) -> Result<Vec<CvCategory>, ClassifyError> {
+) -> Result<Vec<CvCategory>, TextError> {
     let vectors = exemplar_vectors(policy, embedder)?;
     cross_validate_with(policy, &vectors, folds, repeats, max_benign_above)
 }
@@ -208,7 +208,7 @@ pub fn cross_validate(
 pub fn exemplar_vectors(
     policy: &TextPolicy,
     embedder: &TextEmbedder,
-) -> Result<Vec<Vec<f32>>, ClassifyError> {
+) -> Result<Vec<Vec<f32>>, TextError> {
     embed_all(embedder, &exemplar_sentences(policy))
 }
 
@@ -219,11 +219,11 @@ pub fn cross_validate_with(
     folds: usize,
     repeats: usize,
     max_benign_above: usize,
-) -> Result<Vec<CvCategory>, ClassifyError> {
+) -> Result<Vec<CvCategory>, TextError> {
     let (folds, repeats) = (folds.max(2), repeats.max(1));
     let all = exemplar_sentences(policy);
     if vectors.len() != all.len() {
-        return Err(ClassifyError::Load(format!(
+        return Err(TextError::Load(format!(
             "cross-validation: {} vectors for {} exemplars",
             vectors.len(),
             all.len()

@@ -659,7 +659,7 @@ mod tests {
     /// The shipped policy's minor attribute: "baby" alone is a pet name as often as an infant.
     #[test]
     fn the_shipped_minor_cues_tell_an_infant_from_a_pet_name() {
-        let p = crate::text::TextPolicy::parse(crate::text::DEFAULT_POLICY, "shipped").unwrap();
+        let p = crate::TextPolicy::parse(crate::DEFAULT_POLICY, "shipped").unwrap();
         let m = Attribute::new("minor", &p.attributes["minor"]);
         assert_eq!(m.find("come here baby, take it all off"), Finding::Unknown);
         assert!(matches!(
