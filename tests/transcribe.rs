@@ -365,7 +365,7 @@ fn the_transcribe_worker_answers_over_grpc() {
         client.transcribe(extract).await.unwrap().into_inner()
     });
     assert_eq!(signal.stage, "transcribe");
-    let t = signal.transcript.expect("transcript in the signal");
+    let t = signal.transcript().expect("transcript in the signal");
     println!("over gRPC: {:?}", t.text);
     assert!(
         word_errors(&words(SENTENCES[4]), &words(&t.text)) <= 2,

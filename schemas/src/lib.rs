@@ -18,6 +18,24 @@ pub mod rpc;
 
 pub use v1::*;
 
+impl Signal {
+    /// The media stage's body: the decoded clip's duration, size and tracks.
+    pub fn media(&self) -> Option<&MediaInfo> {
+        match &self.body {
+            Some(signal::Body::Media(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The transcribe stage's body: what was said.
+    pub fn transcript(&self) -> Option<&Transcript> {
+        match &self.body {
+            Some(signal::Body::Transcript(t)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 impl Decision {
     /// The lower-case word used in JSON and tables: `allow`, `review`, `block`.
     pub fn word(self) -> &'static str {

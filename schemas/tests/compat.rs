@@ -97,3 +97,56 @@ fn proto_changes_are_backward_compatible() {
         broken.join("\n")
     );
 }
+
+/// `Signal` as it was before its stage bodies became the `body` oneof: plain fields 7 and 8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SignalBeforeOneof {
+    #[prost(string, tag = "1")]
+    clip_id: String,
+    #[prost(string, tag = "2")]
+    stage: String,
+    #[prost(message, optional, tag = "7")]
+    media: Option<clipguard_schemas::MediaInfo>,
+    #[prost(message, optional, tag = "8")]
+    transcript: Option<clipguard_schemas::Transcript>,
+}
+
+/// The oneof is the same bytes on the wire: a signal written before it reads the same now, and
+/// one written now reads the same to a reader built before.
+#[test]
+fn stage_bodies_in_a_oneof_keep_the_wire_format() {
+    use clipguard_schemas::signal::Body;
+    use clipguard_schemas::{MediaInfo, Signal, Transcript};
+
+    let media = MediaInfo {
+        duration_s: 2.5,
+        width: 64,
+        height: 48,
+        ..Default::default()
+    };
+    let old = SignalBeforeOneof {
+        clip_id: "c".into(),
+        stage: "media".into(),
+        media: Some(media.clone()),
+        transcript: None,
+    };
+    let now = Signal::decode(old.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(now.media(), Some(&media));
+    assert_eq!(now.transcript(), None);
+    assert_eq!(now.encode_to_vec(), old.encode_to_vec());
+
+    let transcript = Transcript {
+        clip_id: "c".into(),
+        text: "hello".into(),
+        ..Default::default()
+    };
+    let now = Signal {
+        clip_id: "c".into(),
+        stage: "transcribe".into(),
+        body: Some(Body::Transcript(transcript.clone())),
+        ..Default::default()
+    };
+    let old = SignalBeforeOneof::decode(now.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(old.transcript, Some(transcript));
+    assert_eq!(old.media, None);
+}

@@ -348,7 +348,7 @@ impl MediaStage {
             clip_id: clip.clip_id.clone(),
             stage: NAME.into(),
             context: Some(context),
-            media: Some(info),
+            body: Some(clipguard_schemas::signal::Body::Media(info)),
             produced_at_ms: now_ms(),
             ..Default::default()
         };

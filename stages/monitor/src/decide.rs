@@ -58,12 +58,12 @@ mod tests {
                 source: "a.mp4".into(),
                 ..Default::default()
             }),
-            media: Some(MediaInfo {
+            body: Some(clipguard_schemas::signal::Body::Media(MediaInfo {
                 duration_s: 2.0,
                 width: 64,
                 height: 48,
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         }
     }
@@ -74,7 +74,7 @@ mod tests {
                 kind: kind.into(),
                 message: "bad".into(),
             }),
-            media: None,
+            body: None,
             reasons: vec![format!("media_error:{kind}")],
             ..media_ok()
         }

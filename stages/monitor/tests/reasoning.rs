@@ -34,10 +34,10 @@ fn signals() -> Vec<Signal> {
         Signal {
             clip_id: "c1".into(),
             stage: "classify_transcript".into(),
-            transcript: Some(Transcript {
+            body: Some(clipguard_schemas::signal::Body::Transcript(Transcript {
                 text: "I am going to hurt myself tonight".into(),
                 ..Default::default()
-            }),
+            })),
             scores: vec![CategoryScore {
                 category: "self_harm".into(),
                 score: 0.62,

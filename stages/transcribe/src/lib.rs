@@ -211,7 +211,7 @@ fn signal_of(
     Signal {
         clip_id: extract.clip_id.clone(),
         stage: NAME.to_string(),
-        transcript,
+        body: transcript.map(clipguard_schemas::signal::Body::Transcript),
         reasons,
         produced_at_ms: now_ms(),
         ..Signal::default()

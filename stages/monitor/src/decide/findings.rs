@@ -98,10 +98,10 @@ pub fn gather(
         clip_id: clip_id.to_string(),
         audience: Some(Audience::of_context(context.audience.as_ref())),
         context,
-        media: signals.iter().find_map(|s| s.media.clone()),
+        media: signals.iter().find_map(|s| s.media().cloned()),
         transcript: signals
             .iter()
-            .find_map(|s| s.transcript.as_ref().map(|t| t.text.clone()))
+            .find_map(|s| s.transcript().map(|t| t.text.clone()))
             .unwrap_or_default(),
         stages: signals
             .iter()
