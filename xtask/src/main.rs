@@ -33,15 +33,28 @@ const TASKS: &[(&str, &str)] = &[
     ("help", "this list"),
 ];
 
+/// The clone this xtask runs in: the nearest folder above the working directory holding this
+/// workspace (`xtask/Cargo.toml` beside a `Cargo.toml`), found at run time, because a shared
+/// build cache may hold an xtask compiled in another clone, whose compile-time path is gone.
+fn workspace_root() -> PathBuf {
+    let here = std::env::current_dir().unwrap_or_default();
+    here.ancestors()
+        .find(|d| d.join("Cargo.toml").is_file() && d.join("xtask/Cargo.toml").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
         return help(ExitCode::from(2));
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let root = workspace_root();
     if let Err(e) = std::env::set_current_dir(&root) {
         eprintln!("xtask: cannot enter {}: {e}", root.display());
         return ExitCode::FAILURE;
