@@ -396,7 +396,6 @@ pub fn policy(data: &[u8]) {
     }
     scores.insert("unknown_category".into(), f32::NAN);
     for audience in Audience::ALL {
-        let _ = policy.decide(&scores, audience);
         let _ = policy.verdict(&scores, audience);
     }
 }

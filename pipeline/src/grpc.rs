@@ -205,14 +205,19 @@ impl Answer for clipguard_schemas::Verdict {}
 /// A stage's synchronous call: what a gRPC caller sends and what it gets back. Each stage
 /// implements it once; [`Served`] is the one adapter that puts it behind its generated service.
 pub trait Rpc: crate::Stage {
-    type Request: Send + 'static;
-    type Reply: Answer + Send + 'static;
+    /// The generated service it answers (`clipguard_schemas::rpc::Media`, …).
+    type Service: clipguard_schemas::rpc::Service<Reply: Answer>;
 
     fn answer(
         &self,
-        request: Self::Request,
-    ) -> impl std::future::Future<Output = Result<Self::Reply, crate::StageError>> + Send;
+        request: Request<Self>,
+    ) -> impl std::future::Future<Output = Result<Reply<Self>, crate::StageError>> + Send;
 }
+
+/// What a stage's service takes.
+pub type Request<S> = <<S as Rpc>::Service as clipguard_schemas::rpc::Service>::Request;
+/// What a stage's service gives.
+pub type Reply<S> = <<S as Rpc>::Service as clipguard_schemas::rpc::Service>::Reply;
 
 /// A stage and its shared metrics as a gRPC service: wrap it in the stage's generated server
 /// (`MediaStageServer::new(Served::new(stage, metrics))`); every call goes through [`call`].
@@ -228,13 +233,11 @@ impl<S> Served<S> {
     }
 }
 
-impl<S: Rpc + Send + Sync + 'static> clipguard_schemas::rpc::Unary<S::Request, S::Reply>
-    for Served<S>
-{
+impl<S: Rpc + Send + Sync + 'static> clipguard_schemas::rpc::Unary<S::Service> for Served<S> {
     async fn unary(
         &self,
-        request: tonic::Request<S::Request>,
-    ) -> Result<tonic::Response<S::Reply>, tonic::Status> {
+        request: tonic::Request<Request<S>>,
+    ) -> Result<tonic::Response<Reply<S>>, tonic::Status> {
         let stage = self.stage.as_ref();
         call(stage, &self.metrics, stage.answer(request.into_inner())).await
     }

@@ -107,7 +107,10 @@ impl Row {
     /// transcript 3.2–5.1 s «…»"
     pub fn sentence(&self) -> String {
         let columns = if self.unknown {
-            "not in the policy; held for review".to_string()
+            match self.columns[0].0 {
+                Decision::Review => "not in the policy; held for review".to_string(),
+                d => format!("not in the policy; {} (on_missing)", d.word()),
+            }
         } else {
             let mut by_decision: BTreeMap<std::cmp::Reverse<Decision>, Vec<String>> =
                 BTreeMap::new();

@@ -206,17 +206,6 @@ impl Audience {
     }
 }
 
-/// One category's outcome for one audience.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub category: String,
-    pub score: f32,
-    pub threshold: f32,
-    pub decision: Decision,
-    /// Whether the under-18 rules applied because of a potential minor in the clip.
-    pub minor_rules: bool,
-}
-
 impl Policy {
     /// Parses and checks a policy; every problem is reported at once, each naming its place.
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
@@ -315,51 +304,16 @@ impl Policy {
         })
     }
 
-    /// Each policy category's outcome for `audience`, from the clip's highest score per
-    /// category (`scores`; missing = 0). A `potential_minor` score at or above
-    /// [`MINOR_SCORE`] puts every audience on the `under_18` rules. Categories the policy
-    /// does not know are ignored.
-    pub fn decide(&self, scores: &BTreeMap<String, f32>, audience: Audience) -> Vec<Outcome> {
-        let minor = scores.get(POTENTIAL_MINOR).copied().unwrap_or(0.0) >= MINOR_SCORE;
-        self.decide_as(scores, audience, minor)
-    }
-
-    /// [`Policy::decide`] with the under-18 rules forced on (`minor`) or not.
-    pub fn decide_as(
-        &self,
-        scores: &BTreeMap<String, f32>,
-        audience: Audience,
-        minor: bool,
-    ) -> Vec<Outcome> {
-        let column = if minor { Audience::Under18 } else { audience };
-        self.categories
-            .keys()
-            .filter_map(|name| {
-                let rule = self.rule(name, column)?;
-                let score = scores.get(name).copied().unwrap_or(0.0);
-                let decision = if score >= rule.threshold {
-                    rule.action.decision()
-                } else {
-                    Decision::Allow
-                };
-                Some(Outcome {
-                    category: name.clone(),
-                    score,
-                    threshold: rule.threshold,
-                    decision,
-                    minor_rules: minor && audience != Audience::Under18,
-                })
-            })
-            .collect()
-    }
-
-    /// The clip's decision for `audience`: the strictest category outcome.
+    /// The decision for `audience` on plain scores (one per category): the strictest of
+    /// [`Policy::apply`]'s rows in that column.
     pub fn verdict(&self, scores: &BTreeMap<String, f32>, audience: Audience) -> Decision {
-        self.decide(scores, audience)
-            .iter()
-            .map(|o| o.decision)
-            .max()
-            .unwrap_or(Decision::Allow)
+        self.apply(scores.iter().map(|(category, score)| Scored {
+            category,
+            score: *score,
+            evidence: &[],
+            sources: &[],
+        }))
+        .columns()[audience.index()]
     }
 }
 

@@ -1,6 +1,9 @@
-//! Every stage service as one shape: a unary call from a request to a reply ([`Unary`]). Each
-//! generated service trait is implemented for whatever answers its call, so one generic adapter
-//! (the pipeline's gRPC host) serves every stage and no stage writes a service by hand.
+//! Every stage service as one shape: a unary call from a request to a reply. Each generated
+//! stage-service trait is implemented for whatever answers its [`Service`] ([`Unary`]), so one
+//! generic adapter (the pipeline's gRPC host) serves every stage and no stage writes a service
+//! by hand. The marker types keep a stage behind its own service: a stage answering
+//! [`HashMatch`] cannot be mounted as [`Classify`], though both take a `MediaExtract` and
+//! return a `Signal`.
 
 use std::future::Future;
 
@@ -8,20 +11,66 @@ use tonic::{Request, Response, Status};
 
 use crate::v1::*;
 
-/// A unary gRPC call from `Req` to `Reply`.
-pub trait Unary<Req, Reply>: Send + Sync + 'static {
-    fn unary(
-        &self,
-        request: Request<Req>,
-    ) -> impl Future<Output = Result<Response<Reply>, Status>> + Send;
+/// A stage service: what its one method takes and gives.
+pub trait Service: Send + Sync + 'static {
+    type Request: Send + 'static;
+    type Reply: Send + 'static;
 }
 
-/// Implements a generated service trait (`$module::$service`, one method) for every
-/// [`Unary`] of its request and reply.
+/// Answers the unary call of service `S`; it can then be mounted behind `S`'s generated server
+/// and no other:
+///
+/// ```
+/// use clipguard_schemas::hash_match_stage_server::HashMatchStageServer;
+/// use clipguard_schemas::rpc::{HashMatch, Unary};
+/// use clipguard_schemas::{MediaExtract, Signal};
+/// use tonic::{Request, Response, Status};
+///
+/// struct Matcher;
+/// impl Unary<HashMatch> for Matcher {
+///     async fn unary(&self, _: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
+///         Ok(Response::new(Signal::default()))
+///     }
+/// }
+/// let _ = tonic::service::Routes::new(HashMatchStageServer::new(Matcher));
+/// ```
+///
+/// ```compile_fail
+/// # use clipguard_schemas::classify_stage_server::ClassifyStageServer;
+/// # use clipguard_schemas::rpc::{HashMatch, Unary};
+/// # use clipguard_schemas::{MediaExtract, Signal};
+/// # use tonic::{Request, Response, Status};
+/// # struct Matcher;
+/// # impl Unary<HashMatch> for Matcher {
+/// #     async fn unary(&self, _: Request<MediaExtract>) -> Result<Response<Signal>, Status> {
+/// #         Ok(Response::new(Signal::default()))
+/// #     }
+/// # }
+/// // Same request and reply types, another stage's service: refused.
+/// let _ = tonic::service::Routes::new(ClassifyStageServer::new(Matcher));
+/// ```
+pub trait Unary<S: Service>: Send + Sync + 'static {
+    fn unary(
+        &self,
+        request: Request<S::Request>,
+    ) -> impl Future<Output = Result<Response<S::Reply>, Status>> + Send;
+}
+
+/// Declares the marker of a generated stage service (`$module::$service`, one method) and
+/// implements the service's trait for every [`Unary`] of it.
 macro_rules! unary_service {
-    ($module:ident :: $service:ident, $method:ident, $req:ty => $reply:ty) => {
+    ($marker:ident: $module:ident :: $service:ident, $method:ident, $req:ty => $reply:ty) => {
+        #[doc = concat!("`clipguard.v1.", stringify!($service), "`.")]
+        #[derive(Debug, Clone, Copy)]
+        pub struct $marker;
+
+        impl Service for $marker {
+            type Request = $req;
+            type Reply = $reply;
+        }
+
         #[tonic::async_trait]
-        impl<H: Unary<$req, $reply>> $module::$service for H {
+        impl<H: Unary<$marker>> $module::$service for H {
             async fn $method(&self, request: Request<$req>) -> Result<Response<$reply>, Status> {
                 self.unary(request).await
             }
@@ -29,13 +78,13 @@ macro_rules! unary_service {
     };
 }
 
-unary_service!(media_stage_server::MediaStage, process, ClipSubmitted => MediaResult);
-unary_service!(hash_match_stage_server::HashMatchStage, r#match, MediaExtract => Signal);
-unary_service!(transcribe_stage_server::TranscribeStage, transcribe, MediaExtract => Signal);
-unary_service!(classify_stage_server::ClassifyStage, classify, MediaExtract => Signal);
+unary_service!(Media: media_stage_server::MediaStage, process, ClipSubmitted => MediaResult);
+unary_service!(HashMatch: hash_match_stage_server::HashMatchStage, r#match, MediaExtract => Signal);
+unary_service!(Transcribe: transcribe_stage_server::TranscribeStage, transcribe, MediaExtract => Signal);
+unary_service!(Classify: classify_stage_server::ClassifyStage, classify, MediaExtract => Signal);
 unary_service!(
-    classify_transcript_stage_server::ClassifyTranscriptStage,
+    ClassifyTranscript: classify_transcript_stage_server::ClassifyTranscriptStage,
     classify,
     Transcript => Signal
 );
-unary_service!(monitor_stage_server::MonitorStage, decide, DecideRequest => Verdict);
+unary_service!(Monitor: monitor_stage_server::MonitorStage, decide, DecideRequest => Verdict);

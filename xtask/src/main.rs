@@ -33,20 +33,20 @@ const TASKS: &[(&str, &str)] = &[
     ("help", "this list"),
 ];
 
-/// The clone this xtask runs in: the nearest folder above the working directory holding this
-/// workspace (`xtask/Cargo.toml` beside a `Cargo.toml`), found at run time, because a shared
-/// build cache may hold an xtask compiled in another clone, whose compile-time path is gone.
-fn workspace_root() -> PathBuf {
-    let here = std::env::current_dir().unwrap_or_default();
-    here.ancestors()
-        .find(|d| d.join("Cargo.toml").is_file() && d.join("xtask/Cargo.toml").is_file())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        })
+/// The clone this xtask runs in. `cargo xtask` (`cargo run -p xtask`) sets
+/// `CARGO_MANIFEST_DIR` to this clone's `xtask/` when it runs the binary; otherwise, the nearest
+/// folder above the working directory holding the workspace. Never the path the binary was
+/// compiled in: a shared build cache may hold an xtask built in another clone, since gone.
+fn workspace_root() -> Option<PathBuf> {
+    let is_root = |d: &Path| d.join("Cargo.toml").is_file() && d.join("xtask/Cargo.toml").is_file();
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR")
+        && let Some(root) = Path::new(&dir).parent()
+        && is_root(root)
+    {
+        return Some(root.to_path_buf());
+    }
+    let here = std::env::current_dir().ok()?;
+    here.ancestors().find(|d| is_root(d)).map(Path::to_path_buf)
 }
 
 fn main() -> ExitCode {
@@ -54,7 +54,10 @@ fn main() -> ExitCode {
     let Some((task, rest)) = args.split_first() else {
         return help(ExitCode::from(2));
     };
-    let root = workspace_root();
+    let Some(root) = workspace_root() else {
+        eprintln!("xtask: run it inside a clipguard clone (`cargo xtask …`)");
+        return ExitCode::FAILURE;
+    };
     if let Err(e) = std::env::set_current_dir(&root) {
         eprintln!("xtask: cannot enter {}: {e}", root.display());
         return ExitCode::FAILURE;

@@ -2,10 +2,11 @@
 //! (`clipguard.v1.Moderation/CheckPrompt`, `clipguard check-prompt`).
 //!
 //! The prompt goes through the same text classifier as the clip pipeline's prompts and
-//! transcripts, and the monitor's policy decides for the requested audience: `block` when any
-//! category's action in that audience's column is `block`; otherwise `allow`, with categories
-//! whose action is `review` listed (the generated clip will be held for review by the
-//! pipeline).
+//! transcripts, and the monitor's engine ([`clipguard_policy::Policy::apply`]) decides for the
+//! requested audience: `block` when any category's decision in that audience's column is
+//! `block`; otherwise `allow`, the rationale naming what would hold the generated clip for
+//! review. Every scored category is in the table with its decision in each audience column;
+//! one the policy lacks is held to its `on_missing` action, as in the monitor.
 
 use std::sync::Arc;
 use std::time::Instant;

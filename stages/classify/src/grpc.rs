@@ -9,8 +9,7 @@ use clipguard_schemas::{MediaExtract, Signal, Transcript};
 use crate::stage::{ClassifyStage, ClassifyTranscriptStage};
 
 impl Rpc for ClassifyStage {
-    type Request = MediaExtract;
-    type Reply = Signal;
+    type Service = clipguard_schemas::rpc::Classify;
 
     async fn answer(&self, extract: MediaExtract) -> Result<Signal, StageError> {
         self.classify_extract(&extract).await
@@ -18,8 +17,7 @@ impl Rpc for ClassifyStage {
 }
 
 impl Rpc for ClassifyTranscriptStage {
-    type Request = Transcript;
-    type Reply = Signal;
+    type Service = clipguard_schemas::rpc::ClassifyTranscript;
 
     async fn answer(&self, transcript: Transcript) -> Result<Signal, StageError> {
         self.classify_transcript(&transcript).await

@@ -8,8 +8,7 @@ use clipguard_schemas::{MediaExtract, Signal};
 use crate::stage::HashmatchStage;
 
 impl Rpc for HashmatchStage {
-    type Request = MediaExtract;
-    type Reply = Signal;
+    type Service = clipguard_schemas::rpc::HashMatch;
 
     async fn answer(&self, extract: MediaExtract) -> Result<Signal, StageError> {
         self.match_off_executor(extract).await

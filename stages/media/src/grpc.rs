@@ -8,8 +8,7 @@ use clipguard_schemas::{ClipSubmitted, MediaResult};
 use crate::MediaStage;
 
 impl Rpc for MediaStage {
-    type Request = ClipSubmitted;
-    type Reply = MediaResult;
+    type Service = clipguard_schemas::rpc::Media;
 
     /// Processes one clip as the Kafka host does: bad input (undecodable media, limits) is an
     /// error signal in the result; trouble a retry may fix (the store unreachable) and bugs are

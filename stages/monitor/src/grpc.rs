@@ -10,8 +10,7 @@ use clipguard_schemas::{DecideRequest, Verdict};
 use crate::MonitorStage;
 
 impl Rpc for MonitorStage {
-    type Request = DecideRequest;
-    type Reply = Verdict;
+    type Service = clipguard_schemas::rpc::Monitor;
 
     async fn answer(&self, r: DecideRequest) -> Result<Verdict, StageError> {
         if r.clip_id.is_empty() {

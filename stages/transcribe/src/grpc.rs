@@ -8,8 +8,7 @@ use clipguard_schemas::{MediaExtract, Signal};
 use crate::TranscribeStage;
 
 impl Rpc for TranscribeStage {
-    type Request = MediaExtract;
-    type Reply = Signal;
+    type Service = clipguard_schemas::rpc::Transcribe;
 
     async fn answer(&self, extract: MediaExtract) -> Result<Signal, StageError> {
         Ok(self.transcribe_extract(&extract).await?.signal)
