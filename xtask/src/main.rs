@@ -417,6 +417,7 @@ fn eval(run: &mut Run, args: &[String]) -> Result<(), String> {
         "eval/speech/everyday-risky-fifth.jsonl",
         "eval/speech/everyday-risky-sixth.jsonl",
         "eval/speech/everyday-risky-seventh.jsonl",
+        "eval/speech/everyday-risky-eighth.jsonl",
         "eval/video/benign.jsonl",
         "--targets",
         "eval/targets.toml",

@@ -163,6 +163,7 @@ fn everyday() -> Vec<Item> {
         "eval/speech/everyday-risky-fifth.jsonl",
         "eval/speech/everyday-risky-sixth.jsonl",
         "eval/speech/everyday-risky-seventh.jsonl",
+        "eval/speech/everyday-risky-eighth.jsonl",
     ] {
         items.extend(read_set(set));
     }
