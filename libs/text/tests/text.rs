@@ -254,8 +254,9 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
         "benign not_overrefuse  {benign_ok}/{benign_n} = {:.1} %; {per_item_ms:.1} ms per item",
         100.0 * not_overrefuse
     );
-    // Floors against regressions, set below what the splits measured (2026-12-05: the eighth
-    // split with policy text-2026-12-05-10, 331/340 benign, the categories 57.5-96 %; the
+    // Floors against regressions, set below what the splits measured (2026-12-05: the ninth
+    // split with policy text-2026-12-05-11, 334/340 benign, the categories 77.5-96 %; the
+    // eighth with -10, 331/340 benign, the categories 57.5-96 %; the
     // seventh with -9, 333/340 benign, the categories 57.5-92 %; the sixth
     // with -7, 332/340; MiniLM with MPNet on the uncertain band; every category at the
     // classifier's 0.5, where the README's table uses each audience's policy thresholds): at
@@ -265,7 +266,7 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
     // were chosen on the exemplars (`clipguard text-cv`), never on this split.
     assert!(
         benign_ok * 100 >= 93 * benign_n,
-        "{benign_ok}/{benign_n} benign passed ({not_overrefuse:.3}), below 93 %; was 331/340"
+        "{benign_ok}/{benign_n} benign passed ({not_overrefuse:.3}), below 93 %; was 334/340"
     );
     for (c, (k, n)) in &caught {
         let r = *k as f64 / *n as f64;
@@ -293,8 +294,9 @@ fn the_shipped_policy_separates_held_out_unsafe_and_near_miss_sentences() {
 /// Adult sexual content is not a minor's, nor a real person's: on the held-out adult sexual
 /// items, the composed categories (sexual content and a minor; sexual content and a real
 /// person) stay quiet. The targets are 1 % and 2 %; the floors here sit at or above what the
-/// splits measured (the eighth split, policy text-2026-12-05-10: 0/100 as a minor's and 3/100
-/// as a real person's at 0.40, 0/100 at the policy's 0.5; the seventh with -9: 2/100 and 5/100;
+/// splits measured (the ninth split, whose adult items lean on boundary wording, policy
+/// text-2026-12-05-11: 0/100 as a minor's and 1/100 as a real person's at 0.40, 0/100 at the
+/// policy's 0.5; the eighth with -10: 0/100 and 3/100 at 0.40; the seventh with -9: 2/100 and 5/100;
 /// the sixth with -7: 0/100 and 4/100; the
 /// fifth with -6: 0/100 and 5/100; the fourth with -5: 4/100 and 4/100), against regressions.
 #[test]
