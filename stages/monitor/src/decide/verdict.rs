@@ -1,5 +1,6 @@
-//! Step two: a policy applied to [`Findings`]: one decision per audience, the per-category
-//! table, and the rationale.
+//! Step two: a policy applied to [`Findings`] through the policy's one engine
+//! ([`Policy::apply`]), with the hard findings (failed or missing stages, hash matches) as a
+//! floor: one decision per audience, the per-category table, and the rationale.
 
 use clipguard_policy::{self as policy, Audience, Policy, Scored, evidence_phrase};
 use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Verdict};
