@@ -21,7 +21,7 @@ const UNKNOWN_THRESHOLD: f32 = 0.5;
 const NAMED_DRIVERS: usize = 4;
 
 /// One category's score and what supports it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored<'a> {
     pub category: &'a str,
     pub score: f32,
@@ -32,11 +32,9 @@ pub struct Scored<'a> {
 
 /// One category under the policy, in every audience column.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub category: String,
-    pub score: f32,
-    pub evidence: Vec<Evidence>,
-    pub sources: Vec<String>,
+pub struct Row<'a> {
+    /// The category's score and what supports it, as given.
+    pub scored: Scored<'a>,
     /// A context category ([`CONTEXT_CATEGORIES`]): it decides nothing.
     pub context: bool,
     /// The policy does not name the category: it is held to its `on_missing` action.
@@ -45,7 +43,7 @@ pub struct Row {
     pub columns: [(Decision, f32); 3],
 }
 
-impl Row {
+impl Row<'_> {
     /// The decision for `audience`.
     pub fn decision(&self, audience: Audience) -> Decision {
         self.columns[audience.index()].0
@@ -77,11 +75,11 @@ impl Row {
     /// verdict, the asked audience's for a prompt).
     pub fn entry(&self, (decision, threshold): (Decision, f32)) -> CategoryDecision {
         CategoryDecision {
-            category: self.category.clone(),
-            score: self.score,
+            category: self.scored.category.to_string(),
+            score: self.scored.score,
             threshold,
             decision: decision as i32,
-            evidence: self.evidence.clone(),
+            evidence: self.scored.evidence.to_vec(),
             audiences: Some(self.audiences()),
         }
     }
@@ -91,15 +89,16 @@ impl Row {
     /// context that applies.
     pub fn reason(&self) -> Option<String> {
         if self.context {
-            return (self.score >= MINOR_SCORE).then(|| format!("context:{}", self.category));
+            let category = self.scored.category;
+            return (self.scored.score >= MINOR_SCORE).then(|| format!("context:{category}"));
         }
         if self.columns.iter().all(|c| c.0 == Decision::Allow) {
             return None;
         }
         Some(if self.unknown {
-            format!("unknown_category:{}", self.category)
+            format!("unknown_category:{}", self.scored.category)
         } else {
-            format!("category:{}", self.category)
+            format!("category:{}", self.scored.category)
         })
     }
 
@@ -132,25 +131,28 @@ impl Row {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        let evidence = match (self.evidence.first(), self.sources.is_empty()) {
+        let evidence = match (self.scored.evidence.first(), self.scored.sources.is_empty()) {
             (Some(e), _) => format!(": {}", evidence_phrase(e)),
-            (None, false) => format!(" (from {})", self.sources.join(", ")),
+            (None, false) => format!(" (from {})", self.scored.sources.join(", ")),
             (None, true) => String::new(),
         };
-        format!("{} {:.2} ({columns}){evidence}", self.category, self.score)
+        let Scored {
+            category, score, ..
+        } = self.scored;
+        format!("{category} {score:.2} ({columns}){evidence}")
     }
 }
 
 /// The policy applied to a set of scores.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Applied {
+pub struct Applied<'a> {
     /// One per scored category, in the order given.
-    pub rows: Vec<Row>,
+    pub rows: Vec<Row<'a>>,
     /// A potential minor put every audience on the under-18 rules.
     pub minor: bool,
 }
 
-impl Applied {
+impl Applied<'_> {
     /// The strictest decision per audience column (`Audience::ALL` order).
     pub fn columns(&self) -> [Decision; 3] {
         Audience::ALL.map(|a| {
@@ -165,13 +167,13 @@ impl Applied {
     /// The sentences of the rows that decide something for any of `audiences`, strongest
     /// first (decision, then score): at most four, then how many more there are.
     pub fn drivers(&self, audiences: &[Audience]) -> Vec<String> {
-        let mut drivers: Vec<(Decision, f32, &Row)> = self
+        let mut drivers: Vec<(Decision, f32, &Row<'_>)> = self
             .rows
             .iter()
             .filter(|r| !r.context)
             .filter_map(|r| {
                 let d = audiences.iter().map(|a| r.decision(*a)).max()?;
-                (d != Decision::Allow).then_some((d, r.score, r))
+                (d != Decision::Allow).then_some((d, r.scored.score, r))
             })
             .collect();
         drivers.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
@@ -193,13 +195,13 @@ impl Policy {
     /// every audience column. A `potential_minor` score at or above [`MINOR_SCORE`] puts every
     /// audience on the `under_18` rules; a category the policy does not name is held to
     /// `on_missing` once it reaches 0.5.
-    pub fn apply<'a>(&self, scores: impl IntoIterator<Item = Scored<'a>>) -> Applied {
+    pub fn apply<'a>(&self, scores: impl IntoIterator<Item = Scored<'a>>) -> Applied<'a> {
         let scores: Vec<Scored<'a>> = scores.into_iter().collect();
         let minor = scores
             .iter()
             .any(|s| s.category == POTENTIAL_MINOR && s.score >= MINOR_SCORE);
         let rows = scores
-            .iter()
+            .into_iter()
             .map(|s| {
                 let context = CONTEXT_CATEGORIES.contains(&s.category);
                 let unknown = !context && !self.categories.contains_key(s.category);
@@ -220,10 +222,7 @@ impl Policy {
                     }
                 });
                 Row {
-                    category: s.category.to_string(),
-                    score: s.score,
-                    evidence: s.evidence.to_vec(),
-                    sources: s.sources.to_vec(),
+                    scored: s,
                     context,
                     unknown,
                     columns,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use clipguard_policy::{Audience, Policy, Scored};
+use clipguard_policy::{Applied, Audience, Policy, Scored};
 use clipguard_schemas::{CategoryScore, CheckPromptResponse, Decision};
 
 use crate::{TextClassifier, TextInput};
@@ -38,7 +38,7 @@ impl PromptChecker {
     pub fn check(&self, prompt: &str, audience: Audience) -> CheckPromptResponse {
         let started = Instant::now();
         let response = match self.scores(prompt) {
-            Ok(scores) => self.decide(&scores, audience),
+            Ok(scores) => self.decide(self.applied(&scores).as_ref(), audience),
             Err(why) => self.refused(why, audience),
         };
         tracing::debug!(
@@ -49,14 +49,16 @@ impl PromptChecker {
         response
     }
 
-    /// The check for every audience (`Audience::ALL` order), the prompt classified once: what
-    /// the evaluation asks of every item.
+    /// The check for every audience (`Audience::ALL` order), the prompt classified and the
+    /// policy applied once: what the evaluation asks of every item.
     pub fn check_every_audience(&self, prompt: &str) -> [CheckPromptResponse; 3] {
-        let scores = self.scores(prompt);
-        Audience::ALL.map(|audience| match &scores {
-            Ok(scores) => self.decide(scores, audience),
-            Err(why) => self.refused(why.clone(), audience),
-        })
+        match self.scores(prompt) {
+            Ok(scores) => {
+                let applied = self.applied(&scores);
+                Audience::ALL.map(|audience| self.decide(applied.as_ref(), audience))
+            }
+            Err(why) => Audience::ALL.map(|audience| self.refused(why.clone(), audience)),
+        }
     }
 
     /// The text classifier's scores, or why the prompt gets no scores: `Ok(None)` for an
@@ -93,14 +95,21 @@ impl PromptChecker {
         }
     }
 
-    /// The policy's decision on scores for one audience, with the rationale: the monitor's
-    /// engine ([`Policy::apply`]), the table reporting the asked audience's column.
-    fn decide(
-        &self,
-        scores: &Option<Vec<CategoryScore>>,
-        audience: Audience,
-    ) -> CheckPromptResponse {
-        let Some(scores) = scores else {
+    /// The monitor's engine ([`Policy::apply`]) over the scores; `None` for an empty prompt.
+    fn applied<'a>(&self, scores: &'a Option<Vec<CategoryScore>>) -> Option<Applied<'a>> {
+        let scores = scores.as_ref()?;
+        Some(self.policy.apply(scores.iter().map(|s| Scored {
+            category: &s.category,
+            score: s.score,
+            evidence: &s.evidence,
+            sources: &[],
+        })))
+    }
+
+    /// The decision for one audience, with the rationale, the table reporting that audience's
+    /// column; `None` is an empty prompt.
+    fn decide(&self, applied: Option<&Applied<'_>>, audience: Audience) -> CheckPromptResponse {
+        let Some(applied) = applied else {
             return CheckPromptResponse {
                 decision: Decision::Allow as i32,
                 rationale: "allow: the prompt is empty".into(),
@@ -109,12 +118,6 @@ impl PromptChecker {
                 ..Default::default()
             };
         };
-        let applied = self.policy.apply(scores.iter().map(|s| Scored {
-            category: &s.category,
-            score: s.score,
-            evidence: &s.evidence,
-            sources: &[],
-        }));
         let decision = applied.columns()[audience.index()];
         let categories = applied
             .rows
