@@ -371,3 +371,83 @@ fn scan_with_the_onnxruntime_backend_gives_the_same_decisions() {
     verdicts.iter().for_each(assert_contract);
     expect_kinds(&by_file(&verdicts));
 }
+
+/// The graphic frame model, listed beside open_nsfw: it runs on its shipped ONNX Runtime
+/// backend, every decoded clip's verdict scores `violence_gore` from frames, the decisions stay
+/// those of the samples; a combine rule for a category no frame model scores stops the start,
+/// named.
+#[test]
+fn scan_with_the_graphic_frame_model_scores_violence_from_frames() {
+    let samples = Samples::make();
+    let out = Command::new(common::bin())
+        .args(["models", "fetch", "onnxruntime", "image-safety-s"])
+        .output()
+        .expect("fetch models");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = samples.path("graphic.toml");
+    std::fs::write(
+        &config,
+        "[classify]\nframe_models = [\"open-nsfw\", \"image-safety-s\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["scan", "--json", "--config"])
+        .arg(&config)
+        .arg(samples.dir.path())
+        .env("CLIPGUARD_STORE__URL", samples.path("store"))
+        .env("CLIPGUARD_LOG", "info")
+        .output()
+        .expect("run clipguard scan");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scan failed: {log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("image-safety-s") && l.contains("onnxruntime")),
+        "{log}"
+    );
+    let verdicts = json_lines(&out.stdout);
+    verdicts.iter().for_each(assert_contract);
+    let map = by_file(&verdicts);
+    expect_kinds(&map);
+    let scored = verdicts
+        .iter()
+        .filter(|v| {
+            v["categories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == "violence_gore")
+        })
+        .count();
+    let decoded = verdicts
+        .iter()
+        .filter(|v| v["reasons"].as_array().unwrap().is_empty())
+        .count();
+    assert!(
+        decoded > 0 && scored >= decoded,
+        "{scored} of {decoded}: {verdicts:?}"
+    );
+
+    std::fs::write(
+        &config,
+        "[classify]\nframe_models = [\"open-nsfw\"]\n[classify.combine]\nsexaul = \"mean\"\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["scan", "--json", "--config"])
+        .arg(&config)
+        .arg(samples.dir.path())
+        .env("CLIPGUARD_STORE__URL", samples.path("store"))
+        .output()
+        .expect("run clipguard scan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("classify.combine: \"sexaul\" is not a category"),
+        "{err}"
+    );
+}

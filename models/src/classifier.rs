@@ -8,6 +8,8 @@
 //! layout = "nhwc"              # nhwc | nchw
 //! size = [224, 224]            # height, width the model takes
 //! resize = [256, 256]          # resize to this first (bilinear, as Pillow), then centre-crop to size
+//! fit = "stretch"              # stretch (to size, or resize then crop) | blurpad (keep the aspect
+//!                              # ratio: Lanczos3 onto a Gaussian-blurred stretched copy)
 //! colour = "bgr"               # channel order: rgb | bgr
 //! scale = 1.0                  # pixel (0..=255) × scale, then (− mean) / std per channel
 //! mean = [104.0, 117.0, 123.0]
@@ -34,6 +36,18 @@ pub enum Layout {
 pub enum Colour {
     Rgb,
     Bgr,
+}
+
+/// How a frame of another shape becomes the model's size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// Resized to `size` (or to `resize`, then centre-cropped), the aspect ratio lost.
+    #[default]
+    Stretch,
+    /// Resized (Lanczos3) to fit inside `size` with its aspect ratio, centred on a copy
+    /// stretched to `size` and blurred (Gaussian, σ = 10): what image-safety-s's package does.
+    Blurpad,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -69,6 +83,8 @@ pub struct ClassifierSpec {
     /// [height, width] to resize to before the centre crop; absent: resize straight to `size`.
     #[serde(default)]
     pub resize: Option<[u32; 2]>,
+    #[serde(default)]
+    pub fit: Fit,
     pub colour: Colour,
     #[serde(default = "one")]
     pub scale: f32,
@@ -101,6 +117,12 @@ impl ClassifierSpec {
                     "{r:?} is smaller than size {:?}: nothing to crop",
                     self.size
                 ),
+            ));
+        }
+        if self.fit == Fit::Blurpad && self.resize.is_some() {
+            problems.push(p(
+                "fit",
+                "\"blurpad\" keeps the whole frame: it takes no resize-and-crop".into(),
             ));
         }
         if self.std.contains(&0.0) {
@@ -147,6 +169,8 @@ pub struct DetectorSpec {
     pub size: [u32; 2],
     #[serde(default)]
     pub resize: Option<[u32; 2]>,
+    #[serde(default)]
+    pub fit: Fit,
     pub colour: Colour,
     #[serde(default = "one")]
     pub scale: f32,
@@ -174,6 +198,7 @@ impl DetectorSpec {
             layout: self.layout,
             size: self.size,
             resize: self.resize,
+            fit: Fit::Stretch,
             colour: self.colour,
             scale: self.scale,
             mean: self.mean,
@@ -196,6 +221,12 @@ impl DetectorSpec {
             problems.push(p(
                 "resize",
                 "a detector sees the whole frame; resize-and-crop would hide its edges".into(),
+            ));
+        }
+        if self.fit == Fit::Blurpad && self.resize.is_some() {
+            problems.push(p(
+                "fit",
+                "\"blurpad\" keeps the whole frame: it takes no resize-and-crop".into(),
             ));
         }
         if self.std.contains(&0.0) {

@@ -83,10 +83,7 @@ impl Config {
         out.extend([c.text_model.clone(), c.text_tokenizer.clone()]);
         out.extend(c.text().refine_models());
         out.extend([c.face_detector.clone(), c.age_model.clone()]);
-        if c.backends
-            .values()
-            .any(|b| *b == clipguard_classify::stage::Backend::Onnxruntime)
-        {
+        if c.uses_onnxruntime() {
             out.push(c.onnxruntime.clone());
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -126,6 +123,16 @@ mod tests {
                 "age-v1"
             ]
         );
+        // The shipped backend entry for image-safety-s is valid while the model is not listed,
+        // and fetches ONNX Runtime once it is.
+        let mut cfg = Config::default();
+        let mut problems = Vec::new();
+        cfg.classify.validate(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        cfg.classify.frame_models.push("image-safety-s".into());
+        let models = cfg.models();
+        assert!(models.contains(&"image-safety-s".to_string()), "{models:?}");
+        assert!(models.contains(&"onnxruntime".to_string()), "{models:?}");
         let mut cfg = Config::default();
         cfg.classify.text_refine = false;
         assert!(

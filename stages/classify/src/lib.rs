@@ -2,6 +2,7 @@
 //! tract. A manifest entry says how to turn a frame into the model's input tensor and how the
 //! output maps to policy categories; no code per model.
 
+pub mod combine;
 pub mod detect;
 pub mod faces;
 pub mod grpc;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use clipguard_models::classifier::{ClassifierSpec, Colour, Layout, Scores};
+use clipguard_models::classifier::{ClassifierSpec, Colour, Fit, Layout, Scores};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::dims;
 use tract_onnx::tract_hir::internal::DimLike;
@@ -101,12 +101,17 @@ impl ImageClassifier {
         max_batch: usize,
     ) -> Result<Self, ClassifyError> {
         let max_batch = max_batch.max(1);
-        let mut model = tract_onnx::onnx().model_for_path(path).map_err(|e| {
-            load_err(
-                name,
-                format!("{}: not a loadable ONNX model: {e:#}", path.display()),
-            )
-        })?;
+        // Exported graphs often carry intermediate shapes in value_info that tract's own shape
+        // inference disagrees with (image-safety-s does); they are hints, not the model.
+        let mut model = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+            .map_err(|e| {
+                load_err(
+                    name,
+                    format!("{}: not a loadable ONNX model: {e:#}", path.display()),
+                )
+            })?;
         let inputs = model
             .input_outlets()
             .map_err(|e| load_err(name, e))?
@@ -380,7 +385,10 @@ fn activate(scores: Scores, row: &[f32]) -> Vec<f32> {
 pub fn preprocess(spec: &ClassifierSpec, image: &Rgb<'_>, out: &mut Vec<f32>) {
     let [h, w] = spec.size.map(|d| d as usize);
     let [rh, rw] = spec.resize.unwrap_or(spec.size).map(|d| d as usize);
-    let resized = resize_rgb(image.pixels, image.width, image.height, rw, rh);
+    let resized = match spec.fit {
+        Fit::Stretch => resize_rgb(image.pixels, image.width, image.height, rw, rh),
+        Fit::Blurpad => blurpad(image, w, h),
+    };
     let (top, left) = ((rh - h) / 2, (rw - w) / 2);
     let order: [usize; 3] = match spec.colour {
         Colour::Rgb => [0, 1, 2],
@@ -409,5 +417,66 @@ pub fn preprocess(spec: &ClassifierSpec, image: &Rgb<'_>, out: &mut Vec<f32>) {
                 }
             }
         }
+    }
+}
+
+/// The frame fitted inside `w` × `h` with its aspect ratio (Lanczos3), centred on a copy of it
+/// stretched to `w` × `h` and blurred (Gaussian, σ = 10); RGB bytes, `w` × `h` × 3.
+pub fn blurpad(image: &Rgb<'_>, w: usize, h: usize) -> Vec<u8> {
+    use image::imageops::{self, FilterType};
+    let Some(src) = image::RgbImage::from_raw(
+        image.width as u32,
+        image.height as u32,
+        image.pixels.to_vec(),
+    ) else {
+        // A buffer that does not match its size: what a stretch makes of it.
+        return resize_rgb(image.pixels, image.width, image.height, w, h);
+    };
+    let (sw, sh) = (image.width.max(1) as f64, image.height.max(1) as f64);
+    let scale = (w as f64 / sw).min(h as f64 / sh);
+    let fw = ((sw * scale).round() as u32).clamp(1, w as u32);
+    let fh = ((sh * scale).round() as u32).clamp(1, h as u32);
+    let mut canvas = imageops::blur(
+        &imageops::resize(&src, w as u32, h as u32, FilterType::Lanczos3),
+        10.0,
+    );
+    let fg = imageops::resize(&src, fw, fh, FilterType::Lanczos3);
+    imageops::replace(
+        &mut canvas,
+        &fg,
+        i64::from((w as u32 - fw) / 2),
+        i64::from((h as u32 - fh) / 2),
+    );
+    canvas.into_raw()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A 2:1 frame keeps its shape: centred in the middle band, the blurred stretched copy
+    /// above and below.
+    #[test]
+    fn blurpad_fits_the_frame_on_a_blurred_copy_of_itself() {
+        // Left half white, right half black, 200 × 100.
+        let pixels: Vec<u8> = (0..100)
+            .flat_map(|_| (0..200).flat_map(|x| [if x < 100 { 255u8 } else { 0 }; 3]))
+            .collect();
+        let img = Rgb {
+            width: 200,
+            height: 100,
+            pixels: &pixels,
+        };
+        let out = blurpad(&img, 224, 224);
+        assert_eq!(out.len(), 224 * 224 * 3);
+        let at = |x: usize, y: usize| out[(y * 224 + x) * 3];
+        // Inside the fitted band (rows 56..168): sharp halves.
+        assert!(at(20, 112) > 250 && at(200, 112) < 5);
+        // Above it: the stretched copy, blurred across the edge at x = 112.
+        assert!(at(20, 10) > 200 && at(200, 10) < 55);
+        let (l, r) = (at(104, 10), at(120, 10));
+        assert!(l < 250 && r > 5 && l > r, "a soft edge: {l} {r}");
     }
 }
