@@ -88,23 +88,48 @@ pub fn load_vpdq(media: &MediaConfig, path: &Path, rate_hz: f64) -> anyhow::Resu
 }
 
 /// `clipguard match vpdq`.
-pub fn match_vpdq(
-    media: &MediaConfig,
-    params: &MatchParams,
-    rate_hz: f64,
+/// `match vpdq`: both match percentages and the decision.
+#[derive(Debug, clap::Args)]
+pub struct VpdqMatchArgs {
+    /// One JSON object.
+    #[arg(long)]
     json: bool,
-    query: &Path,
-    target: &Path,
-) -> anyhow::Result<ExitCode> {
-    let q = load_vpdq(media, query, rate_hz)?;
-    let t = load_vpdq(media, target, rate_hz)?;
-    let r = vpdq::compare(&q, &t, params);
+    /// Frames this close (Hamming distance) match (D).
+    #[arg(long, default_value_t = 31)]
+    distance: u32,
+    /// Frames below this quality are ignored (F).
+    #[arg(long, default_value_t = 50)]
+    quality: u32,
+    /// Percent of the query's frames that must match (P_q).
+    #[arg(long, default_value_t = 0.0)]
+    query_pct: f64,
+    /// Percent of the target's frames that must match (P_t).
+    #[arg(long, default_value_t = 80.0)]
+    target_pct: f64,
+    /// Hashing rate for videos given instead of hash files (default: media.pdq_rate_hz).
+    #[arg(long)]
+    rate: Option<f64>,
+    query: PathBuf,
+    target: PathBuf,
+}
+
+pub fn match_vpdq(media: &MediaConfig, a: VpdqMatchArgs) -> anyhow::Result<ExitCode> {
+    let params = MatchParams {
+        distance: a.distance,
+        quality: a.quality,
+        query_pct: a.query_pct,
+        target_pct: a.target_pct,
+    };
+    let (json, rate_hz) = (a.json, a.rate.unwrap_or(media.pdq_rate_hz));
+    let q = load_vpdq(media, &a.query, rate_hz)?;
+    let t = load_vpdq(media, &a.target, rate_hz)?;
+    let r = vpdq::compare(&q, &t, &params);
     if json {
         println!(
             "{}",
             serde_json::json!({
-                "query": query.display().to_string(),
-                "target": target.display().to_string(),
+                "query": a.query.display().to_string(),
+                "target": a.target.display().to_string(),
                 "query_match_pct": round2(r.query_match_pct),
                 "target_match_pct": round2(r.target_match_pct),
                 "is_match": r.is_match,

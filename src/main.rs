@@ -172,6 +172,18 @@ enum Command {
         /// The prompt; `-` reads it from standard input.
         text: String,
     },
+    /// Check a prompt with uploaded images (the gRPC `Moderation.CheckInput` code): the banks,
+    /// frame classifiers and face/age check on each image. Exits 0 when allowed, 3 otherwise.
+    CheckInput {
+        #[arg(long, value_enum, default_value = "public-feed")]
+        audience: AudienceArg,
+        /// JSON: the verdict, with `decision` for the audience and `minor_present`.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "")]
+        prompt: String,
+        images: Vec<PathBuf>,
+    },
     /// Re-decide past clips from their stored signals (clips.signals) under another policy file,
     /// without decoding anything again, and print what would change against the active policy.
     Replay {
@@ -285,27 +297,7 @@ enum BankCommand {
 enum MatchCommand {
     /// vPDQ comparison of two videos or vPDQ hash files (reference text format): both match
     /// percentages and the decision.
-    Vpdq {
-        #[command(flatten)]
-        json: Json,
-        /// Frames this close (Hamming distance) match (D).
-        #[arg(long, default_value_t = 31)]
-        distance: u32,
-        /// Frames below this quality are ignored (F).
-        #[arg(long, default_value_t = 50)]
-        quality: u32,
-        /// Percent of the query's frames that must match (P_q).
-        #[arg(long, default_value_t = 0.0)]
-        query_pct: f64,
-        /// Percent of the target's frames that must match (P_t).
-        #[arg(long, default_value_t = 80.0)]
-        target_pct: f64,
-        /// Hashing rate for videos given instead of hash files (default: media.pdq_rate_hz).
-        #[arg(long)]
-        rate: Option<f64>,
-        query: PathBuf,
-        target: PathBuf,
-    },
+    Vpdq(hashing::VpdqMatchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -497,27 +489,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             BankCommand::Remove { bank } => hashing::bank_remove(&cfg, &bank),
         },
         Command::Match {
-            command:
-                MatchCommand::Vpdq {
-                    json,
-                    distance,
-                    quality,
-                    query_pct,
-                    target_pct,
-                    rate,
-                    query,
-                    target,
-                },
-        } => {
-            let params = clipguard_pdq::vpdq::MatchParams {
-                distance,
-                quality,
-                query_pct,
-                target_pct,
-            };
-            let rate = rate.unwrap_or(cfg.media.pdq_rate_hz);
-            hashing::match_vpdq(&cfg.media, &params, rate, json.json, &query, &target)
-        }
+            command: MatchCommand::Vpdq(args),
+        } => hashing::match_vpdq(&cfg.media, args),
         Command::Models { command } => match command {
             ModelsCommand::Fetch { names, all } => models::fetch(&names, &cfg.models(), all),
             ModelsCommand::List { json } => models::list(json.json, &cfg.models()),
@@ -532,6 +505,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             text,
         } => policy_cmds::check_prompt(&cfg, audience.into(), json, &text),
+        Command::CheckInput {
+            audience,
+            json,
+            prompt,
+            images,
+        } => policy_cmds::check_input(&cfg, audience.into(), json, &prompt, &images).await,
         Command::Replay {
             brokers,
             policy,

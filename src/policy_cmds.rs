@@ -1,4 +1,5 @@
-//! Policy commands: `check-prompt` (input blocking, the gRPC `CheckPrompt` code) and `replay`
+//! Policy commands: `check-prompt` and `check-input` (input blocking, the gRPC `Moderation`
+//! code) and `replay`
 //! (re-deciding stored clips under another policy).
 
 use std::io::Read;
@@ -13,10 +14,49 @@ use clipguard_schemas::{Decision, Signal};
 use clipguard_text::prompt::PromptChecker;
 use serde_json::json;
 
+use clipguard_monitor::json::CategoryJson;
 use clipguard_topology::Config;
+use clipguard_topology::input::InputChecker;
 
-/// Exit status of `check-prompt` for a blocked prompt (0 = allowed).
+/// `check-input`: the prompt and image files through [`InputChecker`].
+pub async fn check_input(
+    cfg: &Config,
+    audience: Audience,
+    json: bool,
+    prompt: &str,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let mut images = Vec::new();
+    for f in files {
+        images.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
+    }
+    let checker = InputChecker::from_config(cfg).map_err(|e| anyhow::anyhow!(e))?;
+    let r = checker.check(prompt, images, audience).await?;
+    let v = r.verdict.clone().unwrap_or_default();
+    let mut out = clipguard_monitor::json::verdict_json(&v);
+    out["decision"] = json!(r.decision().word());
+    out["audience"] = json!(r.audience);
+    out["minor_present"] = json!(r.minor_present);
+    let minor = if r.minor_present {
+        "minor present: "
+    } else {
+        ""
+    };
+    let line = format!("{}  {minor}{}", r.decision().word(), v.rationale);
+    Ok(report(json.then_some(out), r.decision(), line))
+}
+
+/// Exit status of `check-prompt` and `check-input` when not allowed (0 = allowed).
 pub const BLOCKED_EXIT: u8 = 3;
+
+/// Prints the JSON object, else the one-line summary; the exit status of the decision.
+fn report(json: Option<serde_json::Value>, decision: Decision, line: String) -> ExitCode {
+    println!("{}", json.map_or(line, |j| j.to_string()));
+    match decision {
+        Decision::Allow => ExitCode::SUCCESS,
+        _ => ExitCode::from(BLOCKED_EXIT),
+    }
+}
 
 pub fn check_prompt(
     cfg: &Config,
@@ -24,15 +64,13 @@ pub fn check_prompt(
     json: bool,
     text: &str,
 ) -> anyhow::Result<ExitCode> {
-    let prompt = if text == "-" {
-        let mut s = String::new();
+    let mut prompt = text.to_string();
+    if text == "-" {
+        prompt.clear();
         std::io::stdin()
-            .read_to_string(&mut s)
+            .read_to_string(&mut prompt)
             .context("reading the prompt from standard input")?;
-        s
-    } else {
-        text.to_string()
-    };
+    }
     let classifier = cfg.classify.text().load()?;
     let policy = cfg.policy.load()?;
     let checker = PromptChecker::new(
@@ -41,41 +79,16 @@ pub fn check_prompt(
         cfg.classify.max_text_bytes,
     );
     let r = checker.check(&prompt, audience);
-    let decision = r.decision();
-    if json {
-        let categories: Vec<_> = r
-            .categories
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.category,
-                    "score": c.score,
-                    "threshold": c.threshold,
-                    "decision": c.decision().word(),
-                    "evidence": c.evidence.iter().map(|e| json!({
-                        "kind": e.kind, "detail": e.detail,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            json!({
-                "decision": decision.word(),
-                "audience": r.audience,
-                "categories": categories,
-                "rationale": r.rationale,
-                "policy_version": r.policy_version,
-            })
-        );
-    } else {
-        println!("{}  {}", decision.word(), r.rationale);
-    }
-    Ok(if decision == Decision::Block {
-        ExitCode::from(BLOCKED_EXIT)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let categories: Vec<_> = r.categories.iter().map(CategoryJson::from).collect();
+    let out = json!({
+        "decision": r.decision().word(),
+        "audience": r.audience,
+        "categories": categories,
+        "rationale": r.rationale,
+        "policy_version": r.policy_version,
+    });
+    let line = format!("{}  {}", r.decision().word(), r.rationale);
+    Ok(report(json.then_some(out), r.decision(), line))
 }
 
 pub async fn replay(

@@ -12,7 +12,9 @@
 //!   scan` and `clipguard transcribe`.
 
 pub mod config;
+pub mod input;
 pub mod local;
+pub mod moderation;
 pub mod registry;
 pub mod run;
 

@@ -360,8 +360,23 @@ fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
         Arc::new(policy),
         ctx.cfg.classify.max_text_bytes,
     );
+    // And input checks with images: the hash banks (reloaded as the hashmatch stage reloads
+    // them) beside this worker's frame models and face check.
+    let banks =
+        Arc::new(HashmatchStage::new(ctx.cfg.hashmatch.clone()).map_err(failed(stage::CLASSIFY))?);
+    banks.keep_reloading();
+    let inputs = crate::input::InputChecker::new(
+        stage.clone(),
+        banks,
+        checker.policy().clone(),
+        crate::input::InputLimits {
+            max_images: ctx.cfg.classify.max_input_images,
+            max_image_bytes: ctx.cfg.classify.max_input_image_bytes,
+            max_pixels: ctx.cfg.classify.max_input_pixels,
+        },
+    );
     let service = ClassifyStageServer::new(ctx.served(&stage));
-    let prompts = clipguard_classify::prompt::service(checker);
+    let prompts = crate::moderation::service(checker, inputs);
     let names = vec![name_of(&service), name_of(&prompts)];
     ctx.built(stage, Routes::new(service).add_service(prompts), names)
 }

@@ -35,6 +35,11 @@ impl PromptChecker {
 
     /// Checks one prompt for `audience`. Never fails open: a prompt over the size limit, or
     /// one the classifier cannot score, is blocked with the reason.
+    /// The policy the checks decide under.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
     pub fn check(&self, prompt: &str, audience: Audience) -> CheckPromptResponse {
         let started = Instant::now();
         let response = match self.scores(prompt) {

@@ -8,7 +8,6 @@ pub mod faces;
 pub mod grpc;
 pub mod model;
 pub mod ort_backend;
-pub mod prompt;
 pub mod resize;
 pub mod stage;
 

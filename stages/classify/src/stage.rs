@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clipguard_models::{Cache, Manifest};
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms};
-use clipguard_schemas::{CategoryScore, Evidence, MediaExtract, Signal, Transcript};
+use clipguard_schemas::{CategoryScore, ClipContext, Evidence, MediaExtract, Signal, Transcript};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -55,6 +55,11 @@ pub struct ClassifyConfig {
     /// Text beyond this many bytes of a prompt, scene description or transcript is not
     /// classified, and the signal says `text_truncated`.
     pub max_text_bytes: usize,
+    /// Input checks (`Moderation.CheckInput`): images a request may upload, encoded bytes
+    /// per image, decoded pixels per image.
+    pub max_input_images: usize,
+    pub max_input_image_bytes: usize,
+    pub max_input_pixels: u64,
     /// Per category, how the frame models that score it combine on a frame: `max` (a
     /// category not named) or `mean`. Default: `sexual` = `mean` (open_nsfw and
     /// image-safety-s must agree; see [`crate::combine`]).
@@ -94,6 +99,9 @@ impl Default for ClassifyConfig {
             text_policy: None,
             text_refine: TextSetup::SHIPPED.refine,
             max_text_bytes: 64 << 10,
+            max_input_images: 8,
+            max_input_image_bytes: 16 << 20,
+            max_input_pixels: 40_000_000,
             combine: [("sexual".to_string(), Combine::Mean)].into(),
             backends: default_backends(),
             onnxruntime: "onnxruntime".into(),
@@ -115,6 +123,17 @@ impl ClassifyConfig {
         }
         if self.attempt_timeout_s.is_nan() || self.attempt_timeout_s <= 0.0 {
             problems.push("classify.attempt_timeout_s: must be positive".into());
+        }
+        if !(1..=64).contains(&self.max_input_images) {
+            problems.push(format!(
+                "classify.max_input_images: {} is outside 1..=64",
+                self.max_input_images
+            ));
+        }
+        if self.max_input_image_bytes == 0 || self.max_input_pixels == 0 {
+            problems.push(
+                "classify.max_input_image_bytes and max_input_pixels: must be positive".into(),
+            );
         }
         if self.max_text_bytes == 0 {
             problems.push("classify.max_text_bytes: must be positive".into());
@@ -526,6 +545,25 @@ impl ClassifyStage {
                 Err(_) => unreadable += 1,
             }
         }
+        self.classify_frames(
+            &extract.clip_id,
+            decoded,
+            unreadable,
+            extract.context.as_ref(),
+        )
+        .await
+    }
+
+    /// Scores decoded frames (clip time, picture) and the context's prompt and scene
+    /// description: the stage's work once the thumbnails are read. Input checks call it with
+    /// uploaded images. `unreadable` frames are named in the signal's reasons.
+    pub async fn classify_frames(
+        &self,
+        clip_id: &str,
+        decoded: Vec<(f64, Arc<image::RgbImage>)>,
+        unreadable: usize,
+        context: Option<&ClipContext>,
+    ) -> Result<Signal, StageError> {
         let mut scores: Vec<CategoryScore> = Vec::new();
         // Every model gets every frame first (their threads run side by side), then each
         // frame's scores are combined per category.
@@ -596,7 +634,7 @@ impl ClassifyStage {
         if unreadable > 0 {
             reasons.push("frame_unreadable".to_string());
         }
-        let context = extract.context.clone().unwrap_or_default();
+        let context = context.cloned().unwrap_or_default();
         let mut texts = Vec::new();
         for (source, text) in [
             ("prompt", &context.prompt),
@@ -614,7 +652,7 @@ impl ClassifyStage {
             merge(&mut scores, classify_texts(&self.text, texts).await?);
         }
         Ok(Signal {
-            clip_id: extract.clip_id.clone(),
+            clip_id: clip_id.to_string(),
             stage: NAME.to_string(),
             scores,
             reasons,

@@ -463,6 +463,15 @@ impl Stage for HashmatchStage {
     }
 
     fn start(self: &Arc<Self>, _emitter: Arc<dyn Emitter>) {
+        self.keep_reloading();
+    }
+}
+
+impl HashmatchStage {
+    /// Reloads changed banks every `reload_interval_s` for as long as the stage lives (on the
+    /// current tokio runtime; without one, never). Its hosts start it; so does the classify
+    /// worker, whose input checks match uploads against the same banks.
+    pub fn keep_reloading(self: &Arc<Self>) {
         let stage = Arc::downgrade(self);
         let interval = Duration::from_secs_f64(self.config.reload_interval_s);
         // A random first offset within one interval spreads replicas' reloads over time.

@@ -1,14 +1,18 @@
-//! `Moderation.CheckPrompt` over gRPC on loopback with the default engine (text classifier +
-//! shipped policy): p50 / p99 latency of sequential calls and requests per second with 4
-//! callers, on one core (the bench re-runs itself under `taskset -c 0`), beside the same
-//! check called in process in the same run (the baseline: what gRPC adds).
-//! Target: p99 ≤ 20 ms including text classification. The shipped text policy refines its
-//! uncertain band with a larger encoder: the bench prints the share of prompts that reach it,
-//! and the first encoder alone in the same run.
+//! The `Moderation` service over gRPC on loopback with the default engine, on one core (the
+//! bench re-runs itself under `taskset -c 0`), each beside the same check called in process in
+//! the same run (the baseline: what gRPC adds).
 //!
-//!     cargo bench -p clipguard-classify --bench check_prompt
+//! - `CheckPrompt` (text classifier + shipped policy): p50 / p99 latency of sequential calls and
+//!   requests per second with 4 callers. Target: p99 ≤ 20 ms including text classification.
+//!   The shipped text policy refines its uncertain band with a larger encoder: the bench prints
+//!   the share of prompts that reach it, and the first encoder alone in the same run.
+//! - `CheckInput` (a prompt with one uploaded 256 × 256 photo: PDQ and the banks, open_nsfw,
+//!   the face and age models, the text classifier, the monitor's decision): p50 / p99 of
+//!   sequential calls.
 //!
-//! `CLIPGUARD_BENCH_RUNS` (default 5): passes over the 112 held-out sentences.
+//!     cargo bench -p clipguard-topology --bench moderation
+//!
+//! `CLIPGUARD_BENCH_RUNS` (default 5): passes over the held-out sentences.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,13 +20,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clipguard_classify::prompt;
-use clipguard_classify::stage::ClassifyConfig;
+use clipguard_classify::stage::{ClassifyConfig, ClassifyStage};
+use clipguard_hashmatch::stage::{HashmatchConfig, HashmatchStage};
+use clipguard_pipeline::store::MediaStore;
 use clipguard_policy::{Audience, Policy};
 use clipguard_schemas::moderation_client::ModerationClient;
-use clipguard_schemas::{CheckPromptRequest, Decision};
+use clipguard_schemas::{CheckInputRequest, CheckPromptRequest, Decision};
 use clipguard_text::REFINED_KIND;
 use clipguard_text::prompt::PromptChecker;
+use clipguard_topology::input::{InputChecker, InputLimits};
+use clipguard_topology::moderation;
 use tonic::service::Routes;
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -31,7 +38,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn prompts() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../eval/text/heldout.jsonl");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/text/heldout.jsonl");
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -92,6 +99,30 @@ fn main() {
     };
     let (fast, _) = checker_with(false);
     let (checker, refiner) = checker_with(true);
+    // Input checks: the default classify stage (frame model, faces, text) and empty banks.
+    let scratch = tempfile::tempdir().unwrap();
+    let store = MediaStore::open(&clipguard_pipeline::store::StoreConfig {
+        url: scratch.path().join("store").display().to_string(),
+        ..Default::default()
+    })
+    .unwrap();
+    let inputs = InputChecker::new(
+        Arc::new(ClassifyStage::new(ClassifyConfig::default(), store).unwrap()),
+        Arc::new(
+            HashmatchStage::new(HashmatchConfig {
+                banks_dir: scratch.path().join("banks"),
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        checker.policy().clone(),
+        InputLimits::default(),
+    );
+    let photo = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../stages/classify/fixtures/faces/astronaut.png"),
+    )
+    .unwrap();
     let prompts = prompts();
     println!(
         "{} prompts × {runs} passes, audience public_feed, one core; uncertain band refined by {}",
@@ -131,12 +162,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (mut remote, rps) = rt.block_on(async {
+    let (mut remote, rps, mut input_local, mut input_remote) = rt.block_on(async {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = clipguard_pipeline::grpc::serve(
             "127.0.0.1:0".parse().unwrap(),
-            Routes::new(prompt::service(checker.clone())),
-            &[prompt::SERVICE],
+            Routes::new(moderation::service(checker.clone(), inputs.clone())),
+            &[moderation::SERVICE],
             &Default::default(),
             async {
                 let _ = stopped.await;
@@ -188,9 +219,34 @@ fn main() {
             t.await.unwrap();
         }
         let rps = (total / 4 * 4) as f64 / started.elapsed().as_secs_f64();
+        // Input checks: the same prompts, each with the photo, in process then over gRPC.
+        let checks = (prompts.len() * runs).min(100);
+        let mut input_local = Vec::new();
+        let mut input_remote = Vec::new();
+        for p in prompts.iter().cycle().take(checks + 3) {
+            let t = Instant::now();
+            inputs
+                .check(p, vec![photo.clone()], Audience::PublicFeed)
+                .await
+                .unwrap();
+            input_local.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            client
+                .check_input(CheckInputRequest {
+                    prompt: p.clone(),
+                    images: vec![photo.clone()],
+                    audience: clipguard_schemas::Audience::PublicFeed as i32,
+                })
+                .await
+                .unwrap();
+            input_remote.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        // The first calls build the models' plans: not counted.
+        input_local.drain(..3);
+        input_remote.drain(..3);
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), server.task).await;
-        (remote, rps)
+        (remote, rps, input_local, input_remote)
     });
 
     let (a50, a99) = (percentile(&mut alone, 0.5), percentile(&mut alone, 0.99));
@@ -222,5 +278,19 @@ fn main() {
     println!(
         "target p99 ≤ 20 ms: {}",
         if r99 <= 20.0 { "met" } else { "NOT met" }
+    );
+    let (i50, i99) = (
+        percentile(&mut input_local, 0.5),
+        percentile(&mut input_local, 0.99),
+    );
+    let (g50, g99) = (
+        percentile(&mut input_remote, 0.5),
+        percentile(&mut input_remote, 0.99),
+    );
+    println!(
+        "CheckInput, prompt + one 256x256 photo, {} calls: in process p50 {i50:6.2} ms  p99 {i99:6.2} ms; gRPC p50 {g50:6.2} ms  p99 {g99:6.2} ms ({:.2}× / {:.2}×); the prompt alone in process p50 {l50:.2} ms",
+        input_local.len(),
+        g50 / i50,
+        g99 / i99
     );
 }

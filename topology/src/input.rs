@@ -1,0 +1,319 @@
+//! Input checks with images (`Moderation.CheckInput`, `clipguard check-input`): a prompt and
+//! the images uploaded with it, checked before anything is generated from them.
+//!
+//! The uploads become the frames of a clip that has no video: each image is hashed (PDQ, SHA-256,
+//! MD5) and matched by the hashmatch stage's code against the banks in service; the images and
+//! the prompt go through the classify stage's code (frame classifiers, the face/age check, the
+//! text classifier); the monitor's decision function fuses the three signals under the policy.
+//! So a CSAM-bank match blocks for every audience, and a face that may be under 18 puts every
+//! audience on the under-18 column (`minor_present`), exactly as for a clip.
+//!
+//! Evidence names the image by its position in the request (`image 0`, `image 1`, ...).
+//! Images are never stored: they live in memory for the request.
+
+use std::sync::Arc;
+
+use clipguard_classify::stage::ClassifyStage;
+use clipguard_hashmatch::stage::HashmatchStage;
+use clipguard_monitor::decide::{gather, verdict};
+use clipguard_monitor::wait::Wait;
+use clipguard_pipeline::StageError;
+use clipguard_policy::{Audience, Policy};
+use clipguard_schemas::names::stage;
+use clipguard_schemas::{
+    AudienceContext, CheckInputResponse, ClipContext, MediaExtract, MediaInfo, SampledFrame,
+    Signal, signal,
+};
+use md5::Digest as _;
+
+/// Limits on what one request may upload.
+#[derive(Debug, Clone, Copy)]
+pub struct InputLimits {
+    /// Images per request.
+    pub max_images: usize,
+    /// Encoded bytes per image.
+    pub max_image_bytes: usize,
+    /// Decoded pixels per image (width × height): a small file that decodes to a huge picture
+    /// is refused before its pixels are allocated.
+    pub max_pixels: u64,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            max_images: 8,
+            max_image_bytes: 16 << 20,
+            max_pixels: 40_000_000,
+        }
+    }
+}
+
+/// A request refused before any check ran: what is wrong and with which image.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputRefused(pub String);
+
+/// The input check: the classify and hashmatch stages and the policy, shared with the worker
+/// that serves it.
+#[derive(Clone)]
+pub struct InputChecker {
+    classify: Arc<ClassifyStage>,
+    hashmatch: Arc<HashmatchStage>,
+    policy: Arc<Policy>,
+    limits: InputLimits,
+}
+
+impl std::fmt::Debug for InputChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputChecker")
+            .field("policy", &self.policy.version)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One decoded upload.
+struct Upload {
+    rgb: Arc<image::RgbImage>,
+    frame: SampledFrame,
+    sha256: String,
+    md5: String,
+}
+
+impl InputChecker {
+    pub fn new(
+        classify: Arc<ClassifyStage>,
+        hashmatch: Arc<HashmatchStage>,
+        policy: Arc<Policy>,
+        limits: InputLimits,
+    ) -> Self {
+        InputChecker {
+            classify,
+            hashmatch,
+            policy,
+            limits,
+        }
+    }
+
+    /// The checker a configuration describes, its stages built here (`clipguard check-input`;
+    /// the classify worker shares its own stage instead).
+    pub fn from_config(
+        cfg: &crate::Config,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let store = clipguard_pipeline::store::MediaStore::open(&cfg.store)?;
+        let classify = ClassifyStage::new(cfg.classify.clone(), store)?;
+        let hashmatch = HashmatchStage::new(cfg.hashmatch.clone())?;
+        let c = &cfg.classify;
+        Ok(InputChecker::new(
+            Arc::new(classify),
+            Arc::new(hashmatch),
+            Arc::new(cfg.policy.load()?),
+            InputLimits {
+                max_images: c.max_input_images,
+                max_image_bytes: c.max_input_image_bytes,
+                max_pixels: c.max_input_pixels,
+            },
+        ))
+    }
+
+    /// Checks `prompt` and `images` (PNG or JPEG bytes) for `audience`. A request over the
+    /// limits, or an image that does not decode, is refused whole, naming the image.
+    pub async fn check(
+        &self,
+        prompt: &str,
+        images: Vec<Vec<u8>>,
+        audience: Audience,
+    ) -> Result<CheckInputResponse, CheckFailed> {
+        if images.len() > self.limits.max_images {
+            return Err(CheckFailed::Refused(InputRefused(format!(
+                "{} images: at most {} per request",
+                images.len(),
+                self.limits.max_images
+            ))));
+        }
+        let limits = self.limits;
+        let uploads = tokio::task::spawn_blocking(move || {
+            images
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| decode(i, bytes, &limits))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| CheckFailed::Stage(clipguard_pipeline::error::join_error(e)))?
+        .map_err(CheckFailed::Refused)?;
+
+        let clip_id = format!("input-{}", clipguard_pipeline::edges::new_clip_id());
+        let (age_band, surface) = audience.context();
+        let mut ctx = AudienceContext::default();
+        ctx.set_age_band(age_band);
+        ctx.set_surface(surface);
+        let context = ClipContext {
+            source: "input".into(),
+            audience: Some(ctx),
+            prompt: prompt.to_string(),
+            ..ClipContext::default()
+        };
+
+        // Hash banks: one extract per image (its own SHA-256 and MD5 for exact-match banks).
+        let mut matches = Vec::new();
+        let mut hash_reasons = Vec::new();
+        for u in &uploads {
+            let extract = MediaExtract {
+                clip_id: clip_id.clone(),
+                frames: vec![u.frame.clone()],
+                sha256: u.sha256.clone(),
+                md5: u.md5.clone(),
+                ..MediaExtract::default()
+            };
+            let s = self
+                .hashmatch
+                .match_off_executor(extract)
+                .await
+                .map_err(CheckFailed::Stage)?;
+            matches.extend(s.hash_matches);
+            for r in s.reasons {
+                if !hash_reasons.contains(&r) {
+                    hash_reasons.push(r);
+                }
+            }
+        }
+        let hashmatch = Signal {
+            clip_id: clip_id.clone(),
+            stage: stage::HASHMATCH.into(),
+            hash_matches: matches,
+            reasons: hash_reasons,
+            ..Signal::default()
+        };
+
+        // Frame classifiers, faces and the prompt: the classify stage's code, the image's
+        // position as its time.
+        let frames: Vec<(f64, Arc<image::RgbImage>)> = uploads
+            .iter()
+            .map(|u| (u.frame.timestamp_s, u.rgb.clone()))
+            .collect();
+        let mut classify = self
+            .classify
+            .classify_frames(&clip_id, frames, 0, Some(&context))
+            .await
+            .map_err(CheckFailed::Stage)?;
+        for score in &mut classify.scores {
+            for e in &mut score.evidence {
+                if e.kind == "frame" {
+                    e.kind = "image".into();
+                    e.detail = format!("image {}: {}", e.start_s as usize, e.detail);
+                }
+            }
+        }
+
+        let (width, height) = uploads
+            .first()
+            .map_or((0, 0), |u| (u.rgb.width(), u.rgb.height()));
+        let media = Signal {
+            clip_id: clip_id.clone(),
+            stage: stage::MEDIA.into(),
+            context: Some(context),
+            body: Some(signal::Body::Media(MediaInfo {
+                width,
+                height,
+                container: "image".into(),
+                ..MediaInfo::default()
+            })),
+            ..Signal::default()
+        };
+
+        let signals = [media, hashmatch, classify];
+        let wait = Wait::of(&[stage::MEDIA, stage::HASHMATCH, stage::CLASSIFY])
+            .map_err(|e| CheckFailed::Stage(StageError::internal("wait", e)))?;
+        let findings = gather(&clip_id, &signals, &wait, &self.policy, false);
+        let minor_present = findings.minor();
+        let v = verdict(&findings, &self.policy);
+        let decided = if minor_present {
+            Audience::Under18
+        } else {
+            audience
+        };
+        let decision = v.audiences.as_ref().map_or(v.decision, |a| audience.of(a));
+        Ok(CheckInputResponse {
+            decision,
+            audience: decided.name().to_string(),
+            minor_present,
+            verdict: Some(v),
+        })
+    }
+}
+
+/// Why a check did not give a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailed {
+    /// The request: too many images, one too large, not an image.
+    #[error(transparent)]
+    Refused(InputRefused),
+    /// A stage failed on it (a model thread, the store).
+    #[error("{0}")]
+    Stage(StageError),
+}
+
+impl From<CheckFailed> for tonic::Status {
+    fn from(e: CheckFailed) -> Self {
+        match e {
+            CheckFailed::Refused(r) => tonic::Status::invalid_argument(r.0),
+            CheckFailed::Stage(s) => tonic::Status::from(s),
+        }
+    }
+}
+
+/// Decodes upload `i` within the limits; hashes it.
+fn decode(i: usize, bytes: &[u8], limits: &InputLimits) -> Result<Upload, InputRefused> {
+    if bytes.len() > limits.max_image_bytes {
+        return Err(InputRefused(format!(
+            "image {i}: {} bytes, at most {}",
+            bytes.len(),
+            limits.max_image_bytes
+        )));
+    }
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| InputRefused(format!("image {i}: {e}")))?;
+    if reader.format().is_none() {
+        return Err(InputRefused(format!(
+            "image {i}: not a PNG or JPEG image ({} bytes)",
+            bytes.len()
+        )));
+    }
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| InputRefused(format!("image {i}: {e}")))?;
+    if u64::from(w) * u64::from(h) > limits.max_pixels || w == 0 || h == 0 {
+        return Err(InputRefused(format!(
+            "image {i}: {w}x{h} pixels, at most {} and none empty",
+            limits.max_pixels
+        )));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| InputRefused(format!("image {i}: {e}")))?;
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(w);
+    l.max_image_height = Some(h);
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(4).max(1 << 20));
+    reader.limits(l);
+    let rgb = reader
+        .decode()
+        .map_err(|e| InputRefused(format!("image {i}: {e}")))?
+        .to_rgb8();
+    let luma = clipguard_pdq::luma_from_rgb(rgb.as_raw());
+    let hashed = clipguard_pdq::hash_luma(&luma, rgb.width() as usize, rgb.height() as usize);
+    Ok(Upload {
+        frame: SampledFrame {
+            index: i as u32,
+            timestamp_s: i as f64,
+            pdq: hashed.hash.0.to_vec(),
+            pdq_quality: hashed.quality,
+            ..SampledFrame::default()
+        },
+        rgb: Arc::new(rgb),
+        sha256: hex::encode(sha2::Sha256::digest(bytes)),
+        md5: hex::encode(md5::Md5::digest(bytes)),
+    })
+}
