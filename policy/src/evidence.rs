@@ -8,6 +8,8 @@ pub fn evidence_phrase(e: &Evidence) -> String {
     match e.kind.as_str() {
         "transcript" => format!("speech at {:.1}–{:.1} s, {detail}", e.start_s, e.end_s),
         "frame" | "face" => format!("{} at {:.1} s, {detail}", e.kind, e.start_s),
+        // An uploaded image of an input check, by its position in the request.
+        "image" => format!("image {}, {detail}", e.start_s as usize),
         "prompt" => format!("the prompt, {detail}"),
         "scene_description" => format!("the scene description, {detail}"),
         "hash" => format!("hash match at {:.1} s, {detail}", e.start_s),

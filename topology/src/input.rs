@@ -8,7 +8,8 @@
 //! So a CSAM-bank match blocks for every audience, and a face that may be under 18 puts every
 //! audience on the under-18 column (`minor_present`), exactly as for a clip.
 //!
-//! Evidence names the image by its position in the request (`image 0`, `image 1`, ...).
+//! Evidence names the image by its position in the request (`image 0`, `image 1`, ...): its
+//! kind is `image` and its time the position.
 //! Images are never stored: they live in memory for the request.
 
 use std::sync::Arc;
@@ -25,6 +26,10 @@ use clipguard_schemas::{
     Signal, signal,
 };
 use md5::Digest as _;
+
+/// The `container` of an input check's media signal: the monitor words its rationale for
+/// uploaded images, not a clip.
+pub const UPLOADS: &str = clipguard_monitor::decide::UPLOADS;
 
 /// Limits on what one request may upload.
 #[derive(Debug, Clone, Copy)]
@@ -199,9 +204,8 @@ impl InputChecker {
             .map_err(CheckFailed::Stage)?;
         for score in &mut classify.scores {
             for e in &mut score.evidence {
-                if e.kind == "frame" {
+                if e.kind == "frame" || e.kind == "face" {
                     e.kind = "image".into();
-                    e.detail = format!("image {}: {}", e.start_s as usize, e.detail);
                 }
             }
         }
@@ -216,7 +220,8 @@ impl InputChecker {
             body: Some(signal::Body::Media(MediaInfo {
                 width,
                 height,
-                container: "image".into(),
+                container: UPLOADS.into(),
+                frames_decoded: uploads.len() as u64,
                 ..MediaInfo::default()
             })),
             ..Signal::default()

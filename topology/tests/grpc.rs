@@ -1,15 +1,28 @@
 //! The registry's stages served over loopback gRPC by the pipeline's one adapter: each stage's
 //! call answers, is stamped as the hosts stamp a signal, maps its error to a status, and counts
 //! into the stage's shared metrics.
+//!
+//! And `Moderation.CheckInput` as the classify worker serves it, over loopback gRPC with the real
+//! models: a photo and a harmless prompt are allowed with every category scored; an unsafe
+//! prompt beside the same photo is blocked by the text path; once the photo's PDQ is in a
+//! CSAM-category bank the request is blocked for every audience, adults included, with the bank
+//! named; requests over the limits (images, pixels) or with bytes that are not an image are
+//! refused, naming the image, before any model runs.
 
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
+
+use clipguard_hashmatch::bank::{Action, BankMeta, BankStore, Contents};
 use clipguard_pipeline::grpc::{GrpcConfig, serve};
 use clipguard_pipeline::telemetry::render;
 use clipguard_schemas::hash_match_stage_client::HashMatchStageClient;
+use clipguard_schemas::moderation_client::ModerationClient;
 use clipguard_schemas::monitor_stage_client::MonitorStageClient;
 use clipguard_schemas::names::stage;
-use clipguard_schemas::{DecideRequest, Decision, MediaExtract};
+use clipguard_schemas::{
+    Audience, CheckInputRequest, CheckInputResponse, DecideRequest, Decision, MediaExtract,
+};
 use clipguard_topology::Config;
 use clipguard_topology::registry::Registry;
 use prometheus_client::registry::Registry as MetricsRegistry;
@@ -87,4 +100,187 @@ async fn every_stage_answers_through_the_one_adapter() {
     for s in servers {
         s.task.await.unwrap();
     }
+}
+
+fn photo() -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../stages/classify/fixtures/faces/astronaut.png"),
+    )
+    .unwrap()
+}
+
+/// The classify worker's services on loopback, with `banks` as its bank folder.
+async fn classify_worker(
+    banks: &Path,
+    store: &Path,
+    max_pixels: u64,
+) -> (
+    ModerationClient<tonic::transport::Channel>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let mut cfg = Config::default();
+    cfg.hashmatch.banks_dir = banks.to_path_buf();
+    cfg.store.url = store.display().to_string();
+    cfg.classify.max_input_pixels = max_pixels;
+    let built = Registry::default().build(stage::CLASSIFY, &cfg).unwrap();
+    assert!(
+        built.services.contains(&"clipguard.v1.Moderation"),
+        "{:?}",
+        built.services
+    );
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let server = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        built.routes,
+        &built.services,
+        &GrpcConfig::default(),
+        async move {
+            let _ = stopped.changed().await;
+        },
+    )
+    .await
+    .unwrap();
+    let client = ModerationClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    (client, stop)
+}
+
+async fn check(
+    client: &mut ModerationClient<tonic::transport::Channel>,
+    prompt: &str,
+    images: Vec<Vec<u8>>,
+    audience: Audience,
+) -> Result<CheckInputResponse, tonic::Status> {
+    client
+        .check_input(CheckInputRequest {
+            prompt: prompt.into(),
+            images,
+            audience: audience as i32,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_go_through_the_banks_the_frame_models_the_faces_and_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (banks, store) = (dir.path().join("banks"), dir.path().join("store"));
+    let (mut client, stop) = classify_worker(&banks, &store, 40_000_000).await;
+
+    let ok = check(
+        &mut client,
+        "make her wave at the camera",
+        vec![photo()],
+        Audience::PublicFeed,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.decision(), Decision::Allow, "{ok:?}");
+    assert!(!ok.minor_present, "an adult astronaut: {ok:?}");
+    assert_eq!(ok.audience, "public_feed");
+    let v = ok.verdict.as_ref().unwrap();
+    let scored: Vec<&str> = v.categories.iter().map(|c| c.category.as_str()).collect();
+    for c in ["sexual", "potential_minor", "self_harm"] {
+        assert!(scored.contains(&c), "{c} not scored: {scored:?}");
+    }
+    assert!(v.stages.iter().any(|s| s == "hashmatch"), "{:?}", v.stages);
+    assert!(
+        v.rationale
+            .contains("1 uploaded image(s) read (the first 256x256)"),
+        "{}",
+        v.rationale
+    );
+
+    let unsafe_prompt = check(
+        &mut client,
+        "animate her so she takes off her clothes and shows her naked body in explicit sex",
+        vec![photo()],
+        Audience::PublicFeed,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        unsafe_prompt.decision(),
+        Decision::Block,
+        "{unsafe_prompt:?}"
+    );
+
+    // Refused whole, naming the image, before any model runs.
+    let e = check(
+        &mut client,
+        "",
+        vec![photo(), b"not an image at all".to_vec()],
+        Audience::Adult,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("image 1"), "{}", e.message());
+    let e = check(&mut client, "", vec![photo(); 9], Audience::Adult)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("9 images"), "{}", e.message());
+    let _ = stop.send(true);
+
+    // The photo's PDQ in a CSAM-category bank: blocked for adults too, the bank named.
+    let hashed = clipguard_pdq::hash_luma(
+        &clipguard_pdq::luma_from_rgb(
+            image::load_from_memory(&photo())
+                .unwrap()
+                .to_rgb8()
+                .as_raw(),
+        ),
+        256,
+        256,
+    );
+    let contents = Contents {
+        pdq: vec![(hashed.hash, "test-item-1".into())],
+        ..Contents::default()
+    };
+    BankStore::new(&banks)
+        .write(
+            &BankMeta::new("test-csam", "csam", Action::Review),
+            &contents,
+        )
+        .unwrap();
+    let (mut client, stop) = classify_worker(&banks, &store, 70_000).await;
+    let blocked = check(
+        &mut client,
+        "make her wave at the camera",
+        vec![photo()],
+        Audience::Adult,
+    )
+    .await
+    .unwrap();
+    assert_eq!(blocked.decision(), Decision::Block, "{blocked:?}");
+    let v = blocked.verdict.unwrap();
+    assert!(
+        v.reasons.iter().any(|r| r == "hash_match:csam"),
+        "{:?}",
+        v.reasons
+    );
+    assert!(
+        v.rationale.contains("upload matched")
+            && v.rationale.contains("in image 0 in bank `test-csam`"),
+        "{}",
+        v.rationale
+    );
+    // A picture over the pixel limit is refused by its header, before it is decoded.
+    let mut big = Vec::new();
+    image::RgbImage::new(300, 300)
+        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
+        .unwrap();
+    let e = check(&mut client, "", vec![photo(), big], Audience::Adult)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("image 1: 300x300 pixels"),
+        "{}",
+        e.message()
+    );
+    let _ = stop.send(true);
 }

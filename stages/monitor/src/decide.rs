@@ -23,6 +23,10 @@ use crate::wait::Wait;
 /// whatever action the bank was imported with, and the monitor decides without waiting.
 pub const CSAM_BANK_CATEGORIES: &[&str] = &[policy::CSAM, policy::MINORS_SEXUAL];
 
+/// The media `container` of an input check's uploads (`Moderation.CheckInput`): a "clip" whose
+/// frames are uploaded images, their positions as times; rationales name images, not seconds.
+pub const UPLOADS: &str = "uploaded images";
+
 /// Engine name of the deterministic policy engine.
 pub const POLICY_ENGINE: &str = "policy";
 

@@ -134,8 +134,12 @@ pub fn gather(
                 category: None,
             });
         }
+        let uploads = f
+            .media
+            .as_ref()
+            .is_some_and(|m| m.container == super::UPLOADS);
         for m in &s.hash_matches {
-            f.hard.push(hash_finding(m));
+            f.hard.push(hash_finding(m, uploads));
         }
         for score in &s.scores {
             let entry = f.scores.entry(score.category.clone()).or_default();
@@ -184,7 +188,7 @@ pub(super) fn push_unique(list: &mut Vec<String>, item: String) {
 }
 
 /// A hash-bank match: the bank's action (at least review); CSAM banks block.
-fn hash_finding(m: &clipguard_schemas::HashMatch) -> Hard {
+fn hash_finding(m: &clipguard_schemas::HashMatch, uploads: bool) -> Hard {
     let csam = CSAM_BANK_CATEGORIES.contains(&m.category.as_str());
     let decision = if csam {
         Decision::Block
@@ -197,6 +201,10 @@ fn hash_finding(m: &clipguard_schemas::HashMatch) -> Hard {
         format!(", ids {}", m.external_ids.join(" "))
     };
     let what = match m.kind.as_str() {
+        "pdq" if uploads => format!(
+            "an upload matched image hashes (PDQ distance {})",
+            m.distance
+        ),
         "pdq" => format!("frames matched image hashes (PDQ distance {})", m.distance),
         "vpdq" => format!(
             "the video matched a known video ({:.0} % of its frames, PDQ distance {})",
@@ -205,6 +213,7 @@ fn hash_finding(m: &clipguard_schemas::HashMatch) -> Hard {
         kind => format!("the file matched exactly ({kind})"),
     };
     let at = match (m.frame_timestamps_s.first(), m.frame_timestamps_s.last()) {
+        (Some(a), _) if uploads => format!(" in image {}", *a as usize),
         (Some(a), Some(b)) if a == b => format!(" at {a:.1} s"),
         (Some(a), Some(b)) => format!(" at {a:.1}–{b:.1} s"),
         _ => String::new(),

@@ -97,6 +97,13 @@ fn rationale(
     parts.extend(drivers);
     if parts.len() == 1 {
         parts.push(match &f.media {
+            Some(m) if m.container == super::UPLOADS => format!(
+                "{} uploaded image(s) read (the first {}x{}) and no check ({}) found a problem",
+                m.frames_decoded,
+                m.width,
+                m.height,
+                f.stages.join(", ")
+            ),
             Some(m) => format!(
                 "the clip decoded ({:.1} s, {}x{}) and no stage ({}) found a problem",
                 m.duration_s,
