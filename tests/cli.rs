@@ -333,34 +333,40 @@ fn hash_pdq_prints_hex_quality_path() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read the picture"));
 }
 
-/// `classify.backends` puts a frame model on ONNX Runtime (the library from the manifest):
-/// the same decisions as with tract; the log names the backend.
-#[test]
-fn scan_with_the_onnxruntime_backend_gives_the_same_decisions() {
-    let samples = Samples::make();
+/// Fetches `models`, writes `config` and scans the samples with it (info logs on stderr).
+fn scan_with(samples: &Samples, models: &[&str], config: &str) -> std::process::Output {
     let out = Command::new(common::bin())
-        .args(["models", "fetch", "onnxruntime"])
+        .args(["models", "fetch"])
+        .args(models)
         .output()
-        .expect("fetch onnxruntime");
+        .expect("fetch models");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = samples.path("ort.toml");
-    std::fs::write(
-        &config,
-        "[classify.backends]\n\"open-nsfw\" = \"onnxruntime\"\n",
-    )
-    .unwrap();
-    let out = Command::new(common::bin())
+    let file = samples.path("scan-config.toml");
+    std::fs::write(&file, config).unwrap();
+    Command::new(common::bin())
         .args(["scan", "--json", "--config"])
-        .arg(&config)
+        .arg(&file)
         .arg(samples.dir.path())
         .env("CLIPGUARD_STORE__URL", samples.path("store"))
         .env("CLIPGUARD_LOG", "info")
         .output()
-        .expect("run clipguard scan");
+        .expect("run clipguard scan")
+}
+
+/// `classify.backends` puts a frame model on ONNX Runtime (the library from the manifest):
+/// the same decisions as with tract; the log names the backend.
+#[test]
+fn scan_with_the_onnxruntime_backend_gives_the_same_decisions() {
+    let samples = Samples::make();
+    let out = scan_with(
+        &samples,
+        &["onnxruntime"],
+        "[classify.backends]\n\"open-nsfw\" = \"onnxruntime\"\n",
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "scan failed: {log}");
     assert!(
@@ -379,29 +385,11 @@ fn scan_with_the_onnxruntime_backend_gives_the_same_decisions() {
 #[test]
 fn scan_with_the_graphic_frame_model_scores_violence_from_frames() {
     let samples = Samples::make();
-    let out = Command::new(common::bin())
-        .args(["models", "fetch", "onnxruntime", "image-safety-s"])
-        .output()
-        .expect("fetch models");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config = samples.path("graphic.toml");
-    std::fs::write(
-        &config,
+    let out = scan_with(
+        &samples,
+        &["onnxruntime", "image-safety-s"],
         "[classify]\nframe_models = [\"open-nsfw\", \"image-safety-s\"]\n",
-    )
-    .unwrap();
-    let out = Command::new(common::bin())
-        .args(["scan", "--json", "--config"])
-        .arg(&config)
-        .arg(samples.dir.path())
-        .env("CLIPGUARD_STORE__URL", samples.path("store"))
-        .env("CLIPGUARD_LOG", "info")
-        .output()
-        .expect("run clipguard scan");
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "scan failed: {log}");
     assert!(
@@ -432,18 +420,11 @@ fn scan_with_the_graphic_frame_model_scores_violence_from_frames() {
         "{scored} of {decoded}: {verdicts:?}"
     );
 
-    std::fs::write(
-        &config,
+    let out = scan_with(
+        &samples,
+        &[],
         "[classify]\nframe_models = [\"open-nsfw\"]\n[classify.combine]\nsexaul = \"mean\"\n",
-    )
-    .unwrap();
-    let out = Command::new(common::bin())
-        .args(["scan", "--json", "--config"])
-        .arg(&config)
-        .arg(samples.dir.path())
-        .env("CLIPGUARD_STORE__URL", samples.path("store"))
-        .output()
-        .expect("run clipguard scan");
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

@@ -11,7 +11,7 @@ use tract_onnx::prelude::*;
 use crate::{ClassifyError, load_err};
 use clipguard_models::classifier::ClassifierSpec;
 
-use crate::model::{Rgb, find_output, preprocess};
+use crate::model::{Rgb, find_output, preprocess, read_onnx};
 
 /// One kept box, in pixels of the frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,15 +70,7 @@ impl ImageDetector {
     /// Loads and checks the detector: the declared tensors exist, the input takes the declared
     /// layout and size, the output has the declared format, every class index fits.
     pub fn load(name: &str, spec: &DetectorSpec, path: &Path) -> Result<Self, ClassifyError> {
-        let mut model = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
-            .map_err(|e| {
-                load_err(
-                    name,
-                    format!("{}: not a loadable ONNX model: {e:#}", path.display()),
-                )
-            })?;
+        let mut model = read_onnx(name, path)?;
         let inputs = model
             .input_outlets()
             .map_err(|e| load_err(name, e))?

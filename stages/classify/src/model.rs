@@ -101,17 +101,7 @@ impl ImageClassifier {
         max_batch: usize,
     ) -> Result<Self, ClassifyError> {
         let max_batch = max_batch.max(1);
-        // Exported graphs often carry intermediate shapes in value_info that tract's own shape
-        // inference disagrees with (image-safety-s does); they are hints, not the model.
-        let mut model = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
-            .map_err(|e| {
-                load_err(
-                    name,
-                    format!("{}: not a loadable ONNX model: {e:#}", path.display()),
-                )
-            })?;
+        let mut model = read_onnx(name, path)?;
         let inputs = model
             .input_outlets()
             .map_err(|e| load_err(name, e))?
@@ -378,6 +368,21 @@ fn activate(scores: Scores, row: &[f32]) -> Vec<f32> {
             exps.iter().map(|&e| e / sum).collect()
         }
     }
+}
+
+/// The ONNX graph at `path`, for tract. Exported graphs often carry intermediate shapes in
+/// value_info that tract's own shape inference disagrees with (image-safety-s does): they are
+/// hints, not the model, and are ignored.
+pub(crate) fn read_onnx(name: &str, path: &Path) -> Result<InferenceModel, ClassifyError> {
+    tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(path)
+        .map_err(|e| {
+            load_err(
+                name,
+                format!("{}: not a loadable ONNX model: {e:#}", path.display()),
+            )
+        })
 }
 
 /// Appends one image's input tensor to `out`: resize (Pillow bilinear), centre crop, channel
