@@ -1,8 +1,8 @@
 //! What an integrating team meets, from Python: `docs/examples/integrate.py` (confluent-kafka,
 //! grpcio, grpcio-reflection, from PyPI in a cached venv) publishes clips to separately started
-//! stage processes on the test broker, reads their verdicts, checks a prompt over gRPC, asks
-//! health, and lists and describes every service through server reflection (v1alpha, with
-//! each file's imports).
+//! stage processes on the test broker, reads their verdicts, checks a prompt and a prompt with a
+//! photo over gRPC, asks health, and lists and describes every service through server
+//! reflection (v1alpha, with each file's imports).
 
 // Tests and benchmarks report failure by panicking.
 #![allow(clippy::unwrap_used)]
@@ -71,6 +71,8 @@ fn a_python_client_publishes_reads_verdicts_checks_a_prompt_and_reflects() {
         .arg("--proto")
         .arg(root.join("schemas/proto"))
         .args(["--timeout-s", "120"])
+        .arg("--image")
+        .arg(root.join("stages/classify/fixtures/faces/astronaut.png"))
         .arg(samples.path("ball.webm"))
         .arg(samples.path("corrupt.mp4"))
         .output()
@@ -106,6 +108,13 @@ fn a_python_client_publishes_reads_verdicts_checks_a_prompt_and_reflects() {
     }
     assert_eq!(result["check_prompt"]["decision"], "DECISION_ALLOW");
     assert_eq!(result["check_prompt"]["audience"], "public_feed");
+    // A prompt with an uploaded photo of an adult: allowed on the public feed, no minor.
+    assert_eq!(
+        result["check_input"]["decision"], "DECISION_ALLOW",
+        "{result}"
+    );
+    assert_eq!(result["check_input"]["minor_present"], false);
+    assert_eq!(result["check_input"]["audience"], "public_feed");
     assert_eq!(result["health"], "SERVING");
     // Reflection described every service the worker serves, down to the methods' types
     // (which needs clip.proto, imported by services.proto).
@@ -114,6 +123,8 @@ fn a_python_client_publishes_reads_verdicts_checks_a_prompt_and_reflects() {
     assert!(
         moderation.contains(
             "CheckPrompt(clipguard.v1.CheckPromptRequest) returns (clipguard.v1.CheckPromptResponse)"
+        ) && moderation.contains(
+            "CheckInput(clipguard.v1.CheckInputRequest) returns (clipguard.v1.CheckInputResponse)"
         ),
         "{moderation}"
     );

@@ -1,13 +1,14 @@
 """An integrating team's client, in Python: publish clips to clipguard and read their verdicts
-(confluent-kafka), check a prompt, ask health and list and describe every service through server
-reflection (grpcio, grpcio-reflection). The test suite runs this file against separately started
+(confluent-kafka), check a prompt (and, with --image, a prompt with an uploaded picture), ask
+health and list and describe every service through server reflection (grpcio, grpcio-reflection). The test suite runs this file against separately started
 stage processes (tests/interop.rs); docs/integrating.md explains each step.
 
     pip install confluent-kafka grpcio grpcio-tools grpcio-reflection grpcio-health-checking protobuf
     python integrate.py --brokers 127.0.0.1:9092 --grpc 127.0.0.1:50051 --proto schemas/proto \
-        clip1.mp4 clip2.webm
+        --image photo.png clip1.mp4 clip2.webm
 
-Prints one JSON object: the verdicts by clip id, the prompt check, health, and the services with
+Prints one JSON object: the verdicts by clip id, the prompt check, the input check, health, and
+the services with
 their methods. Exits 1 when a clip gets no verdict in time.
 """
 
@@ -125,6 +126,7 @@ def main():
     ap.add_argument("--grpc", required=True, help="host:port of a classify worker's gRPC")
     ap.add_argument("--proto", required=True, help="the folder holding clipguard/v1/*.proto")
     ap.add_argument("--timeout-s", type=float, default=120)
+    ap.add_argument("--image", help="a PNG or JPEG to check with a prompt (CheckInput)")
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
 
@@ -149,6 +151,26 @@ def main():
         timeout=10,
     )
     check_ms = (time.time() - started) * 1000
+    check_input = None
+    if args.image:
+        with open(args.image, "rb") as f:
+            picture = f.read()
+        started = time.time()
+        answer = moderation.CheckInput(
+            services_pb2.CheckInputRequest(
+                prompt="animate this photo: she waves at the camera",
+                images=[picture],
+                audience=services_pb2.AUDIENCE_PUBLIC_FEED,
+            ),
+            timeout=30,
+        )
+        check_input = {
+            "decision": clip_pb2.Decision.Name(answer.decision),
+            "audience": answer.audience,
+            "minor_present": answer.minor_present,
+            "rationale": answer.verdict.rationale,
+            "ms": round((time.time() - started) * 1000, 1),
+        }
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
     services = describe_services(channel)
 
@@ -170,6 +192,7 @@ def main():
             "rationale": check.rationale,
             "ms": round(check_ms, 1),
         },
+        "check_input": check_input,
         "health": health_pb2.HealthCheckResponse.ServingStatus.Name(health.status),
         "services": services,
     }

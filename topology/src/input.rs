@@ -41,6 +41,31 @@ pub struct InputLimits {
     /// Decoded pixels per image (width × height): a small file that decodes to a huge picture
     /// is refused before its pixels are allocated.
     pub max_pixels: u64,
+    /// Prompt bytes: a longer prompt is refused (the text classifier reads no further, and an
+    /// unread tail must not pass), as CheckPrompt refuses it.
+    pub max_prompt_bytes: usize,
+    /// Checks running at once in this worker; more wait. Each holds one decoded upload at full
+    /// size at a time (about 11 bytes a pixel while it is hashed).
+    pub in_flight: usize,
+    /// The classifiers see an upload at this short side (the media stage's thumbnail size), so
+    /// an upload and a video frame are judged at the same scale.
+    pub short_side: u32,
+}
+
+impl InputLimits {
+    /// The limits a configuration sets (`classify.max_input_*`, `max_text_bytes`, the media
+    /// stage's thumbnail size).
+    pub fn of(cfg: &crate::Config) -> Self {
+        let c = &cfg.classify;
+        InputLimits {
+            max_images: c.max_input_images,
+            max_image_bytes: c.max_input_image_bytes,
+            max_pixels: c.max_input_pixels,
+            max_prompt_bytes: c.max_text_bytes,
+            in_flight: c.input_checks_in_flight,
+            short_side: cfg.media.thumbnail_short_side,
+        }
+    }
 }
 
 impl Default for InputLimits {
@@ -48,7 +73,10 @@ impl Default for InputLimits {
         InputLimits {
             max_images: 8,
             max_image_bytes: 16 << 20,
-            max_pixels: 40_000_000,
+            max_pixels: 50_000_000,
+            max_prompt_bytes: 64 << 10,
+            in_flight: 2,
+            short_side: 256,
         }
     }
 }
@@ -66,6 +94,7 @@ pub struct InputChecker {
     hashmatch: Arc<HashmatchStage>,
     policy: Arc<Policy>,
     limits: InputLimits,
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for InputChecker {
@@ -96,6 +125,7 @@ impl InputChecker {
             classify,
             hashmatch,
             policy,
+            running: Arc::new(tokio::sync::Semaphore::new(limits.in_flight.max(1))),
             limits,
         }
     }
@@ -108,17 +138,22 @@ impl InputChecker {
         let store = clipguard_pipeline::store::MediaStore::open(&cfg.store)?;
         let classify = ClassifyStage::new(cfg.classify.clone(), store)?;
         let hashmatch = HashmatchStage::new(cfg.hashmatch.clone())?;
-        let c = &cfg.classify;
         Ok(InputChecker::new(
             Arc::new(classify),
             Arc::new(hashmatch),
             Arc::new(cfg.policy.load()?),
-            InputLimits {
-                max_images: c.max_input_images,
-                max_image_bytes: c.max_input_image_bytes,
-                max_pixels: c.max_input_pixels,
-            },
+            InputLimits::of(cfg),
         ))
+    }
+
+    /// The largest request message that fits the limits (for the gRPC server's decoding limit:
+    /// tonic's default of 4 MiB would refuse one phone photo).
+    pub fn max_message_bytes(&self) -> usize {
+        let l = &self.limits;
+        l.max_images
+            .saturating_mul(l.max_image_bytes.saturating_add(16))
+            .saturating_add(l.max_prompt_bytes)
+            .saturating_add(4096)
     }
 
     /// Checks `prompt` and `images` (PNG or JPEG bytes) for `audience`. A request over the
@@ -129,6 +164,13 @@ impl InputChecker {
         images: Vec<Vec<u8>>,
         audience: Audience,
     ) -> Result<CheckInputResponse, CheckFailed> {
+        if prompt.len() > self.limits.max_prompt_bytes {
+            return Err(CheckFailed::Refused(InputRefused(format!(
+                "prompt: {} bytes, at most {}",
+                prompt.len(),
+                self.limits.max_prompt_bytes
+            ))));
+        }
         if images.len() > self.limits.max_images {
             return Err(CheckFailed::Refused(InputRefused(format!(
                 "{} images: at most {} per request",
@@ -136,7 +178,12 @@ impl InputChecker {
                 self.limits.max_images
             ))));
         }
+        let _running =
+            self.running.acquire().await.map_err(|e| {
+                CheckFailed::Stage(StageError::internal("input_checks", e.to_string()))
+            })?;
         let limits = self.limits;
+        // One upload at full size at a time: decoded, hashed, then shrunk to thumbnail size.
         let uploads = tokio::task::spawn_blocking(move || {
             images
                 .iter()
@@ -176,7 +223,13 @@ impl InputChecker {
                 .match_off_executor(extract)
                 .await
                 .map_err(CheckFailed::Stage)?;
-            matches.extend(s.hash_matches);
+            // Exact-file matches carry no frame time: the upload's position names the image.
+            matches.extend(s.hash_matches.into_iter().map(|mut m| {
+                if m.frame_timestamps_s.is_empty() {
+                    m.frame_timestamps_s.push(u.frame.timestamp_s);
+                }
+                m
+            }));
             for r in s.reasons {
                 if !hash_reasons.contains(&r) {
                     hash_reasons.push(r);
@@ -303,12 +356,37 @@ fn decode(i: usize, bytes: &[u8], limits: &InputLimits) -> Result<Upload, InputR
     l.max_image_height = Some(h);
     l.max_alloc = Some(limits.max_pixels.saturating_mul(4).max(1 << 20));
     reader.limits(l);
-    let rgb = reader
-        .decode()
-        .map_err(|e| InputRefused(format!("image {i}: {e}")))?
-        .to_rgb8();
-    let luma = clipguard_pdq::luma_from_rgb(rgb.as_raw());
-    let hashed = clipguard_pdq::hash_luma(&luma, rgb.width() as usize, rgb.height() as usize);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| InputRefused(format!("image {i}: {e}")))?;
+    // A phone photo stored sideways is judged (faces above all) the way it is shown.
+    let orientation = image::ImageDecoder::orientation(&mut decoder)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut picture = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| InputRefused(format!("image {i}: {e}")))?;
+    picture.apply_orientation(orientation);
+    let rgb = picture.to_rgb8();
+    drop(picture);
+    let hashed = {
+        let luma = clipguard_pdq::luma_from_rgb(rgb.as_raw());
+        clipguard_pdq::hash_luma(&luma, rgb.width() as usize, rgb.height() as usize)
+    };
+    // What the classifiers see: thumbnail size, by the media stage's rule for video frames.
+    let (tw, th) =
+        clipguard_media::frames::thumbnail_size(rgb.width(), rgb.height(), limits.short_side);
+    let rgb = if (tw, th) == (rgb.width(), rgb.height()) {
+        rgb
+    } else {
+        let small = clipguard_classify::resize::resize_rgb(
+            rgb.as_raw(),
+            rgb.width() as usize,
+            rgb.height() as usize,
+            tw as usize,
+            th as usize,
+        );
+        image::RgbImage::from_raw(tw, th, small)
+            .ok_or_else(|| InputRefused(format!("image {i}: could not be resized")))?
+    };
     Ok(Upload {
         frame: SampledFrame {
             index: i as u32,

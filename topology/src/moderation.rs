@@ -53,6 +53,9 @@ impl Moderation for ModerationGrpc {
     }
 }
 
+/// The service, taking requests as large as the input limits allow (tonic's default of 4 MiB
+/// would refuse one phone photo).
 pub fn service(prompts: PromptChecker, inputs: InputChecker) -> ModerationServer<ModerationGrpc> {
-    ModerationServer::new(ModerationGrpc { prompts, inputs })
+    let max = inputs.max_message_bytes();
+    ModerationServer::new(ModerationGrpc { prompts, inputs }).max_decoding_message_size(max)
 }

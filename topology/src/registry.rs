@@ -369,12 +369,14 @@ fn classify(ctx: &Context<'_>) -> Result<Built, TopologyError> {
         stage.clone(),
         banks,
         checker.policy().clone(),
-        crate::input::InputLimits {
-            max_images: ctx.cfg.classify.max_input_images,
-            max_image_bytes: ctx.cfg.classify.max_input_image_bytes,
-            max_pixels: ctx.cfg.classify.max_input_pixels,
-        },
+        crate::input::InputLimits::of(ctx.cfg),
     );
+    if !ctx.cfg.hashmatch.banks_dir.is_dir() {
+        tracing::warn!(
+            banks_dir = %ctx.cfg.hashmatch.banks_dir.display(),
+            "no hash banks folder: input checks match uploads against no bank"
+        );
+    }
     let service = ClassifyStageServer::new(ctx.served(&stage));
     let prompts = crate::moderation::service(checker, inputs);
     let names = vec![name_of(&service), name_of(&prompts)];

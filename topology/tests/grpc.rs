@@ -115,6 +115,7 @@ async fn classify_worker(
     banks: &Path,
     store: &Path,
     max_pixels: u64,
+    max_image_bytes: usize,
 ) -> (
     ModerationClient<tonic::transport::Channel>,
     tokio::sync::watch::Sender<bool>,
@@ -123,6 +124,7 @@ async fn classify_worker(
     cfg.hashmatch.banks_dir = banks.to_path_buf();
     cfg.store.url = store.display().to_string();
     cfg.classify.max_input_pixels = max_pixels;
+    cfg.classify.max_input_image_bytes = max_image_bytes;
     let built = Registry::default().build(stage::CLASSIFY, &cfg).unwrap();
     assert!(
         built.services.contains(&"clipguard.v1.Moderation"),
@@ -167,7 +169,7 @@ async fn check(
 async fn uploads_go_through_the_banks_the_frame_models_the_faces_and_the_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let (banks, store) = (dir.path().join("banks"), dir.path().join("store"));
-    let (mut client, stop) = classify_worker(&banks, &store, 40_000_000).await;
+    let (mut client, stop) = classify_worker(&banks, &store, 40_000_000, 16 << 20).await;
 
     let ok = check(
         &mut client,
@@ -223,6 +225,17 @@ async fn uploads_go_through_the_banks_the_frame_models_the_faces_and_the_prompt(
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("9 images"), "{}", e.message());
+    // A prompt the text classifier would not read to its end.
+    let long = "a calm lake at dawn. ".repeat(4000);
+    let e = check(&mut client, &long, vec![photo()], Audience::Adult)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("prompt: 84000 bytes"),
+        "{}",
+        e.message()
+    );
     let _ = stop.send(true);
 
     // The photo's PDQ in a CSAM-category bank: blocked for adults too, the bank named.
@@ -236,21 +249,34 @@ async fn uploads_go_through_the_banks_the_frame_models_the_faces_and_the_prompt(
         256,
         256,
     );
-    let contents = Contents {
+    // And a second picture's SHA-256, an exact-file entry.
+    let gradient = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../stages/classify/fixtures/images/gradient.png"),
+    )
+    .unwrap();
+    let mut contents = Contents {
         pdq: vec![(hashed.hash, "test-item-1".into())],
         ..Contents::default()
     };
+    contents.files.insert(
+        (
+            clipguard_hashmatch::bank::FileKind::Sha256,
+            hex_sha256(&gradient),
+        ),
+        "test-item-2".into(),
+    );
     BankStore::new(&banks)
         .write(
             &BankMeta::new("test-csam", "csam", Action::Review),
             &contents,
         )
         .unwrap();
-    let (mut client, stop) = classify_worker(&banks, &store, 70_000).await;
+    let (mut client, stop) = classify_worker(&banks, &store, 70_000, 4_500_000).await;
     let blocked = check(
         &mut client,
         "make her wave at the camera",
-        vec![photo()],
+        vec![photo(), gradient],
         Audience::Adult,
     )
     .await
@@ -268,6 +294,44 @@ async fn uploads_go_through_the_banks_the_frame_models_the_faces_and_the_prompt(
         "{}",
         v.rationale
     );
+    let exact = v
+        .categories
+        .iter()
+        .flat_map(|c| &c.evidence)
+        .find(|e| e.detail.contains("test-item-2"))
+        .unwrap_or_else(|| panic!("no exact-file evidence: {v:?}"));
+    assert_eq!(
+        (exact.kind.as_str(), exact.start_s),
+        ("image", 1.0),
+        "{exact:?}"
+    );
+    // A request over tonic's default 4 MiB reaches the checks, which refuse the one image over
+    // the per-image limit by name.
+    let mut noise = Vec::new();
+    let mut x = 12345u32;
+    let pixels: Vec<u8> = (0..1400 * 1400 * 3)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect();
+    image::RgbImage::from_raw(1400, 1400, pixels)
+        .unwrap()
+        .write_to(
+            &mut std::io::Cursor::new(&mut noise),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    assert!(noise.len() > 4_500_000, "{}", noise.len());
+    let e = check(&mut client, "", vec![photo(), noise], Audience::Adult)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(
+        e.message().contains("image 1:") && e.message().contains("at most 4500000"),
+        "{}",
+        e.message()
+    );
     // A picture over the pixel limit is refused by its header, before it is decoded.
     let mut big = Vec::new();
     image::RgbImage::new(300, 300)
@@ -283,4 +347,9 @@ async fn uploads_go_through_the_banks_the_frame_models_the_faces_and_the_prompt(
         e.message()
     );
     let _ = stop.send(true);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -60,6 +60,9 @@ pub struct ClassifyConfig {
     pub max_input_images: usize,
     pub max_input_image_bytes: usize,
     pub max_input_pixels: u64,
+    /// Input checks running at once in a worker (each holds one decoded upload at full size
+    /// at a time); more wait.
+    pub input_checks_in_flight: usize,
     /// Per category, how the frame models that score it combine on a frame: `max` (a
     /// category not named) or `mean`. Default: `sexual` = `mean` (open_nsfw and
     /// image-safety-s must agree; see [`crate::combine`]).
@@ -79,11 +82,18 @@ pub struct ClassifyConfig {
     pub minor_threshold: f32,
 }
 
-/// The shipped backends: image-safety-s's depthwise and attention layers run 4.5× slower in
-/// tract than in ONNX Runtime (126 vs 28 ms a frame on one core), so where it is listed in
+/// The shipped backends: image-safety-s's depthwise and attention layers run 4.9× slower in
+/// tract than in ONNX Runtime (124.6 vs 25.4 ms a frame on one core), so where it is listed in
 /// `frame_models` it runs in ONNX Runtime.
 fn default_backends() -> std::collections::BTreeMap<String, Backend> {
     [("image-safety-s".to_string(), Backend::Onnxruntime)].into()
+}
+
+/// The shipped combine rules: where image-safety-s is listed beside open_nsfw, their `sexual`
+/// scores are averaged (its false alarms on blank and skin-toned frames need open_nsfw's
+/// agreement; the price: a frame only one of them finds scores half as high).
+fn default_combine() -> std::collections::BTreeMap<String, Combine> {
+    [("sexual".to_string(), Combine::Mean)].into()
 }
 
 impl Default for ClassifyConfig {
@@ -101,8 +111,9 @@ impl Default for ClassifyConfig {
             max_text_bytes: 64 << 10,
             max_input_images: 8,
             max_input_image_bytes: 16 << 20,
-            max_input_pixels: 40_000_000,
-            combine: [("sexual".to_string(), Combine::Mean)].into(),
+            max_input_pixels: 50_000_000,
+            input_checks_in_flight: 2,
+            combine: default_combine(),
             backends: default_backends(),
             onnxruntime: "onnxruntime".into(),
             face_detector: "blazeface-back".into(),
@@ -128,6 +139,12 @@ impl ClassifyConfig {
             problems.push(format!(
                 "classify.max_input_images: {} is outside 1..=64",
                 self.max_input_images
+            ));
+        }
+        if !(1..=64).contains(&self.input_checks_in_flight) {
+            problems.push(format!(
+                "classify.input_checks_in_flight: {} is outside 1..=64",
+                self.input_checks_in_flight
             ));
         }
         if self.max_input_image_bytes == 0 || self.max_input_pixels == 0 {
@@ -402,6 +419,8 @@ pub struct ClassifyStage {
     text: Arc<TextClassifier>,
     faces: Option<Arc<FaceAges>>,
     store: MediaStore,
+    /// The frame combine rules in force ([`ClassifyConfig::combine_rules`]).
+    combine: std::collections::BTreeMap<String, Combine>,
     config: ClassifyConfig,
 }
 
@@ -425,7 +444,24 @@ impl ClassifyConfig {
     pub fn uses_onnxruntime(&self) -> bool {
         self.frame_models
             .iter()
-            .any(|m| self.backends.get(m) == Some(&Backend::Onnxruntime))
+            .any(|m| self.backend(m) == Backend::Onnxruntime)
+    }
+
+    /// The backend of frame model `model`: the configured one, else the shipped one, else
+    /// tract. (A `[classify.backends]` table adds to the shipped entries, not replaces them.)
+    pub fn backend(&self, model: &str) -> Backend {
+        self.backends
+            .get(model)
+            .or(default_backends().get(model))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The combine rules in force: the configured ones over the shipped ones.
+    pub fn combine_rules(&self) -> std::collections::BTreeMap<String, Combine> {
+        let mut rules = default_combine();
+        rules.extend(self.combine.clone());
+        rules
     }
 }
 
@@ -445,7 +481,7 @@ impl ClassifyStage {
         for name in &config.frame_models {
             let entry = manifest.get(name)?;
             if let Some(spec) = &entry.detector {
-                if config.backends.get(name).copied().unwrap_or_default() != Backend::Tract {
+                if config.backend(name) != Backend::Tract {
                     return Err(ClassifyError::Load(format!(
                         "classify.backends: detector {name:?} runs in tract only"
                     )));
@@ -460,7 +496,7 @@ impl ClassifyStage {
                 ))
             })?;
             let path = cache.verified_path(entry)?;
-            let model = match config.backends.get(name).copied().unwrap_or_default() {
+            let model = match config.backend(name) {
                 Backend::Tract => ImageClassifier::load_with(name, spec, &path, config.max_batch)?,
                 Backend::Onnxruntime => {
                     let lib = cache.verified_path(manifest.get(&config.onnxruntime)?)?;
@@ -503,6 +539,7 @@ impl ClassifyStage {
             text,
             faces,
             store,
+            combine: config.combine_rules(),
             config,
         })
     }
@@ -599,7 +636,7 @@ impl ClassifyStage {
             }
         }
         for ((t, _), frame) in decoded.iter().zip(&frames) {
-            fold_frame(&mut scores, *t, frame, &self.config.combine);
+            fold_frame(&mut scores, *t, frame, &self.combine);
         }
         for detector in &self.detectors {
             if decoded.is_empty() {

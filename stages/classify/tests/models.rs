@@ -34,8 +34,8 @@ fn model(name: &str) -> (ModelEntry, PathBuf) {
     (entry, path)
 }
 
-/// The frame classifiers the classify stage loads by default.
-const DEFAULT_CLASSIFIERS: [&str; 2] = ["open-nsfw", "image-safety-s"];
+/// The frame classifiers of the manifest: open_nsfw (default) and image-safety-s (opt-in).
+const FRAME_CLASSIFIERS: [&str; 2] = ["open-nsfw", "image-safety-s"];
 
 #[test]
 fn open_nsfw_in_tract_equals_onnxruntime_from_the_image_file_on() {
@@ -397,7 +397,7 @@ fn benign_and_risky_looking_images_are_not_flagged() {
     }
     files.sort();
     assert!(files.iter().any(|f| f.to_string_lossy().contains("risky-")));
-    for name in DEFAULT_CLASSIFIERS {
+    for name in FRAME_CLASSIFIERS {
         let (entry, path) = model(name);
         let spec = entry.classifier.clone().unwrap();
         let classifier = ImageClassifier::load(&entry.name, &spec, &path).unwrap();

@@ -237,7 +237,7 @@ fn hash_finding(m: &clipguard_schemas::HashMatch, uploads: bool) -> Hard {
             threshold: 0.0,
             decision: decision as i32,
             evidence: vec![Evidence {
-                kind: "hash".into(),
+                kind: if uploads { "image" } else { "hash" }.into(),
                 start_s: m.frame_timestamps_s.first().copied().unwrap_or(0.0),
                 end_s: m.frame_timestamps_s.last().copied().unwrap_or(0.0),
                 detail: format!(
