@@ -45,7 +45,7 @@ pub struct InputLimits {
     /// unread tail must not pass), as CheckPrompt refuses it.
     pub max_prompt_bytes: usize,
     /// Checks running at once in this worker; more wait. Each holds one decoded upload at full
-    /// size at a time (about 11 bytes a pixel while it is hashed).
+    /// size at a time (about 7 bytes a pixel while it is decoded and hashed).
     pub in_flight: usize,
     /// The classifiers see an upload at this short side (the media stage's thumbnail size), so
     /// an upload and a video frame are judged at the same scale.
