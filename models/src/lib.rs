@@ -8,6 +8,7 @@
 
 pub mod classifier;
 pub mod ct2;
+pub mod dlib;
 pub mod ggml;
 pub mod mel;
 pub mod mpnet;
@@ -145,6 +146,8 @@ pub enum Convert {
     MpnetSafetensorsToOnnx,
     /// One file (`member`) out of a zip archive (`archive` input, e.g. parts concatenated).
     Unzip,
+    /// dlib's face recognition ResNet (`model` input: the `.dat` file) → ONNX.
+    DlibResnetToOnnx,
 }
 
 impl Manifest {
@@ -185,6 +188,7 @@ impl Manifest {
                 Convert::None => vec!["file"],
                 Convert::WhisperCt2ToGgml => vec!["model", "vocabulary"],
                 Convert::MpnetSafetensorsToOnnx | Convert::Unzip => vec!["archive"],
+                Convert::DlibResnetToOnnx => vec!["model"],
             };
             if (e.convert == Convert::Unzip) != e.member.is_some() {
                 return Err(ModelError::Manifest(format!(
@@ -463,6 +467,12 @@ impl Cache {
                 ));
                 let name = entry.name.clone();
                 mpnet::convert_mpnet(&archive, &mut w, &mut |m| log(&format!("{name}: {m}")))?;
+            }
+            Convert::DlibResnetToOnnx => {
+                let model = input("model")?;
+                log(&format!("{}: converting dlib ResNet → ONNX", entry.name));
+                let name = entry.name.clone();
+                dlib::convert_dlib_resnet(&model, &mut w, &mut |m| log(&format!("{name}: {m}")))?;
             }
             Convert::Unzip => {
                 let archive = input("archive")?;

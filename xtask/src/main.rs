@@ -12,8 +12,14 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// What the test suite loads beyond what the default configuration does: the ONNX Runtime
-/// backend and the reasoning tests' model.
-const TEST_EXTRA_MODELS: &[&str] = &["onnxruntime", "smollm2-135m"];
+/// backend, the reasoning tests' model, the opt-in graphic frame model and the face
+/// descriptor.
+const TEST_EXTRA_MODELS: &[&str] = &[
+    "onnxruntime",
+    "smollm2-135m",
+    "image-safety-s",
+    "face-descriptor-dlib",
+];
 
 const TASKS: &[(&str, &str)] = &[
     (

@@ -157,3 +157,82 @@ fn face_detector_and_age_estimator_equal_onnxruntime_and_the_adult_is_no_minor()
         assert!(none.is_empty(), "{name}: {none:?}");
     }
 }
+
+/// dlib's face recognition ResNet converted from its `.dat` file (`face-descriptor-dlib`) gives
+/// dlib's own descriptor for the chip dlib cut (`fixtures/likeness/make_reference.py`), and the
+/// face mirrored left to right stays the same person (below dlib's 0.6) as dlib says it is.
+#[test]
+fn the_converted_dlib_face_descriptor_equals_dlib() {
+    use tract_onnx::prelude::*;
+    let (_, path) = model("face-descriptor-dlib");
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("likeness/astronaut.json")).unwrap(),
+    )
+    .unwrap();
+    let plan = tract_onnx::onnx()
+        .model_for_path(&path)
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let describe = |pixels: &[u8]| -> Vec<f32> {
+        let input: Tensor = tract_ndarray::Array4::from_shape_vec(
+            (1, 150, 150, 3),
+            pixels.iter().map(|&p| f32::from(p)).collect(),
+        )
+        .unwrap()
+        .into();
+        let out = plan.run(tvec!(input.into())).unwrap();
+        out[0]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    };
+    let (w, h, chip) = png(&fixtures().join("likeness/astronaut-chip.png"));
+    assert_eq!((w, h), (150, 150));
+    let ours = describe(&chip);
+    let dlib = floats(&doc["descriptor"]["values"]);
+    assert_eq!(ours.len(), 128);
+    let worst = max_diff(&ours, &dlib);
+    println!("descriptor: largest difference from dlib {worst:e}");
+    assert!(worst <= 1e-4, "differs from dlib by {worst}");
+    // The chip mirrored: the same person by dlib's rule.
+    let mirrored: Vec<u8> = (0..150)
+        .flat_map(|y| {
+            (0..150)
+                .rev()
+                .flat_map(move |x| [0, 1, 2].map(|c| (y, x, c)))
+        })
+        .map(|(y, x, c)| chip[(y * 150 + x) * 3 + c])
+        .collect();
+    let other = describe(&mirrored);
+    let distance = ours
+        .iter()
+        .zip(&other)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt();
+    println!(
+        "mirrored chip: distance {distance:.3} (dlib, from the mirrored image: {:.3})",
+        doc["mirrored_image"]["distance_to_original"]
+    );
+    assert!(
+        distance < 0.6,
+        "the mirrored face is another person: {distance}"
+    );
+    // A picture with no face in it is nobody.
+    let (gw, gh, gradient) = png(&fixtures().join("images/gradient.png"));
+    let noface = clipguard_classify::resize::resize_rgb(&gradient, gw, gh, 150, 150);
+    let d = describe(&noface);
+    let distance = ours
+        .iter()
+        .zip(&d)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt();
+    println!("a gradient: distance {distance:.3}");
+    assert!(distance >= 0.6, "a gradient matched the face: {distance}");
+}
