@@ -1,3 +1,7 @@
+//! dlib's face models without dlib. [`ShapePredictor`] reads and runs the 5-point landmark
+//! model, [`face_chip`] cuts the chip the descriptor reads, and [`convert_dlib_resnet`] turns the
+//! descriptor network into ONNX.
+//!
 //! dlib's face recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`: a 150 × 150
 //! aligned face chip → a 128-D descriptor; the same person below Euclidean distance 0.6) as an
 //! ONNX graph, so tract runs it without dlib.
@@ -656,6 +660,313 @@ pub fn convert_dlib_resnet(
         out,
     )
     .map_err(ModelError::from)
+}
+
+/// dlib's 5-point face landmark model (`shape_predictor_5_face_landmarks.dat`): a cascade of
+/// regression-tree forests over grey-level differences of pixel pairs placed relative to the
+/// current shape. Read from the `.dat` as dlib writes it: version 1, the initial shape (in the
+/// face box's unit square), the forests (each tree: its splits, pixel pair and threshold, then
+/// its leaves' shape updates), and per cascade the feature pixels' anchor landmarks and offsets.
+#[derive(Debug, Clone)]
+pub struct ShapePredictor {
+    initial: Vec<f32>,
+    /// Per cascade: its trees.
+    cascades: Vec<Vec<Tree>>,
+    /// Per cascade: each feature pixel's anchor landmark and offset.
+    anchors: Vec<Vec<usize>>,
+    deltas: Vec<Vec<[f32; 2]>>,
+}
+
+#[derive(Debug, Clone)]
+struct Tree {
+    /// (pixel a, pixel b, threshold): go left when a − b > threshold.
+    splits: Vec<(usize, usize, f32)>,
+    leaves: Vec<Vec<f32>>,
+}
+
+impl ShapePredictor {
+    pub fn parse(dat: &[u8]) -> Result<Self, ModelError> {
+        let mut r = Reader { b: dat, pos: 0 };
+        r.version(&[1])?;
+        let initial = column(&mut r)?;
+        let parts = initial.len();
+        if parts == 0 || parts % 2 != 0 {
+            return Err(bad(r.pos, format!("an initial shape of {parts} values")));
+        }
+        let mut cascades = Vec::new();
+        for _ in 0..r.count()? {
+            let mut trees = Vec::new();
+            for _ in 0..r.count()? {
+                let mut splits = Vec::new();
+                for _ in 0..r.count()? {
+                    splits.push((r.count()?, r.count()?, r.float()? as f32));
+                }
+                let mut leaves = Vec::new();
+                for _ in 0..r.count()? {
+                    let leaf = column(&mut r)?;
+                    if leaf.len() != parts {
+                        return Err(bad(r.pos, "a leaf of another shape"));
+                    }
+                    leaves.push(leaf);
+                }
+                if leaves.len() != splits.len() + 1 {
+                    return Err(bad(r.pos, "a tree whose leaves do not follow its splits"));
+                }
+                trees.push(Tree { splits, leaves });
+            }
+            cascades.push(trees);
+        }
+        let mut anchors = Vec::new();
+        for _ in 0..r.count()? {
+            let mut a = Vec::new();
+            for _ in 0..r.count()? {
+                let i = r.count()?;
+                if i >= parts / 2 {
+                    return Err(bad(r.pos, format!("anchor landmark {i}")));
+                }
+                a.push(i);
+            }
+            anchors.push(a);
+        }
+        let mut deltas = Vec::new();
+        for _ in 0..r.count()? {
+            let mut d = Vec::new();
+            for _ in 0..r.count()? {
+                d.push([r.float()? as f32, r.float()? as f32]);
+            }
+            deltas.push(d);
+        }
+        if anchors.len() != cascades.len()
+            || deltas.len() != cascades.len()
+            || anchors.iter().zip(&deltas).any(|(a, d)| a.len() != d.len())
+        {
+            return Err(bad(
+                r.pos,
+                "cascades, anchors and offsets disagree in number",
+            ));
+        }
+        for (c, trees) in cascades.iter().enumerate() {
+            let features = anchors[c].len();
+            if trees
+                .iter()
+                .flat_map(|t| &t.splits)
+                .any(|s| s.0 >= features || s.1 >= features)
+            {
+                return Err(bad(
+                    r.pos,
+                    format!("cascade {c} compares a pixel it has not"),
+                ));
+            }
+        }
+        if r.pos != dat.len() {
+            return Err(bad(
+                r.pos,
+                format!("{} bytes left after the model", dat.len() - r.pos),
+            ));
+        }
+        Ok(ShapePredictor {
+            initial,
+            cascades,
+            anchors,
+            deltas,
+        })
+    }
+
+    /// The landmarks (x, y) of the face in `rect` ([left, top, right, bottom], inclusive, as
+    /// dlib's rectangles) of a grey image `gray` (`width` × `height`, row-major): for an RGB
+    /// picture dlib reads (R + G + B) / 3.
+    pub fn predict(
+        &self,
+        gray: &[u8],
+        width: usize,
+        height: usize,
+        rect: [i64; 4],
+    ) -> Vec<[i64; 2]> {
+        let [l, t, r, b] = rect.map(|v| v as f64);
+        let parts = self.initial.len() / 2;
+        let mut shape = self.initial.clone();
+        let from: Vec<[f64; 2]> = (0..parts)
+            .map(|i| {
+                [
+                    f64::from(self.initial[2 * i]),
+                    f64::from(self.initial[2 * i + 1]),
+                ]
+            })
+            .collect();
+        for (c, trees) in self.cascades.iter().enumerate() {
+            let to: Vec<[f64; 2]> = (0..parts)
+                .map(|i| [f64::from(shape[2 * i]), f64::from(shape[2 * i + 1])])
+                .collect();
+            let (m, _) = similarity(&from, &to);
+            let m = m.map(|v| v as f32);
+            let features: Vec<f32> = self.anchors[c]
+                .iter()
+                .zip(&self.deltas[c])
+                .map(|(&a, d)| {
+                    let ux = m[0] * d[0] + m[1] * d[1] + shape[2 * a];
+                    let uy = m[2] * d[0] + m[3] * d[1] + shape[2 * a + 1];
+                    let x = (l + f64::from(ux) * (r - l) + 0.5).floor();
+                    let y = (t + f64::from(uy) * (b - t) + 0.5).floor();
+                    if x >= 0.0 && y >= 0.0 && (x as usize) < width && (y as usize) < height {
+                        f32::from(gray[y as usize * width + x as usize])
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            for tree in trees {
+                let mut i = 0;
+                while i < tree.splits.len() {
+                    let (a, b2, thresh) = tree.splits[i];
+                    i = if features[a] - features[b2] > thresh {
+                        2 * i + 1
+                    } else {
+                        2 * i + 2
+                    };
+                }
+                for (s, d) in shape.iter_mut().zip(&tree.leaves[i - tree.splits.len()]) {
+                    *s += d;
+                }
+            }
+        }
+        (0..parts)
+            .map(|i| {
+                let x = l + f64::from(shape[2 * i]) * (r - l);
+                let y = t + f64::from(shape[2 * i + 1]) * (b - t);
+                [(x + 0.5).floor() as i64, (y + 0.5).floor() as i64]
+            })
+            .collect()
+    }
+}
+
+/// A column vector (dlib matrix<float,0,1>): its size (dimensions stored negated) and values.
+fn column(r: &mut Reader<'_>) -> Result<Vec<f32>, ModelError> {
+    let at = r.pos;
+    let rows = r.int()?.unsigned_abs() as usize;
+    let cols = r.int()?.unsigned_abs() as usize;
+    if cols != 1 || rows > r.b.len() {
+        return Err(bad(
+            at,
+            format!("a {rows}x{cols} matrix where a column was due"),
+        ));
+    }
+    (0..rows).map(|_| r.float().map(|v| v as f32)).collect()
+}
+
+/// The least-squares similarity taking points `from` onto `to` (rotation and scale as a 2×2
+/// matrix, row-major, and the translation): the closed form of Umeyama's for the plane.
+fn similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> ([f64; 4], [f64; 2]) {
+    let n = from.len().max(1) as f64;
+    let mean = |p: &[[f64; 2]]| {
+        let s = p.iter().fold([0.0, 0.0], |a, q| [a[0] + q[0], a[1] + q[1]]);
+        [s[0] / n, s[1] / n]
+    };
+    let (fm, tm) = (mean(from), mean(to));
+    let (mut dot, mut cross, mut var) = (0.0, 0.0, 0.0);
+    for (f, t) in from.iter().zip(to) {
+        let (ax, ay) = (f[0] - fm[0], f[1] - fm[1]);
+        let (bx, by) = (t[0] - tm[0], t[1] - tm[1]);
+        dot += ax * bx + ay * by;
+        cross += ax * by - ay * bx;
+        var += ax * ax + ay * ay;
+    }
+    let norm = (dot * dot + cross * cross).sqrt();
+    let (cos, sin, scale) = if norm == 0.0 || var == 0.0 {
+        (1.0, 0.0, 1.0)
+    } else {
+        (dot / norm, cross / norm, norm / var)
+    };
+    let m = [scale * cos, -scale * sin, scale * sin, scale * cos];
+    let shift = [
+        tm[0] - (m[0] * fm[0] + m[1] * fm[1]),
+        tm[1] - (m[2] * fm[0] + m[3] * fm[1]),
+    ];
+    (m, shift)
+}
+
+/// Where dlib's 5 landmarks sit in a face chip, in the chip's unit square (before padding).
+const CHIP_TEMPLATE: [[f64; 2]; 5] = [
+    [0.8595674595992, 0.2134981538014],
+    [0.6460604764104, 0.2289674387677],
+    [0.1205750620789, 0.2137274526848],
+    [0.3340850613712, 0.2290642403242],
+    [0.4901123135679, 0.6277975316475],
+];
+
+/// The 150 × 150 face chip dlib cuts for its descriptor (padding 0.25) from an RGB picture, by
+/// the face's 5 landmarks: RGB bytes, or `None` for a face so large in the picture that dlib
+/// would first shrink the picture (more than about 2 picture pixels a chip pixel; not done
+/// here: such a picture is to be shrunk before).
+pub fn face_chip(
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    landmarks: &[[i64; 2]],
+) -> Option<Vec<u8>> {
+    const SIZE: usize = 150;
+    const PADDING: f64 = 0.25;
+    if landmarks.len() != 5 || rgb.len() < width * height * 3 {
+        return None;
+    }
+    let size = SIZE as f64;
+    let from: Vec<[f64; 2]> = CHIP_TEMPLATE
+        .iter()
+        .map(|p| {
+            [
+                (PADDING + p[0]) / (2.0 * PADDING + 1.0) * size,
+                (PADDING + p[1]) / (2.0 * PADDING + 1.0) * size,
+            ]
+        })
+        .collect();
+    let to: Vec<[f64; 2]> = landmarks
+        .iter()
+        .map(|p| [p[0] as f64, p[1] as f64])
+        .collect();
+    let (m, shift) = similarity(&from, &to);
+    let (px, py) = (m[0], m[2]);
+    let angle = py.atan2(px);
+    let scale = px.hypot(py);
+    let centre = [
+        m[0] * size / 2.0 + m[1] * size / 2.0 + shift[0],
+        m[2] * size / 2.0 + m[3] * size / 2.0 + shift[1],
+    ];
+    let span = size * scale - 1.0;
+    if (span / 2.0 + 1.0).powi(2) > size * size {
+        return None;
+    }
+    let k = span / (size - 1.0);
+    let a = [
+        k * angle.cos(),
+        -k * angle.sin(),
+        k * angle.sin(),
+        k * angle.cos(),
+    ];
+    let half = (size - 1.0) / 2.0;
+    let b = [
+        centre[0] - (a[0] * half + a[1] * half),
+        centre[1] - (a[2] * half + a[3] * half),
+    ];
+    let mut out = vec![0u8; SIZE * SIZE * 3];
+    for r in 0..SIZE {
+        for c in 0..SIZE {
+            let (cf, rf) = (c as f64, r as f64);
+            let x = a[0] * cf + a[1] * rf + b[0];
+            let y = a[2] * cf + a[3] * rf + b[1];
+            let (left, top) = (x.floor(), y.floor());
+            if left < 0.0 || top < 0.0 || left + 1.0 >= width as f64 || top + 1.0 >= height as f64 {
+                continue;
+            }
+            let (fx, fy) = (x - left, y - top);
+            let (li, ti) = (left as usize, top as usize);
+            let px = |xx: usize, yy: usize, ch: usize| f64::from(rgb[(yy * width + xx) * 3 + ch]);
+            for ch in 0..3 {
+                let v = (1.0 - fy) * ((1.0 - fx) * px(li, ti, ch) + fx * px(li + 1, ti, ch))
+                    + fy * ((1.0 - fx) * px(li, ti + 1, ch) + fx * px(li + 1, ti + 1, ch));
+                out[(r * SIZE + c) * 3 + ch] = v as u8;
+            }
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -12,13 +12,14 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// What the test suite loads beyond what the default configuration does: the ONNX Runtime
-/// backend, the reasoning tests' model, the opt-in graphic frame model and the face
-/// descriptor.
+/// backend, the reasoning tests' model, the opt-in graphic frame model, and the face
+/// landmark and descriptor models.
 const TEST_EXTRA_MODELS: &[&str] = &[
     "onnxruntime",
     "smollm2-135m",
     "image-safety-s",
     "face-descriptor-dlib",
+    "face-landmarks-dlib5",
 ];
 
 const TASKS: &[(&str, &str)] = &[

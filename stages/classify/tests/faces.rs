@@ -158,6 +158,51 @@ fn face_detector_and_age_estimator_equal_onnxruntime_and_the_adult_is_no_minor()
     }
 }
 
+/// dlib's 5-point landmarks and face chip without dlib: on dlib's face box of the astronaut,
+/// `ShapePredictor` places dlib's landmarks and `face_chip` cuts dlib's chip, byte for byte
+/// (`fixtures/likeness/make_reference.py`).
+#[test]
+fn dlib_landmarks_and_face_chip_equal_dlib() {
+    let (_, path) = model("face-landmarks-dlib5");
+    let predictor =
+        clipguard_models::dlib::ShapePredictor::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("likeness/astronaut.json")).unwrap(),
+    )
+    .unwrap();
+    let (w, h, rgb) = png(&fixtures().join("faces/astronaut.png"));
+    let gray: Vec<u8> = rgb
+        .chunks_exact(3)
+        .map(|p| ((u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3) as u8)
+        .collect();
+    let rect: Vec<i64> = doc["face_box_ltrb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let ours = predictor.predict(&gray, w, h, [rect[0], rect[1], rect[2], rect[3]]);
+    let dlib: Vec<[i64; 2]> = doc["landmarks5"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| [p[0].as_i64().unwrap(), p[1].as_i64().unwrap()])
+        .collect();
+    assert_eq!(ours, dlib, "landmarks");
+    let chip = clipguard_models::dlib::face_chip(&rgb, w, h, &ours).unwrap();
+    let (_, _, theirs) = png(&fixtures().join("likeness/astronaut-chip.png"));
+    let differing = chip.iter().zip(&theirs).filter(|(a, b)| a != b).count();
+    println!(
+        "chip: {differing} of {} values differ from dlib's",
+        chip.len()
+    );
+    assert_eq!(differing, 0);
+    // A model file cut short is refused, naming where it stopped.
+    let bytes = std::fs::read(&path).unwrap();
+    let e = clipguard_models::dlib::ShapePredictor::parse(&bytes[..bytes.len() - 3]).unwrap_err();
+    assert!(e.to_string().contains("byte"), "{e}");
+}
+
 /// dlib's face recognition ResNet converted from its `.dat` file (`face-descriptor-dlib`) gives
 /// dlib's own descriptor for the chip dlib cut (`fixtures/likeness/make_reference.py`), and the
 /// face mirrored left to right stays the same person (below dlib's 0.6) as dlib says it is.
