@@ -255,20 +255,15 @@ fn network() -> Net {
     x = add(Spec::Affine, x);
     x = add(Spec::Relu, x);
     x = add(Spec::MaxPool { k: 3, stride: 2 }, x);
-    for _ in 0..3 {
-        x = residual(32, x);
-    }
-    x = residual_down(64, x);
-    for _ in 0..3 {
-        x = residual(64, x);
-    }
-    x = residual_down(128, x);
-    for _ in 0..2 {
-        x = residual(128, x);
-    }
-    x = residual_down(256, x);
-    for _ in 0..2 {
-        x = residual(256, x);
+    // Per level: its channels and plain residual blocks; every level but the first opens with
+    // a downsampling block, and one more downsampling block ends the network.
+    for (n, plain) in [(32, 3), (64, 3), (128, 2), (256, 2)] {
+        if n != 32 {
+            x = residual_down(n, x);
+        }
+        for _ in 0..plain {
+            x = residual(n, x);
+        }
     }
     x = residual_down(256, x);
     // avg_pool_everything, then fc_no_bias<128>.
@@ -854,8 +849,9 @@ fn column(r: &mut Reader<'_>) -> Result<Vec<f32>, ModelError> {
 }
 
 /// The least-squares similarity taking points `from` onto `to` (rotation and scale as a 2×2
-/// matrix, row-major, and the translation): the closed form of Umeyama's for the plane.
-fn similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> ([f64; 4], [f64; 2]) {
+/// matrix, row-major, and the translation): the closed form of Umeyama's for the plane, in
+/// double precision as dlib fits it. The face-chip alignments of the classify stage use it too.
+pub fn similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> ([f64; 4], [f64; 2]) {
     let n = from.len().max(1) as f64;
     let mean = |p: &[[f64; 2]]| {
         let s = p.iter().fold([0.0, 0.0], |a, q| [a[0] + q[0], a[1] + q[1]]);

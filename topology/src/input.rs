@@ -69,15 +69,9 @@ impl InputLimits {
 }
 
 impl Default for InputLimits {
+    /// The limits of the default configuration.
     fn default() -> Self {
-        InputLimits {
-            max_images: 8,
-            max_image_bytes: 16 << 20,
-            max_pixels: 50_000_000,
-            max_prompt_bytes: 64 << 10,
-            in_flight: 2,
-            short_side: 256,
-        }
+        InputLimits::of(&crate::Config::default())
     }
 }
 
@@ -339,25 +333,22 @@ fn decode(i: usize, bytes: &[u8], limits: &InputLimits) -> Result<Upload, InputR
             bytes.len()
         )));
     }
-    let (w, h) = reader
-        .into_dimensions()
+    // The header first: a picture over the limit is refused before its pixels are allocated.
+    let mut decoder = reader
+        .into_decoder()
         .map_err(|e| InputRefused(format!("image {i}: {e}")))?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
     if u64::from(w) * u64::from(h) > limits.max_pixels || w == 0 || h == 0 {
         return Err(InputRefused(format!(
             "image {i}: {w}x{h} pixels, at most {} and none empty",
             limits.max_pixels
         )));
     }
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| InputRefused(format!("image {i}: {e}")))?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(w);
     l.max_image_height = Some(h);
     l.max_alloc = Some(limits.max_pixels.saturating_mul(4).max(1 << 20));
-    reader.limits(l);
-    let mut decoder = reader
-        .into_decoder()
+    image::ImageDecoder::set_limits(&mut decoder, l)
         .map_err(|e| InputRefused(format!("image {i}: {e}")))?;
     // A phone photo stored sideways is judged (faces above all) the way it is shown.
     let orientation = image::ImageDecoder::orientation(&mut decoder)

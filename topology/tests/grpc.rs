@@ -27,6 +27,24 @@ use clipguard_topology::Config;
 use clipguard_topology::registry::Registry;
 use prometheus_client::registry::Registry as MetricsRegistry;
 
+/// Serves a built stage's services on a free loopback port until `stopped` changes.
+async fn on_loopback(
+    built: clipguard_topology::registry::Built,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> clipguard_pipeline::grpc::GrpcServer {
+    serve(
+        "127.0.0.1:0".parse().unwrap(),
+        built.routes,
+        &built.services,
+        &GrpcConfig::default(),
+        async move {
+            let _ = stopped.changed().await;
+        },
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stage_answers_through_the_one_adapter() {
     let cfg = Config::default();
@@ -36,19 +54,7 @@ async fn every_stage_answers_through_the_one_adapter() {
     for name in [stage::HASHMATCH, stage::MONITOR] {
         let mut built = Registry::default().build(name, &cfg).unwrap();
         built.register_metrics(&mut metrics);
-        let mut stopped = stopped.clone();
-        let server = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            built.routes,
-            &built.services,
-            &GrpcConfig::default(),
-            async move {
-                let _ = stopped.changed().await;
-            },
-        )
-        .await
-        .unwrap();
-        servers.push(server);
+        servers.push(on_loopback(built, stopped.clone()).await);
     }
 
     let mut hashmatch = HashMatchStageClient::connect(format!("http://{}", servers[0].addr))
@@ -131,18 +137,8 @@ async fn classify_worker(
         "{:?}",
         built.services
     );
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let server = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        built.routes,
-        &built.services,
-        &GrpcConfig::default(),
-        async move {
-            let _ = stopped.changed().await;
-        },
-    )
-    .await
-    .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = on_loopback(built, stopped).await;
     let client = ModerationClient::connect(format!("http://{}", server.addr))
         .await
         .unwrap();

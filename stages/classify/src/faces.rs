@@ -128,32 +128,17 @@ pub fn blend(mut faces: Vec<Face>) -> Vec<Face> {
 }
 
 /// The 2 × 3 similarity transform (rotation, uniform scale, shift) that maps `src` onto `dst`
-/// best in least squares.
+/// best in least squares ([`clipguard_models::dlib::similarity`], the one fit of the project).
 pub fn similarity(src: &[(f32, f32)], dst: &[(f32, f32)]) -> [[f32; 3]; 2] {
-    let n = src.len() as f32;
-    let mean = |p: &[(f32, f32)]| {
-        let (sx, sy) = p.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
-        (sx / n, sy / n)
+    let points = |p: &[(f32, f32)]| -> Vec<[f64; 2]> {
+        p.iter()
+            .map(|&(x, y)| [f64::from(x), f64::from(y)])
+            .collect()
     };
-    let (msx, msy) = mean(src);
-    let (mdx, mdy) = mean(dst);
-    // Closed form for the complex-number fit dst ≈ c · src + t.
-    let (mut re, mut im, mut norm) = (0f32, 0f32, 0f32);
-    for ((sx, sy), (dx, dy)) in src.iter().zip(dst) {
-        let (ax, ay) = (sx - msx, sy - msy);
-        let (bx, by) = (dx - mdx, dy - mdy);
-        re += ax * bx + ay * by;
-        im += ax * by - ay * bx;
-        norm += ax * ax + ay * ay;
-    }
-    let (a, b) = if norm > 0.0 {
-        (re / norm, im / norm)
-    } else {
-        (1.0, 0.0)
-    };
+    let (m, t) = clipguard_models::dlib::similarity(&points(src), &points(dst));
     [
-        [a, -b, mdx - (a * msx - b * msy)],
-        [b, a, mdy - (b * msx + a * msy)],
+        [m[0] as f32, m[1] as f32, t[0] as f32],
+        [m[2] as f32, m[3] as f32, t[1] as f32],
     ]
 }
 

@@ -522,7 +522,7 @@ impl ClassifyStage {
             .flat_map(|r| r.model.spec.categories.keys())
             .collect();
         for (category, rule) in &config.combine {
-            let shipped = category == "sexual" && *rule == Combine::Mean;
+            let shipped = default_combine().get(category) == Some(rule);
             if !scored.contains(&category) && !shipped {
                 return Err(ClassifyError::Load(format!(
                     "classify.combine: {category:?} is not a category of the frame classifiers {:?} (they score {scored:?})",

@@ -253,13 +253,14 @@ fn the_converted_dlib_face_descriptor_equals_dlib() {
         })
         .map(|(y, x, c)| chip[(y * 150 + x) * 3 + c])
         .collect();
-    let other = describe(&mirrored);
-    let distance = ours
-        .iter()
-        .zip(&other)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f32>()
-        .sqrt();
+    let distance_to_ours = |d: &[f32]| {
+        ours.iter()
+            .zip(d)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f32>()
+            .sqrt()
+    };
+    let distance = distance_to_ours(&describe(&mirrored));
     println!(
         "mirrored chip: distance {distance:.3} (dlib, from the mirrored image: {:.3})",
         doc["mirrored_image"]["distance_to_original"]
@@ -271,13 +272,7 @@ fn the_converted_dlib_face_descriptor_equals_dlib() {
     // A picture with no face in it is nobody.
     let (gw, gh, gradient) = png(&fixtures().join("images/gradient.png"));
     let noface = clipguard_classify::resize::resize_rgb(&gradient, gw, gh, 150, 150);
-    let d = describe(&noface);
-    let distance = ours
-        .iter()
-        .zip(&d)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f32>()
-        .sqrt();
+    let distance = distance_to_ours(&describe(&noface));
     println!("a gradient: distance {distance:.3}");
     assert!(distance >= 0.6, "a gradient matched the face: {distance}");
 }
