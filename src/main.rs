@@ -14,10 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use clipguard_pipeline::edges::SubmitOptions;
 use clipguard_policy::Audience;
-use clipguard_schemas::{AgeBand, Surface};
 use clipguard_topology::Config;
+use clipguard_topology::cli_args::AudienceArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -141,6 +140,8 @@ enum Command {
         #[command(subcommand)]
         command: BankCommand,
     },
+    /// The likeness registry: faces of people who consented to their likeness being used.
+    Likeness(clipguard_classify::likeness_cli::LikenessArgs),
     /// Compare hashes.
     Match {
         #[command(subcommand)]
@@ -182,6 +183,9 @@ enum Command {
         json: bool,
         #[arg(long, default_value = "")]
         prompt: String,
+        /// A likeness registry id who consented (repeatable).
+        #[arg(long = "consent", value_name = "PERSON")]
+        consented: Vec<String>,
         images: Vec<PathBuf>,
     },
     /// Re-decide past clips from their stored signals (clips.signals) under another policy file,
@@ -330,57 +334,6 @@ enum TopicsCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum AgeArg {
-    Adult,
-    Under18,
-    Unspecified,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum SurfaceArg {
-    Private,
-    Feed,
-    Download,
-    Unspecified,
-}
-
-#[derive(Debug, Args)]
-struct AudienceArgs {
-    /// Age band of the requester.
-    #[arg(long, value_enum, default_value = "unspecified")]
-    age_band: AgeArg,
-    /// Where the clip will be shown.
-    #[arg(long, value_enum, default_value = "unspecified")]
-    surface: SurfaceArg,
-    /// The prompt the clip was generated from.
-    #[arg(long, default_value = "")]
-    prompt: String,
-    /// The generator's scene description.
-    #[arg(long, default_value = "")]
-    scene: String,
-}
-
-impl AudienceArgs {
-    fn options(self) -> SubmitOptions {
-        SubmitOptions {
-            age_band: match self.age_band {
-                AgeArg::Adult => AgeBand::Adult,
-                AgeArg::Under18 => AgeBand::Under18,
-                AgeArg::Unspecified => AgeBand::Unspecified,
-            },
-            surface: match self.surface {
-                SurfaceArg::Private => Surface::Private,
-                SurfaceArg::Feed => Surface::Feed,
-                SurfaceArg::Download => Surface::Download,
-                SurfaceArg::Unspecified => Surface::Unspecified,
-            },
-            prompt: self.prompt,
-            scene_description: self.scene,
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -488,6 +441,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             BankCommand::List { json } => hashing::bank_list(&cfg, json.json),
             BankCommand::Remove { bank } => hashing::bank_remove(&cfg, &bank),
         },
+        Command::Likeness(args) => {
+            let out = clipguard_classify::likeness_cli::run(&cfg.classify, args);
+            println!("{}", out.map_err(anyhow::Error::msg)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Match {
             command: MatchCommand::Vpdq(args),
         } => hashing::match_vpdq(&cfg.media, args),
@@ -509,8 +467,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             audience,
             json,
             prompt,
+            consented,
             images,
-        } => policy_cmds::check_input(&cfg, audience.into(), json, &prompt, &images).await,
+        } => {
+            policy_cmds::check_input(&cfg, (audience.into(), &consented), json, &prompt, &images)
+                .await
+        }
         Command::Replay {
             brokers,
             policy,

@@ -21,7 +21,7 @@ use clipguard_topology::input::InputChecker;
 /// `check-input`: the prompt and image files through [`InputChecker`].
 pub async fn check_input(
     cfg: &Config,
-    audience: Audience,
+    (audience, consented): (Audience, &[String]),
     json: bool,
     prompt: &str,
     files: &[std::path::PathBuf],
@@ -31,7 +31,9 @@ pub async fn check_input(
         images.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
     }
     let checker = InputChecker::from_config(cfg).map_err(|e| anyhow::anyhow!(e))?;
-    let r = checker.check(prompt, images, audience).await?;
+    let r = checker
+        .check_consented(prompt, images, audience, consented)
+        .await?;
     let v = r.verdict.clone().unwrap_or_default();
     let mut out = clipguard_monitor::json::verdict_json(&v);
     out["decision"] = json!(r.decision().word());

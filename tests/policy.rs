@@ -430,3 +430,167 @@ fn a_transcript_hit_shows_its_span_and_time_in_the_verdict_json() {
     assert!(rationale.contains("speech at "), "{rationale}");
     assert_eq!(v["audiences"]["public_feed"], "block", "{v}");
 }
+
+/// A test photograph out of the cached `test-photos-white-house` package (fetched once).
+fn white_house_photo(name: &str) -> image::RgbImage {
+    let manifest = clipguard_models::Manifest::load_default().unwrap();
+    let entry = manifest.get("test-photos-white-house").unwrap();
+    let cache = clipguard_models::Cache::default();
+    cache.fetch(entry, &mut |l| eprintln!("{l}")).unwrap();
+    let mut archive = clipguard_models::pypi::Archive::Tarball(
+        std::fs::read(cache.verified_path(entry).unwrap()).unwrap(),
+    );
+    let mut bytes = Vec::new();
+    let member = format!("face_recognition-1.3.0/tests/test_images/{name}");
+    clipguard_models::pypi::extract_member(&mut archive, &member, &mut bytes).unwrap();
+    image::load_from_memory(&bytes).unwrap().to_rgb8()
+}
+
+/// A 3 s clip of a moving test pattern with `face` (a PNG) composited onto it by GStreamer.
+fn clip_with_face(face: &std::path::Path, out: &std::path::Path) {
+    let pipeline = format!(
+        "videotestsrc pattern=ball num-buffers=75 ! video/x-raw,width=640,height=360,framerate=25/1 \
+         ! gdkpixbufoverlay location={} offset-x=200 offset-y=60 overlay-width=240 overlay-height=240 \
+         ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast key-int-max=25 \
+         ! h264parse ! mp4mux faststart=true ! filesink location={}",
+        face.display(),
+        out.display()
+    );
+    let ok = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "gst-launch-1.0 {pipeline}");
+}
+
+/// `clipguard scan --json` of one clip with the likeness registry `dir` in force.
+fn scan_with_registry(
+    dir: &std::path::Path,
+    clip: &std::path::Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let out = Command::new(common::bin())
+        .env("CLIPGUARD_CLASSIFY__LIKENESS_DIR", dir)
+        .args(["scan", "--json"])
+        .args(extra)
+        .arg(clip)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.trim()).unwrap()
+}
+
+fn likeness_category(v: &serde_json::Value) -> Option<&serde_json::Value> {
+    v["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "likeness_without_consent")
+}
+
+/// Likeness through the pipeline: person A enrolled from one official photograph
+/// (`clipguard likeness enroll`); a clip with A's face from another photograph composited into
+/// it is allowed when the clip's context lists A as consented, and `likeness_without_consent`
+/// (time, box, distance) when it does not; a clip of someone else matches nobody; after
+/// `clipguard likeness revoke` A is nobody.
+#[test]
+fn an_enrolled_face_in_a_clip_needs_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("likeness");
+    let likeness = |args: &[&str]| {
+        Command::new(common::bin())
+            .arg("likeness")
+            .arg("--dir")
+            .arg(&registry)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Enrollment refuses a photo without exactly one face, naming it.
+    let blank = dir.path().join("blank.png");
+    image::RgbImage::from_pixel(320, 240, image::Rgb([90, 120, 150]))
+        .save(&blank)
+        .unwrap();
+    let out = likeness(&["enroll", "--id", "person-a", blank.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("0 faces found"),
+        "{err}"
+    );
+    let portrait = dir.path().join("a-portrait.jpg");
+    white_house_photo("obama.jpg").save(&portrait).unwrap();
+    let out = likeness(&["enroll", "--id", "person-a", portrait.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = likeness(&["list", "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("\"id\":\"person-a\"") && listed.contains("\"photos\":1"),
+        "{listed}"
+    );
+
+    // Faces cut (with a margin) from other photographs, composited into clips.
+    let cut = |photo: &str, (x, y, side): (u32, u32, u32), name: &str| {
+        let img = white_house_photo(photo);
+        let face = image::imageops::crop_imm(&img, x, y, side, side).to_image();
+        let path = dir.path().join(format!("{name}.png"));
+        face.save(&path).unwrap();
+        let clip = dir.path().join(format!("{name}.mp4"));
+        clip_with_face(&path, &clip);
+        clip
+    };
+    let a_clip = cut("obama2.jpg", (64, 183, 480), "a");
+    let other_clip = cut("biden.jpg", (291, 113, 576), "someone-else");
+
+    let v = scan_with_registry(&registry, &a_clip, &["--consent", "person-a"]);
+    println!("consented: {v:#}");
+    assert_eq!(v["decision"], "allow", "{v}");
+    let cat = likeness_category(&v).unwrap_or_else(|| panic!("no likeness category: {v}"));
+    let e = &cat["evidence"][0];
+    assert_eq!(e["kind"], "face", "{cat}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("consent holds"),
+        "{cat}"
+    );
+
+    let v = scan_with_registry(&registry, &a_clip, &[]);
+    println!("not consented: {v:#}");
+    assert_eq!(v["audiences"]["public_feed"], "block", "{v}");
+    let cat = likeness_category(&v).unwrap_or_else(|| panic!("no likeness category: {v}"));
+    assert_ne!(cat["decision"], "allow", "{cat}");
+    let e = &cat["evidence"][0];
+    let detail = e["detail"].as_str().unwrap();
+    assert!(
+        e["kind"] == "face" && detail.contains("person-a") && detail.contains("distance"),
+        "{cat}"
+    );
+    assert!(e["end_s"].as_f64().unwrap() > 0.0, "frame times: {e}");
+    assert!(
+        v["reasons"]
+            .to_string()
+            .contains("likeness_without_consent"),
+        "{v}"
+    );
+
+    let v = scan_with_registry(&registry, &other_clip, &[]);
+    assert_eq!(v["decision"], "allow", "someone else: {v}");
+    assert!(likeness_category(&v).is_none(), "someone else matched: {v}");
+
+    let out = likeness(&["revoke", "--id", "person-a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = scan_with_registry(&registry, &a_clip, &[]);
+    assert_eq!(v["decision"], "allow", "after revoking: {v}");
+}

@@ -767,6 +767,11 @@ impl ShapePredictor {
         })
     }
 
+    /// Landmarks the model places.
+    pub fn parts(&self) -> usize {
+        self.initial.len() / 2
+    }
+
     /// The landmarks (x, y) of the face in `rect` ([left, top, right, bottom], inclusive, as
     /// dlib's rectangles) of a grey image `gray` (`width` × `height`, row-major): for an RGB
     /// picture dlib reads (R + G + B) / 3.

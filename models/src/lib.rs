@@ -13,7 +13,7 @@ pub mod ggml;
 pub mod mel;
 pub mod mpnet;
 pub mod onnx;
-mod pypi;
+pub mod pypi;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -27,6 +27,10 @@ pub struct SubmitOptions {
     pub surface: Surface,
     pub prompt: String,
     pub scene_description: String,
+    /// Ids of real people who consented to their likeness being used by the requester.
+    pub consented_likeness_ids: Vec<String>,
+    /// Ids of real people the generator knows appear in the clip.
+    pub depicted_likeness_ids: Vec<String>,
 }
 
 /// Files named on the command line, with folders expanded (sorted, non-recursive, hidden files
@@ -128,7 +132,8 @@ fn submission(path: &Path, clip_id: &str, media: MediaRef, opts: &SubmitOptions)
         audience: Some(AudienceContext {
             age_band: opts.age_band as i32,
             surface: opts.surface as i32,
-            ..Default::default()
+            consented_likeness_ids: opts.consented_likeness_ids.clone(),
+            depicted_likeness_ids: opts.depicted_likeness_ids.clone(),
         }),
         prompt: opts.prompt.clone(),
         scene_description: opts.scene_description.clone(),

@@ -236,6 +236,7 @@ fn main() {
                     prompt: p.clone(),
                     images: vec![photo.clone()],
                     audience: clipguard_schemas::Audience::PublicFeed as i32,
+                    ..Default::default()
                 })
                 .await
                 .unwrap();

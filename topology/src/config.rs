@@ -83,6 +83,9 @@ impl Config {
         out.extend([c.text_model.clone(), c.text_tokenizer.clone()]);
         out.extend(c.text().refine_models());
         out.extend([c.face_detector.clone(), c.age_model.clone()]);
+        if !c.likeness_dir.is_empty() {
+            out.extend([c.face_landmarks.clone(), c.face_descriptor.clone()]);
+        }
         if c.uses_onnxruntime() {
             out.push(c.onnxruntime.clone());
         }

@@ -158,6 +158,19 @@ impl InputChecker {
         images: Vec<Vec<u8>>,
         audience: Audience,
     ) -> Result<CheckInputResponse, CheckFailed> {
+        self.check_consented(prompt, images, audience, &[]).await
+    }
+
+    /// [`InputChecker::check`] for a requester whose `consented` people (likeness registry ids)
+    /// may appear in the uploads; any other enrolled person recognised there is
+    /// `likeness_without_consent`.
+    pub async fn check_consented(
+        &self,
+        prompt: &str,
+        images: Vec<Vec<u8>>,
+        audience: Audience,
+        consented: &[String],
+    ) -> Result<CheckInputResponse, CheckFailed> {
         if prompt.len() > self.limits.max_prompt_bytes {
             return Err(CheckFailed::Refused(InputRefused(format!(
                 "prompt: {} bytes, at most {}",
@@ -194,6 +207,7 @@ impl InputChecker {
         let mut ctx = AudienceContext::default();
         ctx.set_age_band(age_band);
         ctx.set_surface(surface);
+        ctx.consented_likeness_ids = consented.to_vec();
         let context = ClipContext {
             source: "input".into(),
             audience: Some(ctx),

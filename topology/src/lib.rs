@@ -11,6 +11,7 @@
 //! - [`local`]: every stage in process, records routed by topic without a broker: `clipguard
 //!   scan` and `clipguard transcribe`.
 
+pub mod cli_args;
 pub mod config;
 pub mod input;
 pub mod local;

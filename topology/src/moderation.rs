@@ -46,7 +46,7 @@ impl Moderation for ModerationGrpc {
         let r = request.into_inner();
         let audience = Audience::of_request(r.audience());
         self.inputs
-            .check(&r.prompt, r.images, audience)
+            .check_consented(&r.prompt, r.images, audience, &r.consented_likeness_ids)
             .await
             .map(Response::new)
             .map_err(Status::from)

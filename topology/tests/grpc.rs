@@ -156,6 +156,7 @@ async fn check(
             prompt: prompt.into(),
             images,
             audience: audience as i32,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())

@@ -20,6 +20,8 @@ const TEST_EXTRA_MODELS: &[&str] = &[
     "image-safety-s",
     "face-descriptor-dlib",
     "face-landmarks-dlib5",
+    "test-photos-white-house",
+    "test-photos-groups",
 ];
 
 const TASKS: &[(&str, &str)] = &[

@@ -92,6 +92,7 @@ fn main() {
         "tract  frame with one face, detect + align + age: {:.2} ms",
         whole * 1e3
     );
+    likeness(runs, &manifest, &cache, &faces, &rgb, whole);
 
     let python = std::env::var_os("CLIPGUARD_BENCH_PYTHON")
         .map(PathBuf::from)
@@ -158,5 +159,91 @@ fn main() {
         det / od,
         age1 / o1,
         age8 / o8
+    );
+}
+
+/// Likeness: dlib's landmarks + chip + descriptor per face in tract, the descriptor beside
+/// ONNX Runtime (in process, one thread) on the same chip, and what a frame with one face costs
+/// the classify stage with likeness on (a registry with someone enrolled) against off.
+fn likeness(
+    runs: usize,
+    manifest: &Manifest,
+    cache: &Cache,
+    faces: &FaceAges,
+    rgb: &Rgb<'_>,
+    without: f64,
+) {
+    use clipguard_classify::likeness::FaceDescriber;
+    let (Ok(landmarks), Ok(descriptor)) = (
+        cache.verified_path(manifest.get("face-landmarks-dlib5").unwrap()),
+        cache.verified_path(manifest.get("face-descriptor-dlib").unwrap()),
+    ) else {
+        println!(
+            "likeness skipped: run `clipguard models fetch face-landmarks-dlib5 face-descriptor-dlib` first"
+        );
+        return;
+    };
+    let describer = FaceDescriber::load(
+        ("face-landmarks-dlib5", &landmarks),
+        ("face-descriptor-dlib", &descriptor),
+        "",
+    )
+    .unwrap();
+    let face = faces.detect(rgb).unwrap().remove(0);
+    let per_face = timed(runs, || {
+        describer.describe(rgb, &face).unwrap().unwrap();
+    });
+    let chip = vec![128u8; 150 * 150 * 3];
+    let net = timed(runs, || {
+        describer.describe_chip(&chip).unwrap();
+    });
+    let with = timed(runs, || {
+        for f in faces.detect(rgb).unwrap() {
+            describer.describe(rgb, &f).unwrap();
+        }
+        faces.faces_with_ages(rgb).unwrap();
+    });
+    println!(
+        "tract  likeness per face: landmarks + chip + descriptor {:.2} ms (descriptor network {:.2} ms)",
+        per_face * 1e3,
+        net * 1e3
+    );
+    println!(
+        "tract  frame with one face: {:.2} ms with likeness (registry not empty) vs {:.2} ms without ({:.2}×)",
+        with * 1e3,
+        without * 1e3,
+        with / without
+    );
+    let Ok(lib) = manifest
+        .get("onnxruntime")
+        .map_err(|e| e.to_string())
+        .and_then(|e| cache.verified_path(e).map_err(|e| e.to_string()))
+    else {
+        println!("onnxruntime descriptor baseline skipped: `clipguard models fetch onnxruntime`");
+        return;
+    };
+    clipguard_classify::ort_backend::init(&lib).unwrap();
+    let ort = clipguard_classify::ort_backend::OrtModel::load(
+        "face-descriptor-dlib",
+        &descriptor,
+        "chip",
+        "descriptor",
+    )
+    .unwrap();
+    let data: Vec<f32> = chip.iter().map(|&v| f32::from(v)).collect();
+    let o = timed(runs, || {
+        ort.run(&[1, 150, 150, 3], &data).unwrap();
+    });
+    let ours = describer.describe_chip(&chip).unwrap();
+    let theirs = ort.run(&[1, 150, 150, 3], &data).unwrap();
+    let worst = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!(
+        "ort    descriptor network {:.2} ms; tract/onnxruntime {:.2}×; max |difference| {worst:.1e}",
+        o * 1e3,
+        net / o
     );
 }

@@ -252,19 +252,34 @@ impl FaceAges {
         })
     }
 
-    /// The detector's input tensor for `image`: stretched to 256 × 256 (Pillow bilinear), RGB
-    /// scaled to [-1, 1], NHWC.
+    /// Where `image` lies in the detector's square input: shrunk (or grown) to fit 256 × 256
+    /// whole, keeping its proportions, and centred on black (MediaPipe's letterbox): its size
+    /// there and its offset. A tall portrait or a 16:9 frame is not squashed.
+    pub fn letterbox(image: &Rgb<'_>) -> (usize, usize, usize, usize) {
+        let side = image.width.max(image.height).max(1) as f64;
+        let fit = |v: usize| {
+            ((v as f64 * DETECTOR_SIZE as f64 / side).round() as usize).clamp(1, DETECTOR_SIZE)
+        };
+        let (w, h) = (fit(image.width), fit(image.height));
+        (w, h, (DETECTOR_SIZE - w) / 2, (DETECTOR_SIZE - h) / 2)
+    }
+
+    /// The detector's input tensor for `image`: letterboxed into 256 × 256
+    /// ([`FaceAges::letterbox`]; Pillow bilinear), RGB scaled to [-1, 1], NHWC.
     pub fn detector_input(image: &Rgb<'_>) -> Vec<f32> {
-        resize_rgb(
-            image.pixels,
-            image.width,
-            image.height,
-            DETECTOR_SIZE,
-            DETECTOR_SIZE,
-        )
-        .iter()
-        .map(|&v| v as f32 / 127.5 - 1.0)
-        .collect()
+        let (w, h, ox, oy) = Self::letterbox(image);
+        let small = resize_rgb(image.pixels, image.width, image.height, w, h);
+        let mut out = vec![-1.0f32; DETECTOR_SIZE * DETECTOR_SIZE * 3];
+        for y in 0..h {
+            let row = ((oy + y) * DETECTOR_SIZE + ox) * 3;
+            for (o, &v) in out[row..row + w * 3]
+                .iter_mut()
+                .zip(&small[y * w * 3..(y + 1) * w * 3])
+            {
+                *o = v as f32 / 127.5 - 1.0;
+            }
+        }
+        out
     }
 
     /// Raw detector outputs (scores 512 + 384, boxes 512 × 16 + 384 × 16), for parity tests.
@@ -289,7 +304,12 @@ impl FaceAges {
     /// Faces in `image`, in its pixels, after blending overlapping detections.
     pub fn detect(&self, image: &Rgb<'_>) -> Result<Vec<Face>, ClassifyError> {
         let [s16, s8, b16, b8] = self.run_detector(Self::detector_input(image))?;
-        let (w, h) = (image.width as f32, image.height as f32);
+        let (lw, lh, ox, oy) = Self::letterbox(image);
+        // Detector pixels → picture pixels.
+        let (sx, sy) = (
+            image.width as f32 / lw as f32,
+            image.height as f32 / lh as f32,
+        );
         let mut faces = Vec::new();
         for (scores, boxes, cells, per_cell) in [(&s16, &b16, 16usize, 2usize), (&s8, &b8, 8, 6)] {
             for (i, &logit) in scores.iter().enumerate() {
@@ -303,8 +323,8 @@ impl FaceAges {
                 let b = &boxes[i * 16..i * 16 + 16];
                 let at = |dx: f32, dy: f32| {
                     (
-                        (ax + dx / DETECTOR_SIZE as f32) * w,
-                        (ay + dy / DETECTOR_SIZE as f32) * h,
+                        (ax * DETECTOR_SIZE as f32 + dx - ox as f32) * sx,
+                        (ay * DETECTOR_SIZE as f32 + dy - oy as f32) * sy,
                     )
                 };
                 let (cx, cy) = at(b[0], b[1]);
@@ -316,8 +336,8 @@ impl FaceAges {
                     score,
                     cx,
                     cy,
-                    w: b[2] / DETECTOR_SIZE as f32 * w,
-                    h: b[3] / DETECTOR_SIZE as f32 * h,
+                    w: b[2] * sx,
+                    h: b[3] * sy,
                     keypoints,
                 });
             }

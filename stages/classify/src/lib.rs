@@ -6,6 +6,8 @@ pub mod combine;
 pub mod detect;
 pub mod faces;
 pub mod grpc;
+pub mod likeness;
+pub mod likeness_cli;
 pub mod model;
 pub mod ort_backend;
 pub mod resize;

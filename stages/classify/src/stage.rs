@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use clipguard_models::{Cache, Manifest};
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{Failure, ProcessCtx, Record, Stage, StageError, now_ms};
-use clipguard_schemas::{CategoryScore, ClipContext, Evidence, MediaExtract, Signal, Transcript};
+use clipguard_schemas::{
+    CategoryScore, ClipContext, Evidence, LikenessMatch, MediaExtract, Signal, Transcript,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -16,6 +18,7 @@ use crate::ClassifyError;
 use crate::combine::{Combine, FrameScore, fold_frame};
 use crate::detect::ImageDetector;
 use crate::faces::FaceAges;
+use crate::likeness::{FaceDescriber, LikenessCheck, RegistryStore};
 use crate::model::{ImageClassifier, Rgb};
 use clipguard_text::{TextClassifier, TextInput, TextPolicy, TextSetup};
 
@@ -80,6 +83,17 @@ pub struct ClassifyConfig {
     pub min_face_score: f32,
     /// A face whose probability of being under 18 reaches this is `potential_minor` evidence.
     pub minor_threshold: f32,
+    /// The likeness registry's folder (`clipguard likeness enroll`); empty: faces are not
+    /// matched against enrolled people. Needs `face_detector`.
+    pub likeness_dir: String,
+    /// dlib's landmark model and face descriptor (manifest models) for likeness.
+    pub face_landmarks: String,
+    pub face_descriptor: String,
+    /// A face at or below this descriptor distance from an enrolled person is that person.
+    pub likeness_max_distance: f32,
+    /// How often a worker looks for a new registry version (seconds): a revoked person stops
+    /// matching, and leaves the worker's memory, within this.
+    pub likeness_reload_interval_s: f64,
 }
 
 /// The shipped backends: image-safety-s's depthwise and attention layers run 4.9× slower in
@@ -120,6 +134,11 @@ impl Default for ClassifyConfig {
             age_model: "age-v1".into(),
             min_face_score: 0.75,
             minor_threshold: 0.5,
+            likeness_dir: String::new(),
+            face_landmarks: "face-landmarks-dlib5".into(),
+            face_descriptor: "face-descriptor-dlib".into(),
+            likeness_max_distance: crate::likeness::DEFAULT_MAX_DISTANCE,
+            likeness_reload_interval_s: 30.0,
         }
     }
 }
@@ -179,6 +198,20 @@ impl ClassifyConfig {
                 problems.push(format!("classify.{key}: {v} is outside 0..=1"));
             }
         }
+        if !self.likeness_dir.is_empty() {
+            if self.face_detector.is_empty() {
+                problems.push("classify.likeness_dir: needs classify.face_detector".into());
+            }
+            if !(0.0..=2.0).contains(&self.likeness_max_distance) {
+                problems.push(format!(
+                    "classify.likeness_max_distance: {} is outside 0..=2",
+                    self.likeness_max_distance
+                ));
+            }
+            if self.likeness_reload_interval_s.is_nan() || self.likeness_reload_interval_s <= 0.0 {
+                problems.push("classify.likeness_reload_interval_s: must be positive".into());
+            }
+        }
         if let Some(path) = &self.text_policy
             && let Err(e) = TextPolicy::load(path)
         {
@@ -200,6 +233,34 @@ impl ClassifyConfig {
             (&self.age_model, &age),
             self.min_face_score,
         )?))
+    }
+
+    /// dlib's landmarks and descriptor network for likeness, with the descriptor's SHA-256.
+    pub fn load_describer(&self) -> Result<FaceDescriber, ClassifyError> {
+        let manifest = Manifest::load_default()?;
+        let cache = Cache::default();
+        let landmarks = cache.verified_path(manifest.get(&self.face_landmarks)?)?;
+        let entry = manifest.get(&self.face_descriptor)?;
+        let descriptor = cache.verified_path(entry)?;
+        FaceDescriber::load(
+            (&self.face_landmarks, &landmarks),
+            (&self.face_descriptor, &descriptor),
+            &entry.sha256,
+        )
+    }
+
+    /// The likeness check, unless `likeness_dir` is empty.
+    pub fn load_likeness(&self) -> Result<Option<LikenessCheck>, ClassifyError> {
+        if self.likeness_dir.is_empty() {
+            return Ok(None);
+        }
+        LikenessCheck::new(
+            self.load_describer()?,
+            RegistryStore::new(&self.likeness_dir),
+            self.likeness_max_distance,
+            Duration::from_secs_f64(self.likeness_reload_interval_s),
+        )
+        .map(Some)
     }
 
     /// What the text classifier is loaded from: `config.text().load()`.
@@ -267,24 +328,33 @@ async fn classify_texts(
     .map_err(|e| StageError::internal("inference", e.to_string()))
 }
 
-/// `potential_minor` over a clip's frames: the highest probability of any face being under 18,
-/// with evidence (time, box, estimated age) for every face at or above `threshold`.
-fn minor_score(
+/// Most frame times a likeness match lists.
+const MAX_MATCH_TIMES: usize = 32;
+
+/// What the faces in a clip's frames say: `potential_minor` (the highest probability of any
+/// face being under 18, with evidence — time, box, estimated age — for every face at or above
+/// `threshold`) and, with a likeness check, which enrolled people appear (one match per
+/// person: the closest face's box and distance, and the frame times).
+fn face_scores(
     faces: &FaceAges,
+    likeness: Option<&LikenessCheck>,
     frames: &[(f64, Arc<image::RgbImage>)],
     threshold: f32,
-) -> Result<CategoryScore, ClassifyError> {
+) -> Result<(CategoryScore, Vec<LikenessMatch>), ClassifyError> {
     let mut out = CategoryScore {
         category: clipguard_policy::POTENTIAL_MINOR.to_string(),
         ..CategoryScore::default()
     };
+    let registry = likeness.map(|l| l.registry());
+    let mut matches: std::collections::BTreeMap<String, LikenessMatch> = Default::default();
     for (t, img) in frames {
         let rgb = Rgb {
             width: img.width() as usize,
             height: img.height() as usize,
             pixels: img.as_raw(),
         };
-        for f in faces.faces_with_ages(&rgb)? {
+        let found = faces.faces_with_ages(&rgb)?;
+        for f in &found {
             out.score = out.score.max(f.p_minor);
             if f.p_minor >= threshold {
                 out.evidence.push(Evidence {
@@ -304,8 +374,39 @@ fn minor_score(
                 });
             }
         }
+        let (Some(check), Some(registry)) = (likeness, registry.as_deref()) else {
+            continue;
+        };
+        let boxes: Vec<_> = found.iter().map(|f| f.face.clone()).collect();
+        for (face, who) in boxes.iter().zip(check.recognise(&rgb, &boxes, registry)?) {
+            let Some(who) = who else { continue };
+            let m = matches
+                .entry(who.person_id.clone())
+                .or_insert_with(|| LikenessMatch {
+                    person_id: who.person_id.clone(),
+                    distance: f32::INFINITY,
+                    max_distance: check.max_distance,
+                    registry_version: registry.version,
+                    ..LikenessMatch::default()
+                });
+            if m.frame_timestamps_s.last() != Some(t) {
+                m.frame_timestamps_s.push(*t);
+            }
+            if who.distance < m.distance {
+                m.distance = who.distance;
+                m.x = face.cx - face.w / 2.0;
+                m.y = face.cy - face.h / 2.0;
+                m.width = face.w;
+                m.height = face.h;
+            }
+        }
     }
-    Ok(out)
+    let mut matches: Vec<LikenessMatch> = matches.into_values().collect();
+    for m in &mut matches {
+        m.frame_timestamps_s.sort_by(f64::total_cmp);
+        m.frame_timestamps_s.truncate(MAX_MATCH_TIMES);
+    }
+    Ok((out, matches))
 }
 
 /// A detector over a clip's frames: per category, the best box's score, and evidence (time,
@@ -418,6 +519,7 @@ pub struct ClassifyStage {
     detectors: Vec<Arc<ImageDetector>>,
     text: Arc<TextClassifier>,
     faces: Option<Arc<FaceAges>>,
+    likeness: Option<Arc<LikenessCheck>>,
     store: MediaStore,
     /// The frame combine rules in force ([`ClassifyConfig::combine_rules`]).
     combine: std::collections::BTreeMap<String, Combine>,
@@ -533,11 +635,13 @@ impl ClassifyStage {
         let text = Arc::new(config.text().load()?);
         warm_refiner(&text);
         let faces = config.load_faces()?.map(Arc::new);
+        let likeness = config.load_likeness()?.map(Arc::new);
         Ok(ClassifyStage {
             runners,
             detectors,
             text,
             faces,
+            likeness,
             store,
             combine: config.combine_rules(),
             config,
@@ -652,20 +756,27 @@ impl ClassifyStage {
                 .map_err(|e| StageError::internal("inference", e.to_string()))?;
             merge(&mut scores, found);
         }
+        let mut likeness_matches = Vec::new();
         if let Some(faces) = &self.faces
             && !decoded.is_empty()
         {
             let faces = faces.clone();
+            let likeness = self.likeness.clone();
             let frames = decoded.clone();
             let threshold = self.config.minor_threshold;
-            let score =
-                tokio::task::spawn_blocking(move || minor_score(&faces, &frames, threshold))
-                    .await
-                    .map_err(|e| {
-                        StageError::internal(clipguard_pipeline::error::kind::PANIC, e.to_string())
-                    })?
-                    .map_err(|e| StageError::internal("inference", e.to_string()))?;
+            let (score, matches) = tokio::task::spawn_blocking(move || {
+                if let Some(l) = &likeness {
+                    l.reload_when_due();
+                }
+                face_scores(&faces, likeness.as_deref(), &frames, threshold)
+            })
+            .await
+            .map_err(|e| {
+                StageError::internal(clipguard_pipeline::error::kind::PANIC, e.to_string())
+            })?
+            .map_err(|e| StageError::internal("inference", e.to_string()))?;
             merge(&mut scores, vec![score]);
+            likeness_matches = matches;
         }
         let mut reasons = Vec::new();
         if unreadable > 0 {
@@ -693,6 +804,7 @@ impl ClassifyStage {
             stage: NAME.to_string(),
             scores,
             reasons,
+            likeness_matches,
             produced_at_ms: now_ms(),
             ..Signal::default()
         })

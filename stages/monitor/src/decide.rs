@@ -289,6 +289,81 @@ mod policy_tests {
         Wait::of(&["media", "classify"]).unwrap()
     }
 
+    /// A face the classify stage recognised as enrolled `person` decides by the context's
+    /// consented list; the evidence has the face's time, box and distance; a recognised person
+    /// with sexual content is `sexual_likeness`.
+    #[test]
+    fn a_recognised_face_needs_the_person_on_the_consented_list() {
+        let recognised = |scores: &[(&str, f32)]| {
+            let mut s = signal("classify", scores);
+            s.likeness_matches = vec![clipguard_schemas::LikenessMatch {
+                person_id: "alice".into(),
+                distance: 0.31,
+                max_distance: 0.5,
+                frame_timestamps_s: vec![1.5, 2.0],
+                x: 10.0,
+                y: 20.0,
+                width: 80.0,
+                height: 90.0,
+                registry_version: 3,
+            }];
+            s
+        };
+        let p = Policy::default_policy();
+        let v = decide("c", &[media(&[], &[]), recognised(&[])], &cfg(), &p, false);
+        let a = v.audiences.unwrap();
+        assert_eq!(
+            [a.adult, a.under_18, a.public_feed],
+            [
+                Decision::Review as i32,
+                Decision::Block as i32,
+                Decision::Block as i32
+            ],
+            "{}",
+            v.rationale
+        );
+        let c = v
+            .categories
+            .iter()
+            .find(|c| c.category == "likeness_without_consent")
+            .unwrap();
+        let e = &c.evidence[0];
+        assert_eq!((e.kind.as_str(), e.start_s, e.end_s), ("face", 1.5, 2.0));
+        assert!(
+            e.detail.contains("alice") && e.detail.contains("0.31") && e.detail.contains("x 10"),
+            "{}",
+            e.detail
+        );
+        let v = decide(
+            "c",
+            &[media(&[], &["alice"]), recognised(&[])],
+            &cfg(),
+            &p,
+            false,
+        );
+        assert_eq!(v.decision(), Decision::Allow, "{}", v.rationale);
+        let c = v
+            .categories
+            .iter()
+            .find(|c| c.category == "likeness_without_consent")
+            .unwrap();
+        assert!(c.evidence[0].detail.contains("consent holds"));
+        let v = decide(
+            "c",
+            &[media(&[], &["alice"]), recognised(&[("sexual", 0.6)])],
+            &cfg(),
+            &p,
+            false,
+        );
+        assert!(
+            v.categories
+                .iter()
+                .any(|c| c.category == "sexual_likeness" && c.decision() == Decision::Block),
+            "{}",
+            v.rationale
+        );
+    }
+
     /// Category × audience × potential minor × likeness, through `decide` from signals, on the
     /// shipped policy: [adult, under_18, public_feed].
     #[test]

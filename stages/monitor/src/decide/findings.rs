@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use clipguard_policy::{self as policy, Audience, Policy};
 use clipguard_schemas::names::stage;
 use clipguard_schemas::{
-    AudienceDecisions, CategoryDecision, ClipContext, Decision, Evidence, MediaInfo, Signal,
+    AudienceDecisions, CategoryDecision, ClipContext, Decision, Evidence, LikenessMatch, MediaInfo,
+    Signal,
 };
 
 use super::CSAM_BANK_CATEGORIES;
@@ -48,6 +49,8 @@ pub struct Findings {
     pub transcript: String,
     /// The audience the clip's context puts it in.
     pub audience: Option<Audience>,
+    /// Enrolled people the classify stage recognised in the frames.
+    pub likeness: Vec<LikenessMatch>,
 }
 
 impl Findings {
@@ -141,6 +144,7 @@ pub fn gather(
         for m in &s.hash_matches {
             f.hard.push(hash_finding(m, uploads));
         }
+        f.likeness.extend(s.likeness_matches.iter().cloned());
         for score in &s.scores {
             let entry = f.scores.entry(score.category.clone()).or_default();
             if score.score > entry.score || entry.stages.is_empty() {
@@ -250,57 +254,110 @@ fn hash_finding(m: &clipguard_schemas::HashMatch, uploads: bool) -> Hard {
     }
 }
 
-/// Likeness: people the clip's context names must all be on its consented list, else
-/// `likeness_without_consent`; and sexual content in a clip that depicts a named real person
-/// is `sexual_likeness`.
+/// Likeness: people the clip's context names, and enrolled people the classify stage
+/// recognised in its frames, must all be on its consented list, else
+/// `likeness_without_consent` (evidence: the context's names, each recognised face's time, box
+/// and distance); and sexual content in a clip that depicts a real person is `sexual_likeness`.
 fn likeness(f: &mut Findings) {
-    let Some(audience) = f.context.audience.as_ref() else {
-        return;
-    };
-    let depicted: Vec<&str> = audience
+    let audience = f.context.audience.clone().unwrap_or_default();
+    let named: Vec<String> = audience
         .depicted_likeness_ids
         .iter()
-        .map(String::as_str)
         .filter(|id| !id.trim().is_empty())
+        .cloned()
         .collect();
-    if depicted.is_empty() {
+    let recognised = f.likeness.clone();
+    if named.is_empty() && recognised.is_empty() {
         return;
     }
-    let without: Vec<&str> = depicted
-        .iter()
-        .copied()
-        .filter(|id| !audience.consented_likeness_ids.iter().any(|c| c == id))
-        .collect();
+    let on_list = |id: &str| audience.consented_likeness_ids.iter().any(|c| c == id);
     let consented = if audience.consented_likeness_ids.is_empty() {
         "none".to_string()
     } else {
         audience.consented_likeness_ids.join(", ")
     };
-    let (score, detail) = if without.is_empty() {
-        (
-            0.0,
-            format!("depicts {}; all on the consented list", depicted.join(", ")),
-        )
-    } else {
-        (
-            1.0,
+    let mut depicted: Vec<String> = Vec::new();
+    let mut without: Vec<String> = Vec::new();
+    let (mut against, mut holds) = (Vec::new(), Vec::new());
+    if !named.is_empty() {
+        let missing: Vec<&str> = named
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !on_list(id))
+            .collect();
+        let detail = if missing.is_empty() {
+            format!("depicts {}; all on the consented list", named.join(", "))
+        } else {
             format!(
                 "depicts {} without consent (consented: {consented})",
-                without.join(", ")
-            ),
-        )
-    };
+                missing.join(", ")
+            )
+        };
+        let e = Evidence {
+            kind: "context".into(),
+            start_s: 0.0,
+            end_s: 0.0,
+            detail,
+        };
+        if missing.is_empty() {
+            &mut holds
+        } else {
+            &mut against
+        }
+        .push(e);
+        for id in &named {
+            push_unique(&mut depicted, id.clone());
+        }
+        for id in missing {
+            push_unique(&mut without, id.to_string());
+        }
+    }
+    for m in &recognised {
+        let ok = on_list(&m.person_id);
+        let detail = format!(
+            "a face at x {:.0}, y {:.0}, {:.0} × {:.0} px is enrolled person {} (descriptor distance {:.2}, a match at or below {:.2}; {} frame(s); registry v{}): {}",
+            m.x,
+            m.y,
+            m.width,
+            m.height,
+            m.person_id,
+            m.distance,
+            m.max_distance,
+            m.frame_timestamps_s.len(),
+            m.registry_version,
+            if ok {
+                "on the consented list, consent holds".to_string()
+            } else {
+                format!("not on the consented list (consented: {consented})")
+            }
+        );
+        let e = Evidence {
+            kind: "face".into(),
+            start_s: m.frame_timestamps_s.first().copied().unwrap_or(0.0),
+            end_s: m.frame_timestamps_s.last().copied().unwrap_or(0.0),
+            detail,
+        };
+        if ok { &mut holds } else { &mut against }.push(e);
+        push_unique(&mut depicted, m.person_id.clone());
+        if !ok {
+            push_unique(&mut without, m.person_id.clone());
+        }
+    }
+    let score = if without.is_empty() { 0.0 } else { 1.0 };
+    against.append(&mut holds);
+    let mut stages = Vec::new();
+    if !named.is_empty() {
+        stages.push("context".to_string());
+    }
+    if !recognised.is_empty() {
+        stages.push(stage::CLASSIFY.to_string());
+    }
     f.scores.insert(
         policy::LIKENESS_WITHOUT_CONSENT.to_string(),
         Scored {
             score,
-            evidence: vec![Evidence {
-                kind: "context".into(),
-                start_s: 0.0,
-                end_s: 0.0,
-                detail,
-            }],
-            stages: vec!["context".into()],
+            evidence: against,
+            stages,
         },
     );
     if let Some(sexual) = f.scores.get(policy::SEXUAL).cloned() {
