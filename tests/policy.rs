@@ -551,6 +551,23 @@ fn an_enrolled_face_in_a_clip_needs_consent() {
     let a_clip = cut("obama2.jpg", (64, 183, 480), "a");
     let other_clip = cut("biden.jpg", (291, 113, 576), "someone-else");
 
+    // A registry folder that is not there (a wrong path, a volume not mounted) stops the
+    // pipeline at start instead of matching every face against nobody.
+    let out = Command::new(common::bin())
+        .env(
+            "CLIPGUARD_CLASSIFY__LIKENESS_DIR",
+            dir.path().join("not-mounted"),
+        )
+        .args(["scan", "--json"])
+        .arg(&a_clip)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no such folder"),
+        "{err}"
+    );
+
     let v = scan_with_registry(&registry, &a_clip, &["--consent", "person-a"]);
     println!("consented: {v:#}");
     assert_eq!(v["decision"], "allow", "{v}");

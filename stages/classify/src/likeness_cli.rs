@@ -35,8 +35,9 @@ pub enum LikenessCommand {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
-    /// Remove a person: every stored descriptor of theirs is deleted from disk now, and from
-    /// running workers' memory at their next reload.
+    /// Remove a person: every stored descriptor of theirs is deleted from disk now; running
+    /// workers drop them at their next look (the first clip after
+    /// classify.likeness_reload_interval_s).
     Revoke {
         #[arg(long)]
         id: String,

@@ -91,8 +91,9 @@ pub struct ClassifyConfig {
     pub face_descriptor: String,
     /// A face at or below this descriptor distance from an enrolled person is that person.
     pub likeness_max_distance: f32,
-    /// How often a worker looks for a new registry version (seconds): a revoked person stops
-    /// matching, and leaves the worker's memory, within this.
+    /// How often a worker looks for a new registry version (seconds; it looks when a clip or
+    /// upload arrives this long after the last look): a person enrolled or revoked is in force
+    /// from the first clip after that, and a revoked person then leaves the worker's memory.
     pub likeness_reload_interval_s: f64,
 }
 
@@ -208,8 +209,11 @@ impl ClassifyConfig {
                     self.likeness_max_distance
                 ));
             }
-            if self.likeness_reload_interval_s.is_nan() || self.likeness_reload_interval_s <= 0.0 {
-                problems.push("classify.likeness_reload_interval_s: must be positive".into());
+            if !(0.1..=86_400.0).contains(&self.likeness_reload_interval_s) {
+                problems.push(format!(
+                    "classify.likeness_reload_interval_s: {} is outside 0.1..=86400",
+                    self.likeness_reload_interval_s
+                ));
             }
         }
         if let Some(path) = &self.text_policy
@@ -340,13 +344,14 @@ fn face_scores(
     likeness: Option<&LikenessCheck>,
     frames: &[(f64, Arc<image::RgbImage>)],
     threshold: f32,
-) -> Result<(CategoryScore, Vec<LikenessMatch>), ClassifyError> {
+) -> Result<(CategoryScore, Vec<LikenessMatch>, usize), ClassifyError> {
     let mut out = CategoryScore {
         category: clipguard_policy::POTENTIAL_MINOR.to_string(),
         ..CategoryScore::default()
     };
     let registry = likeness.map(|l| l.registry());
     let mut matches: std::collections::BTreeMap<String, LikenessMatch> = Default::default();
+    let mut unchecked = 0;
     for (t, img) in frames {
         let rgb = Rgb {
             width: img.width() as usize,
@@ -378,7 +383,9 @@ fn face_scores(
             continue;
         };
         let boxes: Vec<_> = found.iter().map(|f| f.face.clone()).collect();
-        for (face, who) in boxes.iter().zip(check.recognise(&rgb, &boxes, registry)?) {
+        let (who, small) = check.recognise(&rgb, &boxes, registry)?;
+        unchecked += small;
+        for (face, who) in boxes.iter().zip(who) {
             let Some(who) = who else { continue };
             let m = matches
                 .entry(who.person_id.clone())
@@ -406,7 +413,7 @@ fn face_scores(
         m.frame_timestamps_s.sort_by(f64::total_cmp);
         m.frame_timestamps_s.truncate(MAX_MATCH_TIMES);
     }
-    Ok((out, matches))
+    Ok((out, matches, unchecked))
 }
 
 /// A detector over a clip's frames: per category, the best box's score, and evidence (time,
@@ -757,6 +764,7 @@ impl ClassifyStage {
             merge(&mut scores, found);
         }
         let mut likeness_matches = Vec::new();
+        let mut unchecked_faces = 0;
         if let Some(faces) = &self.faces
             && !decoded.is_empty()
         {
@@ -764,7 +772,7 @@ impl ClassifyStage {
             let likeness = self.likeness.clone();
             let frames = decoded.clone();
             let threshold = self.config.minor_threshold;
-            let (score, matches) = tokio::task::spawn_blocking(move || {
+            let (score, matches, unchecked) = tokio::task::spawn_blocking(move || {
                 if let Some(l) = &likeness {
                     l.reload_when_due();
                 }
@@ -777,10 +785,15 @@ impl ClassifyStage {
             .map_err(|e| StageError::internal("inference", e.to_string()))?;
             merge(&mut scores, vec![score]);
             likeness_matches = matches;
+            unchecked_faces = unchecked;
         }
         let mut reasons = Vec::new();
         if unreadable > 0 {
             reasons.push("frame_unreadable".to_string());
+        }
+        if unchecked_faces > 0 {
+            // Faces too small to compare with the enrolled people (eyes under 10 px apart).
+            reasons.push("likeness_unchecked_faces".to_string());
         }
         let context = context.cloned().unwrap_or_default();
         let mut texts = Vec::new();

@@ -347,6 +347,24 @@ fn likeness_finds_one_person_across_photos_and_nobody_else() {
             "two photos of one person {d:.3} apart"
         );
     }
+    // At the size the classify stage sees a frame: the second photo shrunk to a 256 px short
+    // side (its face then about 60 px wide) against the enrolled first.
+    let small = {
+        let img = image::load_from_memory(&white_house("obama2.jpg")).unwrap();
+        let (w, h) = (img.width(), img.height());
+        let scale = 256.0 / w.min(h) as f32;
+        let img = img.resize_exact(
+            (w as f32 * scale).round() as u32,
+            (h as f32 * scale).round() as u32,
+            image::imageops::FilterType::Triangle,
+        );
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+        one(&bytes.into_inner(), "obama2.jpg at thumbnail size")
+    };
+    let d = distance(&obama[0], &small);
+    println!("obama photo 0 – photo 1 at thumbnail size: {d:.3}");
+    assert!(d <= DEFAULT_MAX_DISTANCE, "at thumbnail size {d:.3} apart");
     let mut groups: Vec<Vec<Descriptor>> = Vec::new();
     for i in 1..=6 {
         groups.push(describe_all(&package_file(
@@ -398,6 +416,7 @@ fn likeness_finds_one_person_across_photos_and_nobody_else() {
             pairs.push(d);
         }
     }
+    let mut false_at = Vec::new();
     for limit in [DEFAULT_MAX_DISTANCE, 0.6] {
         let false_matches = pairs.iter().filter(|d| **d <= limit).count();
         println!(
@@ -405,9 +424,51 @@ fn likeness_finds_one_person_across_photos_and_nobody_else() {
             pairs.len(),
             100.0 * false_matches as f64 / pairs.len() as f64
         );
+        false_at.push(false_matches);
     }
+    assert_eq!(
+        false_at[0], 0,
+        "different people matched at the default distance"
+    );
     println!(
         "closest pair of different people: {:.3}",
         pairs.iter().copied().fold(f32::INFINITY, f32::min)
     );
+}
+
+/// A wide frame is letterboxed for the detector, not squashed: the astronaut placed on a 16:9
+/// canvas is found where it was put, its key points shifted by exactly the placement.
+#[test]
+fn a_face_in_a_wide_frame_is_found_where_it_is() {
+    let (_, detector) = model("blazeface-back");
+    let (_, age) = model("age-v1");
+    let faces = FaceAges::load(("blazeface-back", &detector), ("age-v1", &age), 0.75).unwrap();
+    let square = image::open(fixtures().join("faces/astronaut.png"))
+        .unwrap()
+        .to_rgb8();
+    let found = |img: &image::RgbImage| {
+        faces
+            .detect(&Rgb {
+                width: img.width() as usize,
+                height: img.height() as usize,
+                pixels: img.as_raw(),
+            })
+            .unwrap()
+    };
+    let alone = found(&square);
+    let mut wide = image::RgbImage::from_pixel(455, 256, image::Rgb([40, 40, 40]));
+    image::imageops::replace(&mut wide, &square, 150, 0);
+    let placed = found(&wide);
+    assert_eq!((alone.len(), placed.len()), (1, 1), "{placed:?}");
+    for k in 0..4 {
+        let (a, b) = (alone[0].keypoints[k], placed[0].keypoints[k]);
+        println!(
+            "key point {k}: ({:.1}, {:.1}) → ({:.1}, {:.1})",
+            a.0, a.1, b.0, b.1
+        );
+        assert!(
+            (b.0 - a.0 - 150.0).abs() < 3.0 && (b.1 - a.1).abs() < 3.0,
+            "key point {k} at {b:?}, expected {a:?} moved by (150, 0)"
+        );
+    }
 }
