@@ -611,3 +611,101 @@ fn an_enrolled_face_in_a_clip_needs_consent() {
     let v = scan_with_registry(&registry, &a_clip, &[]);
     assert_eq!(v["decision"], "allow", "after revoking: {v}");
 }
+
+/// Signs `clip` with a C2PA manifest (a throw-away certificate chain: the crate's ephemeral
+/// signer) saying it was created by a generative model, as a generator would.
+fn sign_clip(clip: &std::path::Path, out: &std::path::Path) {
+    let signer = c2pa::EphemeralSigner::new("clipguard-test-generator").unwrap();
+    let mut builder = c2pa::Builder::from_context(c2pa::Context::new())
+        .with_definition(
+            serde_json::json!({
+                "title": "generated.mp4",
+                "claim_generator_info": [{"name": "clipguard-test-generator", "version": "1.0"}],
+            })
+            .to_string(),
+        )
+        .unwrap();
+    builder.set_intent(c2pa::BuilderIntent::Create(
+        c2pa::DigitalSourceType::TrainedAlgorithmicMedia,
+    ));
+    let mut source = std::io::Cursor::new(std::fs::read(clip).unwrap());
+    let mut signed = std::io::Cursor::new(Vec::new());
+    builder
+        .sign(&signer, "video/mp4", &mut source, &mut signed)
+        .unwrap();
+    std::fs::write(out, signed.into_inner()).unwrap();
+}
+
+fn scan_json(clip: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(common::bin())
+        .args(["scan", "--json"])
+        .arg(clip)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.trim()).unwrap()
+}
+
+/// C2PA through the pipeline: a clip signed in the test (created by a generative model) is
+/// `present` with its claim generator and action in the verdict's `provenance`; the same clip
+/// with one byte of its media changed is `invalid` with the validation error, and
+/// `provenance_invalid` sends it to review for the public feed; the unsigned clip is `absent`.
+#[test]
+fn c2pa_provenance_is_read_and_validated_into_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.mp4");
+    let pipeline = format!(
+        "videotestsrc pattern=ball num-buffers=50 ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast key-int-max=25 \
+         ! h264parse ! mp4mux faststart=true ! filesink location={}",
+        plain.display()
+    );
+    let ok = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let signed = dir.path().join("signed.mp4");
+    sign_clip(&plain, &signed);
+
+    let v = scan_json(&signed);
+    let p = &v["provenance"];
+    println!("signed: {p:#}");
+    assert_eq!(p["state"], "present", "{v}");
+    assert_eq!(p["claim_generator"], "clipguard-test-generator/1.0", "{p}");
+    assert!(
+        p["actions"]
+            .to_string()
+            .contains("c2pa.created trainedAlgorithmicMedia"),
+        "{p}"
+    );
+    assert_eq!(v["decision"], "allow", "{v}");
+
+    // One byte of the media data changed: the hard binding no longer holds.
+    let mut bytes = std::fs::read(&signed).unwrap();
+    let mdat = bytes.windows(4).rposition(|w| w == b"mdat").unwrap();
+    let at = mdat + 4 + (bytes.len() - mdat - 4) / 2;
+    bytes[at] ^= 0x01;
+    let tampered = dir.path().join("tampered.mp4");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let v = scan_json(&tampered);
+    let p = &v["provenance"];
+    println!("tampered: {p:#}");
+    assert_eq!(p["state"], "invalid", "{v}");
+    let errors = p["validation_errors"].to_string();
+    assert!(errors.contains("mismatch"), "{errors}");
+    assert_eq!(v["audiences"]["public_feed"], "review", "{v}");
+    assert!(
+        v["reasons"].to_string().contains("provenance_invalid"),
+        "{v}"
+    );
+
+    let v = scan_json(&plain);
+    assert_eq!(v["provenance"]["state"], "absent", "{v}");
+}

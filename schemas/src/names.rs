@@ -53,6 +53,8 @@ pub mod category {
     pub const MINORS_SEXUAL: &str = "minors_sexual";
     /// A real person named in the clip's context without their consent.
     pub const LIKENESS_WITHOUT_CONSENT: &str = "likeness_without_consent";
+    /// The clip carries a C2PA manifest that fails validation (the media stage's).
+    pub const PROVENANCE_INVALID: &str = "provenance_invalid";
     /// Context, not a violation: a face that may be under 18 puts every audience on the
     /// under-18 rules.
     pub const POTENTIAL_MINOR: &str = "potential_minor";

@@ -23,6 +23,7 @@ pub mod decode;
 pub mod error;
 pub mod frames;
 pub mod grpc;
+pub mod provenance;
 pub mod sparse;
 
 use std::sync::Arc;
@@ -33,8 +34,9 @@ use clipguard_pipeline::stage::error_signal_record;
 use clipguard_pipeline::store::{FetchError, MediaStore};
 use clipguard_pipeline::{Outputs, ProcessCtx, Record, Stage, StageError, now_ms, topics};
 use clipguard_schemas::{
-    AudioTrack, ClipContext, ClipSubmitted, DeadLetter, MediaExtract, MediaInfo, MediaResult,
-    SampledFrame, Signal, StageError as StageErrorMsg, Thumbnail,
+    AudioTrack, CategoryScore, ClipContext, ClipSubmitted, DeadLetter, Evidence, MediaExtract,
+    MediaInfo, MediaResult, Provenance, SampledFrame, Signal, StageError as StageErrorMsg,
+    Thumbnail,
 };
 use md5::Digest as _;
 use serde::Deserialize;
@@ -236,6 +238,32 @@ impl MediaConfig {
     }
 }
 
+/// `provenance_invalid` for a C2PA manifest that fails validation (1.0, with the failures and
+/// the claim generator as evidence); nothing for a valid or absent one.
+fn provenance_scores(p: &Provenance) -> Vec<CategoryScore> {
+    if p.state != provenance::INVALID {
+        return Vec::new();
+    }
+    let by = if p.claim_generator.is_empty() {
+        String::new()
+    } else {
+        format!(" by {}", p.claim_generator)
+    };
+    vec![CategoryScore {
+        category: clipguard_schemas::names::category::PROVENANCE_INVALID.into(),
+        score: 1.0,
+        evidence: vec![Evidence {
+            kind: "media".into(),
+            start_s: 0.0,
+            end_s: 0.0,
+            detail: format!(
+                "the C2PA manifest{by} fails validation: {}",
+                p.validation_errors.join("; ")
+            ),
+        }],
+    }]
+}
+
 /// What the stage produces for one clip, with the dead letter for undecodable media.
 #[derive(Debug, Clone)]
 pub struct MediaOutput {
@@ -335,7 +363,9 @@ impl MediaStage {
             has_audio: decoded.audio.is_some(),
             frames_decoded: decoded.frames_decoded,
             size_bytes: media.size_bytes,
+            provenance: Some(digests.2.clone()),
         };
+        let scores = provenance_scores(&digests.2);
         let extract = self
             .build_extract(clip, context.clone(), info.clone(), decoded)
             .await?;
@@ -349,6 +379,7 @@ impl MediaStage {
             stage: NAME.into(),
             context: Some(context),
             body: Some(clipguard_schemas::signal::Body::Media(info)),
+            scores,
             produced_at_ms: now_ms(),
             ..Default::default()
         };
@@ -360,7 +391,10 @@ impl MediaStage {
 
     /// Decodes on a blocking thread; also returns the bytes' SHA-256 and MD5 (hex), for the
     /// exact-match banks.
-    async fn decode(&self, bytes: Bytes) -> Result<(Decoded, (String, String)), MediaError> {
+    async fn decode(
+        &self,
+        bytes: Bytes,
+    ) -> Result<(Decoded, (String, String, Provenance)), MediaError> {
         let _slot = self
             .decode_slots
             .acquire()
@@ -374,12 +408,13 @@ impl MediaStage {
                 .map_err(|e| MediaError::Internal(format!("temp file: {e}")))?;
             std::io::Write::write_all(&mut file, &bytes)
                 .map_err(|e| MediaError::Internal(format!("temp file: {e}")))?;
-            // The digests are worked out beside the decoder.
+            // The digests and the C2PA manifest are worked out beside the decoder.
             std::thread::scope(|scope| {
                 let digests = scope.spawn(|| {
                     (
                         clipguard_pipeline::store::sha256_hex(&bytes),
                         hex::encode(md5::Md5::digest(&bytes)),
+                        provenance::read(&bytes),
                     )
                 });
                 let decoded = decode::decode_file(file.path(), &settings);

@@ -1,7 +1,9 @@
 //! The verdict's JSON form: the contract enforcement services and `--json` output rely on,
 //! declared once as serde types ([`VerdictJson`]) that a Rust client can also read back.
 
-use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Evidence, Verdict};
+use clipguard_schemas::{
+    AudienceDecisions, CategoryDecision, Decision, Evidence, Provenance, Verdict,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,6 +35,36 @@ pub struct VerdictJson {
     pub decided_at_ms: i64,
     pub stages: Vec<String>,
     pub missing_stages: Vec<String>,
+    /// The clip's C2PA provenance; absent when the media stage never read the clip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ProvenanceJson>,
+}
+
+/// C2PA provenance: `state` `present` / `invalid` / `absent`, the claim generator, actions
+/// (with digital source types), validation errors, the signer, whether it is trusted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvenanceJson {
+    pub state: String,
+    pub claim_generator: String,
+    pub actions: Vec<String>,
+    pub validation_errors: Vec<String>,
+    pub signer: String,
+    pub trusted: bool,
+    pub note: String,
+}
+
+impl From<&Provenance> for ProvenanceJson {
+    fn from(p: &Provenance) -> Self {
+        Self {
+            state: p.state.clone(),
+            claim_generator: p.claim_generator.clone(),
+            actions: p.actions.clone(),
+            validation_errors: p.validation_errors.clone(),
+            signer: p.signer.clone(),
+            trusted: p.trusted,
+            note: p.note.clone(),
+        }
+    }
 }
 
 /// The decision for each audience.
@@ -115,6 +147,7 @@ impl From<&Verdict> for VerdictJson {
             decided_at_ms: v.decided_at_ms,
             stages: v.stages.clone(),
             missing_stages: v.missing_stages.clone(),
+            provenance: v.provenance.as_ref().map(ProvenanceJson::from),
         }
     }
 }

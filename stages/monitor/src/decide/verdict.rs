@@ -57,6 +57,7 @@ pub fn verdict(f: &Findings, policy: &Policy) -> Verdict {
         audience: own.name().to_string(),
         engine: POLICY_ENGINE.to_string(),
         fallback: String::new(),
+        provenance: f.media.as_ref().and_then(|m| m.provenance.clone()),
     }
 }
 
