@@ -616,7 +616,11 @@ fn an_enrolled_face_in_a_clip_needs_consent() {
 /// signer) saying it was created by a generative model, as a generator would.
 fn sign_clip(clip: &std::path::Path, out: &std::path::Path) {
     let signer = c2pa::EphemeralSigner::new("clipguard-test-generator").unwrap();
-    let mut builder = c2pa::Builder::from_context(c2pa::Context::new())
+    // No thumbnail in the manifest (the crate is built without its image codecs).
+    let context = c2pa::Context::new()
+        .with_settings(r#"{"builder": {"thumbnail": {"enabled": false}}}"#)
+        .unwrap();
+    let mut builder = c2pa::Builder::from_context(context)
         .with_definition(
             serde_json::json!({
                 "title": "generated.mp4",

@@ -89,6 +89,11 @@ pub const TARGETS: &[Target] = &[
         run: manifest,
     },
     Target {
+        name: "c2pa_manifest",
+        what: "a clip's C2PA manifest store read and validated (the media stage's provenance)",
+        run: c2pa_manifest,
+    },
+    Target {
         name: "ct2_ggml",
         what: "the CTranslate2 model reader and the GGML whisper reader",
         run: ct2_ggml,
@@ -461,6 +466,39 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
+pub fn c2pa_manifest(data: &[u8]) {
+    let p = clipguard_media::provenance::read_store(data);
+    let _ = format!("{p:?}");
+}
+
+/// An MP4 signed with a throw-away certificate chain, as a generator signs its clips: the seed
+/// that puts a real manifest store (JUMBF, COSE, CBOR) in front of the fuzzer.
+fn signed_mp4(mp4: &[u8]) -> Option<Vec<u8>> {
+    let signer = c2pa::EphemeralSigner::new("clipguard-fuzz-seed").ok()?;
+    let context = c2pa::Context::new()
+        .with_settings(r#"{"builder": {"thumbnail": {"enabled": false}}}"#)
+        .ok()?;
+    let mut builder = c2pa::Builder::from_context(context)
+        .with_definition(
+            r#"{"claim_generator_info": [{"name": "clipguard-fuzz-seed", "version": "1"}]}"#
+                .to_string(),
+        )
+        .ok()?;
+    builder.set_intent(c2pa::BuilderIntent::Create(
+        c2pa::DigitalSourceType::TrainedAlgorithmicMedia,
+    ));
+    let mut out = std::io::Cursor::new(Vec::new());
+    builder
+        .sign(
+            &signer,
+            "video/mp4",
+            &mut std::io::Cursor::new(mp4.to_vec()),
+            &mut out,
+        )
+        .ok()?;
+    Some(out.into_inner())
+}
+
 pub fn ct2_ggml(data: &[u8]) {
     if let Ok(model) = clipguard_models::ct2::parse(data) {
         let _ = format!("{model:?}");
@@ -504,6 +542,14 @@ pub fn seeds(target: &str, media_dir: Option<&Path>) -> Vec<Vec<u8>> {
         .unwrap_or_default();
     match target {
         "media_probe" => media,
+        "c2pa_manifest" => {
+            let signed: Vec<Vec<u8>> = media
+                .iter()
+                .filter(|m| clipguard_media::provenance::format_of(m) == Some("video/mp4"))
+                .filter_map(|m| signed_mp4(m))
+                .collect();
+            media.into_iter().chain(signed).collect()
+        }
         "clip_submitted" => {
             let mut out: Vec<Vec<u8>> = media
                 .into_iter()

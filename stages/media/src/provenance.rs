@@ -47,8 +47,18 @@ fn absent(note: &str) -> Provenance {
     }
 }
 
-/// Reads and validates the manifest store of a clip's bytes.
+/// Reads and validates the manifest store of a clip's bytes. A reader that panics on hostile
+/// bytes gives `invalid` (the clip still gets its verdict; the worker goes on).
 pub fn read(bytes: &[u8]) -> Provenance {
+    std::panic::catch_unwind(|| read_store(bytes)).unwrap_or_else(|_| Provenance {
+        state: INVALID.into(),
+        validation_errors: vec!["manifest store unreadable: the C2PA reader failed on it".into()],
+        ..Provenance::default()
+    })
+}
+
+/// [`read`] without the guard against a panicking reader (the fuzz target's entry).
+pub fn read_store(bytes: &[u8]) -> Provenance {
     let Some(format) = format_of(bytes) else {
         return absent("the container has no C2PA embedding (MP4, MOV and AVI have)");
     };
