@@ -470,20 +470,7 @@ fn scan_with_registry(
     clip: &std::path::Path,
     extra: &[&str],
 ) -> serde_json::Value {
-    let out = Command::new(common::bin())
-        .env("CLIPGUARD_CLASSIFY__LIKENESS_DIR", dir)
-        .args(["scan", "--json"])
-        .args(extra)
-        .arg(clip)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(text.trim()).unwrap()
+    scan_json_with(clip, Some(dir), extra)
 }
 
 fn likeness_category(v: &serde_json::Value) -> Option<&serde_json::Value> {
@@ -641,8 +628,22 @@ fn sign_clip(clip: &std::path::Path, out: &std::path::Path) {
 }
 
 fn scan_json(clip: &std::path::Path) -> serde_json::Value {
-    let out = Command::new(common::bin())
+    scan_json_with(clip, None, &[])
+}
+
+/// `clipguard scan --json` of one clip: the verdict, after checking the command succeeded.
+fn scan_json_with(
+    clip: &std::path::Path,
+    likeness_dir: Option<&std::path::Path>,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut command = Command::new(common::bin());
+    if let Some(dir) = likeness_dir {
+        command.env("CLIPGUARD_CLASSIFY__LIKENESS_DIR", dir);
+    }
+    let out = command
         .args(["scan", "--json"])
+        .args(extra)
         .arg(clip)
         .output()
         .unwrap();
