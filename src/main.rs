@@ -142,6 +142,8 @@ enum Command {
     },
     /// The likeness registry: faces of people who consented to their likeness being used.
     Likeness(clipguard_classify::likeness_cli::LikenessArgs),
+    /// Provenance: was a video generated and allowed here (the "made by us" index)?
+    Provenance(clipguard_release::cli::ProvenanceArgs),
     /// Compare hashes.
     Match {
         #[command(subcommand)]
@@ -445,6 +447,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let out = clipguard_classify::likeness_cli::run(&cfg.classify, args);
             println!("{}", out.map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Provenance(args) => {
+            let (text, found) = clipguard_release::cli::run(&cfg.release, &cfg.media, args)?;
+            println!("{text}");
+            Ok(ExitCode::from(u8::from(!found)))
         }
         Command::Match {
             command: MatchCommand::Vpdq(args),

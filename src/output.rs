@@ -20,9 +20,18 @@ impl Printer {
     }
 
     pub fn verdict(&mut self, v: &Verdict) {
+        self.verdict_with(v, None);
+    }
+
+    /// A verdict joined with the clip's rendition record (`--json` only).
+    pub fn verdict_with(&mut self, v: &Verdict, rendition: Option<&clipguard_schemas::Rendition>) {
         let mut out = std::io::stdout().lock();
         if self.json {
-            let _ = writeln!(out, "{}", clipguard_monitor::json::verdict_json(v));
+            let _ = writeln!(
+                out,
+                "{}",
+                clipguard_monitor::json::verdict_json_with(v, rendition)
+            );
             return;
         }
         if !self.header_done {

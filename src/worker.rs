@@ -208,13 +208,13 @@ pub async fn scan(
         if let Some(b) = &bar {
             b.set_message(file.display().to_string());
         }
-        let verdict = local.scan(&file, &opts).await?;
+        let (verdict, rendition) = local.scan_released(&file, &opts).await?;
         match &bar {
             Some(b) => {
-                b.suspend(|| printer.verdict(&verdict));
+                b.suspend(|| printer.verdict_with(&verdict, rendition.as_ref()));
                 b.inc(1);
             }
-            None => printer.verdict(&verdict),
+            None => printer.verdict_with(&verdict, rendition.as_ref()),
         }
     }
     if let Some(b) = bar {

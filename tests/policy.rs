@@ -714,3 +714,418 @@ fn c2pa_provenance_is_read_and_validated_into_the_verdict() {
     let v = scan_json(&plain);
     assert_eq!(v["provenance"]["state"], "absent", "{v}");
 }
+
+/// An operator's C2PA signing chain made with `openssl` as an operator would: an ES256 CA and an
+/// end-entity certificate for document signing under it. Returns (chain, key) paths.
+fn operator_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        "ca.key",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-sha256",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=clipguard test operator CA/O=clipguard tests",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        "signer.key",
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "signer.key",
+        "-subj",
+        "/CN=clipguard test release signer/O=clipguard tests",
+        "-out",
+        "signer.csr",
+    ]);
+    std::fs::write(
+        dir.join("signer.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=emailProtection\nsubjectKeyIdentifier=hash\n\
+         authorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "signer.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-sha256",
+        "-days",
+        "30",
+        "-extfile",
+        "signer.ext",
+        "-out",
+        "signer.pem",
+    ]);
+    let chain = [
+        std::fs::read_to_string(dir.join("signer.pem")).unwrap(),
+        std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(dir.join("chain.pem"), chain).unwrap();
+    (dir.join("chain.pem"), dir.join("signer.key"))
+}
+
+fn gst_launch(pipeline: &str) {
+    let ok = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "{pipeline}");
+}
+
+/// `clipguard` with the given environment; (stdout, exit code).
+fn clipguard_env(env: &[(&str, &std::path::Path)], args: &[&str]) -> (String, i32) {
+    let mut command = Command::new(common::bin());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command
+        .args(args)
+        .env("CLIPGUARD_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "clipguard {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text, code)
+}
+
+/// Luma of every frame the media stage samples (1 a second), at full size, by time in ms.
+fn frames_by_time(path: &std::path::Path) -> Vec<(i64, image::GrayImage)> {
+    let settings = clipguard_media::MediaConfig {
+        sample_fps: 1.0,
+        scene_cut_threshold: 0.0,
+        thumbnail_short_side: 10_000,
+        jpeg_quality: 95,
+        pdq: false,
+        extract_audio: false,
+        ..Default::default()
+    };
+    clipguard_media::decode::init().unwrap();
+    let decoded = clipguard_media::decode::decode_file(path, &settings).unwrap();
+    decoded
+        .frames
+        .iter()
+        .map(|f| {
+            let img = image::load_from_memory(&f.jpeg).unwrap().to_luma8();
+            ((f.timestamp_s * 1000.0).round() as i64, img)
+        })
+        .collect()
+}
+
+/// Mean absolute luma difference of two frames inside `r` and outside it.
+fn difference(
+    a: &image::GrayImage,
+    b: &image::GrayImage,
+    r: clipguard_release::watermark::Rect,
+) -> (f64, f64) {
+    let (mut inside, mut n_in, mut outside, mut n_out) = (0.0, 0.0, 0.0, 0.0);
+    for (x, y, pa) in a.enumerate_pixels() {
+        let d = (pa.0[0] as f64 - b.get_pixel(x, y).0[0] as f64).abs();
+        if x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height {
+            inside += d;
+            n_in += 1.0;
+        } else {
+            outside += d;
+            n_out += 1.0;
+        }
+    }
+    (inside / n_in, outside / n_out)
+}
+
+/// Issue 21, Builds 1–3 through the binary: a policy that requires a valid manifest from the
+/// expected generator on the download surface; the release stage making the outgoing rendition
+/// of the allowed clip (a moving watermark visible at three times, a manifest signed with an
+/// operator certificate that the crate validates, with clipguard's assertion and the original,
+/// its own manifest inside, as ingredient); and `provenance lookup` finding the allowed clip
+/// after it was re-encoded at a lower bitrate and half the size, and not an unrelated clip.
+#[test]
+fn an_allowed_download_leaves_watermarked_signed_and_is_known_as_made_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gst_launch(&format!(
+        "mp4mux name=mux faststart=true ! filesink location={}/plain.mp4 \
+         videotestsrc pattern=smpte horizontal-speed=3 num-buffers=100 \
+         ! video/x-raw,width=320,height=240,framerate=25/1,format=I420 \
+         ! x264enc speed-preset=ultrafast key-int-max=25 ! h264parse ! mux. \
+         audiotestsrc num-buffers=190 ! audio/x-raw,rate=48000,channels=1 ! audioconvert \
+         ! avenc_aac ! mux.",
+        d.display()
+    ));
+    let signed = d.join("generated.mp4");
+    sign_clip(&d.join("plain.mp4"), &signed);
+    let (chain, key) = operator_certificate(d);
+    let policy = clipguard_policy::DEFAULT_POLICY.replace(
+        "expected_generators = []",
+        "expected_generators = [\"clipguard-test-generator\"]",
+    );
+    assert_ne!(policy, clipguard_policy::DEFAULT_POLICY);
+    std::fs::write(d.join("policy.toml"), policy).unwrap();
+    let (store, index) = (d.join("store"), d.join("index"));
+    let env: Vec<(&str, &std::path::Path)> = vec![
+        ("CLIPGUARD_STORE__URL", &store),
+        (
+            "CLIPGUARD_POLICY__FILE",
+            std::path::Path::new("policy.toml"),
+        ),
+        ("CLIPGUARD_RELEASE__SIGNING_CERT", &chain),
+        ("CLIPGUARD_RELEASE__SIGNING_KEY", &key),
+        ("CLIPGUARD_RELEASE__INDEX_DIR", &index),
+    ];
+    let env: Vec<(&str, std::path::PathBuf)> = env
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                if v.is_relative() {
+                    d.join(v)
+                } else {
+                    v.to_path_buf()
+                },
+            )
+        })
+        .collect();
+    let env: Vec<(&str, &std::path::Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let download = [
+        "scan",
+        "--json",
+        "--age-band",
+        "adult",
+        "--surface",
+        "download",
+    ];
+
+    // The signed clip: allowed, rendered, signed, indexed.
+    let (text, _) = clipguard_env(&env, &[&download[..], &[signed.to_str().unwrap()]].concat());
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    println!("verdict: {v:#}");
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["surface"], "download", "{v}");
+    let r = &v["rendition"];
+    assert_eq!(r["unavailable"], "", "{r}");
+    assert_eq!(r["ingredient_provenance"], "present", "{r}");
+    let uri = r["media"]["uri"].as_str().unwrap();
+    let rendition_path = std::path::PathBuf::from(uri.strip_prefix("file://").unwrap());
+    let rendition = std::fs::read(&rendition_path).unwrap();
+    assert_eq!(r["media"]["size_bytes"], rendition.len());
+
+    // The crate validates the manifest: clipguard's assertion, the original as parent
+    // ingredient carrying the generator's own manifest.
+    let context = c2pa::Context::new()
+        .with_settings(r#"{"verify": {"remote_manifest_fetch": false, "ocsp_fetch": false}}"#)
+        .unwrap();
+    let reader = c2pa::Reader::from_context(context)
+        .with_stream("video/mp4", std::io::Cursor::new(&rendition))
+        .unwrap();
+    println!(
+        "validation: {:?} {:?}",
+        reader.validation_state(),
+        reader.validation_status()
+    );
+    assert_ne!(
+        reader.validation_state(),
+        c2pa::validation_results::ValidationState::Invalid
+    );
+    let manifest = reader.active_manifest().unwrap();
+    assert_eq!(
+        reader.active_label(),
+        Some(r["manifest_label"].as_str().unwrap())
+    );
+    let moderation: serde_json::Value = manifest
+        .find_assertion(clipguard_release::sign::MODERATION_LABEL)
+        .unwrap();
+    println!("assertion: {moderation:#}");
+    assert_eq!(moderation["clip_id"], v["clip_id"]);
+    assert_eq!(moderation["decision"], "allow");
+    assert_eq!(moderation["surface"], "download");
+    assert_eq!(moderation["policy_version"], v["policy_version"]);
+    let ingredients = manifest.ingredients();
+    assert_eq!(ingredients.len(), 1, "{ingredients:?}");
+    assert_eq!(*ingredients[0].relationship(), c2pa::Relationship::ParentOf);
+    let parent = ingredients[0].active_manifest().unwrap();
+    let parent = reader.get_manifest(parent).unwrap();
+    assert!(
+        parent
+            .claim_generator_info
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|i| i.name == "clipguard-test-generator")),
+        "{parent:?}"
+    );
+    // What the media stage reads from the rendition: present, clipguard's, signed by the
+    // operator's certificate.
+    let read = clipguard_media::provenance::read(&rendition);
+    assert_eq!(read.state, "present", "{read:?}");
+    assert!(read.claim_generator.starts_with("clipguard/"), "{read:?}");
+
+    // The watermark: where the mark is at each sampled time, the rendition differs from the
+    // original far more than elsewhere, and the mark is somewhere else each time.
+    let mark = {
+        let png = clipguard_release::watermark::builtin_png().unwrap();
+        let cfg = clipguard_release::ReleaseConfig::default();
+        clipguard_release::watermark::Watermark {
+            image: std::path::PathBuf::new(),
+            image_size: image::load_from_memory(&png)
+                .unwrap()
+                .to_rgba8()
+                .dimensions(),
+            width_fraction: cfg.watermark_width,
+            alpha: cfg.watermark_alpha,
+            crossing_s: cfg.watermark_crossing_s,
+            description: String::new(),
+        }
+    };
+    let original = frames_by_time(&signed);
+    let rendered = frames_by_time(&rendition_path);
+    let mut boxes = Vec::new();
+    for (t, a) in &original {
+        let Some((_, b)) = rendered.iter().find(|(tb, _)| (tb - t).abs() <= 20) else {
+            continue;
+        };
+        let r = mark.at(*t as f64 / 1000.0, a.width(), a.height());
+        let (inside, outside) = difference(a, b, r);
+        println!(
+            "t {t} ms: mark at {r:?}: luma difference {inside:.1} inside, {outside:.1} outside"
+        );
+        assert!(
+            inside > 12.0 && inside > 3.0 * outside,
+            "t {t}: {inside} vs {outside}"
+        );
+        boxes.push(r);
+    }
+    assert!(boxes.len() >= 3, "{boxes:?}");
+    assert!(
+        boxes[0] != boxes[1] && boxes[1] != boxes[2] && boxes[0] != boxes[2],
+        "{boxes:?}"
+    );
+
+    // The unsigned clip on the download surface: no manifest from the expected generator →
+    // review, and the rendition record says why there is none.
+    let (text, _) = clipguard_env(
+        &env,
+        &[&download[..], &[d.join("plain.mp4").to_str().unwrap()]].concat(),
+    );
+    let u: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(u["audiences"]["adult"], "review", "{u}");
+    assert!(
+        u["reasons"].to_string().contains("provenance_unverified"),
+        "{u}"
+    );
+    assert!(
+        u["rendition"]["unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow"),
+        "{u}"
+    );
+    assert!(u["rendition"]["media"].is_null(), "{u}");
+
+    // "Made by us?": a real clip (the vPDQ conformance footage, large enough to travel by claim
+    // check) allowed on the feed, then re-encoded at a low bitrate and half its size, is found;
+    // an unrelated clip is not. (Synthetic test patterns are no good here: a rescaled colour-bar
+    // frame moves its PDQ by 30–40 bits.)
+    let Some(conformance) = clipguard_testdata::conformance_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/conformance/threatexchange"),
+        "vpdq/videos/chair-22-sd-grey-bar.mp4",
+    ) else {
+        return;
+    };
+    let videos = conformance.join("vpdq/videos");
+    let chair = videos.join("chair-22-sd-grey-bar.mp4");
+    let (text, _) = clipguard_env(&env, &["scan", "--json", chair.to_str().unwrap()]);
+    let c: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(c["decision"], "allow", "{c}");
+    assert!(
+        c["rendition"].is_null(),
+        "no rendition off the download surface: {c}"
+    );
+    gst_launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! videoscale \
+         ! video/x-raw,width=160,height=120 ! x264enc speed-preset=ultrafast bitrate=150 \
+         ! h264parse ! mp4mux ! filesink location={}/copy.mp4",
+        chair.display(),
+        d.display()
+    ));
+    let lookup = |file: &str| {
+        let (text, code) = clipguard_env(
+            &env,
+            &[
+                "provenance",
+                "lookup",
+                "--json",
+                d.join(file).to_str().unwrap(),
+            ],
+        );
+        let j: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        println!("lookup {file}: {j}");
+        (j, code)
+    };
+    let (copy, code) = lookup("copy.mp4");
+    assert_eq!(
+        (copy["made_here"].as_bool(), code),
+        (Some(true), 0),
+        "{copy}"
+    );
+    assert_eq!(copy["matches"][0]["clip_id"], c["clip_id"], "{copy}");
+    assert_eq!(copy["indexed_clips"], 2, "the two allowed clips: {copy}");
+    let (downloaded, _) = lookup(rendition_path.to_str().unwrap());
+    println!("the watermarked rendition of the test pattern: {downloaded}");
+    let (other, code) = lookup(videos.join("doorknob-hd-no-bar.mp4").to_str().unwrap());
+    assert_eq!(
+        (other["made_here"].as_bool(), code),
+        (Some(false), 1),
+        "{other}"
+    );
+}

@@ -71,6 +71,14 @@ pub const MONITOR: Node = Node {
     state: Some(topics::VERDICTS),
 };
 
+/// After the verdict: renditions of allowed clips and the "made by us" index.
+pub const RELEASE: Node = Node {
+    stage: stage::RELEASE,
+    consumes: topics::VERDICTS,
+    produces: &[topics::RENDITIONS, topics::DLQ],
+    state: None,
+};
+
 /// clipguard's own stages, in pipeline order.
 pub const STANDARD: &[Node] = &[
     MEDIA,
@@ -79,6 +87,7 @@ pub const STANDARD: &[Node] = &[
     CLASSIFY,
     CLASSIFY_TRANSCRIPT,
     MONITOR,
+    RELEASE,
 ];
 
 /// Why a set of nodes is not a pipeline.

@@ -202,6 +202,10 @@ impl Answer for clipguard_schemas::MediaResult {
 
 impl Answer for clipguard_schemas::Verdict {}
 
+impl Answer for clipguard_schemas::ReleaseResult {}
+
+impl Answer for clipguard_schemas::LookupResponse {}
+
 /// A stage's synchronous call: what a gRPC caller sends and what it gets back. Each stage
 /// implements it once; [`Served`] is the one adapter that puts it behind its generated service.
 pub trait Rpc: crate::Stage {

@@ -11,6 +11,7 @@ pub const ALL: &[(&str, bool)] = &[
     (SIGNALS, false),
     (VERDICTS, true),
     (VERDICTS_SHADOW, true),
+    (RENDITIONS, true),
     (DLQ, false),
 ];
 

@@ -21,7 +21,9 @@ mod evidence;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use clipguard_schemas::{AgeBand, AudienceContext, AudienceDecisions, Decision, Surface};
+use clipguard_schemas::{
+    AgeBand, AudienceContext, AudienceDecisions, Decision, Provenance, Surface,
+};
 use serde::Deserialize;
 
 pub use apply::{Applied, CONTEXT_CATEGORIES, Row, Scored};
@@ -106,9 +108,111 @@ pub struct Policy {
     #[serde(default = "block")]
     pub on_undecodable: Action,
     pub categories: BTreeMap<String, CategoryRules>,
+    /// Which clips must carry a valid C2PA manifest from an expected generator (`[provenance]`;
+    /// absent: none).
+    #[serde(default)]
+    pub provenance: ProvenanceRule,
     /// The policy's text as written (for the reasoning backend's prompt and for replay output).
     #[serde(skip)]
     pub source: String,
+}
+
+/// `[provenance]`: clips leaving through `required_on` surfaces must carry a C2PA manifest that
+/// validates and whose claim generator is one of `expected_generators`; a clip without one
+/// scores [`PROVENANCE_UNVERIFIED`] 1.0. Empty `expected_generators`: nothing is required.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvenanceRule {
+    /// Generator names, compared case-insensitively with the manifest's claim generator up to
+    /// its first `/` (`acme-video` matches `acme-video/2.1`).
+    pub expected_generators: Vec<String>,
+    /// Surfaces whose clips need such a manifest: `private`, `feed`, `download`, `unspecified`.
+    pub required_on: Vec<String>,
+}
+
+/// The word a policy file uses for a surface.
+pub fn surface_word(s: Surface) -> &'static str {
+    match s {
+        Surface::Unspecified => "unspecified",
+        Surface::Private => "private",
+        Surface::Feed => "feed",
+        Surface::Download => "download",
+    }
+}
+
+impl ProvenanceRule {
+    fn surface(word: &str) -> Option<Surface> {
+        [
+            Surface::Unspecified,
+            Surface::Private,
+            Surface::Feed,
+            Surface::Download,
+        ]
+        .into_iter()
+        .find(|s| surface_word(*s) == word)
+    }
+
+    /// Whether the generator named in a claim generator (`name/version ...`) is expected.
+    pub fn expects(&self, claim_generator: &str) -> bool {
+        let name = claim_generator
+            .split(['/', ' '])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        !name.is_empty()
+            && self
+                .expected_generators
+                .iter()
+                .any(|g| g.trim().eq_ignore_ascii_case(name))
+    }
+
+    /// Why a clip on `surface` with `provenance` (`None`: the media stage never said) does
+    /// not meet the rule, or `None` when it does or the rule does not apply to it.
+    pub fn unmet(&self, surface: Surface, provenance: Option<&Provenance>) -> Option<String> {
+        if self.expected_generators.is_empty()
+            || !self.required_on.iter().any(|w| w == surface_word(surface))
+        {
+            return None;
+        }
+        let expected = self.expected_generators.join(", ");
+        let found = match provenance {
+            None => "no provenance was read".to_string(),
+            Some(p) if p.state == "present" && self.expects(&p.claim_generator) => return None,
+            Some(p) if p.state == "present" => {
+                format!("a valid manifest from `{}`", p.claim_generator)
+            }
+            Some(p) if p.state == "invalid" => format!(
+                "a manifest from `{}` that fails validation",
+                p.claim_generator
+            ),
+            Some(_) => "no manifest".to_string(),
+        };
+        Some(format!(
+            "a clip for the {} surface needs a valid C2PA manifest from {expected}; it has {found}",
+            surface_word(surface)
+        ))
+    }
+
+    fn problems(&self, categories: &BTreeMap<String, CategoryRules>, out: &mut Vec<String>) {
+        for w in &self.required_on {
+            if Self::surface(w).is_none() {
+                out.push(format!(
+                    "provenance.required_on: `{w}` is not a surface (private, feed, download, unspecified)"
+                ));
+            }
+        }
+        if self.expected_generators.iter().any(|g| g.trim().is_empty()) {
+            out.push("provenance.expected_generators: an empty name".to_string());
+        }
+        if !self.expected_generators.is_empty()
+            && !self.required_on.is_empty()
+            && !categories.contains_key(PROVENANCE_UNVERIFIED)
+        {
+            out.push(format!(
+                "categories.{PROVENANCE_UNVERIFIED}: missing; [provenance] requires manifests"
+            ));
+        }
+    }
 }
 
 /// Who will see the clip.
@@ -262,6 +366,7 @@ impl Policy {
                 problems.push(format!("categories.{name}: must block in every audience"));
             }
         }
+        p.provenance.problems(&p.categories, &mut problems);
         if !p.categories.contains_key(MINORS_SEXUAL) {
             problems.push(format!(
                 "categories.{MINORS_SEXUAL}: missing; it is a hard block"

@@ -10,6 +10,8 @@ pub mod stage {
     pub const CLASSIFY: &str = "classify";
     pub const CLASSIFY_TRANSCRIPT: &str = "classify_transcript";
     pub const MONITOR: &str = "monitor";
+    /// After the verdict: outgoing renditions and the "made by us" index.
+    pub const RELEASE: &str = "release";
 
     /// Every stage, in pipeline order.
     pub const ALL: &[&str] = &[
@@ -19,6 +21,7 @@ pub mod stage {
         CLASSIFY,
         CLASSIFY_TRANSCRIPT,
         MONITOR,
+        RELEASE,
     ];
 }
 
@@ -36,6 +39,8 @@ pub mod topic {
     pub const VERDICTS: &str = "clips.verdicts";
     /// Shadow-policy verdicts.
     pub const VERDICTS_SHADOW: &str = "clips.verdicts.shadow";
+    /// Outgoing renditions of allowed clips (watermarked, signed), compacted, keyed by clip_id.
+    pub const RENDITIONS: &str = "clips.renditions";
     /// Messages no stage could process, with the reason.
     pub const DLQ: &str = "clips.dlq";
 }
@@ -55,6 +60,9 @@ pub mod category {
     pub const LIKENESS_WITHOUT_CONSENT: &str = "likeness_without_consent";
     /// The clip carries a C2PA manifest that fails validation (the media stage's).
     pub const PROVENANCE_INVALID: &str = "provenance_invalid";
+    /// The policy requires a valid C2PA manifest from an expected generator on the clip's
+    /// surface and the clip has none (the monitor's, under the policy's `[provenance]`).
+    pub const PROVENANCE_UNVERIFIED: &str = "provenance_unverified";
     /// Context, not a violation: a face that may be under 18 puts every audience on the
     /// under-18 rules.
     pub const POTENTIAL_MINOR: &str = "potential_minor";

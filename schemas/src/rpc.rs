@@ -88,3 +88,9 @@ unary_service!(
     Transcript => Signal
 );
 unary_service!(Monitor: monitor_stage_server::MonitorStage, decide, DecideRequest => Verdict);
+unary_service!(Release: release_stage_server::ReleaseStage, release, Verdict => ReleaseResult);
+unary_service!(
+    Lookup: provenance_lookup_server::ProvenanceLookup,
+    lookup,
+    LookupRequest => LookupResponse
+);

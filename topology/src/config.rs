@@ -11,6 +11,7 @@ use clipguard_pipeline::kafka::{HostConfig, KafkaConfig};
 use clipguard_pipeline::store::StoreConfig;
 use clipguard_pipeline::telemetry::TelemetryConfig;
 use clipguard_policy::PolicyConfig;
+use clipguard_release::ReleaseConfig;
 use clipguard_transcribe::TranscribeConfig;
 use serde::Deserialize;
 
@@ -34,6 +35,8 @@ pub struct Config {
     pub classify: ClassifyConfig,
     /// Monitor stage.
     pub monitor: MonitorConfig,
+    /// Release stage: renditions of allowed clips, the "made by us" index.
+    pub release: ReleaseConfig,
     /// Which policy decides: the monitor's verdicts and the prompt check alike.
     pub policy: PolicyConfig,
     /// Logs.
@@ -52,6 +55,7 @@ impl Validate for Config {
         self.transcribe.validate(problems);
         self.classify.validate(problems);
         self.monitor.validate(problems);
+        self.release.validate(problems);
         self.policy.validate(problems);
         // The expected stages are checked against this build's pipeline.
         match crate::registry::Registry::default().graph() {
@@ -168,6 +172,7 @@ mod tests {
             "classify",
             "monitor",
             "monitor.reasoning",
+            "release",
             "policy",
             "telemetry",
             "grpc",

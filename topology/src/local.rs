@@ -10,7 +10,7 @@ use clipguard_pipeline::inproc::Topology;
 use clipguard_pipeline::store::MediaStore;
 use clipguard_pipeline::{Record, topics};
 use clipguard_schemas::names::stage;
-use clipguard_schemas::{MediaExtract, Signal, Transcript, Verdict};
+use clipguard_schemas::{MediaExtract, Rendition, Signal, Transcript, Verdict};
 
 use crate::registry::Registry;
 use crate::{Config, TopologyError};
@@ -71,13 +71,24 @@ impl Local {
         path: &Path,
         opts: &SubmitOptions,
     ) -> Result<Verdict, TopologyError> {
+        Ok(self.scan_released(path, opts).await?.0)
+    }
+
+    /// The verdict for `path` and, when the release stage is in this topology and made one,
+    /// the clip's rendition record.
+    pub async fn scan_released(
+        &mut self,
+        path: &Path,
+        opts: &SubmitOptions,
+    ) -> Result<(Verdict, Option<Rendition>), TopologyError> {
         let records = self.submit(path, opts).await?;
-        decode_one(&records, topics::VERDICTS).ok_or_else(|| {
+        let verdict = decode_one(&records, topics::VERDICTS).ok_or_else(|| {
             TopologyError::Clip(format!(
                 "{}: no verdict came out of the stages",
                 path.display()
             ))
-        })
+        })?;
+        Ok((verdict, decode_one(&records, topics::RENDITIONS)))
     }
 
     /// The transcript of `path`'s audio and the transcribe stage's signal (the media and

@@ -21,6 +21,8 @@ use clipguard_schemas::hash_match_stage_server::HashMatchStageServer;
 use clipguard_schemas::media_stage_server::MediaStageServer;
 use clipguard_schemas::monitor_stage_server::MonitorStageServer;
 use clipguard_schemas::names::stage;
+use clipguard_schemas::provenance_lookup_server::ProvenanceLookupServer;
+use clipguard_schemas::release_stage_server::ReleaseStageServer;
 use clipguard_schemas::transcribe_stage_server::TranscribeStageServer;
 use clipguard_text::TextClassifier;
 use clipguard_text::prompt::PromptChecker;
@@ -77,6 +79,10 @@ pub const STANDARD: &[Entry] = &[
     Entry {
         node: graph::MONITOR,
         build: monitor,
+    },
+    Entry {
+        node: graph::RELEASE,
+        build: release,
     },
 ];
 
@@ -409,6 +415,22 @@ fn monitor(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     Ok(ctx
         .built(stage, Routes::new(service), names)?
         .with_metrics(move |r| metrics.register(r)))
+}
+
+fn release(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let store = MediaStore::open(&ctx.cfg.store)?;
+    let stage = Arc::new(
+        clipguard_release::ReleaseStage::new(ctx.cfg.release.clone(), ctx.cfg.media.clone(), store)
+            .map_err(failed(stage::RELEASE))?,
+    );
+    let service = ReleaseStageServer::new(ctx.served(&stage));
+    let lookup = ProvenanceLookupServer::new(clipguard_release::grpc::Lookups::new(
+        stage.clone(),
+        ctx.metrics.clone(),
+    ))
+    .max_decoding_message_size(64 * 1024 * 1024);
+    let names = vec![name_of(&service), name_of(&lookup)];
+    ctx.built(stage, Routes::new(service).add_service(lookup), names)
 }
 
 /// Every metric family a worker of this build can export, registered without building any

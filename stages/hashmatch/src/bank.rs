@@ -293,6 +293,20 @@ pub struct Bank {
 }
 
 impl Bank {
+    /// The bank's videos (indices into `videos`) that share at least one frame, at or above
+    /// the bank's vPDQ quality, within its vPDQ distance of `frames`: the only ones a whole
+    /// comparison can match.
+    pub fn video_candidates(&self, frames: &[FrameHash]) -> std::collections::BTreeSet<u32> {
+        let params = self.meta.vpdq_params();
+        let mut candidates = std::collections::BTreeSet::new();
+        for f in frames.iter().filter(|f| f.quality >= params.quality) {
+            for hit in self.video_frames.search(&f.hash, params.distance) {
+                candidates.insert(self.video_of_frame[hit.index as usize]);
+            }
+        }
+        candidates
+    }
+
     /// Assembles a bank read from disk (its settings already checked by `read_meta`): builds
     /// the (small) index of its videos' frames; the PDQ index comes as it was written.
     fn from_parts(

@@ -186,12 +186,7 @@ pub fn match_clip(
         // Videos: candidates share at least one frame within D; each is then compared whole.
         if !bank.videos.is_empty() {
             let params = meta.vpdq_params();
-            let mut candidates = BTreeSet::new();
-            for f in frames.iter().filter(|f| f.quality >= params.quality) {
-                for hit in bank.video_frames.search(&f.hash, params.distance) {
-                    candidates.insert(bank.video_of_frame[hit.index as usize]);
-                }
-            }
+            let candidates = bank.video_candidates(frames);
             let mut best: Option<HashMatch> = None;
             let mut ids = BTreeSet::new();
             for v in candidates {

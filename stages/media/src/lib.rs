@@ -33,10 +33,11 @@ use bytes::Bytes;
 use clipguard_pipeline::stage::error_signal_record;
 use clipguard_pipeline::store::{FetchError, MediaStore};
 use clipguard_pipeline::{Outputs, ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_schemas::media_ref::Location;
 use clipguard_schemas::{
     AudioTrack, CategoryScore, ClipContext, ClipSubmitted, DeadLetter, Evidence, MediaExtract,
-    MediaInfo, MediaResult, Provenance, SampledFrame, Signal, StageError as StageErrorMsg,
-    Thumbnail,
+    MediaInfo, MediaRef, MediaResult, Provenance, SampledFrame, Signal,
+    StageError as StageErrorMsg, Thumbnail,
 };
 use md5::Digest as _;
 use serde::Deserialize;
@@ -83,6 +84,10 @@ pub struct MediaConfig {
     pub extract_audio: bool,
     /// Largest accepted media in bytes (checked before fetching and decoding).
     pub max_bytes: u64,
+    /// Copy a decodable clip sent inline into the claim-check store (`clips/<sha256>`), so the
+    /// verdict can say where its bytes are for the release stage (rendition, "made by us"
+    /// index). Clips sent by URI are never copied.
+    pub store_inline: bool,
     /// Longest accepted clip in seconds.
     pub max_duration_s: f64,
     /// Largest accepted frame width.
@@ -140,6 +145,7 @@ impl Default for MediaConfig {
             pdq_prune_distance: 0,
             extract_audio: true,
             max_bytes: 512 * 1024 * 1024,
+            store_inline: true,
             max_duration_s: 600.0,
             max_width: 7680,
             max_height: 4320,
@@ -351,7 +357,8 @@ impl MediaStage {
         if bytes.is_empty() {
             return Err(MediaError::Empty);
         }
-        let (decoded, digests) = self.decode(bytes).await?;
+        let (decoded, digests) = self.decode(bytes.clone()).await?;
+        let stored = self.stored(&media, bytes, &digests.0).await?;
         let info = MediaInfo {
             duration_s: decoded.duration_s,
             width: decoded.width,
@@ -364,6 +371,7 @@ impl MediaStage {
             frames_decoded: decoded.frames_decoded,
             size_bytes: media.size_bytes,
             provenance: Some(digests.2.clone()),
+            stored,
         };
         let scores = provenance_scores(&digests.2);
         let extract = self
@@ -387,6 +395,32 @@ impl MediaStage {
             extract: Some(extract),
             signal: Some(signal),
         })
+    }
+
+    /// Where the clip's bytes stay after the verdict: its claim-check URI, or, for a clip sent
+    /// inline with `store_inline`, the URI it is now stored under (content-addressed: a
+    /// redelivered clip overwrites the same object with the same bytes).
+    async fn stored(
+        &self,
+        media: &MediaRef,
+        bytes: Bytes,
+        sha256: &str,
+    ) -> Result<Option<MediaRef>, MediaError> {
+        let uri = match &media.location {
+            Some(Location::Uri(uri)) => uri.clone(),
+            Some(Location::Inline(_)) if self.config.store_inline => self
+                .store
+                .put(&format!("clips/{sha256}"), bytes)
+                .await
+                .map_err(|e| MediaError::Store(e.to_string()))?,
+            _ => return Ok(None),
+        };
+        Ok(Some(MediaRef {
+            location: Some(Location::Uri(uri)),
+            sha256: sha256.to_string(),
+            size_bytes: media.size_bytes,
+            content_type: media.content_type.clone(),
+        }))
     }
 
     /// Decodes on a blocking thread; also returns the bytes' SHA-256 and MD5 (hex), for the

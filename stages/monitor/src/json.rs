@@ -1,8 +1,10 @@
 //! The verdict's JSON form: the contract enforcement services and `--json` output rely on,
 //! declared once as serde types ([`VerdictJson`]) that a Rust client can also read back.
 
+use clipguard_schemas::media_ref::Location;
 use clipguard_schemas::{
-    AudienceDecisions, CategoryDecision, Decision, Evidence, Provenance, Verdict,
+    AudienceDecisions, CategoryDecision, Decision, Evidence, MediaRef, Provenance, Rendition,
+    Surface, Verdict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,6 +40,69 @@ pub struct VerdictJson {
     /// The clip's C2PA provenance; absent when the media stage never read the clip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<ProvenanceJson>,
+    /// The surface the clip's context names: `private`, `feed`, `download`, `unspecified`.
+    #[serde(default)]
+    pub surface: String,
+    /// Where the clip's bytes are kept; absent when they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<StoredJson>,
+    /// The clip's outgoing rendition, where the output joins it to the verdict (`clipguard
+    /// scan`); on Kafka it is its own record on `clips.renditions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendition: Option<RenditionJson>,
+}
+
+/// Bytes in the claim-check store: `uri`, `sha256`, `size_bytes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredJson {
+    pub uri: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+}
+
+impl StoredJson {
+    fn of(m: &MediaRef) -> Option<Self> {
+        match &m.location {
+            Some(Location::Uri(uri)) => Some(Self {
+                uri: uri.clone(),
+                sha256: m.sha256.clone(),
+                size_bytes: m.size_bytes,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An outgoing rendition ([`Rendition`]): where it is, the manifest clipguard signed, the
+/// watermark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenditionJson {
+    pub media: Option<StoredJson>,
+    pub verdict_revision: u32,
+    pub policy_version: String,
+    pub manifest_label: String,
+    pub signer: String,
+    pub ingredient_provenance: String,
+    pub watermark: String,
+    pub made_at_ms: i64,
+    /// Why there is no rendition (`media` absent); empty when there is one.
+    pub unavailable: String,
+}
+
+impl From<&Rendition> for RenditionJson {
+    fn from(r: &Rendition) -> Self {
+        Self {
+            media: r.media.as_ref().and_then(StoredJson::of),
+            verdict_revision: r.verdict_revision,
+            policy_version: r.policy_version.clone(),
+            manifest_label: r.manifest_label.clone(),
+            signer: r.signer.clone(),
+            ingredient_provenance: r.ingredient_provenance.clone(),
+            watermark: r.watermark.clone(),
+            made_at_ms: r.made_at_ms,
+            unavailable: r.unavailable.clone(),
+        }
+    }
 }
 
 /// C2PA provenance: `state` `present` / `invalid` / `absent`, the claim generator, actions
@@ -148,6 +213,12 @@ impl From<&Verdict> for VerdictJson {
             stages: v.stages.clone(),
             missing_stages: v.missing_stages.clone(),
             provenance: v.provenance.as_ref().map(ProvenanceJson::from),
+            surface: clipguard_policy::surface_word(
+                Surface::try_from(v.surface).unwrap_or_default(),
+            )
+            .to_string(),
+            media: v.media.as_ref().and_then(StoredJson::of),
+            rendition: None,
         }
     }
 }
@@ -155,6 +226,13 @@ impl From<&Verdict> for VerdictJson {
 /// [`VerdictJson`] of `v` as a JSON value.
 pub fn verdict_json(v: &Verdict) -> Value {
     serde_json::to_value(VerdictJson::from(v)).unwrap_or_default()
+}
+
+/// [`VerdictJson`] of `v` joined with the clip's rendition, when one was made.
+pub fn verdict_json_with(v: &Verdict, rendition: Option<&Rendition>) -> Value {
+    let mut j = VerdictJson::from(v);
+    j.rendition = rendition.map(RenditionJson::from);
+    serde_json::to_value(j).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -3,19 +3,52 @@
 //! floor: one decision per audience, the per-category table, and the rationale.
 
 use clipguard_policy::{self as policy, Audience, Policy, Scored, evidence_phrase};
-use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Verdict};
+use clipguard_schemas::{AudienceDecisions, CategoryDecision, Decision, Evidence, Verdict};
 
 use super::POLICY_ENGINE;
-use super::findings::{Findings, push_unique};
+use super::findings::{self, Findings, push_unique};
+
+/// The policy's `[provenance]` rule applied to the clip: `provenance_unverified` 1.0 when its
+/// surface requires a valid manifest from an expected generator and it has none. Scored here,
+/// not in [`findings::gather`], because it depends on the policy (a shadow policy may differ).
+fn provenance_rule(f: &Findings, policy: &Policy) -> Option<findings::Scored> {
+    let surface = f
+        .context
+        .audience
+        .as_ref()
+        .map(|a| a.surface())
+        .unwrap_or_default();
+    let provenance = f.media.as_ref().and_then(|m| m.provenance.as_ref());
+    let why = policy.provenance.unmet(surface, provenance)?;
+    Some(findings::Scored {
+        score: 1.0,
+        evidence: vec![Evidence {
+            kind: "media".into(),
+            start_s: 0.0,
+            end_s: 0.0,
+            detail: why,
+        }],
+        stages: vec!["media".into()],
+    })
+}
 
 /// Applies `policy` to `f`: the verdict with a decision per audience.
 pub fn verdict(f: &Findings, policy: &Policy) -> Verdict {
-    let applied = policy.apply(f.scores.iter().map(|(name, s)| Scored {
-        category: name,
-        score: s.score,
-        evidence: &s.evidence,
-        sources: &s.stages,
-    }));
+    let unverified = provenance_rule(f, policy);
+    let rule = unverified
+        .as_ref()
+        .map(|s| (policy::PROVENANCE_UNVERIFIED.to_string(), s));
+    let applied = policy.apply(
+        f.scores
+            .iter()
+            .chain(rule.as_ref().map(|(k, v)| (k, *v)))
+            .map(|(name, s)| Scored {
+                category: name,
+                score: s.score,
+                evidence: &s.evidence,
+                sources: &s.stages,
+            }),
+    );
     let own = f.audience.unwrap_or(Audience::PublicFeed);
     let floor = f.floor();
     let columns = applied.columns().map(|c| c.max(floor));
@@ -58,6 +91,13 @@ pub fn verdict(f: &Findings, policy: &Policy) -> Verdict {
         engine: POLICY_ENGINE.to_string(),
         fallback: String::new(),
         provenance: f.media.as_ref().and_then(|m| m.provenance.clone()),
+        media: f.media.as_ref().and_then(|m| m.stored.clone()),
+        surface: f
+            .context
+            .audience
+            .as_ref()
+            .map(|a| a.surface)
+            .unwrap_or_default(),
     }
 }
 
