@@ -4,8 +4,8 @@
 //! into `clipguard-topology` (scan and transcribe now run on the in-process topology, run and
 //! eval on the Kafka path), so this is the proof that the move changed no verdict.
 //!
-//! Volatile fields are dropped before comparing (`clip_id`, `decided_at_ms`, `elapsed_s`; paths
-//! become file names); numbers compare within 1e-6. After an intended change of behaviour,
+//! Volatile fields are dropped before comparing (`clip_id`, `decided_at_ms`, `elapsed_s`; the
+//! store's folder in `media.uri`; paths become file names); numbers compare within 1e-6. After an intended change of behaviour,
 //! `CLIPGUARD_UPDATE_GOLDEN=1 cargo test --test golden` rewrites the files: review their diff.
 //! `CLIPGUARD_GOLDEN_SPEECH=1` adds the spoken held-out set (minutes on two cores).
 
@@ -39,6 +39,14 @@ fn normalise(mut v: Value) -> Value {
                     .unwrap_or_default();
                 *p = name;
             }
+        }
+        // Where the store keeps the clip: the content address only (the store is a temporary
+        // folder).
+        if let Some(Value::String(uri)) = o.get_mut("media").and_then(|m| m.get_mut("uri")) {
+            *uri = uri
+                .rsplit_once("/clips/")
+                .map(|(_, key)| format!("clips/{key}"))
+                .unwrap_or_default();
         }
     }
     v

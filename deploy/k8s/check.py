@@ -222,7 +222,12 @@ def cross_problems(docs: list[dict], stages: dict[str, str] | None) -> list[str]
         for volume in spec.get("volumes", []):
             if "configMap" in volume and volume["configMap"]["name"] not in names("ConfigMap"):
                 problems.append(f"{where}: volume {volume['name']}: no ConfigMap {volume['configMap']['name']}")
-            if "secret" in volume and volume["secret"]["secretName"] not in secrets:
+            # An optional Secret (one an operator creates, e.g. a signing key) may be absent.
+            if (
+                "secret" in volume
+                and not volume["secret"].get("optional", False)
+                and volume["secret"]["secretName"] not in secrets
+            ):
                 problems.append(f"{where}: volume {volume['name']}: no Secret {volume['secret']['secretName']}")
             claim = volume.get("persistentVolumeClaim", {}).get("claimName")
             if claim and claim not in names("PersistentVolumeClaim"):

@@ -22,6 +22,8 @@ use crate::error::PipelineError;
 pub const RESERVED_ENV: &[&str] = &[
     "CLIPGUARD_LOG",
     "CLIPGUARD_CONFIG",
+    // The release stage's signing key (a mounted secret; `release.signing_key_env`).
+    "CLIPGUARD_RELEASE_SIGNING_KEY",
     "CLIPGUARD_MODELS",
     "CLIPGUARD_MODEL_MANIFEST",
     "CLIPGUARD_PYPI_INDEX",

@@ -5,7 +5,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use clipguard_schemas::{
-    ClipContext, DeadLetter, MediaExtract, Signal, StageError as StageErrorMsg, Transcript, Verdict,
+    ClipContext, DeadLetter, MediaExtract, Rendition, Signal, StageError as StageErrorMsg,
+    Transcript, Verdict,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -52,6 +53,11 @@ impl Record {
     /// A clip's verdict under the active policy.
     pub fn verdict(key: impl Into<String>, verdict: &Verdict) -> Self {
         Self::encode(topics::VERDICTS, key, verdict)
+    }
+
+    /// A clip's outgoing rendition (or why it has none).
+    pub fn rendition(key: impl Into<String>, rendition: &Rendition) -> Self {
+        Self::encode(topics::RENDITIONS, key, rendition)
     }
 
     /// A clip's verdict under the shadow policy.

@@ -481,6 +481,12 @@ mod tests {
                 context: Some(ClipContext::default()),
                 ..Default::default()
             }),
+            // A clip for the download surface: a rendition record (renditions are off here).
+            stage::RELEASE => prost::Message::encode_to_vec(&clipguard_schemas::Verdict {
+                clip_id: "c".into(),
+                surface: clipguard_schemas::Surface::Download as i32,
+                ..Default::default()
+            }),
             other => panic!("add a sample input for stage {other}"),
         }
     }
@@ -493,9 +499,12 @@ mod tests {
         unknown_model.classify.text_model = "no-such-model".into();
         let mut missing_policy = Config::default();
         missing_policy.policy.file = Some("/nonexistent/policy.toml".into());
+        let mut missing_key = Config::default();
+        missing_key.release.signing_cert = "/nonexistent/chain.pem".into();
         for (name, cfg, named) in [
             (stage::CLASSIFY, unknown_model, "no-such-model"),
             (stage::MONITOR, missing_policy, "/nonexistent/policy.toml"),
+            (stage::RELEASE, missing_key, "/nonexistent/chain.pem"),
         ] {
             let e = build(name, &cfg).err().unwrap();
             assert!(

@@ -7,7 +7,7 @@
 //!   the original as its parent ingredient and clipguard's moderation as an assertion
 //!   ([`sign`]). The file goes to the claim-check store; a [`Rendition`] record keyed by clip id
 //!   goes to the compacted `clips.renditions`. Every verdict of a clip on such a surface gets a
-//!   record: the rendition, or why there is none (not allowed, bytes not kept, rendering
+//!   record: the rendition, or why there is none (renditions off, not allowed, bytes not kept, rendering
 //!   failed), so a service delivering downloads waits for one record and never for ever.
 //! - **"Made by us" index**, when `release.index_dir` is set: the clip's vPDQ joins the
 //!   `internal_generated` bank ([`index`]); `clipguard provenance lookup VIDEO` and the
@@ -32,7 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clipguard_media::{MediaConfig, MediaError};
 use clipguard_pipeline::store::{FetchError, MediaStore};
-use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms, topics};
+use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms};
 use clipguard_policy::{Audience, surface_word};
 use clipguard_schemas::media_ref::Location;
 use clipguard_schemas::names::stage;
@@ -334,7 +334,7 @@ impl ReleaseStage {
             .media
             .as_ref()
             .filter(|m| matches!(m.location, Some(Location::Uri(_))));
-        let wants_rendition = self.signing.is_some() && self.surfaces.contains(&surface);
+        let wants_rendition = self.surfaces.contains(&surface);
         let mut result = ReleaseResult::default();
         let mut bytes: Option<Bytes> = None;
 
@@ -358,11 +358,7 @@ impl ReleaseStage {
         }
 
         if !wants_rendition {
-            result.skipped = if self.signing.is_none() {
-                "renditions are off (no release.signing_cert)".into()
-            } else {
-                format!("no rendition for the {} surface", surface_word(surface))
-            };
+            result.skipped = format!("no rendition for the {} surface", surface_word(surface));
             return Ok(result);
         }
         let mut record = Rendition {
@@ -374,7 +370,9 @@ impl ReleaseStage {
             surface: v.surface,
             ..Default::default()
         };
-        if !allowed {
+        if self.signing.is_none() {
+            record.unavailable = "renditions are off (no release.signing_cert)".into();
+        } else if !allowed {
             record.unavailable = format!(
                 "the verdict does not allow the clip ({} for {})",
                 decision.word(),
@@ -593,13 +591,7 @@ impl Stage for ReleaseStage {
             .map_err(ReleaseError::into_stage_error)?;
         Ok(result
             .rendition
-            .map(|r| {
-                vec![Record::encode(
-                    topics::RENDITIONS,
-                    verdict.clip_id.clone(),
-                    &r,
-                )]
-            })
+            .map(|r| vec![Record::rendition(verdict.clip_id.clone(), &r)])
             .unwrap_or_default())
     }
 
@@ -616,6 +608,6 @@ impl Stage for ReleaseStage {
             unavailable: format!("release failed: {}: {}", error.kind, error.message),
             ..Default::default()
         };
-        vec![Record::encode(topics::RENDITIONS, clip_id, &r)]
+        vec![Record::rendition(clip_id, &r)]
     }
 }
