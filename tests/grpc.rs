@@ -227,3 +227,128 @@ async fn reflection_health_stage_service_and_metrics() {
     assert!(worker.alive());
     assert_eq!(worker.sigterm().code(), Some(0));
 }
+
+/// "Was this made by us?" over gRPC: a release worker indexes a clip its verdict allows
+/// (`ReleaseStage/Release`, the clip by claim check) and `ProvenanceLookup/Lookup` finds it from
+/// a re-encoded, half-size copy sent inline; an unrelated video is not found, and a request
+/// without media is refused as `INVALID_ARGUMENT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_lookup_over_grpc_finds_an_allowed_clip_from_a_copy() {
+    use clipguard_schemas::provenance_lookup_client::ProvenanceLookupClient;
+    use clipguard_schemas::release_stage_client::ReleaseStageClient;
+    use clipguard_schemas::{AudienceDecisions, Decision, LookupRequest, Verdict};
+
+    let Some(conformance) = clipguard_testdata::conformance_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/conformance/threatexchange"),
+        "vpdq/videos/chair-22-sd-grey-bar.mp4",
+    ) else {
+        return;
+    };
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(1);
+    let dir = tempfile::tempdir().unwrap();
+    let (store, index) = (dir.path().join("store"), dir.path().join("index"));
+    std::fs::create_dir_all(store.join("clips")).unwrap();
+    let videos = conformance.join("vpdq/videos");
+    let chair = std::fs::read(videos.join("chair-22-sd-grey-bar.mp4")).unwrap();
+    let stored = store.join("clips/chair.mp4");
+    std::fs::write(&stored, &chair).unwrap();
+    let copy = dir.path().join("copy.mp4");
+    let status = std::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(
+            format!(
+                "filesrc location={} ! decodebin ! videoconvert ! videoscale \
+                 ! video/x-raw,width=160,height=120 ! x264enc speed-preset=ultrafast bitrate=150 \
+                 ! h264parse ! mp4mux ! filesink location={}",
+                stored.display(),
+                copy.display()
+            )
+            .split_whitespace(),
+        )
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let env = vec![
+        ("CLIPGUARD_STORE__URL", store.display().to_string()),
+        ("CLIPGUARD_RELEASE__INDEX_DIR", index.display().to_string()),
+        ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
+    ];
+    let (mut worker, addrs) = Proc::spawn_listening(
+        "release",
+        &[
+            "stage",
+            "release",
+            "--brokers",
+            &broker.addr,
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ],
+        &env,
+        &["grpc"],
+        Duration::from_secs(30),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", addrs["grpc"]))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let allow = Decision::Allow as i32;
+    let verdict = Verdict {
+        clip_id: "clip-made-here".into(),
+        decision: allow,
+        audiences: Some(AudienceDecisions {
+            adult: allow,
+            under_18: allow,
+            public_feed: allow,
+        }),
+        audience: "public_feed".into(),
+        decided_at_ms: 1_796_000_000_000,
+        media: Some(MediaRef {
+            location: Some(Location::Uri(format!("file://{}", stored.display()))),
+            sha256: clipguard_pipeline::store::sha256_hex(&chair),
+            size_bytes: chair.len() as u64,
+            content_type: "video/mp4".into(),
+        }),
+        ..Default::default()
+    };
+    let released = ReleaseStageClient::new(channel.clone())
+        .release(verdict)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(released.indexed, "{released:?}");
+
+    let mut lookup = ProvenanceLookupClient::new(channel);
+    let inline = |bytes: Vec<u8>| LookupRequest {
+        media: Some(MediaRef {
+            size_bytes: bytes.len() as u64,
+            location: Some(Location::Inline(bytes)),
+            ..Default::default()
+        }),
+    };
+    let found = lookup
+        .lookup(inline(std::fs::read(&copy).unwrap()))
+        .await
+        .unwrap()
+        .into_inner();
+    println!("copy: {found:?}");
+    assert_eq!(found.matches.len(), 1, "{found:?}");
+    assert_eq!(found.matches[0].clip_id, "clip-made-here");
+    assert_eq!(found.matches[0].allowed_at_ms, 1_796_000_000_000);
+    assert!(found.matches[0].target_match_pct >= 80.0, "{found:?}");
+    assert_eq!((found.indexed_clips, found.index_version), (1, 1));
+    let other = std::fs::read(videos.join("doorknob-hd-no-bar.mp4")).unwrap();
+    let none = lookup.lookup(inline(other)).await.unwrap().into_inner();
+    assert!(none.matches.is_empty(), "{none:?}");
+    let refused = lookup
+        .lookup(LookupRequest { media: None })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    worker.sigterm();
+}
