@@ -5,7 +5,8 @@
 //! eval on the Kafka path), so this is the proof that the move changed no verdict.
 //!
 //! Volatile fields are dropped before comparing (`clip_id`, `decided_at_ms`, `elapsed_s`; the
-//! store's folder in `media.uri`; paths become file names); numbers compare within 1e-6. After an intended change of behaviour,
+//! store's folder, the clip id and the content address in the URI of the clip's bytes; paths
+//! become file names); numbers compare within 1e-6. After an intended change of behaviour,
 //! `CLIPGUARD_UPDATE_GOLDEN=1 cargo test --test golden` rewrites the files: review their diff.
 //! `CLIPGUARD_GOLDEN_SPEECH=1` adds the spoken held-out set (minutes on two cores).
 
@@ -40,13 +41,31 @@ fn normalise(mut v: Value) -> Value {
                 *p = name;
             }
         }
-        // Where the store keeps the clip: the content address only (the store is a temporary
-        // folder).
-        if let Some(Value::String(uri)) = o.get_mut("media").and_then(|m| m.get_mut("uri")) {
-            *uri = uri
-                .rsplit_once("/clips/")
-                .map(|(_, key)| format!("clips/{key}"))
-                .unwrap_or_default();
+        // Where the store keeps the clip (the store is a temporary folder, and the sample clips
+        // are encoded anew each run): its content address, or its clip's folder.
+        if let Some(Value::Object(m)) = o.get_mut("media") {
+            let sha = m
+                .get("sha256")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let uri = m
+                .get("uri")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let addressed = !sha.is_empty() && uri.ends_with(&format!("/clips/{sha}"));
+            m.clear();
+            // Submitted by claim check: `<store>/clips/<clip id>/<file name>`.
+            let name = uri.rsplit('/').next().unwrap_or_default();
+            let uri = if addressed {
+                "<store>/clips/<sha256>".to_string()
+            } else if uri.contains("/clips/") {
+                format!("<store>/clips/<clip id>/{name}")
+            } else {
+                uri.clone()
+            };
+            m.insert("uri".into(), Value::String(uri));
         }
     }
     v

@@ -228,10 +228,11 @@ async fn reflection_health_stage_service_and_metrics() {
     assert_eq!(worker.sigterm().code(), Some(0));
 }
 
-/// "Was this made by us?" over gRPC: a release worker indexes a clip its verdict allows
-/// (`ReleaseStage/Release`, the clip by claim check) and `ProvenanceLookup/Lookup` finds it from
-/// a re-encoded, half-size copy sent inline; an unrelated video is not found, and a request
-/// without media is refused as `INVALID_ARGUMENT`.
+/// "Was this made by us?" over gRPC: `ReleaseStage/Release` is a dry run (it says the clip
+/// would be indexed, and nothing is); a release worker indexes the clip once its verdict
+/// arrives on `clips.verdicts` (the clip by claim check), and `ProvenanceLookup/Lookup` finds it
+/// from a re-encoded, half-size copy sent inline; an unrelated video is not found, and a
+/// request without media is refused as `INVALID_ARGUMENT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provenance_lookup_over_grpc_finds_an_allowed_clip_from_a_copy() {
     use clipguard_schemas::provenance_lookup_client::ProvenanceLookupClient;
@@ -316,13 +317,12 @@ async fn provenance_lookup_over_grpc_finds_an_allowed_clip_from_a_copy() {
         }),
         ..Default::default()
     };
-    let released = ReleaseStageClient::new(channel.clone())
-        .release(verdict)
+    let planned = ReleaseStageClient::new(channel.clone())
+        .release(verdict.clone())
         .await
         .unwrap()
         .into_inner();
-    assert!(released.indexed, "{released:?}");
-
+    assert!(planned.dry_run && planned.indexed, "{planned:?}");
     let mut lookup = ProvenanceLookupClient::new(channel);
     let inline = |bytes: Vec<u8>| LookupRequest {
         media: Some(MediaRef {
@@ -331,11 +331,43 @@ async fn provenance_lookup_over_grpc_finds_an_allowed_clip_from_a_copy() {
             ..Default::default()
         }),
     };
-    let found = lookup
-        .lookup(inline(std::fs::read(&copy).unwrap()))
+    let copy_bytes = std::fs::read(&copy).unwrap();
+    let before = lookup
+        .lookup(inline(copy_bytes.clone()))
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(
+        before.indexed_clips, 0,
+        "a dry run indexes nothing: {before:?}"
+    );
+
+    // The verdict as the monitor publishes it.
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to("clips.verdicts")
+                .key("clip-made-here")
+                .payload(&prost::Message::encode_to_vec(&verdict)),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(90);
+    let found = loop {
+        let found = lookup
+            .lookup(inline(copy_bytes.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        if !found.matches.is_empty() || std::time::Instant::now() > until {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     println!("copy: {found:?}");
     assert_eq!(found.matches.len(), 1, "{found:?}");
     assert_eq!(found.matches[0].clip_id, "clip-made-here");

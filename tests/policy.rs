@@ -715,9 +715,13 @@ fn c2pa_provenance_is_read_and_validated_into_the_verdict() {
     assert_eq!(v["provenance"]["state"], "absent", "{v}");
 }
 
-/// An operator's C2PA signing chain made with `openssl` as an operator would: an ES256 CA and an
-/// end-entity certificate for document signing under it. Returns (chain, key) paths.
-fn operator_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+/// A C2PA signing chain made with `openssl` as a generator or an operator would: an ES256 CA
+/// and an end-entity certificate for document signing under it, files named after `who`.
+/// Returns (chain, key, CA) paths.
+fn signing_chain(
+    dir: &std::path::Path,
+    who: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
@@ -730,26 +734,34 @@ fn operator_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        "ca.key",
-    ]);
+    let f = |suffix: &str| format!("{who}-{suffix}");
+    let key_of = |name: &str| {
+        vec![
+            "genpkey".to_string(),
+            "-algorithm".into(),
+            "EC".into(),
+            "-pkeyopt".into(),
+            "ec_paramgen_curve:P-256".into(),
+            "-out".into(),
+            name.to_string(),
+        ]
+    };
+    run(&key_of(&f("ca.key"))
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let subject = format!("/CN=clipguard test {who} CA/O=clipguard tests");
     run(&[
         "req",
         "-x509",
         "-new",
         "-key",
-        "ca.key",
+        &f("ca.key"),
         "-sha256",
         "-days",
         "30",
         "-subj",
-        "/CN=clipguard test operator CA/O=clipguard tests",
+        &subject,
         "-addext",
         "basicConstraints=critical,CA:TRUE",
         "-addext",
@@ -757,29 +769,25 @@ fn operator_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path
         "-addext",
         "subjectKeyIdentifier=hash",
         "-out",
-        "ca.pem",
+        &f("ca.pem"),
     ]);
-    run(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        "signer.key",
-    ]);
+    run(&key_of(&f("signer.key"))
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let subject = format!("/CN=clipguard test {who} signer/O=clipguard tests");
     run(&[
         "req",
         "-new",
         "-key",
-        "signer.key",
+        &f("signer.key"),
         "-subj",
-        "/CN=clipguard test release signer/O=clipguard tests",
+        &subject,
         "-out",
-        "signer.csr",
+        &f("signer.csr"),
     ]);
     std::fs::write(
-        dir.join("signer.ext"),
+        dir.join(f("signer.ext")),
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
          extendedKeyUsage=emailProtection\nsubjectKeyIdentifier=hash\n\
          authorityKeyIdentifier=keyid\n",
@@ -789,27 +797,68 @@ fn operator_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path
         "x509",
         "-req",
         "-in",
-        "signer.csr",
+        &f("signer.csr"),
         "-CA",
-        "ca.pem",
+        &f("ca.pem"),
         "-CAkey",
-        "ca.key",
+        &f("ca.key"),
         "-CAcreateserial",
         "-sha256",
         "-days",
         "30",
         "-extfile",
-        "signer.ext",
+        &f("signer.ext"),
         "-out",
-        "signer.pem",
+        &f("signer.pem"),
     ]);
     let chain = [
-        std::fs::read_to_string(dir.join("signer.pem")).unwrap(),
-        std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+        std::fs::read_to_string(dir.join(f("signer.pem"))).unwrap(),
+        std::fs::read_to_string(dir.join(f("ca.pem"))).unwrap(),
     ]
     .concat();
-    std::fs::write(dir.join("chain.pem"), chain).unwrap();
-    (dir.join("chain.pem"), dir.join("signer.key"))
+    std::fs::write(dir.join(f("chain.pem")), chain).unwrap();
+    (
+        dir.join(f("chain.pem")),
+        dir.join(f("signer.key")),
+        dir.join(f("ca.pem")),
+    )
+}
+
+/// Signs `clip` as the test generator with the chain and key given (see [`sign_clip`]).
+fn sign_clip_with(
+    clip: &std::path::Path,
+    out: &std::path::Path,
+    chain: &std::path::Path,
+    key: &std::path::Path,
+) {
+    let signer = c2pa::create_signer::from_keys(
+        &std::fs::read(chain).unwrap(),
+        &std::fs::read(key).unwrap(),
+        c2pa::SigningAlg::Es256,
+        None,
+    )
+    .unwrap();
+    let context = c2pa::Context::new()
+        .with_settings(r#"{"builder": {"thumbnail": {"enabled": false}}}"#)
+        .unwrap();
+    let mut builder = c2pa::Builder::from_context(context)
+        .with_definition(
+            serde_json::json!({
+                "title": "generated.mp4",
+                "claim_generator_info": [{"name": "clipguard-test-generator", "version": "1.0"}],
+            })
+            .to_string(),
+        )
+        .unwrap();
+    builder.set_intent(c2pa::BuilderIntent::Create(
+        c2pa::DigitalSourceType::TrainedAlgorithmicMedia,
+    ));
+    let mut source = std::io::Cursor::new(std::fs::read(clip).unwrap());
+    let mut signed = std::io::Cursor::new(Vec::new());
+    builder
+        .sign(signer.as_ref(), "video/mp4", &mut source, &mut signed)
+        .unwrap();
+    std::fs::write(out, signed.into_inner()).unwrap();
 }
 
 fn gst_launch(pipeline: &str) {
@@ -904,9 +953,14 @@ fn an_allowed_download_leaves_watermarked_signed_and_is_known_as_made_here() {
          ! avenc_aac ! mux.",
         d.display()
     ));
+    // The generator signs with a chain the media stage trusts; the operator signs renditions
+    // with its own.
+    let (gen_chain, gen_key, gen_ca) = signing_chain(d, "generator");
     let signed = d.join("generated.mp4");
-    sign_clip(&d.join("plain.mp4"), &signed);
-    let (chain, key) = operator_certificate(d);
+    sign_clip_with(&d.join("plain.mp4"), &signed, &gen_chain, &gen_key);
+    let self_signed = d.join("self-signed.mp4");
+    sign_clip(&d.join("plain.mp4"), &self_signed);
+    let (chain, key, _) = signing_chain(d, "operator");
     let policy = clipguard_policy::DEFAULT_POLICY.replace(
         "expected_generators = []",
         "expected_generators = [\"clipguard-test-generator\"]",
@@ -923,6 +977,7 @@ fn an_allowed_download_leaves_watermarked_signed_and_is_known_as_made_here() {
         ("CLIPGUARD_RELEASE__SIGNING_CERT", &chain),
         ("CLIPGUARD_RELEASE__SIGNING_KEY", &key),
         ("CLIPGUARD_RELEASE__INDEX_DIR", &index),
+        ("CLIPGUARD_MEDIA__C2PA_TRUST_ANCHORS", &gen_ca),
     ];
     let env: Vec<(&str, std::path::PathBuf)> = env
         .into_iter()
@@ -952,6 +1007,7 @@ fn an_allowed_download_leaves_watermarked_signed_and_is_known_as_made_here() {
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     println!("verdict: {v:#}");
     assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["provenance"]["trusted"], true, "{v}");
     assert_eq!(v["surface"], "download", "{v}");
     let r = &v["rendition"];
     assert_eq!(r["unavailable"], "", "{r}");
@@ -1070,6 +1126,17 @@ fn an_allowed_download_leaves_watermarked_signed_and_is_known_as_made_here() {
         "{u}"
     );
     assert!(u["rendition"]["media"].is_null(), "{u}");
+
+    // Signed as the expected generator, but by anyone (a chain no trust anchor vouches for):
+    // not what the policy requires.
+    let (text, _) = clipguard_env(
+        &env,
+        &[&download[..], &[self_signed.to_str().unwrap()]].concat(),
+    );
+    let s: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(s["provenance"]["state"], "present", "{s}");
+    assert_eq!(s["audiences"]["adult"], "review", "{s}");
+    assert!(s.to_string().contains("chains to no trust anchor"), "{s}");
 
     // "Made by us?": a real clip (the vPDQ conformance footage, large enough to travel by claim
     // check) allowed on the feed, then re-encoded at a low bitrate and half its size, is found;

@@ -185,6 +185,27 @@ impl MediaStore {
         Ok(url.to_string())
     }
 
+    /// Deletes every object under `prefix` (relative to the base); returns how many went.
+    pub async fn remove_prefix(&self, prefix: &str) -> Result<usize, PipelineError> {
+        use futures::StreamExt as _;
+        let path = Path::from(format!("{}/{}", self.prefix, prefix).trim_start_matches('/'));
+        let metas: Vec<_> = self.store.list(Some(&path)).collect().await;
+        let mut removed = 0;
+        for meta in metas {
+            let meta = meta.map_err(|e| PipelineError::Store(format!("list {prefix}: {e}")))?;
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                Err(e) => {
+                    return Err(PipelineError::Store(format!(
+                        "delete {}: {e}",
+                        meta.location
+                    )));
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// A reference to `bytes`: inline when `inline_ok` and small enough, else stored under `key`.
     /// Callers that pack several blobs into one message pass `inline_ok = false` once their
     /// message budget is spent.

@@ -19,13 +19,15 @@ use crate::telemetry::render;
 /// broker, is sent `good` (a payload that it processes to outputs) and then bytes no message
 /// decodes from; asserts the shared telemetry's values: both received and processed, one dead
 /// letter with its `malformed_message` error, the good outputs plus the dead letter and its
-/// poison outputs produced, two observed processing times and nothing left in flight. Panics with
-/// the rendered metrics when a value is wrong; returns them for stage-specific checks.
+/// poison outputs produced (`poison`: how many the stage makes of a message it cannot process),
+/// two observed processing times and nothing left in flight. Panics with the rendered metrics
+/// when a value is wrong; returns them for stage-specific checks.
 pub async fn assert_shared_telemetry_of<F>(
     name: &str,
     topic: &'static str,
     run: F,
     good: Vec<u8>,
+    poison: u64,
 ) -> String
 where
     F: FnOnce(
@@ -87,9 +89,9 @@ where
     }
     // The good input's outputs (at least one), then the dead letter and its poison outputs.
     assert!(
-        metrics.produced.get() >= 3,
-        "stage {name}: {} records produced, expected the good outputs plus a dead letter and an \
-         error signal:\n{text}",
+        metrics.produced.get() >= 2 + poison,
+        "stage {name}: {} records produced, expected the good outputs plus a dead letter and \
+         {poison} poison output(s):\n{text}",
         metrics.produced.get()
     );
     text

@@ -120,7 +120,7 @@ pub struct Policy {
 /// `[provenance]`: clips leaving through `required_on` surfaces must carry a C2PA manifest that
 /// validates and whose claim generator is one of `expected_generators`; a clip without one
 /// scores [`PROVENANCE_UNVERIFIED`] 1.0. Empty `expected_generators`: nothing is required.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProvenanceRule {
     /// Generator names, compared case-insensitively with the manifest's claim generator up to
@@ -128,6 +128,20 @@ pub struct ProvenanceRule {
     pub expected_generators: Vec<String>,
     /// Surfaces whose clips need such a manifest: `private`, `feed`, `download`, `unspecified`.
     pub required_on: Vec<String>,
+    /// The manifest's signer must chain to a trust anchor (`media.c2pa_trust_anchors`): a
+    /// claim generator is whatever the signer wrote, so without this anyone can sign a clip
+    /// as an expected generator. On by default.
+    pub require_trusted: bool,
+}
+
+impl Default for ProvenanceRule {
+    fn default() -> Self {
+        Self {
+            expected_generators: Vec::new(),
+            required_on: Vec::new(),
+            require_trusted: true,
+        }
+    }
 }
 
 /// The word a policy file uses for a surface.
@@ -154,11 +168,7 @@ impl ProvenanceRule {
 
     /// Whether the generator named in a claim generator (`name/version ...`) is expected.
     pub fn expects(&self, claim_generator: &str) -> bool {
-        let name = claim_generator
-            .split(['/', ' '])
-            .next()
-            .unwrap_or_default()
-            .trim();
+        let name = claim_generator.split('/').next().unwrap_or_default().trim();
         !name.is_empty()
             && self
                 .expected_generators
@@ -177,7 +187,18 @@ impl ProvenanceRule {
         let expected = self.expected_generators.join(", ");
         let found = match provenance {
             None => "no provenance was read".to_string(),
-            Some(p) if p.state == "present" && self.expects(&p.claim_generator) => return None,
+            Some(p)
+                if p.state == "present"
+                    && self.expects(&p.claim_generator)
+                    && (p.trusted || !self.require_trusted) =>
+            {
+                return None;
+            }
+            Some(p) if p.state == "present" && self.expects(&p.claim_generator) => format!(
+                "a valid manifest from `{}` whose signer ({}) chains to no trust anchor \
+                 (media.c2pa_trust_anchors)",
+                p.claim_generator, p.signer
+            ),
             Some(p) if p.state == "present" => {
                 format!("a valid manifest from `{}`", p.claim_generator)
             }
@@ -201,8 +222,18 @@ impl ProvenanceRule {
                 ));
             }
         }
-        if self.expected_generators.iter().any(|g| g.trim().is_empty()) {
-            out.push("provenance.expected_generators: an empty name".to_string());
+        for g in &self.expected_generators {
+            if g.trim().is_empty() || g.contains('/') {
+                out.push(format!(
+                    "provenance.expected_generators: `{g}` is not a generator name (compared up to the claim generator's first `/`)"
+                ));
+            }
+        }
+        if !self.expected_generators.is_empty() && self.required_on.is_empty() {
+            out.push(
+                "provenance.required_on: empty, so the expected generators are never required"
+                    .to_string(),
+            );
         }
         if !self.expected_generators.is_empty()
             && !self.required_on.is_empty()
@@ -491,6 +522,93 @@ mod tests {
         assert_eq!(
             Audience::of_request(Requested::PublicFeed),
             Audience::PublicFeed
+        );
+    }
+
+    /// The `[provenance]` rule: only on its surfaces, only a valid manifest from an expected
+    /// generator under a trusted signer passes, and the rule's own mistakes are refused.
+    #[test]
+    fn a_required_manifest_must_be_valid_trusted_and_from_an_expected_generator() {
+        let rule = ProvenanceRule {
+            expected_generators: vec!["acme-video".into()],
+            required_on: vec!["download".into()],
+            require_trusted: true,
+        };
+        let p = |state: &str, generator: &str, trusted: bool| Provenance {
+            state: state.into(),
+            claim_generator: generator.into(),
+            trusted,
+            signer: "Acme CA".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            rule.unmet(
+                Surface::Download,
+                Some(&p("present", "ACME-Video/2.1", true))
+            ),
+            None
+        );
+        assert_eq!(
+            rule.unmet(Surface::Feed, None),
+            None,
+            "not required on the feed"
+        );
+        for (got, says) in [
+            (None, "no provenance"),
+            (Some(p("absent", "", false)), "no manifest"),
+            (
+                Some(p("present", "acme-video/2.1", false)),
+                "no trust anchor",
+            ),
+            (Some(p("present", "other/1", true)), "from `other/1`"),
+            (
+                Some(p("invalid", "acme-video/2.1", true)),
+                "fails validation",
+            ),
+            (
+                Some(p("present", "acme-video-fake/1", true)),
+                "from `acme-video-fake/1`",
+            ),
+        ] {
+            let why = rule
+                .unmet(Surface::Download, got.as_ref())
+                .unwrap_or_default();
+            assert!(why.contains(says), "{got:?}: {why}");
+        }
+        let lax = ProvenanceRule {
+            require_trusted: false,
+            ..rule.clone()
+        };
+        assert_eq!(
+            lax.unmet(
+                Surface::Download,
+                Some(&p("present", "acme-video/2", false))
+            ),
+            None
+        );
+        assert_eq!(
+            ProvenanceRule::default().unmet(Surface::Download, None),
+            None
+        );
+
+        let text = DEFAULT_POLICY.replace(
+            "expected_generators = []\nrequired_on = [\"download\", \"feed\"]",
+            "expected_generators = [\"acme/2\", \"\"]\nrequired_on = [\"cinema\"]",
+        );
+        assert_ne!(text, DEFAULT_POLICY);
+        let Err(PolicyError::Invalid { problems, .. }) = Policy::parse(&text, "t") else {
+            panic!("accepted");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("`cinema` is not a surface")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("`acme/2`")),
+            "{problems:?}"
         );
     }
 

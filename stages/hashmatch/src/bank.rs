@@ -532,9 +532,17 @@ impl BankStore {
         tmp_current
             .persist(&current)
             .map_err(|e| io_err(&current)(e.error))?;
-        // Keep the previous version for readers still opening it; older ones go.
-        for old in 1..version.saturating_sub(1) {
-            let _ = std::fs::remove_dir_all(self.version_dir(&meta.name, old));
+        // Keep the previous version for readers still opening it; older ones go (found by
+        // listing the folder: a bank written often must not pay per version it ever had).
+        if let Ok(entries) = std::fs::read_dir(&bank_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if let Some(v) = name.strip_prefix('v').and_then(|v| v.parse::<u64>().ok())
+                    && v + 1 < version
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
         Ok(version)
     }

@@ -88,6 +88,9 @@ pub struct MediaConfig {
     /// verdict can say where its bytes are for the release stage (rendition, "made by us"
     /// index). Clips sent by URI are never copied.
     pub store_inline: bool,
+    /// PEM bundle of the root certificates C2PA signers may chain to (a manifest signed under
+    /// one is `trusted`, which a policy's `[provenance]` rule requires by default); empty: none.
+    pub c2pa_trust_anchors: String,
     /// Longest accepted clip in seconds.
     pub max_duration_s: f64,
     /// Largest accepted frame width.
@@ -146,6 +149,7 @@ impl Default for MediaConfig {
             extract_audio: true,
             max_bytes: 512 * 1024 * 1024,
             store_inline: true,
+            c2pa_trust_anchors: String::new(),
             max_duration_s: 600.0,
             max_width: 7680,
             max_height: 4320,
@@ -161,6 +165,19 @@ impl Default for MediaConfig {
 
 impl MediaConfig {
     pub fn validate(&self, problems: &mut Vec<String>) {
+        if !self.c2pa_trust_anchors.is_empty() {
+            match std::fs::read_to_string(&self.c2pa_trust_anchors) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
+                Ok(_) => problems.push(format!(
+                    "media.c2pa_trust_anchors: {} holds no PEM certificate",
+                    self.c2pa_trust_anchors
+                )),
+                Err(e) => problems.push(format!(
+                    "media.c2pa_trust_anchors: {}: {e}",
+                    self.c2pa_trust_anchors
+                )),
+            }
+        }
         if !(0.0..=60.0).contains(&self.sample_fps) {
             problems.push(format!(
                 "media.sample_fps: {} is outside 0..=60",
@@ -299,6 +316,8 @@ pub struct MediaStage {
     config: MediaConfig,
     store: MediaStore,
     decode_slots: Arc<Semaphore>,
+    /// `c2pa_trust_anchors`, read at start.
+    trust_anchors: Option<Arc<str>>,
 }
 
 impl MediaStage {
@@ -312,10 +331,22 @@ impl MediaStage {
         } else {
             config.max_concurrent_decodes
         };
+        let trust_anchors = if config.c2pa_trust_anchors.is_empty() {
+            None
+        } else {
+            let pem = std::fs::read_to_string(&config.c2pa_trust_anchors).map_err(|e| {
+                MediaError::Internal(format!(
+                    "media.c2pa_trust_anchors {}: {e}",
+                    config.c2pa_trust_anchors
+                ))
+            })?;
+            Some(Arc::from(pem))
+        };
         Ok(Self {
             config,
             store,
             decode_slots: Arc::new(Semaphore::new(slots)),
+            trust_anchors,
         })
     }
 
@@ -358,7 +389,15 @@ impl MediaStage {
             return Err(MediaError::Empty);
         }
         let (decoded, digests) = self.decode(bytes.clone()).await?;
-        let stored = self.stored(&media, bytes, &digests.0).await?;
+        // Best effort: a store that fails here costs the release stage this clip, not the
+        // clip its verdict.
+        let stored = match self.stored(&media, bytes, &digests.0).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(clip_id = %clip.clip_id, error = %e, "clip bytes not kept");
+                None
+            }
+        };
         let info = MediaInfo {
             duration_s: decoded.duration_s,
             width: decoded.width,
@@ -435,6 +474,7 @@ impl MediaStage {
             .await
             .map_err(|e| MediaError::Internal(e.to_string()))?;
         let settings = self.config.clone();
+        let anchors = self.trust_anchors.clone();
         tokio::task::spawn_blocking(move || {
             let mut file = tempfile::Builder::new()
                 .prefix("clipguard-media-")
@@ -448,7 +488,7 @@ impl MediaStage {
                     (
                         clipguard_pipeline::store::sha256_hex(&bytes),
                         hex::encode(md5::Md5::digest(&bytes)),
-                        provenance::read(&bytes),
+                        provenance::read_trusting(&bytes, anchors.as_deref()),
                     )
                 });
                 let decoded = decode::decode_file(file.path(), &settings);

@@ -50,19 +50,41 @@ fn absent(note: &str) -> Provenance {
 /// Reads and validates the manifest store of a clip's bytes. A reader that panics on hostile
 /// bytes gives `invalid` (the clip still gets its verdict; the worker goes on).
 pub fn read(bytes: &[u8]) -> Provenance {
-    std::panic::catch_unwind(|| read_store(bytes)).unwrap_or_else(|_| Provenance {
-        state: INVALID.into(),
-        validation_errors: vec!["manifest store unreadable: the C2PA reader failed on it".into()],
-        ..Provenance::default()
+    read_trusting(bytes, None)
+}
+
+/// [`read`], with `trust_anchors` (a PEM bundle of root certificates): a manifest whose signer
+/// chains to one of them is `trusted`.
+pub fn read_trusting(bytes: &[u8], trust_anchors: Option<&str>) -> Provenance {
+    std::panic::catch_unwind(|| read_store_trusting(bytes, trust_anchors)).unwrap_or_else(|_| {
+        Provenance {
+            state: INVALID.into(),
+            validation_errors: vec![
+                "manifest store unreadable: the C2PA reader failed on it".into(),
+            ],
+            ..Provenance::default()
+        }
     })
 }
 
 /// [`read`] without the guard against a panicking reader (the fuzz target's entry).
 pub fn read_store(bytes: &[u8]) -> Provenance {
+    read_store_trusting(bytes, None)
+}
+
+fn read_store_trusting(bytes: &[u8], trust_anchors: Option<&str>) -> Provenance {
     let Some(format) = format_of(bytes) else {
         return absent("the container has no C2PA embedding (MP4, MOV and AVI have)");
     };
-    let context = match c2pa::Context::new().with_settings(SETTINGS) {
+    let settings = match trust_anchors {
+        None => SETTINGS.to_string(),
+        Some(pem) => {
+            let mut v: serde_json::Value = serde_json::from_str(SETTINGS).unwrap_or_default();
+            v["trust"] = serde_json::json!({ "trust_anchors": pem });
+            v.to_string()
+        }
+    };
+    let context = match c2pa::Context::new().with_settings(settings.as_str()) {
         Ok(c) => c,
         Err(e) => {
             return Provenance {

@@ -466,14 +466,14 @@ fn post(
 
 /// Applies the model's decision to the policy engine's verdict: its per-audience decisions,
 /// raised to the floor no model may lower (hash matches, failed or missing stages,
-/// `minors_sexual`), and its rationale first.
+/// `minors_sexual`, `provenance_unverified`), and its rationale first.
 pub fn apply(v: &mut Verdict, f: &Findings, r: &Reasoned, model: &str) {
     let mut floor = f.floor();
-    if let Some(c) = v
-        .categories
-        .iter()
-        .find(|c| c.category == policy::MINORS_SEXUAL)
-    {
+    // Categories no model may lower: sexual content involving minors, and a manifest the
+    // policy requires and the clip lacks (the model is not shown provenance).
+    for c in v.categories.iter().filter(|c| {
+        c.category == policy::MINORS_SEXUAL || c.category == policy::PROVENANCE_UNVERIFIED
+    }) {
         floor = floor.max(c.decision());
     }
     let columns = r.columns.map(|d| d.max(floor));

@@ -1,5 +1,6 @@
 //! The release stage's synchronous calls: `clipguard.v1.ReleaseStage/Release` through the
-//! pipeline's one gRPC adapter, and `clipguard.v1.ProvenanceLookup/Lookup` ("was this made by
+//! pipeline's one gRPC adapter (a dry run: what the stage would do with the verdict; only
+//! verdicts from `clips.verdicts` make renditions or change the index), and `clipguard.v1.ProvenanceLookup/Lookup` ("was this made by
 //! us?") contained and counted the same way.
 
 use std::sync::Arc;
@@ -19,9 +20,7 @@ impl Rpc for ReleaseStage {
         if verdict.clip_id.is_empty() {
             return Err(StageError::input("bad_request", "clip_id is required"));
         }
-        self.release(&verdict)
-            .await
-            .map_err(ReleaseError::into_stage_error)
+        Ok(self.plan(&verdict))
     }
 }
 

@@ -7,8 +7,10 @@
 //!   the original as its parent ingredient and clipguard's moderation as an assertion
 //!   ([`sign`]). The file goes to the claim-check store; a [`Rendition`] record keyed by clip id
 //!   goes to the compacted `clips.renditions`. Every verdict of a clip on such a surface gets a
-//!   record: the rendition, or why there is none (renditions off, not allowed, bytes not kept, rendering
-//!   failed), so a service delivering downloads waits for one record and never for ever.
+//!   record: the rendition, or why there is none (renditions off, not allowed, bytes not kept,
+//!   rendering failed), so a service delivering downloads waits for one record, not for ever
+//!   (a verdict the stage cannot process at all is dead-lettered). A later revision that no
+//!   longer allows the clip deletes its earlier renditions from the store.
 //! - **"Made by us" index**, when `release.index_dir` is set: the clip's vPDQ joins the
 //!   `internal_generated` bank ([`index`]); `clipguard provenance lookup VIDEO` and the
 //!   `ProvenanceLookup` service answer whether a video was generated and allowed here. A later
@@ -25,8 +27,9 @@ pub mod index;
 pub mod sign;
 pub mod watermark;
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -219,6 +222,74 @@ impl ReleaseError {
     }
 }
 
+/// What a verdict means to the release stage.
+#[derive(Debug)]
+struct Gate<'v> {
+    surface: Surface,
+    audience: Audience,
+    allowed: bool,
+    stored: Option<&'v MediaRef>,
+    wants_rendition: bool,
+    /// Why the clip gets no rendition (`None`: it gets one).
+    no_rendition: Option<String>,
+}
+
+/// The highest verdict revision handled per clip (the most recent clips, bounded), so that
+/// an older revision arriving late or retried never overrides a newer one.
+#[derive(Debug, Default)]
+struct Latest {
+    seen: Mutex<(HashMap<String, u32>, VecDeque<String>)>,
+}
+
+const LATEST_CLIPS: usize = 100_000;
+
+impl Latest {
+    /// Records `revision` for `clip`; the newer revision already handled, if there is one.
+    fn note(&self, clip: &str, revision: u32) -> Option<u32> {
+        let Ok(mut guard) = self.seen.lock() else {
+            return None;
+        };
+        let (map, order) = &mut *guard;
+        match map.get(clip).copied() {
+            Some(r) if r > revision => return Some(r),
+            Some(_) => {}
+            None => {
+                order.push_back(clip.to_string());
+                if order.len() > LATEST_CLIPS
+                    && let Some(old) = order.pop_front()
+                {
+                    map.remove(&old);
+                }
+            }
+        }
+        map.insert(clip.to_string(), revision);
+        None
+    }
+
+    fn newer_than(&self, clip: &str, revision: u32) -> Option<u32> {
+        let guard = self.seen.lock().ok()?;
+        guard.0.get(clip).copied().filter(|r| *r > revision)
+    }
+}
+
+/// The store folder of a clip's renditions: the clip id with only safe characters, and a
+/// hash of the whole id so that two ids never share a folder.
+fn rendition_folder(clip_id: &str) -> String {
+    let safe: String = clip_id
+        .chars()
+        .take(80)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = clipguard_pipeline::store::sha256_hex(clip_id.as_bytes());
+    format!("renditions/{safe}-{}/", &hash[..12])
+}
+
 /// The release stage.
 #[derive(Debug)]
 pub struct ReleaseStage {
@@ -231,7 +302,8 @@ pub struct ReleaseStage {
     _mark_file: Option<tempfile::TempPath>,
     surfaces: Vec<Surface>,
     index: Option<Arc<Index>>,
-    renders: Semaphore,
+    renders: Arc<Semaphore>,
+    latest: Latest,
 }
 
 impl ReleaseStage {
@@ -303,7 +375,8 @@ impl ReleaseStage {
                 .iter()
                 .filter_map(|s| surface(s))
                 .collect(),
-            renders: Semaphore::new(config.max_concurrent_renders.max(1)),
+            renders: Arc::new(Semaphore::new(config.max_concurrent_renders.max(1))),
+            latest: Latest::default(),
             config,
             media,
             store,
@@ -323,42 +396,112 @@ impl ReleaseStage {
         self.watermark.as_ref()
     }
 
-    /// What the stage does with one verdict (see the crate's documentation).
-    pub async fn release(&self, v: &Verdict) -> Result<ReleaseResult, ReleaseError> {
+    /// What a verdict means here, before anything is done about it.
+    fn gate<'v>(&self, v: &'v Verdict) -> Gate<'v> {
         let surface = Surface::try_from(v.surface).unwrap_or_default();
         let audience = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
         let decision = Decision::try_from(audience.of(&v.audiences.unwrap_or_default()))
             .unwrap_or(Decision::Unspecified);
-        let allowed = decision == Decision::Allow;
         let stored = v
             .media
             .as_ref()
             .filter(|m| matches!(m.location, Some(Location::Uri(_))));
+        let allowed = decision == Decision::Allow;
         let wants_rendition = self.surfaces.contains(&surface);
+        let no_rendition = if !wants_rendition {
+            Some(format!(
+                "no rendition for the {} surface",
+                surface_word(surface)
+            ))
+        } else if self.signing.is_none() {
+            Some("renditions are off (no release.signing_cert)".into())
+        } else if !allowed {
+            Some(format!(
+                "the verdict does not allow the clip ({} for {})",
+                decision.word(),
+                audience.name()
+            ))
+        } else if stored.is_none() {
+            Some(
+                "the clip's bytes are not kept (it was sent inline and media.store_inline is off)"
+                    .into(),
+            )
+        } else {
+            None
+        };
+        Gate {
+            surface,
+            audience,
+            allowed,
+            stored,
+            wants_rendition,
+            no_rendition,
+        }
+    }
+
+    /// What [`ReleaseStage::release`] would do with `v`, doing none of it (the gRPC call: a
+    /// caller cannot have the operator's key sign what it sends, nor change the index).
+    pub fn plan(&self, v: &Verdict) -> ReleaseResult {
+        let g = self.gate(v);
+        ReleaseResult {
+            rendition: None,
+            indexed: self.index.is_some() && g.allowed && g.stored.is_some(),
+            skipped: g
+                .no_rendition
+                .unwrap_or_else(|| "would render, sign and publish a rendition".into()),
+            dry_run: true,
+        }
+    }
+
+    /// What the stage does with one verdict (see the crate's documentation). A verdict older
+    /// than one this worker already handled for the clip is skipped, and a rendition made for
+    /// a revision that was overtaken while it was rendered is deleted, not published.
+    pub async fn release(&self, v: &Verdict) -> Result<ReleaseResult, ReleaseError> {
+        if let Some(newer) = self.latest.note(&v.clip_id, v.revision) {
+            return Ok(ReleaseResult {
+                skipped: format!("revision {} was overtaken by revision {newer}", v.revision),
+                ..Default::default()
+            });
+        }
+        let g = self.gate(v);
         let mut result = ReleaseResult::default();
         let mut bytes: Option<Bytes> = None;
 
         if let Some(index) = &self.index {
-            match (allowed, stored) {
-                (true, Some(m)) => {
-                    let b = self.fetch(m).await?;
-                    let frames = self.vpdq(b.clone()).await?;
-                    index.add(&v.clip_id, v.decided_at_ms, frames).await?;
-                    result.indexed = true;
-                    bytes = Some(b);
+            if let (true, Some(m)) = (g.allowed, g.stored) {
+                let b = self.fetch(m).await?;
+                // Best effort: a clip that cannot be hashed or an index that cannot be written
+                // never holds up the rendition (the index answers "as far as it knows").
+                match self.vpdq(b.clone()).await {
+                    Ok(frames) => {
+                        match index
+                            .add(&v.clip_id, v.revision, v.decided_at_ms, frames)
+                            .await
+                        {
+                            Ok(()) => result.indexed = true,
+                            Err(e) => {
+                                tracing::error!(clip_id = %v.clip_id, error = %e, "not indexed")
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(clip_id = %v.clip_id, error = %e, "not indexed"),
                 }
-                (true, None) => tracing::warn!(
+                bytes = Some(b);
+            } else if g.allowed {
+                tracing::warn!(
                     clip_id = %v.clip_id,
                     "allowed clip not indexed: its bytes are not kept (media.store_inline)"
-                ),
+                );
+            } else if v.revision > 0
+                && let Err(e) = index.remove(&v.clip_id, v.revision, v.decided_at_ms).await
+            {
                 // A later revision that no longer allows the clip takes it out.
-                (false, _) if v.revision > 0 => index.remove(&v.clip_id).await?,
-                (false, _) => {}
+                tracing::error!(clip_id = %v.clip_id, error = %e, "not removed from the index");
             }
         }
 
-        if !wants_rendition {
-            result.skipped = format!("no rendition for the {} surface", surface_word(surface));
+        if !g.wants_rendition {
+            result.skipped = g.no_rendition.unwrap_or_default();
             return Ok(result);
         }
         let mut record = Rendition {
@@ -370,31 +513,47 @@ impl ReleaseStage {
             surface: v.surface,
             ..Default::default()
         };
-        if self.signing.is_none() {
-            record.unavailable = "renditions are off (no release.signing_cert)".into();
-        } else if !allowed {
-            record.unavailable = format!(
-                "the verdict does not allow the clip ({} for {})",
-                decision.word(),
-                audience.name()
-            );
-        } else if let Some(m) = stored {
-            let original = match bytes {
-                Some(b) => b,
-                None => self.fetch(m).await?,
-            };
-            match self.render(v, audience, surface, original).await {
-                Ok(made) => record = made,
-                Err(e @ (ReleaseError::Store(_) | ReleaseError::Fetch(_))) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(clip_id = %v.clip_id, error = %e, "no rendition");
-                    record.unavailable = e.to_string();
+        if !g.allowed && v.revision > 0 {
+            // An earlier revision's rendition must not stay downloadable.
+            let gone = self
+                .store
+                .remove_prefix(&rendition_folder(&v.clip_id))
+                .await
+                .map_err(|e| ReleaseError::Store(e.to_string()))?;
+            if gone > 0 {
+                tracing::info!(clip_id = %v.clip_id, files = gone, "earlier renditions deleted");
+            }
+        }
+        match (g.no_rendition, g.stored) {
+            (None, Some(m)) => {
+                let original = match bytes {
+                    Some(b) => b,
+                    None => self.fetch(m).await?,
+                };
+                match self.render(v, g.audience, g.surface, original).await {
+                    Ok(made) => record = made,
+                    Err(e @ (ReleaseError::Store(_) | ReleaseError::Fetch(_))) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(clip_id = %v.clip_id, error = %e, "no rendition");
+                        record.unavailable = e.to_string();
+                    }
                 }
             }
-        } else {
-            record.unavailable =
-                "the clip's bytes are not kept (it was sent inline and media.store_inline is off)"
-                    .into();
+            (why, _) => record.unavailable = why.unwrap_or_default(),
+        }
+        if let Some(newer) = self.latest.newer_than(&v.clip_id, v.revision) {
+            if let Some(uri) = record.media.as_ref().and_then(|m| match &m.location {
+                Some(Location::Uri(u)) => Some(u.clone()),
+                _ => None,
+            }) {
+                let key = uri
+                    .rsplit_once("/renditions/")
+                    .map(|(_, k)| k)
+                    .unwrap_or_default();
+                let _ = self.store.remove_prefix(&format!("renditions/{key}")).await;
+            }
+            result.skipped = format!("revision {} was overtaken by revision {newer}", v.revision);
+            return Ok(result);
         }
         result.skipped = record.unavailable.clone();
         result.rendition = Some(record);
@@ -429,9 +588,12 @@ impl ReleaseStage {
         let (Some(signing), Some(mark)) = (self.signing.clone(), self.watermark.clone()) else {
             return Err(ReleaseError::Config("no signing key".into()));
         };
-        let _slot = self
+        // The slot goes with the blocking work: an attempt that times out does not free it
+        // while its encoder still runs.
+        let slot = self
             .renders
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| ReleaseError::Render(e.to_string()))?;
         let moderation = Moderation {
@@ -456,6 +618,7 @@ impl ReleaseStage {
         };
         let description = mark.description.clone();
         let signed = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let temp = |suffix: &str| {
                 tempfile::Builder::new()
                     .prefix("clipguard-release-")
@@ -488,7 +651,14 @@ impl ReleaseStage {
         .await
         .map_err(|e| ReleaseError::Render(format!("rendering task: {e}")))??;
         let (signed, label, signer) = signed;
-        let key = format!("renditions/{}/r{}.mp4", v.clip_id, v.revision);
+        // Content-addressed: a redelivered verdict's new rendition never replaces the bytes an
+        // earlier record points at.
+        let key = format!(
+            "{}r{}-{}.mp4",
+            rendition_folder(&v.clip_id),
+            v.revision,
+            &clipguard_pipeline::store::sha256_hex(&signed)[..16]
+        );
         let media = self
             .store
             .reference(&key, Bytes::from(signed), "video/mp4", false)
@@ -576,8 +746,14 @@ impl Stage for ReleaseStage {
     }
 
     fn attempt_timeout(&self) -> Duration {
-        // Decoding for the index, waiting for a render slot, rendering and signing.
-        Duration::from_secs_f64(self.config.deadline_s * 2.0 + 60.0)
+        // Decoding for the index, waiting behind the other renders in flight, rendering and
+        // signing.
+        Duration::from_secs_f64(self.config.deadline_s * 3.0 + 60.0)
+    }
+
+    /// Two verdicts per render slot: one rendering, one waiting (the rest wait in Kafka).
+    fn max_in_flight(&self) -> Option<usize> {
+        Some(2 * self.config.max_concurrent_renders.max(1))
     }
 
     async fn process(
@@ -599,15 +775,10 @@ impl Stage for ReleaseStage {
         Some(verdict.clip_id.clone()).filter(|id| !id.is_empty())
     }
 
-    /// A verdict the stage could not handle at all: a rendition record saying so (the dead
-    /// letter holds the verdict), so a service waiting for the clip's rendition hears why.
-    fn poison_outputs(&self, clip_id: &str, error: &StageError) -> Vec<Record> {
-        let r = Rendition {
-            clip_id: clip_id.to_string(),
-            made_at_ms: now_ms(),
-            unavailable: format!("release failed: {}: {}", error.kind, error.message),
-            ..Default::default()
-        };
-        vec![Record::rendition(clip_id, &r)]
+    /// A verdict the stage could not handle at all goes to the dead-letter topic only: a
+    /// rendition record would need the verdict's revision and surface, which a message that
+    /// could not be processed may not give.
+    fn poison_outputs(&self, _clip_id: &str, _error: &StageError) -> Vec<Record> {
+        Vec::new()
     }
 }
