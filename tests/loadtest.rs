@@ -72,10 +72,11 @@ async fn the_short_profile_gets_a_verdict_for_every_clip_and_writes_the_report()
         "{} samples",
         report.samples.len()
     );
-    assert!(report.samples.iter().all(|s| s.lag.len() == 6));
+    let stages = clipguard_schemas::names::stage::ALL.len();
+    assert!(report.samples.iter().all(|s| s.lag.len() == stages));
     // The brokers' view of every stage's group (its input topic found from its lag gauge).
     assert!(
-        report.samples.iter().any(|s| s.group_lag.len() == 6),
+        report.samples.iter().any(|s| s.group_lag.len() == stages),
         "group lag read for {:?}",
         report
             .samples

@@ -603,6 +603,11 @@ fn an_enrolled_face_in_a_clip_needs_consent() {
 /// signer) saying it was created by a generative model, as a generator would.
 fn sign_clip(clip: &std::path::Path, out: &std::path::Path) {
     let signer = c2pa::EphemeralSigner::new("clipguard-test-generator").unwrap();
+    sign_as_generator(clip, out, &signer);
+}
+
+/// `clip` signed by `signer` as the test generator: created by a generative model.
+fn sign_as_generator(clip: &std::path::Path, out: &std::path::Path, signer: &dyn c2pa::Signer) {
     // No thumbnail in the manifest (the crate is built without its image codecs).
     let context = c2pa::Context::new()
         .with_settings(r#"{"builder": {"thumbnail": {"enabled": false}}}"#)
@@ -622,7 +627,7 @@ fn sign_clip(clip: &std::path::Path, out: &std::path::Path) {
     let mut source = std::io::Cursor::new(std::fs::read(clip).unwrap());
     let mut signed = std::io::Cursor::new(Vec::new());
     builder
-        .sign(&signer, "video/mp4", &mut source, &mut signed)
+        .sign(signer, "video/mp4", &mut source, &mut signed)
         .unwrap();
     std::fs::write(out, signed.into_inner()).unwrap();
 }
@@ -838,27 +843,7 @@ fn sign_clip_with(
         None,
     )
     .unwrap();
-    let context = c2pa::Context::new()
-        .with_settings(r#"{"builder": {"thumbnail": {"enabled": false}}}"#)
-        .unwrap();
-    let mut builder = c2pa::Builder::from_context(context)
-        .with_definition(
-            serde_json::json!({
-                "title": "generated.mp4",
-                "claim_generator_info": [{"name": "clipguard-test-generator", "version": "1.0"}],
-            })
-            .to_string(),
-        )
-        .unwrap();
-    builder.set_intent(c2pa::BuilderIntent::Create(
-        c2pa::DigitalSourceType::TrainedAlgorithmicMedia,
-    ));
-    let mut source = std::io::Cursor::new(std::fs::read(clip).unwrap());
-    let mut signed = std::io::Cursor::new(Vec::new());
-    builder
-        .sign(signer.as_ref(), "video/mp4", &mut source, &mut signed)
-        .unwrap();
-    std::fs::write(out, signed.into_inner()).unwrap();
+    sign_as_generator(clip, out, signer.as_ref());
 }
 
 fn gst_launch(pipeline: &str) {
