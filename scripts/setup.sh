@@ -36,6 +36,7 @@ packages=(
   openssl                                            # test certificates (gRPC mTLS, Kafka TLS)
   fonts-dejavu-core                                  # the font of the evaluation report's plots
   python3-venv                                       # the ops tools' venv (scripts/ops-setup.sh)
+  postgresql                                         # the review stage's tests run a real server
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -144,6 +144,8 @@ enum Command {
     Likeness(clipguard_classify::likeness_cli::LikenessArgs),
     /// Provenance: was a video generated and allowed here (the "made by us" index)?
     Provenance(clipguard_release::cli::ProvenanceArgs),
+    /// Review cases: queues, claiming and deciding (the review stage's database).
+    Cases(clipguard_review::cli::CasesArgs),
     /// Compare hashes.
     Match {
         #[command(subcommand)]
@@ -452,6 +454,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (text, found) = clipguard_release::cli::run(&cfg.release, &cfg.media, args)?;
             println!("{text}");
             Ok(ExitCode::from(u8::from(!found)))
+        }
+        Command::Cases(args) => {
+            let text = clipguard_review::cli::run(&cfg.review, args).await?;
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Match {
             command: MatchCommand::Vpdq(args),

@@ -1181,3 +1181,194 @@ fn an_allowed_download_leaves_watermarked_signed_and_is_known_as_made_here() {
         "{other}"
     );
 }
+
+/// Issue 22's first step over real processes: a review worker on a real broker opens a case
+/// for a `review` verdict (and none for an `allow`), a reviewer claims and decides it with
+/// `clipguard cases`, and the decision comes out as the clip's next verdict revision on
+/// `clips.verdicts` (engine `review:alice`) and an enforcement record on `clips.enforcement`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewers_decision_becomes_the_next_verdict_revision_and_an_enforcement_record() {
+    let _turn = SERIAL.lock().await;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(1);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("review.db").display());
+    let env = vec![
+        ("CLIPGUARD_REVIEW__DATABASE_URL", db.clone()),
+        ("CLIPGUARD_REVIEW__PUBLISH_INTERVAL_S", "0.2".to_string()),
+        ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
+    ];
+    let mut worker = Proc::spawn(
+        "review",
+        &["stage", "review", "--brokers", &broker.addr],
+        &env,
+    );
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    let review = Decision::Review as i32;
+    let allow = Decision::Allow as i32;
+    let needs = Verdict {
+        clip_id: "clip-to-review".into(),
+        decision: review,
+        audiences: Some(clipguard_schemas::AudienceDecisions {
+            adult: allow,
+            under_18: review,
+            public_feed: review,
+        }),
+        audience: "public_feed".into(),
+        engine: "policy".into(),
+        reasons: vec!["category:violence_gore".into()],
+        rationale: "review under_18, public_feed — violence_gore scored 0.71".into(),
+        ..Default::default()
+    };
+    let fine = Verdict {
+        clip_id: "clip-fine".into(),
+        decision: allow,
+        audiences: Some(clipguard_schemas::AudienceDecisions {
+            adult: allow,
+            under_18: allow,
+            public_feed: allow,
+        }),
+        ..Default::default()
+    };
+    for v in [&fine, &needs] {
+        producer
+            .send(
+                FutureRecord::to("clips.verdicts")
+                    .key(&v.clip_id)
+                    .payload(&prost::Message::encode_to_vec(v)),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let cases = |args: &[&str]| {
+        let out = Command::new(common::bin())
+            .arg("cases")
+            .args(args)
+            .args(["--json", "--database-url", &db])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let (ok, text, err) = cases(&["list"]);
+        assert!(ok, "{err}");
+        if !text.trim().is_empty() || Instant::now() > until {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let open: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        open.len(),
+        1,
+        "one case, for the review verdict only: {listed}"
+    );
+    assert_eq!(open[0]["clip_id"], "clip-to-review");
+    assert_eq!(open[0]["queue"]["category"], "violence_gore");
+    let (ok, queues, err) = cases(&["queues"]);
+    assert!(ok && queues.contains("\"open\":1"), "{queues}{err}");
+
+    // Deciding without a claim is refused; claimed, it goes through.
+    let id = open[0]["id"].to_string();
+    let (ok, _, err) = cases(&[
+        "decide",
+        &id,
+        "--reviewer",
+        "alice",
+        "--all",
+        "block",
+        "--reason",
+        "gore",
+    ]);
+    assert!(!ok && err.contains("claim it first"), "{err}");
+    let (ok, claimed, err) = cases(&["claim", "--reviewer", "alice"]);
+    assert!(ok, "{err}");
+    assert!(claimed.contains("\"reviewer\":\"alice\""), "{claimed}");
+    let (ok, decided, err) = cases(&[
+        "decide",
+        &id,
+        "--reviewer",
+        "alice",
+        "--adult",
+        "allow",
+        "--under-18",
+        "block",
+        "--public-feed",
+        "block",
+        "--reason",
+        "graphic injury, not news",
+    ]);
+    assert!(ok, "{err}");
+    println!("decided: {decided}");
+
+    let verdicts = TopicReader::new(&broker.addr, "clips.verdicts", 1);
+    let enforcement = TopicReader::new(&broker.addr, "clips.enforcement", 1);
+    let until = Instant::now() + Duration::from_secs(60);
+    let (mut revised, mut enforced) = (None, None);
+    while (revised.is_none() || enforced.is_none()) && Instant::now() < until {
+        for (_, payload) in verdicts.poll(Duration::from_millis(300)) {
+            let v: Verdict = prost::Message::decode(payload.as_slice()).unwrap();
+            if v.engine == "review:alice" {
+                revised = Some(v);
+            }
+        }
+        for (key, payload) in enforcement.poll(Duration::from_millis(300)) {
+            let e: clipguard_schemas::Enforcement =
+                prost::Message::decode(payload.as_slice()).unwrap();
+            assert_eq!(key, e.clip_id);
+            enforced = Some(e);
+        }
+    }
+    let v = revised.expect("the reviewer's verdict revision on clips.verdicts");
+    let e = enforced.expect("an enforcement record on clips.enforcement");
+    println!(
+        "revision: {} {:?} — {}",
+        v.revision, v.audiences, v.rationale
+    );
+    assert_eq!((v.clip_id.as_str(), v.revision), ("clip-to-review", 1));
+    assert_eq!(v.decision, Decision::Block as i32);
+    let a = v.audiences.unwrap();
+    assert_eq!(
+        (a.adult, a.under_18, a.public_feed),
+        (allow, Decision::Block as i32, Decision::Block as i32)
+    );
+    assert!(
+        v.rationale.contains("graphic injury, not news"),
+        "{}",
+        v.rationale
+    );
+    assert_eq!(
+        (e.clip_id.as_str(), e.verdict_revision, e.engine.as_str()),
+        ("clip-to-review", 1, "review:alice")
+    );
+    assert_eq!(e.reason, "graphic injury, not news");
+
+    // The audit trail says who did what; the reviewer's own revision opened no new case.
+    let (ok, shown, err) = cases(&["show", &id]);
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+    let actions: Vec<&str> = shown["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["open", "claim", "decide"], "{shown}");
+    let (_, listed, _) = cases(&["list"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    worker.sigterm();
+}

@@ -243,7 +243,7 @@ def cross_problems(docs: list[dict], stages: dict[str, str] | None) -> list[str]
                     problems.append(f"{where}: container {c['name']} mounts undeclared volume {m['name']}")
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
-                if ref and ref["name"] not in secrets:
+                if ref and not ref.get("optional", False) and ref["name"] not in secrets:
                     problems.append(f"{where}: env {e['name']}: no Secret {ref['name']}")
             res = c.get("resources", {})
             for r, lim in res.get("limits", {}).items():

@@ -171,6 +171,14 @@ pub async fn run(profile: &Profile, opts: &Options) -> anyhow::Result<Report> {
             "CLIPGUARD_HASHMATCH__BANKS_DIR".into(),
             std::path::absolute(&banks_dir)?.display().to_string(),
         ),
+        // The review stage's cases, in the run's own folder.
+        (
+            "CLIPGUARD_REVIEW__DATABASE_URL".into(),
+            format!(
+                "sqlite://{}",
+                std::path::absolute(opts.out.join("review.db"))?.display()
+            ),
+        ),
     ];
     env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let out = std::process::Command::new(&opts.clipguard)

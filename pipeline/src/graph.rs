@@ -79,6 +79,15 @@ pub const RELEASE: Node = Node {
     state: None,
 };
 
+/// After the verdict: `review` verdicts become cases; reviewers' decisions become the clip's next
+/// verdict revision and an enforcement record.
+pub const REVIEW: Node = Node {
+    stage: stage::REVIEW,
+    consumes: topics::VERDICTS,
+    produces: &[topics::VERDICTS, topics::ENFORCEMENT, topics::DLQ],
+    state: None,
+};
+
 /// clipguard's own stages, in pipeline order.
 pub const STANDARD: &[Node] = &[
     MEDIA,
@@ -88,6 +97,7 @@ pub const STANDARD: &[Node] = &[
     CLASSIFY_TRANSCRIPT,
     MONITOR,
     RELEASE,
+    REVIEW,
 ];
 
 /// Why a set of nodes is not a pipeline.
@@ -190,7 +200,7 @@ mod tests {
             stage::ALL
                 .iter()
                 .copied()
-                .filter(|s| *s != stage::MONITOR && *s != stage::RELEASE)
+                .filter(|s| ![stage::MONITOR, stage::RELEASE, stage::REVIEW].contains(s))
                 .collect::<Vec<_>>()
         );
         assert_eq!(

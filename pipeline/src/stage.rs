@@ -5,8 +5,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use clipguard_schemas::{
-    ClipContext, DeadLetter, MediaExtract, Rendition, Signal, StageError as StageErrorMsg,
-    Transcript, Verdict,
+    ClipContext, DeadLetter, Enforcement, MediaExtract, Rendition, Signal,
+    StageError as StageErrorMsg, Transcript, Verdict,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -58,6 +58,11 @@ impl Record {
     /// A clip's outgoing rendition (or why it has none).
     pub fn rendition(key: impl Into<String>, rendition: &Rendition) -> Self {
         Self::encode(topics::RENDITIONS, key, rendition)
+    }
+
+    /// A reviewer's decision, for the platform to act on.
+    pub fn enforcement(key: impl Into<String>, enforcement: &Enforcement) -> Self {
+        Self::encode(topics::ENFORCEMENT, key, enforcement)
     }
 
     /// A clip's verdict under the shadow policy.

@@ -12,6 +12,7 @@ pub const ALL: &[(&str, bool)] = &[
     (VERDICTS, true),
     (VERDICTS_SHADOW, true),
     (RENDITIONS, true),
+    (ENFORCEMENT, false),
     (DLQ, false),
 ];
 

@@ -12,6 +12,8 @@ pub mod stage {
     pub const MONITOR: &str = "monitor";
     /// After the verdict: outgoing renditions and the "made by us" index.
     pub const RELEASE: &str = "release";
+    /// After the verdict: `review` verdicts become cases that people decide.
+    pub const REVIEW: &str = "review";
 
     /// Every stage, in pipeline order.
     pub const ALL: &[&str] = &[
@@ -22,6 +24,7 @@ pub mod stage {
         CLASSIFY_TRANSCRIPT,
         MONITOR,
         RELEASE,
+        REVIEW,
     ];
 }
 
@@ -41,6 +44,8 @@ pub mod topic {
     pub const VERDICTS_SHADOW: &str = "clips.verdicts.shadow";
     /// Outgoing renditions of allowed clips (watermarked, signed), compacted, keyed by clip_id.
     pub const RENDITIONS: &str = "clips.renditions";
+    /// Reviewers' decisions, for the generator or platform to notify users, keyed by clip_id.
+    pub const ENFORCEMENT: &str = "clips.enforcement";
     /// Messages no stage could process, with the reason.
     pub const DLQ: &str = "clips.dlq";
 }

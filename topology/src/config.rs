@@ -12,6 +12,7 @@ use clipguard_pipeline::store::StoreConfig;
 use clipguard_pipeline::telemetry::TelemetryConfig;
 use clipguard_policy::PolicyConfig;
 use clipguard_release::ReleaseConfig;
+use clipguard_review::ReviewConfig;
 use clipguard_transcribe::TranscribeConfig;
 use serde::Deserialize;
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// Release stage: renditions of allowed clips, the "made by us" index.
     pub release: ReleaseConfig,
+    /// Review stage: the cases database and leases.
+    pub review: ReviewConfig,
     /// Which policy decides: the monitor's verdicts and the prompt check alike.
     pub policy: PolicyConfig,
     /// Logs.
@@ -56,6 +59,7 @@ impl Validate for Config {
         self.classify.validate(problems);
         self.monitor.validate(problems);
         self.release.validate(problems);
+        self.review.validate(problems);
         self.policy.validate(problems);
         // The expected stages are checked against this build's pipeline.
         match crate::registry::Registry::default().graph() {
@@ -173,6 +177,7 @@ mod tests {
             "monitor",
             "monitor.reasoning",
             "release",
+            "review",
             "policy",
             "telemetry",
             "grpc",

@@ -46,10 +46,16 @@ impl Local {
         Self::with(&Registry::default(), cfg, names)
     }
 
-    /// Every stage: what `clipguard scan` runs.
+    /// Every stage but review (a scan answers at once; nobody reviews its clips): what
+    /// `clipguard scan` runs.
     pub fn all(cfg: &Config) -> Result<Self, TopologyError> {
         let registry = Registry::default();
-        Self::with(&registry, cfg, &registry.names())
+        let names: Vec<&str> = registry
+            .names()
+            .into_iter()
+            .filter(|n| *n != stage::REVIEW)
+            .collect();
+        Self::with(&registry, cfg, &names)
     }
 
     /// Submits `path` and runs the stages until nothing is left in flight; returns every record

@@ -84,6 +84,10 @@ pub const STANDARD: &[Entry] = &[
         node: graph::RELEASE,
         build: release,
     },
+    Entry {
+        node: graph::REVIEW,
+        build: review,
+    },
 ];
 
 /// What a stage's [`Build`] gets: the configuration, the pipeline it is built into, its own
@@ -433,6 +437,15 @@ fn release(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     ctx.built(stage, Routes::new(service).add_service(lookup), names)
 }
 
+fn review(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let stage = Arc::new(
+        clipguard_review::ReviewStage::new(ctx.cfg.review.clone())
+            .map_err(failed(stage::REVIEW))?,
+    );
+    // No synchronous call yet: reviewers work through the cases database.
+    ctx.built(stage, Routes::default(), Vec::new())
+}
+
 /// Every metric family a worker of this build can export, registered without building any
 /// stage: the shared stage metrics of each stage and the stages' own, each labelled family
 /// with one sample so that encoding the registry lists it. What dashboards and alert rules may
@@ -481,6 +494,15 @@ mod tests {
                 context: Some(ClipContext::default()),
                 ..Default::default()
             }),
+            // A verdict that needs review: a case opens.
+            stage::REVIEW => prost::Message::encode_to_vec(&clipguard_schemas::Verdict {
+                clip_id: "c".into(),
+                audiences: Some(clipguard_schemas::AudienceDecisions {
+                    public_feed: clipguard_schemas::Decision::Review as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             // A clip for the download surface: a rendition record (renditions are off here).
             stage::RELEASE => prost::Message::encode_to_vec(&clipguard_schemas::Verdict {
                 clip_id: "c".into(),
@@ -525,16 +547,23 @@ mod tests {
         let mut cfg = Config::default();
         cfg.store.url = dir.path().display().to_string();
         cfg.hashmatch.banks_dir = dir.path().join("banks");
+        cfg.review.database_url = format!("sqlite://{}", dir.path().join("review.db").display());
         // One media signal completes a clip, so the monitor's sample is decided at once.
         cfg.monitor.expected_stages = vec![stage::MEDIA.into()];
         for name in Registry::default().names() {
             let built = build(name, &cfg).unwrap();
             let (name, topic) = (built.name, built.input_topic);
             let run = move |host, metrics, stop| built.run_kafka(host, metrics, stop);
-            // Every stage but the release stage gives an error signal for a message it cannot
-            // process (the release stage, after the verdict, only dead-letters it).
-            let poison = u64::from(name != stage::RELEASE);
-            assert_shared_telemetry_of(name, topic, run, sample_input(name), poison).await;
+            // The good input's outputs, a dead letter, and the error signal every stage before
+            // the verdict gives for a message it cannot process. After the verdict: the release
+            // stage's rendition record and the dead letter; the review stage publishes
+            // decisions from its database, so only the dead letter.
+            let min_produced = match name {
+                stage::RELEASE => 2,
+                stage::REVIEW => 1,
+                _ => 3,
+            };
+            assert_shared_telemetry_of(name, topic, run, sample_input(name), min_produced).await;
         }
     }
 }

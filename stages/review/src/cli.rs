@@ -1,0 +1,231 @@
+//! `clipguard cases …`: the review queues from the terminal, on the same database and with the
+//! same rules as every other way in (a decision needs a claim and a reason; everything is
+//! audited; the review worker publishes what a decision queued).
+
+use clap::{Args, Subcommand, ValueEnum};
+use clipguard_pipeline::now_ms;
+use clipguard_schemas::Decision;
+
+use crate::ReviewConfig;
+use crate::db::{Case, Cases, Decided};
+
+#[derive(Debug, Args)]
+pub struct CasesArgs {
+    /// The cases database (default: review.database_url).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// One JSON object per line.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CasesCommand,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DecisionArg {
+    Allow,
+    Review,
+    Block,
+}
+
+impl From<DecisionArg> for Decision {
+    fn from(d: DecisionArg) -> Self {
+        match d {
+            DecisionArg::Allow => Decision::Allow,
+            DecisionArg::Review => Decision::Review,
+            DecisionArg::Block => Decision::Block,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CasesCommand {
+    /// Queues (category × audience) with the cases waiting in each.
+    Queues,
+    /// Cases, newest first.
+    List {
+        /// `open`, `claimed` or `decided` (default: all).
+        #[arg(long, default_value = "")]
+        state: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One case: the verdict that opened it, its decision, and its audit trail.
+    Show { id: i64 },
+    /// Takes the oldest waiting case of a queue (any when not given) for a reviewer, leased for
+    /// review.lease_s.
+    Claim {
+        #[arg(long)]
+        reviewer: String,
+        #[arg(long, default_value = "")]
+        category: String,
+        #[arg(long, default_value = "")]
+        audience: String,
+    },
+    /// Decides a case the reviewer holds: a decision per audience (`--all` sets every one)
+    /// and the reason.
+    Decide {
+        id: i64,
+        #[arg(long)]
+        reviewer: String,
+        #[arg(long, value_enum)]
+        all: Option<DecisionArg>,
+        #[arg(long, value_enum)]
+        adult: Option<DecisionArg>,
+        #[arg(long = "under-18", value_enum)]
+        under_18: Option<DecisionArg>,
+        #[arg(long = "public-feed", value_enum)]
+        public_feed: Option<DecisionArg>,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn case_json(c: &Case) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.id,
+        "clip_id": c.clip_id,
+        "verdict_revision": c.verdict_revision,
+        "queue": {"category": c.category, "audience": c.audience},
+        "state": c.state,
+        "reviewer": c.reviewer,
+        "lease_until_ms": c.lease_until_ms,
+        "created_ms": c.created_ms,
+        "decided_ms": c.decided_ms,
+        "decision": c.decision,
+        "reason": c.reason,
+        "rationale": c.verdict.rationale,
+    })
+}
+
+fn case_line(c: &Case) -> String {
+    format!(
+        "{:>6}  {:<9} {:<24} {:<12} {}  {}",
+        c.id,
+        c.state,
+        format!("{}/{}", c.category, c.audience),
+        c.reviewer.as_deref().unwrap_or("-"),
+        c.clip_id,
+        c.decision.as_deref().unwrap_or(""),
+    )
+}
+
+/// Runs one `cases` command; the text printed, or the error.
+pub async fn run(cfg: &ReviewConfig, args: CasesArgs) -> anyhow::Result<String> {
+    let url = args.database_url.clone().unwrap_or_else(|| cfg.url());
+    let cases = Cases::connect(&url, 2).await?;
+    let now = now_ms();
+    let json = args.json;
+    Ok(match args.command {
+        CasesCommand::Queues => {
+            let queues = cases.queues(now).await?;
+            if json {
+                queues
+                    .iter()
+                    .map(|q| {
+                        serde_json::json!({"category": q.category, "audience": q.audience, "open": q.open})
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else if queues.is_empty() {
+                "no case waits".into()
+            } else {
+                queues
+                    .iter()
+                    .map(|q| format!("{:>6}  {}/{}", q.open, q.category, q.audience))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        CasesCommand::List { state, limit } => {
+            let list = cases.list(&state, limit).await?;
+            if json {
+                list.iter()
+                    .map(|c| case_json(c).to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                list.iter().map(case_line).collect::<Vec<_>>().join("\n")
+            }
+        }
+        CasesCommand::Show { id } => {
+            let (case, audit) = cases.show(id).await?;
+            if json {
+                let mut j = case_json(&case);
+                j["audit"] = audit
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "at_ms": a.at_ms, "actor": a.actor, "action": a.action,
+                            "case_id": a.case_id, "detail": a.detail,
+                        })
+                    })
+                    .collect();
+                j.to_string()
+            } else {
+                let mut lines = vec![case_line(&case), format!("  {}", case.verdict.rationale)];
+                for a in &audit {
+                    lines.push(format!(
+                        "  {}  {:<8} {:<12} {}",
+                        a.at_ms, a.action, a.actor, a.detail
+                    ));
+                }
+                lines.join("\n")
+            }
+        }
+        CasesCommand::Claim {
+            reviewer,
+            category,
+            audience,
+        } => match cases
+            .claim(&reviewer, &category, &audience, cfg.lease_ms(), now)
+            .await?
+        {
+            Some(c) if json => case_json(&c).to_string(),
+            Some(c) => format!("{}\n  {}", case_line(&c), c.verdict.rationale),
+            None => anyhow::bail!("no case waits in that queue"),
+        },
+        CasesCommand::Decide {
+            id,
+            reviewer,
+            all,
+            adult,
+            under_18,
+            public_feed,
+            reason,
+        } => {
+            let pick = |one: Option<DecisionArg>, name: &str| {
+                one.or(all).map(Decision::from).ok_or_else(|| {
+                    anyhow::anyhow!("no decision for {name}: give --{name} or --all")
+                })
+            };
+            let decided = Decided {
+                audiences: [
+                    pick(adult, "adult")?,
+                    pick(under_18, "under-18")?,
+                    pick(public_feed, "public-feed")?,
+                ],
+                reason,
+            };
+            let (verdict, _) = cases.decide(id, &reviewer, &decided, now).await?;
+            if json {
+                serde_json::json!({
+                    "case": id, "clip_id": verdict.clip_id, "verdict_revision": verdict.revision,
+                    "decision": Decision::try_from(verdict.decision).unwrap_or_default().word(),
+                    "engine": verdict.engine,
+                })
+                .to_string()
+            } else {
+                format!(
+                    "case {id} decided: {} — verdict revision {} of {} queued for publishing",
+                    Decision::try_from(verdict.decision)
+                        .unwrap_or_default()
+                        .word(),
+                    verdict.revision,
+                    verdict.clip_id
+                )
+            }
+        }
+    })
+}

@@ -1,0 +1,244 @@
+//! The review stage: `review` verdicts reach people. It consumes `clips.verdicts`; a verdict
+//! whose decision is `review` in any audience opens a case (once per clip and verdict
+//! revision) in the cases database ([`db`]): SQLite by default, PostgreSQL in production.
+//! Reviewers pull cases from queues (category × audience); two never get the same case, and a
+//! case whose reviewer disappears returns to its queue when the lease ends. A decision (allow,
+//! review or block per audience, with a reason) publishes the clip's next verdict revision on
+//! `clips.verdicts` (engine `review:<reviewer>`) and an [`Enforcement`] record on
+//! `clips.enforcement` for the platform to notify the user: both are written to the database's
+//! outbox in the decision's transaction, and the review worker publishes the outbox until the
+//! broker acknowledged it. Every action is in the append-only audit log.
+//!
+//! From the terminal: `clipguard cases queues | list | show | claim | decide` ([`cli`]).
+
+pub mod cli;
+pub mod db;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, now_ms};
+use clipguard_schemas::names::stage;
+use clipguard_schemas::{Enforcement, Verdict};
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use crate::db::{Cases, Outgoing};
+
+/// Stage name and consumer group suffix.
+pub const NAME: &str = stage::REVIEW;
+
+/// Settings of the review stage (`[review]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ReviewConfig {
+    /// `sqlite://PATH` (created when missing) or `postgres://USER:PASSWORD@HOST/DB`. Empty
+    /// (the default): `sqlite://$XDG_DATA_HOME/clipguard/review.db`
+    /// (`~/.local/share/clipguard/review.db`).
+    pub database_url: String,
+    /// PostgreSQL connections per worker (SQLite uses one).
+    pub max_connections: u32,
+    /// Seconds a reviewer holds a case before it returns to its queue.
+    pub lease_s: f64,
+    /// Seconds between looks at the outbox for decisions to publish.
+    pub publish_interval_s: f64,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self {
+            database_url: String::new(),
+            max_connections: 8,
+            lease_s: 600.0,
+            publish_interval_s: 1.0,
+        }
+    }
+}
+
+impl ReviewConfig {
+    /// The database to use: `database_url`, or the SQLite default.
+    pub fn url(&self) -> String {
+        if !self.database_url.is_empty() {
+            return self.database_url.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        format!("sqlite://{}", base.join("clipguard/review.db").display())
+    }
+
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        let url = &self.url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            problems.push(format!(
+                "review.database_url: `{url}` is neither sqlite://PATH nor postgres://…"
+            ));
+        }
+        for (key, v, lo, hi) in [
+            ("lease_s", self.lease_s, 5.0, 86_400.0),
+            ("publish_interval_s", self.publish_interval_s, 0.05, 60.0),
+            ("max_connections", self.max_connections as f64, 1.0, 256.0),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                problems.push(format!("review.{key}: {v} is outside {lo}..={hi}"));
+            }
+        }
+    }
+
+    pub fn lease_ms(&self) -> i64 {
+        (self.lease_s * 1000.0) as i64
+    }
+}
+
+/// Why review could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{0}")]
+    Config(String),
+    #[error("review database: {0}")]
+    Database(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl clipguard_pipeline::Failure for ReviewError {
+    fn domain(&self) -> clipguard_pipeline::ErrorDomain {
+        use clipguard_pipeline::ErrorDomain;
+        match self {
+            ReviewError::Database(_) => ErrorDomain::External,
+            _ => ErrorDomain::Input,
+        }
+    }
+}
+
+/// The review stage: opens cases, publishes decisions.
+#[derive(Debug)]
+pub struct ReviewStage {
+    config: ReviewConfig,
+    cases: OnceCell<Cases>,
+}
+
+impl ReviewStage {
+    /// The stage; the database is opened (and its schema applied) at the first verdict or when
+    /// the host starts the stage, whichever comes first.
+    pub fn new(config: ReviewConfig) -> Result<Self, ReviewError> {
+        let mut problems = Vec::new();
+        config.validate(&mut problems);
+        if !problems.is_empty() {
+            return Err(ReviewError::Config(problems.join("; ")));
+        }
+        Ok(Self {
+            config,
+            cases: OnceCell::new(),
+        })
+    }
+
+    pub async fn cases(&self) -> Result<&Cases, ReviewError> {
+        self.cases
+            .get_or_try_init(|| async {
+                Cases::connect(&self.config.url(), self.config.max_connections).await
+            })
+            .await
+    }
+
+    /// Publishes what decisions left in the outbox; how many records went.
+    pub async fn publish(&self, emitter: &dyn Emitter) -> Result<usize, ReviewError> {
+        let cases = self.cases().await?;
+        let pending = cases.outgoing(100).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
+        let records: Vec<Record> = pending
+            .into_iter()
+            .map(|(_, o)| match o {
+                Outgoing::Verdict(v) => Record::verdict(v.clip_id.clone(), &v),
+                Outgoing::Enforcement(e) => enforcement_record(&e),
+            })
+            .collect();
+        let n = records.len();
+        emitter
+            .emit(records)
+            .await
+            .map_err(|e| ReviewError::Database(format!("publishing decisions: {e}")))?;
+        cases.sent(&ids, now_ms()).await?;
+        Ok(n)
+    }
+}
+
+fn enforcement_record(e: &Enforcement) -> Record {
+    Record::enforcement(e.clip_id.clone(), e)
+}
+
+impl Stage for ReviewStage {
+    type Input = Verdict;
+    type Output = Vec<Record>;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    async fn process(
+        &self,
+        verdict: Verdict,
+        _ctx: &ProcessCtx,
+    ) -> Result<Vec<Record>, StageError> {
+        if db::needs_review(&verdict) {
+            let cases = self.cases().await.map_err(into_stage_error)?;
+            if let Some(id) = cases
+                .open(&verdict, now_ms())
+                .await
+                .map_err(into_stage_error)?
+            {
+                tracing::info!(clip_id = %verdict.clip_id, case = id, "review case opened");
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn clip_id_of(&self, verdict: &Verdict) -> Option<String> {
+        Some(verdict.clip_id.clone()).filter(|id| !id.is_empty())
+    }
+
+    /// A verdict that cannot be processed is dead-lettered only (its verdict exists already).
+    fn poison_outputs(&self, _clip_id: &str, _error: &StageError) -> Vec<Record> {
+        Vec::new()
+    }
+
+    /// Publishes decisions from the outbox for as long as the worker runs.
+    fn start(self: &Arc<Self>, emitter: Arc<dyn Emitter>) {
+        let stage = Arc::clone(self);
+        let every = Duration::from_secs_f64(self.config.publish_interval_s);
+        tokio::spawn(async move {
+            loop {
+                match stage.publish(emitter.as_ref()).await {
+                    Ok(0) => tokio::time::sleep(every).await,
+                    Ok(n) => tracing::info!(records = n, "review decisions published"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "review outbox");
+                        tokio::time::sleep(every * 5).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn into_stage_error(e: ReviewError) -> StageError {
+    match e {
+        e @ ReviewError::Database(_) => StageError::external("review_database", e.to_string()),
+        e => StageError::input("review", e.to_string()),
+    }
+}
