@@ -24,7 +24,6 @@ pub struct CasesArgs {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DecisionArg {
     Allow,
-    Review,
     Block,
 }
 
@@ -32,7 +31,6 @@ impl From<DecisionArg> for Decision {
     fn from(d: DecisionArg) -> Self {
         match d {
             DecisionArg::Allow => Decision::Allow,
-            DecisionArg::Review => Decision::Review,
             DecisionArg::Block => Decision::Block,
         }
     }
@@ -62,8 +60,8 @@ pub enum CasesCommand {
         #[arg(long, default_value = "")]
         audience: String,
     },
-    /// Decides a case the reviewer holds: a decision per audience (`--all` sets every one)
-    /// and the reason.
+    /// Decides a case the reviewer holds: allow or block per audience (`--all` sets every
+    /// one) and the reason.
     Decide {
         id: i64,
         #[arg(long)]

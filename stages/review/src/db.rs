@@ -23,6 +23,26 @@ use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
 use crate::ReviewError;
 
+/// The longest reason a decision may give (it travels in the verdict and the enforcement
+/// record).
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// A reviewer id: 1–64 of `A-Z a-z 0-9 . _ @ -` (it becomes `review:<id>` in verdicts).
+pub fn check_reviewer(id: &str) -> Result<(), ReviewError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ReviewError::Refused(format!(
+            "reviewer `{id}`: 1–64 of A-Z a-z 0-9 . _ @ -"
+        )))
+    }
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -62,9 +82,16 @@ const SCHEMA_POSTGRES: &[&str] = &[
         detail TEXT NOT NULL)",
     "CREATE OR REPLACE FUNCTION review_audit_append_only() RETURNS trigger AS $$
         BEGIN RAISE EXCEPTION 'review_audit is append-only'; END; $$ LANGUAGE plpgsql",
-    "DROP TRIGGER IF EXISTS review_audit_append_only ON review_audit",
-    "CREATE TRIGGER review_audit_append_only BEFORE UPDATE OR DELETE ON review_audit
-        FOR EACH ROW EXECUTE FUNCTION review_audit_append_only()",
+    "DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'review_audit_append_only') THEN
+            CREATE TRIGGER review_audit_append_only BEFORE UPDATE OR DELETE ON review_audit
+                FOR EACH ROW EXECUTE FUNCTION review_audit_append_only();
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'review_audit_no_truncate') THEN
+            CREATE TRIGGER review_audit_no_truncate BEFORE TRUNCATE ON review_audit
+                FOR EACH STATEMENT EXECUTE FUNCTION review_audit_append_only();
+        END IF;
+    END $$",
 ];
 
 const SCHEMA_SQLITE: &[&str] = &[
@@ -255,6 +282,17 @@ impl Cases {
         Ok(cases)
     }
 
+    /// A transaction that writes: on SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so a read-then-write never fails with "database is locked" when another
+    /// process writes (it waits its turn instead).
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, ReviewError> {
+        if self.postgres {
+            self.pool.begin().await.map_err(db)
+        } else {
+            self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+        }
+    }
+
     /// `$1` placeholders as this database wants them.
     fn sql(&self, text: &str) -> String {
         if self.postgres {
@@ -309,7 +347,7 @@ impl Cases {
     /// id, or `None` when it was already open.
     pub async fn open(&self, v: &Verdict, now_ms: i64) -> Result<Option<i64>, ReviewError> {
         let (category, audience) = queue_of(v);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(&self.sql(
             "INSERT INTO review_cases
                 (clip_id, verdict_revision, category, audience, state, verdict, created_ms)
@@ -347,6 +385,38 @@ impl Cases {
         Ok(Some(id))
     }
 
+    /// A newer verdict revision of a clip (a re-scan, another reviewer's decision): cases of
+    /// older revisions still open or claimed are `superseded` (no one decides a stale verdict);
+    /// how many.
+    pub async fn supersede(&self, v: &Verdict, now_ms: i64) -> Result<u64, ReviewError> {
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query(&self.sql(
+            "UPDATE review_cases SET state = 'superseded', lease_until_ms = NULL
+             WHERE clip_id = $1 AND verdict_revision < $2 AND state IN ('open', 'claimed')
+             RETURNING id",
+        ))
+        .bind(v.clip_id.clone())
+        .bind(i64::from(v.revision))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        for r in &rows {
+            let id: i64 = r.try_get("id").map_err(db)?;
+            self.audit_in(
+                &mut tx,
+                now_ms,
+                "review-stage",
+                "supersede",
+                Some(id),
+                &v.clip_id,
+                &format!("verdict revision {} ({}) replaced it", v.revision, v.engine),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(rows.len() as u64)
+    }
+
     /// The next case for `reviewer`: the oldest open one (or one whose reviewer's lease ended)
     /// in the queue asked for (empty: any), leased until `now_ms + lease_ms`. Two reviewers
     /// never get the same case: PostgreSQL skips rows another pull has locked; SQLite has one
@@ -359,12 +429,13 @@ impl Cases {
         lease_ms: i64,
         now_ms: i64,
     ) -> Result<Option<Case>, ReviewError> {
+        check_reviewer(reviewer)?;
         let skip_locked = if self.postgres {
             "FOR UPDATE SKIP LOCKED"
         } else {
             ""
         };
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(&self.sql(&format!(
             "UPDATE review_cases SET state = 'claimed', reviewer = $1, lease_until_ms = $2
              WHERE id = (
@@ -411,11 +482,24 @@ impl Cases {
         decided: &Decided,
         now_ms: i64,
     ) -> Result<(Verdict, Enforcement), ReviewError> {
+        check_reviewer(reviewer)?;
         if decided.reason.trim().is_empty() {
             return Err(ReviewError::Refused("a decision needs a reason".into()));
         }
+        if decided.reason.chars().count() > MAX_REASON_CHARS {
+            return Err(ReviewError::Refused(format!(
+                "the reason is longer than {MAX_REASON_CHARS} characters"
+            )));
+        }
+        if decided.audiences.contains(&Decision::Review)
+            || decided.audiences.contains(&Decision::Unspecified)
+        {
+            return Err(ReviewError::Refused(
+                "a reviewer decides allow or block for every audience (review would leave the clip with nobody to decide it)".into(),
+            ));
+        }
         let for_update = if self.postgres { "FOR UPDATE" } else { "" };
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(&self.sql(&format!(
             "SELECT {CASE_COLUMNS} FROM review_cases WHERE id = $1 {for_update}"
         )))
@@ -491,47 +575,80 @@ impl Cases {
         Ok((verdict, enforcement))
     }
 
-    /// Up to `limit` records waiting to be published, oldest first, with their outbox ids.
-    pub async fn outgoing(&self, limit: i64) -> Result<Vec<(i64, Outgoing)>, ReviewError> {
-        let rows = sqlx::query(&self.sql(
+    /// Publishes up to `limit` waiting records through `emit`, oldest first, and marks them
+    /// sent once it returned. The rows are locked for the while (PostgreSQL `FOR UPDATE SKIP
+    /// LOCKED`; SQLite's write lock), so two workers never publish the same decision. A row
+    /// that cannot be read is set aside (marked with its error), never retried for ever in front
+    /// of the others. Returns how many records went.
+    pub async fn publish<F>(&self, limit: i64, emit: F) -> Result<usize, ReviewError>
+    where
+        F: AsyncFnOnce(Vec<Outgoing>) -> Result<(), ReviewError>,
+    {
+        let skip_locked = if self.postgres {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query(&self.sql(&format!(
             "SELECT id, kind, payload FROM review_outbox WHERE sent_ms IS NULL
-             ORDER BY id LIMIT $1",
-        ))
+             ORDER BY id LIMIT $1 {skip_locked}"
+        )))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        let mut out = Vec::new();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let now = clipguard_pipeline::now_ms();
+        let (mut ids, mut items) = (Vec::new(), Vec::new());
         for r in rows {
             let id: i64 = r.try_get("id").map_err(db)?;
             let kind: String = r.try_get("kind").map_err(db)?;
             let payload: Vec<u8> = r.try_get("payload").map_err(db)?;
             let item = match kind.as_str() {
-                "verdict" => Outgoing::Verdict(Box::new(
-                    Verdict::decode(payload.as_slice())
-                        .map_err(|e| ReviewError::Database(format!("outbox {id}: {e}")))?,
-                )),
-                _ => Outgoing::Enforcement(
-                    Enforcement::decode(payload.as_slice())
-                        .map_err(|e| ReviewError::Database(format!("outbox {id}: {e}")))?,
-                ),
+                "verdict" => Verdict::decode(payload.as_slice())
+                    .map(|v| Outgoing::Verdict(Box::new(v)))
+                    .map_err(|e| e.to_string()),
+                "enforcement" => Enforcement::decode(payload.as_slice())
+                    .map(Outgoing::Enforcement)
+                    .map_err(|e| e.to_string()),
+                other => Err(format!("unknown kind `{other}`")),
             };
-            out.push((id, item));
+            match item {
+                Ok(item) => {
+                    ids.push(id);
+                    items.push(item);
+                }
+                Err(e) => {
+                    tracing::error!(outbox = id, error = %e, "outbox row set aside");
+                    sqlx::query(
+                        &self.sql("UPDATE review_outbox SET sent_ms = $1, kind = $2 WHERE id = $3"),
+                    )
+                    .bind(-now)
+                    .bind(format!("unreadable: {e}"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+            }
         }
-        Ok(out)
-    }
-
-    /// Marks outbox records published.
-    pub async fn sent(&self, ids: &[i64], now_ms: i64) -> Result<(), ReviewError> {
+        let n = items.len();
+        if n > 0 {
+            emit(items).await?;
+        }
         for id in ids {
             sqlx::query(&self.sql("UPDATE review_outbox SET sent_ms = $1 WHERE id = $2"))
-                .bind(now_ms)
-                .bind(*id)
-                .execute(&self.pool)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        Ok(())
+        tx.commit().await.map_err(db)?;
+        Ok(n)
     }
 
     /// Open cases per queue.
@@ -631,6 +748,11 @@ impl Cases {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    /// Whether this is PostgreSQL (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     /// Runs a statement as is (tests: proving the audit log refuses changes).

@@ -124,6 +124,7 @@ impl clipguard_pipeline::Failure for ReviewError {
 pub struct ReviewStage {
     config: ReviewConfig,
     cases: OnceCell<Cases>,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl ReviewStage {
@@ -138,6 +139,7 @@ impl ReviewStage {
         Ok(Self {
             config,
             cases: OnceCell::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -152,25 +154,21 @@ impl ReviewStage {
     /// Publishes what decisions left in the outbox; how many records went.
     pub async fn publish(&self, emitter: &dyn Emitter) -> Result<usize, ReviewError> {
         let cases = self.cases().await?;
-        let pending = cases.outgoing(100).await?;
-        if pending.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
-        let records: Vec<Record> = pending
-            .into_iter()
-            .map(|(_, o)| match o {
-                Outgoing::Verdict(v) => Record::verdict(v.clip_id.clone(), &v),
-                Outgoing::Enforcement(e) => enforcement_record(&e),
+        cases
+            .publish(100, async |items: Vec<Outgoing>| {
+                let records: Vec<Record> = items
+                    .into_iter()
+                    .map(|o| match o {
+                        Outgoing::Verdict(v) => Record::verdict(v.clip_id.clone(), &v),
+                        Outgoing::Enforcement(e) => enforcement_record(&e),
+                    })
+                    .collect();
+                emitter
+                    .emit(records)
+                    .await
+                    .map_err(|e| ReviewError::Database(format!("publishing decisions: {e}")))
             })
-            .collect();
-        let n = records.len();
-        emitter
-            .emit(records)
             .await
-            .map_err(|e| ReviewError::Database(format!("publishing decisions: {e}")))?;
-        cases.sent(&ids, now_ms()).await?;
-        Ok(n)
     }
 }
 
@@ -217,22 +215,39 @@ impl Stage for ReviewStage {
         Vec::new()
     }
 
-    /// Publishes decisions from the outbox for as long as the worker runs.
+    /// Publishes decisions from the outbox for as long as the worker runs (until it drains
+    /// or the stage is dropped).
     fn start(self: &Arc<Self>, emitter: Arc<dyn Emitter>) {
-        let stage = Arc::clone(self);
+        let stage = Arc::downgrade(self);
         let every = Duration::from_secs_f64(self.config.publish_interval_s);
         tokio::spawn(async move {
             loop {
+                let Some(stage) = stage.upgrade() else {
+                    return;
+                };
+                if stage.draining.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
                 match stage.publish(emitter.as_ref()).await {
-                    Ok(0) => tokio::time::sleep(every).await,
+                    Ok(0) => {
+                        drop(stage);
+                        tokio::time::sleep(every).await;
+                    }
                     Ok(n) => tracing::info!(records = n, "review decisions published"),
                     Err(e) => {
+                        drop(stage);
                         tracing::warn!(error = %e, "review outbox");
                         tokio::time::sleep(every * 5).await;
                     }
                 }
             }
         });
+    }
+
+    /// Stops publishing; what is left in the outbox goes out from the next worker.
+    fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

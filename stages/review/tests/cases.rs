@@ -206,7 +206,9 @@ async fn life_of_cases(cases: &Cases) {
     assert_eq!(got.id, b);
 
     // Refusals: no reason; another's case; a case never claimed.
-    let refused = |r: Result<_, ReviewError>| matches!(r, Err(ReviewError::Refused(_)));
+    fn refused<T>(r: Result<T, ReviewError>) -> bool {
+        matches!(r, Err(ReviewError::Refused(_)))
+    }
     assert!(refused(
         cases.decide(a, "alice", &block_all(" "), t0 + 12).await
     ));
@@ -245,13 +247,60 @@ async fn life_of_cases(cases: &Cases) {
     assert!(refused(
         cases.decide(a, "alice", &block_all("again"), t0 + 21).await
     ));
-    let out = cases.outgoing(10).await.unwrap();
-    assert_eq!(out.len(), 2, "{out:?}");
-    assert!(matches!(&out[0].1, Outgoing::Verdict(x) if **x == v));
-    assert!(matches!(&out[1].1, Outgoing::Enforcement(x) if *x == e));
-    let ids: Vec<i64> = out.iter().map(|(id, _)| *id).collect();
-    cases.sent(&ids, t0 + 22).await.unwrap();
-    assert!(cases.outgoing(10).await.unwrap().is_empty());
+    // Published once: a failed publish leaves them waiting, a successful one marks them sent.
+    let failed = cases
+        .publish(10, async |_| {
+            Err(ReviewError::Database("broker down".into()))
+        })
+        .await;
+    assert!(failed.is_err());
+    let mut out = Vec::new();
+    let n = cases
+        .publish(10, async |items| {
+            out = items;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "{out:?}");
+    assert!(matches!(&out[0], Outgoing::Verdict(x) if **x == v));
+    assert!(matches!(&out[1], Outgoing::Enforcement(x) if *x == e));
+    assert_eq!(cases.publish(10, async |_| Ok(())).await.unwrap(), 0);
+
+    // What a reviewer may decide and who may decide.
+    assert!(refused(
+        cases
+            .decide(
+                b,
+                "bob",
+                &Decided {
+                    audiences: [Decision::Review; 3],
+                    reason: "unsure".into()
+                },
+                t0 + 23
+            )
+            .await
+    ));
+    assert!(refused(
+        cases
+            .decide(b, "bob", &block_all(&"x".repeat(2001)), t0 + 23)
+            .await
+    ));
+    assert!(refused(cases.claim("", "", "", lease, t0 + 23).await));
+    assert!(refused(
+        cases.claim("eve; DROP TABLE", "", "", lease, t0 + 23).await
+    ));
+    // A newer revision of clip-b (a re-scan) supersedes bob's case: nobody decides it now.
+    assert_eq!(
+        cases
+            .supersede(&verdict("clip-b", "violence_gore", 1), t0 + 24)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(refused(
+        cases.decide(b, "bob", &block_all("gore"), t0 + 25).await
+    ));
 
     // A reviewer who disappears: the case returns to its queue when the lease ends, and the
     // first reviewer can no longer decide it.
@@ -305,6 +354,9 @@ async fn life_of_cases(cases: &Cases) {
     );
     assert!(cases.execute("DELETE FROM review_audit").await.is_err());
     assert_eq!(cases.show(a).await.unwrap().1.len(), 3);
+    if cases.is_postgres() {
+        assert!(cases.execute("TRUNCATE review_audit").await.is_err());
+    }
 }
 
 #[tokio::test]
