@@ -154,18 +154,19 @@ pub fn surface_word(s: Surface) -> &'static str {
     }
 }
 
-impl ProvenanceRule {
-    fn surface(word: &str) -> Option<Surface> {
-        [
-            Surface::Unspecified,
-            Surface::Private,
-            Surface::Feed,
-            Surface::Download,
-        ]
-        .into_iter()
-        .find(|s| surface_word(*s) == word)
-    }
+/// The surface a policy file's word names ([`surface_word`] read back).
+pub fn surface_of(word: &str) -> Option<Surface> {
+    [
+        Surface::Unspecified,
+        Surface::Private,
+        Surface::Feed,
+        Surface::Download,
+    ]
+    .into_iter()
+    .find(|s| surface_word(*s) == word)
+}
 
+impl ProvenanceRule {
     /// Whether the generator named in a claim generator (`name/version ...`) is expected.
     pub fn expects(&self, claim_generator: &str) -> bool {
         let name = claim_generator.split('/').next().unwrap_or_default().trim();
@@ -216,7 +217,7 @@ impl ProvenanceRule {
 
     fn problems(&self, categories: &BTreeMap<String, CategoryRules>, out: &mut Vec<String>) {
         for w in &self.required_on {
-            if Self::surface(w).is_none() {
+            if surface_of(w).is_none() {
                 out.push(format!(
                     "provenance.required_on: `{w}` is not a surface (private, feed, download, unspecified)"
                 ));

@@ -36,7 +36,7 @@ use bytes::Bytes;
 use clipguard_media::{MediaConfig, MediaError};
 use clipguard_pipeline::store::{FetchError, MediaStore};
 use clipguard_pipeline::{ProcessCtx, Record, Stage, StageError, now_ms};
-use clipguard_policy::{Audience, surface_word};
+use clipguard_policy::{Audience, surface_of, surface_word};
 use clipguard_schemas::media_ref::Location;
 use clipguard_schemas::names::stage;
 use clipguard_schemas::{
@@ -169,10 +169,9 @@ impl ReleaseConfig {
     }
 }
 
+/// A rendition surface's word: any surface but `unspecified`.
 fn surface(word: &str) -> Option<Surface> {
-    [Surface::Private, Surface::Feed, Surface::Download]
-        .into_iter()
-        .find(|s| surface_word(*s) == word)
+    surface_of(word).filter(|s| *s != Surface::Unspecified)
 }
 
 /// Why the release stage could not do its part for a clip, or cannot start.
@@ -385,15 +384,6 @@ impl ReleaseStage {
             _mark_file: mark_file,
             index,
         })
-    }
-
-    pub fn index(&self) -> Option<&Arc<Index>> {
-        self.index.as_ref()
-    }
-
-    /// The watermark renditions get (`None` without a signing key).
-    pub fn watermark(&self) -> Option<&Watermark> {
-        self.watermark.as_ref()
     }
 
     /// What a verdict means here, before anything is done about it.
