@@ -37,6 +37,7 @@ packages=(
   fonts-dejavu-core                                  # the font of the evaluation report's plots
   python3-venv                                       # the ops tools' venv (scripts/ops-setup.sh)
   postgresql                                         # the review stage's tests run a real server
+  chromium chromium-driver                           # the review console's browser test (WebDriver)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -48,6 +48,10 @@ pub async fn stage(
         tracing::info!(addr = %bound, "metrics serving");
         println!("listening metrics={bound}");
     }
+    for (kind, addr) in &built.listening {
+        tracing::info!(%addr, kind, "serving");
+        println!("listening {kind}={addr}");
+    }
     let services = built.services.clone();
     let routes = std::mem::take(&mut built.routes);
     let grpc = match grpc_addr {

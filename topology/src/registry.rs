@@ -141,6 +141,7 @@ impl Context<'_> {
             join: Box::new(move |t| t.add(for_topology, node)),
             routes,
             services,
+            listening: Vec::new(),
         })
     }
 }
@@ -242,6 +243,8 @@ pub struct Built {
     join: Box<dyn FnOnce(&mut Topology) + Send>,
     pub routes: Routes,
     pub services: Vec<&'static str>,
+    /// Other sockets the stage serves itself (the review console), by kind.
+    pub listening: Vec<(&'static str, std::net::SocketAddr)>,
 }
 
 impl std::fmt::Debug for Built {
@@ -263,6 +266,11 @@ impl Built {
     }
 
     /// Also registers `register` (the stage's own metrics) with the shared ones.
+    pub fn with_listening(mut self, kind: &'static str, addr: std::net::SocketAddr) -> Self {
+        self.listening.push((kind, addr));
+        self
+    }
+
     pub fn with_metrics(
         mut self,
         register: impl FnOnce(&mut MetricsRegistry) + Send + 'static,
@@ -438,12 +446,22 @@ fn release(ctx: &Context<'_>) -> Result<Built, TopologyError> {
 }
 
 fn review(ctx: &Context<'_>) -> Result<Built, TopologyError> {
+    let store = MediaStore::open(&ctx.cfg.store)?;
     let stage = Arc::new(
-        clipguard_review::ReviewStage::new(ctx.cfg.review.clone())
-            .map_err(failed(stage::REVIEW))?,
+        clipguard_review::ReviewStage::new(
+            ctx.cfg.review.clone(),
+            ctx.cfg.media.clone(),
+            Some(store),
+        )
+        .map_err(failed(stage::REVIEW))?,
     );
-    // No synchronous call yet: reviewers work through the cases database.
-    ctx.built(stage, Routes::default(), Vec::new())
+    let console = stage.console_addr();
+    // No synchronous call yet: reviewers work in the console or through the cases database.
+    let built = ctx.built(stage, Routes::default(), Vec::new())?;
+    Ok(match console {
+        Some(addr) => built.with_listening("console", addr),
+        None => built,
+    })
 }
 
 /// Every metric family a worker of this build can export, registered without building any

@@ -7,6 +7,7 @@ use clipguard_pipeline::now_ms;
 use clipguard_schemas::Decision;
 
 use crate::ReviewConfig;
+use crate::accounts::Role;
 use crate::db::{Case, Cases, Decided};
 
 #[derive(Debug, Args)]
@@ -77,6 +78,70 @@ pub enum CasesCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Console accounts: list, add, change.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Every account with its role and standing.
+    List,
+    /// Adds an account. The password is read from CLIPGUARD_REVIEW_PASSWORD or, without it,
+    /// from the first line of standard input (never from an argument: it would be in the
+    /// process list and the shell's history).
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum, default_value = "reviewer")]
+        role: RoleArg,
+    },
+    /// Changes an account's role, standing or password (`--password`: read as for `add`).
+    /// Any change signs the account out of the console.
+    Change {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+        #[arg(long)]
+        password: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Reviewer,
+    Lead,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Reviewer => Role::Reviewer,
+            RoleArg::Lead => Role::Lead,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+/// The actor an account change from the terminal is audited as.
+fn terminal_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("terminal:{user}")
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("CLIPGUARD_REVIEW_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 fn case_json(c: &Case) -> serde_json::Value {
@@ -224,6 +289,82 @@ pub async fn run(cfg: &ReviewConfig, args: CasesArgs) -> anyhow::Result<String> 
                     verdict.clip_id
                 )
             }
+        }
+        CasesCommand::Accounts(command) => accounts(&cases, command, json, now).await?,
+    })
+}
+
+async fn accounts(
+    cases: &Cases,
+    command: AccountsCommand,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<String> {
+    Ok(match command {
+        AccountsCommand::List => {
+            let list = cases.accounts().await?;
+            list.iter()
+                .map(|a| {
+                    let standing = if a.disabled_ms.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    };
+                    if json {
+                        serde_json::json!({
+                            "id": a.id, "role": a.role.name(), "standing": standing,
+                            "created_ms": a.created_ms,
+                        })
+                        .to_string()
+                    } else {
+                        format!("{:<24} {:<9} {standing}", a.id, a.role.name())
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        AccountsCommand::Add { id, role } => {
+            let password = read_password()?;
+            let role = Role::from(role);
+            cases
+                .add_account(&terminal_actor(), &id, role, &password, now)
+                .await?;
+            format!("account {id} added as {}", role.name())
+        }
+        AccountsCommand::Change {
+            id,
+            role,
+            disable,
+            enable,
+            password,
+        } => {
+            let password = if password {
+                Some(read_password()?)
+            } else {
+                None
+            };
+            let disabled = if disable {
+                Some(true)
+            } else if enable {
+                Some(false)
+            } else {
+                None
+            };
+            anyhow::ensure!(
+                role.is_some() || disabled.is_some() || password.is_some(),
+                "nothing to change: give --role, --disable, --enable or --password"
+            );
+            cases
+                .change_account(
+                    &terminal_actor(),
+                    &id,
+                    role.map(Role::from),
+                    password.as_deref(),
+                    disabled,
+                    now,
+                )
+                .await?;
+            format!("account {id} changed")
         }
     })
 }

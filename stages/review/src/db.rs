@@ -44,7 +44,7 @@ pub fn check_reviewer(id: &str) -> Result<(), ReviewError> {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_POSTGRES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS review_schema (version BIGINT NOT NULL)",
@@ -92,6 +92,18 @@ const SCHEMA_POSTGRES: &[&str] = &[
                 FOR EACH STATEMENT EXECUTE FUNCTION review_audit_append_only();
         END IF;
     END $$",
+    "CREATE TABLE IF NOT EXISTS review_accounts (
+        id TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        disabled_ms BIGINT)",
+    "CREATE TABLE IF NOT EXISTS review_sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL)",
 ];
 
 const SCHEMA_SQLITE: &[&str] = &[
@@ -132,6 +144,18 @@ const SCHEMA_SQLITE: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'review_audit is append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS review_audit_no_delete BEFORE DELETE ON review_audit
         BEGIN SELECT RAISE(ABORT, 'review_audit is append-only'); END",
+    "CREATE TABLE IF NOT EXISTS review_accounts (
+        id TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        disabled_ms INTEGER)",
+    "CREATE TABLE IF NOT EXISTS review_sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL)",
 ];
 
 /// One review case.
@@ -192,11 +216,11 @@ pub struct Decided {
 /// The cases' database.
 #[derive(Debug, Clone)]
 pub struct Cases {
-    pool: AnyPool,
-    postgres: bool,
+    pub(crate) pool: AnyPool,
+    pub(crate) postgres: bool,
 }
 
-fn db(e: sqlx::Error) -> ReviewError {
+pub(crate) fn db(e: sqlx::Error) -> ReviewError {
     ReviewError::Database(e.to_string())
 }
 
@@ -285,7 +309,9 @@ impl Cases {
     /// A transaction that writes: on SQLite it takes the write lock at once (`BEGIN
     /// IMMEDIATE`), so a read-then-write never fails with "database is locked" when another
     /// process writes (it waits its turn instead).
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, ReviewError> {
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, ReviewError> {
         if self.postgres {
             self.pool.begin().await.map_err(db)
         } else {
@@ -294,7 +320,7 @@ impl Cases {
     }
 
     /// `$1` placeholders as this database wants them.
-    fn sql(&self, text: &str) -> String {
+    pub(crate) fn sql(&self, text: &str) -> String {
         if self.postgres {
             text.to_string()
         } else {
@@ -709,22 +735,13 @@ impl Cases {
         .map_err(db)?;
         let audit = rows
             .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    at_ms: r.try_get("at_ms").map_err(db)?,
-                    actor: r.try_get("actor").map_err(db)?,
-                    action: r.try_get("action").map_err(db)?,
-                    case_id: r.try_get("case_id").ok(),
-                    clip_id: r.try_get("clip_id").ok(),
-                    detail: r.try_get("detail").map_err(db)?,
-                })
-            })
+            .map(audit_of)
             .collect::<Result<Vec<_>, ReviewError>>()?;
         Ok((case, audit))
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn audit_in(
+    pub(crate) async fn audit_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         at_ms: i64,
@@ -765,10 +782,10 @@ impl Cases {
     }
 }
 
-const CASE_COLUMNS: &str = "id, clip_id, verdict_revision, category, audience, state, reviewer, \
+pub(crate) const CASE_COLUMNS: &str = "id, clip_id, verdict_revision, category, audience, state, reviewer, \
      lease_until_ms, verdict, created_ms, decided_ms, decision, reason";
 
-fn case_of(r: &AnyRow) -> Result<Case, ReviewError> {
+pub(crate) fn case_of(r: &AnyRow) -> Result<Case, ReviewError> {
     let verdict: Vec<u8> = r.try_get("verdict").map_err(db)?;
     Ok(Case {
         id: r.try_get("id").map_err(db)?,
@@ -785,6 +802,17 @@ fn case_of(r: &AnyRow) -> Result<Case, ReviewError> {
         decided_ms: r.try_get("decided_ms").map_err(db)?,
         decision: r.try_get("decision").map_err(db)?,
         reason: r.try_get("reason").map_err(db)?,
+    })
+}
+
+pub(crate) fn audit_of(r: &AnyRow) -> Result<AuditEntry, ReviewError> {
+    Ok(AuditEntry {
+        at_ms: r.try_get("at_ms").map_err(db)?,
+        actor: r.try_get("actor").map_err(db)?,
+        action: r.try_get("action").map_err(db)?,
+        case_id: r.try_get("case_id").ok(),
+        clip_id: r.try_get("clip_id").ok(),
+        detail: r.try_get("detail").map_err(db)?,
     })
 }
 

@@ -9,9 +9,13 @@
 //! outbox in the decision's transaction, and the review worker publishes the outbox until the
 //! broker acknowledged it. Every action is in the append-only audit log.
 //!
-//! From the terminal: `clipguard cases queues | list | show | claim | decide` ([`cli`]).
+//! Reviewers work in the console the worker serves ([`console`], `review.console_listen`), or
+//! from the terminal: `clipguard cases queues | list | show | claim | decide | accounts`
+//! ([`cli`]).
 
+pub mod accounts;
 pub mod cli;
+pub mod console;
 pub mod db;
 
 use std::sync::Arc;
@@ -42,6 +46,14 @@ pub struct ReviewConfig {
     pub lease_s: f64,
     /// Seconds between looks at the outbox for decisions to publish.
     pub publish_interval_s: f64,
+    /// Where the reviewer console listens (`127.0.0.1:8095`; `0.0.0.0:8095` in a pod, behind a
+    /// TLS-terminating ingress); empty (the default): no console. Port 0 picks a free port
+    /// (`clipguard stage review` prints it as `listening console=ADDR`).
+    pub console_listen: String,
+    /// Marks the session cookie `Secure` (the console is reached over HTTPS).
+    pub console_secure_cookie: bool,
+    /// Hours a console session lasts before its reviewer signs in again.
+    pub session_hours: f64,
 }
 
 impl Default for ReviewConfig {
@@ -51,6 +63,9 @@ impl Default for ReviewConfig {
             max_connections: 8,
             lease_s: 600.0,
             publish_interval_s: 1.0,
+            console_listen: String::new(),
+            console_secure_cookie: false,
+            session_hours: 8.0,
         }
     }
 }
@@ -84,11 +99,28 @@ impl ReviewConfig {
             ("lease_s", self.lease_s, 5.0, 86_400.0),
             ("publish_interval_s", self.publish_interval_s, 0.05, 60.0),
             ("max_connections", self.max_connections as f64, 1.0, 256.0),
+            ("session_hours", self.session_hours, 0.1, 24.0 * 7.0),
         ] {
             if !(lo..=hi).contains(&v) {
                 problems.push(format!("review.{key}: {v} is outside {lo}..={hi}"));
             }
         }
+        if let Err(e) = self.console_addr() {
+            problems.push(e);
+        }
+    }
+
+    /// The console's address, when it has one.
+    pub fn console_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        if self.console_listen.is_empty() {
+            return Ok(None);
+        }
+        self.console_listen.parse().map(Some).map_err(|e| {
+            format!(
+                "review.console_listen: `{}` is not HOST:PORT ({e})",
+                self.console_listen
+            )
+        })
     }
 
     pub fn lease_ms(&self) -> i64 {
@@ -125,22 +157,114 @@ pub struct ReviewStage {
     config: ReviewConfig,
     cases: OnceCell<Cases>,
     draining: std::sync::atomic::AtomicBool,
+    drained: tokio::sync::watch::Sender<bool>,
+    /// The console's socket, bound at construction (a taken port is a start-up error), served
+    /// from [`Stage::start`].
+    console: std::sync::Mutex<Option<std::net::TcpListener>>,
+    console_addr: Option<std::net::SocketAddr>,
+    media: clipguard_media::MediaConfig,
+    store: Option<clipguard_pipeline::store::MediaStore>,
 }
 
 impl ReviewStage {
     /// The stage; the database is opened (and its schema applied) at the first verdict or when
-    /// the host starts the stage, whichever comes first.
-    pub fn new(config: ReviewConfig) -> Result<Self, ReviewError> {
+    /// the host starts the stage, whichever comes first. `store` (where clips' bytes are kept)
+    /// and `media` (the decoder's limits) give the console its frames.
+    pub fn new(
+        config: ReviewConfig,
+        media: clipguard_media::MediaConfig,
+        store: Option<clipguard_pipeline::store::MediaStore>,
+    ) -> Result<Self, ReviewError> {
         let mut problems = Vec::new();
         config.validate(&mut problems);
         if !problems.is_empty() {
             return Err(ReviewError::Config(problems.join("; ")));
         }
+        let (console, console_addr) = match config.console_addr().map_err(ReviewError::Config)? {
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+                    ReviewError::Config(format!(
+                        "review.console_listen: cannot listen on {addr}: {e}"
+                    ))
+                })?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|e| ReviewError::Config(e.to_string()))?;
+                let bound = listener.local_addr().ok();
+                (Some(listener), bound)
+            }
+            None => (None, None),
+        };
         Ok(Self {
             config,
             cases: OnceCell::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            drained: tokio::sync::watch::Sender::new(false),
+            console: std::sync::Mutex::new(console),
+            console_addr,
+            media,
+            store,
         })
+    }
+
+    /// Where the console listens, when it does.
+    pub fn console_addr(&self) -> Option<std::net::SocketAddr> {
+        self.console_addr
+    }
+
+    /// Serves the console on its socket until the worker drains.
+    fn serve_console(self: &Arc<Self>) {
+        let Some(listener) = self
+            .console
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let stage = Arc::downgrade(self);
+        let mut drained = self.drained.subscribe();
+        tokio::spawn(async move {
+            let state = {
+                let Some(stage) = stage.upgrade() else {
+                    return;
+                };
+                let cases = match stage.cases().await {
+                    Ok(c) => c.clone(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "review console: no cases database");
+                        return;
+                    }
+                };
+                Arc::new(console::ConsoleState {
+                    cases,
+                    thumbnails: console::frames::Thumbnails::new(
+                        stage.store.clone(),
+                        stage.media.clone(),
+                    ),
+                    lease_ms: stage.config.lease_ms(),
+                    session_ms: (stage.config.session_hours * 3_600_000.0) as i64,
+                    secure_cookie: stage.config.console_secure_cookie,
+                })
+            };
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "review console");
+                    return;
+                }
+            };
+            let addr = listener.local_addr().ok();
+            tracing::info!(addr = ?addr, "review console serving");
+            let served = axum::serve(listener, console::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = drained.wait_for(|d| *d).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "review console");
+            }
+        });
     }
 
     pub async fn cases(&self) -> Result<&Cases, ReviewError> {
@@ -218,6 +342,7 @@ impl Stage for ReviewStage {
     /// Publishes decisions from the outbox for as long as the worker runs (until it drains
     /// or the stage is dropped).
     fn start(self: &Arc<Self>, emitter: Arc<dyn Emitter>) {
+        self.serve_console();
         let stage = Arc::downgrade(self);
         let every = Duration::from_secs_f64(self.config.publish_interval_s);
         tokio::spawn(async move {
@@ -244,10 +369,12 @@ impl Stage for ReviewStage {
         });
     }
 
-    /// Stops publishing; what is left in the outbox goes out from the next worker.
+    /// Stops publishing and serving the console; what is left in the outbox goes out from the
+    /// next worker.
     fn drain(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.drained.send_replace(true);
     }
 }
 
