@@ -335,9 +335,11 @@ fn test(run: &mut Run) -> Result<(), String> {
         }
     }
     c.env("CLIPGUARD_LLAMA_SERVER", llama)
-        // Broker, database, model-server and reference-data tests must run here, never skip.
+        // Broker, database, browser, model-server and reference-data tests must run here, never
+        // skip.
         .env("CLIPGUARD_REQUIRE_BROKER", "1")
         .env("CLIPGUARD_REQUIRE_POSTGRES", "1")
+        .env("CLIPGUARD_REQUIRE_BROWSER", "1")
         .env("CLIPGUARD_REQUIRE_LLM", "1")
         .env("CLIPGUARD_REQUIRE_CONFORMANCE", "1");
     run.phase("cargo test", &mut c)

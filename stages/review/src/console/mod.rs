@@ -75,7 +75,9 @@ async fn common_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     for (k, v) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` with
+        // the console's own forms, and the origin check would refuse them.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ] {
