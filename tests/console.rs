@@ -459,3 +459,318 @@ async fn a_reviewer_signs_in_reveals_a_blurred_frame_and_blocks_in_real_chromium
     drop(driver);
     worker.sigterm();
 }
+
+/// Minimal HTTP/1.1 over loopback for the console's forms: status, `Set-Cookie` pairs, body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    form: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !cookies.is_empty() {
+        req.push_str(&format!("Cookie: {cookies}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            form.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(form);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let set: Vec<(String, String)> = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .filter_map(|c| c.split(';').next()?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (status, set, body.to_string())
+}
+
+fn hidden_csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_string()
+}
+
+/// Issue 22's appeal acceptance over real processes: a monitor worker blocks a clip on the
+/// public feed from its signals on the broker (sexual 0.6 under the shipped policy); a review
+/// worker running a relaxed policy takes the user's appeal over gRPC (`Reviews.Appeal`),
+/// re-scans the clip's stored signals under that policy (allow), and opens an appeal case that
+/// shows both decisions side by side, in the console and from the terminal. A user report
+/// over gRPC opens a report case beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appeal_under_a_relaxed_policy_opens_a_case_showing_both_decisions() {
+    use clipguard_schemas::reviews_client::ReviewsClient;
+    use clipguard_schemas::{AppealRequest, CategoryScore, ClipContext, ReportRequest, Signal};
+
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topics(1);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("review.db").display());
+    // The shipped policy with the public feed's sexual threshold raised to 0.75.
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/default.toml"))
+            .unwrap();
+    let line = "public_feed = { threshold = 0.5, action = \"block\" }";
+    let at = shipped.find("[categories.sexual]").unwrap();
+    let rel = at
+        + shipped[at..]
+            .find(line)
+            .expect("policy/default.toml changed: update this test");
+    let mut relaxed = format!(
+        "{}public_feed = {{ threshold = 0.75, action = \"block\" }}{}",
+        &shipped[..rel],
+        &shipped[rel + line.len()..]
+    );
+    let v = relaxed.find("version = ").unwrap();
+    let end = v + relaxed[v..].find('\n').unwrap();
+    relaxed.replace_range(v..end, "version = \"relaxed-test\"");
+    let relaxed_path = dir.path().join("relaxed.toml");
+    std::fs::write(&relaxed_path, relaxed).unwrap();
+
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    let clip = "appealed-clip";
+    let signals = [
+        Signal {
+            clip_id: clip.into(),
+            stage: "media".into(),
+            context: Some(ClipContext {
+                source: "dance.mp4".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Signal {
+            clip_id: clip.into(),
+            stage: "classify".into(),
+            scores: vec![CategoryScore {
+                category: "sexual".into(),
+                score: 0.6,
+                evidence: vec![Evidence {
+                    kind: "frame".into(),
+                    start_s: 1.0,
+                    end_s: 1.0,
+                    detail: "open-nsfw 0.60".into(),
+                }],
+            }],
+            ..Default::default()
+        },
+    ];
+    for s in &signals {
+        producer
+            .send(
+                FutureRecord::to("clips.signals")
+                    .key(&s.clip_id)
+                    .payload(&prost::Message::encode_to_vec(s)),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let expected = (
+        "CLIPGUARD_MONITOR__EXPECTED_STAGES",
+        "[\"media\", \"classify\"]".to_string(),
+    );
+    let _monitor = Proc::spawn(
+        "monitor",
+        &["stage", "monitor", "--brokers", &broker.addr],
+        &[
+            ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
+            expected.clone(),
+        ],
+    );
+    let env = vec![
+        ("CLIPGUARD_REVIEW__DATABASE_URL", db.clone()),
+        (
+            "CLIPGUARD_REVIEW__CONSOLE_LISTEN",
+            "127.0.0.1:0".to_string(),
+        ),
+        (
+            "CLIPGUARD_STORE__URL",
+            dir.path().join("store").display().to_string(),
+        ),
+        ("CLIPGUARD_KAFKA__CREATE_TOPICS", "false".to_string()),
+        ("CLIPGUARD_POLICY__FILE", relaxed_path.display().to_string()),
+        expected,
+    ];
+    let (mut review, addrs) = Proc::spawn_listening(
+        "review",
+        &[
+            "stage",
+            "review",
+            "--brokers",
+            &broker.addr,
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ],
+        &env,
+        &["grpc", "console"],
+        Duration::from_secs(60),
+    );
+    let cases = |args: &[&str]| {
+        let out = Command::new(common::bin())
+            .arg("cases")
+            .args(args)
+            .args(["--json", "--database-url", &db])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    // The monitor's verdict (block on the public feed) reaches the review worker's history.
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (ok, h) = cases(&["history", clip]);
+        if ok && h.contains("public_feed=block") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no blocked verdict in the clip's history: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let mut client = ReviewsClient::connect(format!("http://{}", addrs["grpc"]))
+        .await
+        .unwrap();
+    let reply = client
+        .appeal(AppealRequest {
+            clip_id: clip.into(),
+            statement: "it is a dance rehearsal, nothing sexual".into(),
+            appellant: "owner-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let rescan = reply.rescan.expect("a re-scan of the stored signals");
+    assert_eq!(rescan.policy_version, "relaxed-test");
+    let a = rescan.audiences.unwrap();
+    assert_eq!(
+        a.public_feed,
+        Decision::Allow as i32,
+        "{}",
+        rescan.rationale
+    );
+    assert_eq!(reply.appealed_revision, 0);
+    // Appealing the same revision again is refused with a reason.
+    let again = client
+        .appeal(AppealRequest {
+            clip_id: clip.into(),
+            statement: "again".into(),
+            appellant: "owner-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::InvalidArgument, "{again}");
+    assert!(again.message().contains("already appealed"), "{again}");
+    let report = client
+        .report(ReportRequest {
+            clip_id: clip.into(),
+            reason: "should not be on the feed".into(),
+            reporter: "viewer-9".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.opened);
+
+    // From the terminal: the appeal case with both decisions.
+    let (ok, shown) = cases(&["show", &reply.case_id.to_string()]);
+    assert!(ok, "{shown}");
+    let shown: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+    assert_eq!(shown["kind"], "appeal");
+    assert_eq!(shown["appealed"]["public_feed"], "block");
+    assert_eq!(shown["rescan"]["audiences"]["public_feed"], "allow");
+    assert_eq!(shown["rescan"]["policy_version"], "relaxed-test");
+
+    // In the console: a reviewer opens the appeal queue and sees both decisions side by side.
+    let out = Command::new(common::bin())
+        .args([
+            "cases",
+            "accounts",
+            "add",
+            "--id",
+            "rita",
+            "--database-url",
+            &db,
+        ])
+        .env("CLIPGUARD_REVIEW_PASSWORD", "rita's long password")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let console = addrs["console"].to_string();
+    let (_, set, page) = http(&console, "GET", "/login", "", "");
+    let sign_in_cookie = format!("{}={}", set[0].0, set[0].1);
+    let (status, set, _) = http(
+        &console,
+        "POST",
+        "/login",
+        &sign_in_cookie,
+        &format!(
+            "csrf={}&id=rita&password=rita%27s+long+password",
+            hidden_csrf(&page)
+        ),
+    );
+    assert_eq!(status, 303);
+    let session = set
+        .iter()
+        .find(|(k, v)| k == "clipguard_review" && !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .expect("a session cookie");
+    let (_, _, home) = http(&console, "GET", "/", &session, "");
+    assert!(home.contains("data-queue=\"appeal/public_feed\""), "{home}");
+    let (status, _, _) = http(
+        &console,
+        "POST",
+        "/claim",
+        &session,
+        &format!(
+            "csrf={}&category=appeal&audience=public_feed",
+            hidden_csrf(&home)
+        ),
+    );
+    assert_eq!(status, 303);
+    let (status, _, page) = http(
+        &console,
+        "GET",
+        &format!("/cases/{}", reply.case_id),
+        &session,
+        "",
+    );
+    assert_eq!(status, 200, "{page}");
+    let table = &page[page.find("id=\"both-decisions\"").expect("both decisions")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(table.contains("relaxed-test"), "{table}");
+    let feed = &table[table.find("public_feed").unwrap()..];
+    let feed = &feed[..feed.find("</tr>").unwrap()];
+    assert!(
+        feed.contains("class=\"block\"") && feed.contains("class=\"allow\""),
+        "appealed block beside re-scan allow: {feed}"
+    );
+    assert!(
+        page.contains("it is a dance rehearsal"),
+        "the user's statement"
+    );
+    review.sigterm();
+}

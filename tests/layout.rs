@@ -68,13 +68,18 @@ fn crates_depend_only_downwards() {
         .map(|(name, _)| name)
         .collect();
     assert_eq!(stages.len(), 7, "the stage crates: {stages:?}");
-    // The release stage works after the verdict on what the stages before it made: it decodes
-    // with the media stage's decoder (vPDQ, C2PA reading) and keeps its index in the hashmatch
-    // stage's bank format. That is its one way down; nothing depends on it but the topology.
-    let after_verdict: &[(&str, &[&str])] = &[(
-        "clipguard-release",
-        &["clipguard-media", "clipguard-hashmatch"],
-    )];
+    // The release and review stages work after the verdict on what the stages before it made.
+    // Release decodes with the media stage's decoder (vPDQ, C2PA reading) and keeps its index
+    // in the hashmatch stage's bank format; review decodes the frames its console shows with
+    // the media stage's decoder. Those are their only ways down; nothing depends on them but
+    // the topology.
+    let after_verdict: &[(&str, &[&str])] = &[
+        (
+            "clipguard-release",
+            &["clipguard-media", "clipguard-hashmatch"],
+        ),
+        ("clipguard-review", &["clipguard-media"]),
+    ];
     assert!(
         ws["clipguard-schemas"].1.is_empty(),
         "{:?}",

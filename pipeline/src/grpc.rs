@@ -206,6 +206,10 @@ impl Answer for clipguard_schemas::ReleaseResult {}
 
 impl Answer for clipguard_schemas::LookupResponse {}
 
+impl Answer for clipguard_schemas::ReportReply {}
+
+impl Answer for clipguard_schemas::AppealReply {}
+
 /// A stage's synchronous call: what a gRPC caller sends and what it gets back. Each stage
 /// implements it once; [`Served`] is the one adapter that puts it behind its generated service.
 pub trait Rpc: crate::Stage {

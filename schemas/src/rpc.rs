@@ -94,3 +94,39 @@ unary_service!(
     lookup,
     LookupRequest => LookupResponse
 );
+
+/// `clipguard.v1.Reviews/Report`: one of the two calls of the review worker's `Reviews`.
+#[derive(Debug, Clone, Copy)]
+pub struct Report;
+
+impl Service for Report {
+    type Request = ReportRequest;
+    type Reply = ReportReply;
+}
+
+/// `clipguard.v1.Reviews/Appeal`.
+#[derive(Debug, Clone, Copy)]
+pub struct Appeal;
+
+impl Service for Appeal {
+    type Request = AppealRequest;
+    type Reply = AppealReply;
+}
+
+/// `Reviews` has two calls: it is served by whatever answers both.
+#[tonic::async_trait]
+impl<H: Unary<Report> + Unary<Appeal>> reviews_server::Reviews for H {
+    async fn report(
+        &self,
+        request: Request<ReportRequest>,
+    ) -> Result<Response<ReportReply>, Status> {
+        Unary::<Report>::unary(self, request).await
+    }
+
+    async fn appeal(
+        &self,
+        request: Request<AppealRequest>,
+    ) -> Result<Response<AppealReply>, Status> {
+        Unary::<Appeal>::unary(self, request).await
+    }
+}

@@ -23,6 +23,7 @@ use clipguard_schemas::monitor_stage_server::MonitorStageServer;
 use clipguard_schemas::names::stage;
 use clipguard_schemas::provenance_lookup_server::ProvenanceLookupServer;
 use clipguard_schemas::release_stage_server::ReleaseStageServer;
+use clipguard_schemas::reviews_server::ReviewsServer;
 use clipguard_schemas::transcribe_stage_server::TranscribeStageServer;
 use clipguard_text::TextClassifier;
 use clipguard_text::prompt::PromptChecker;
@@ -447,21 +448,74 @@ fn release(ctx: &Context<'_>) -> Result<Built, TopologyError> {
 
 fn review(ctx: &Context<'_>) -> Result<Built, TopologyError> {
     let store = MediaStore::open(&ctx.cfg.store)?;
+    let wait = clipguard_monitor::Wait::new(&ctx.cfg.monitor, ctx.graph)
+        .map_err(|e| failed(stage::REVIEW)(clipguard_review::ReviewError::Config(e)))?;
     let stage = Arc::new(
         clipguard_review::ReviewStage::new(
             ctx.cfg.review.clone(),
             ctx.cfg.media.clone(),
             Some(store),
         )
-        .map_err(failed(stage::REVIEW))?,
+        .map_err(failed(stage::REVIEW))?
+        .with_rescan(rescanner(ctx.cfg, wait)),
     );
     let console = stage.console_addr();
-    // No synchronous call yet: reviewers work in the console or through the cases database.
-    let built = ctx.built(stage, Routes::default(), Vec::new())?;
+    let service = ReviewsServer::new(clipguard_review::grpc::ReviewsService::new(
+        stage.clone(),
+        ctx.metrics.clone(),
+    ));
+    let names = vec![name_of(&service)];
+    let metrics = stage.metrics().clone();
+    let built = ctx
+        .built(stage, Routes::new(service), names)?
+        .with_metrics(move |r| metrics.register(r));
     Ok(match console {
         Some(addr) => built.with_listening("console", addr),
         None => built,
     })
+}
+
+/// An appeal's re-scan: the clip's signals read back from `clips.signals` and decided by the
+/// monitor's code under the policy in force now (the policy file is read at each appeal, so a
+/// policy changed since the clip's verdict applies). Reads the topic from its start: the
+/// signals a clip left are kept as long as the topic's retention.
+fn rescanner(cfg: &Config, wait: clipguard_monitor::Wait) -> clipguard_review::Rescan {
+    let kafka = cfg.kafka.clone();
+    let policy = cfg.policy.clone();
+    clipguard_review::Rescan(Arc::new(move |clip_id: String| {
+        let (kafka, policy, wait) = (kafka.clone(), policy.clone(), wait.clone());
+        Box::pin(async move {
+            let policy = policy.load().map_err(|e| e.to_string())?;
+            let (consumer, ends) = clipguard_pipeline::edges::topic_reader(
+                &kafka,
+                clipguard_schemas::names::topic::SIGNALS,
+                clipguard_pipeline::edges::From::Beginning,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let mut signals = Vec::new();
+            clipguard_pipeline::edges::read_topic(
+                &consumer,
+                Some(&ends),
+                Some(std::time::Duration::from_secs(10)),
+                |payload| {
+                    if let Ok(s) = <clipguard_schemas::Signal as prost::Message>::decode(payload)
+                        && s.clip_id == clip_id
+                    {
+                        signals.push(s);
+                    }
+                    true
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if signals.is_empty() {
+                return Ok(None);
+            }
+            let report = clipguard_monitor::replay::replay(signals, &wait, &policy, &policy);
+            Ok(report.clips.into_iter().next().map(|c| c.after))
+        })
+    }))
 }
 
 /// Every metric family a worker of this build can export, registered without building any
@@ -484,6 +538,9 @@ pub fn metrics_catalog() -> MetricsRegistry {
     let monitor = clipguard_monitor::MonitorMetrics::default();
     monitor.register(&mut registry);
     monitor.sample_every_family();
+    let review = clipguard_review::metrics::ReviewMetrics::default();
+    review.register(&mut registry);
+    review.sample_every_family();
     registry
 }
 

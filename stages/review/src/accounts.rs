@@ -20,6 +20,8 @@ use crate::db::{AuditEntry, Case, Cases, check_reviewer, db};
 /// What an account may do. Each role can do what the one before it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
+    /// A platform's backend sending users' reports and appeals to the HTTP API; no console.
+    Reporter,
     /// Pulls cases from the queues and decides the ones they hold.
     Reviewer,
     /// ... and reads any case and the audit log.
@@ -29,10 +31,11 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Reviewer, Role::Lead, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Reporter, Role::Reviewer, Role::Lead, Role::Admin];
 
     pub fn name(self) -> &'static str {
         match self {
+            Role::Reporter => "reporter",
             Role::Reviewer => "reviewer",
             Role::Lead => "lead",
             Role::Admin => "admin",
@@ -44,7 +47,9 @@ impl Role {
             .into_iter()
             .find(|r| r.name() == s)
             .ok_or_else(|| {
-                ReviewError::Refused(format!("role `{s}`: one of reviewer, lead, admin"))
+                ReviewError::Refused(format!(
+                    "role `{s}`: one of reporter, reviewer, lead, admin"
+                ))
             })
     }
 }
@@ -263,15 +268,14 @@ impl Cases {
             .collect()
     }
 
-    /// Signs in: a new session's cookie token and the session, or `None` for a wrong id or
-    /// password or a disabled account (the same answer for each). Both outcomes are audited.
-    pub async fn sign_in(
+    /// Checks an account's password: its role, or `None` for a wrong id or password or a
+    /// disabled account (the same answer for each, in the same time). A failure is audited.
+    pub async fn authenticate(
         &self,
         id: &str,
         password: &str,
-        ttl_ms: i64,
         now_ms: i64,
-    ) -> Result<Option<(String, Session)>, ReviewError> {
+    ) -> Result<Option<Role>, ReviewError> {
         let row =
             if check_reviewer(id).is_ok() {
                 sqlx::query(&self.sql(
@@ -292,16 +296,40 @@ impl Cases {
             ),
             None => (None, None, None),
         };
-        let ok = verify_password(password, stored).await && disabled.is_none();
+        if verify_password(password, stored).await && disabled.is_none() {
+            return Ok(Some(Role::parse(role.as_deref().unwrap_or_default())?));
+        }
         let actor = if check_reviewer(id).is_ok() { id } else { "?" };
-        let mut tx = self.write_tx().await?;
-        if !ok {
-            self.audit_in(&mut tx, now_ms, actor, "sign_in_failed", None, "", "")
-                .await?;
-            tx.commit().await.map_err(db)?;
+        self.audit(actor, "sign_in_failed", None, "", now_ms)
+            .await?;
+        Ok(None)
+    }
+
+    /// Signs in to the console: a new session's cookie token and the session, or `None` for a
+    /// wrong id or password, a disabled account, or a `reporter` account (API only). Both
+    /// outcomes are audited.
+    pub async fn sign_in(
+        &self,
+        id: &str,
+        password: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<(String, Session)>, ReviewError> {
+        let Some(role) = self.authenticate(id, password, now_ms).await? else {
+            return Ok(None);
+        };
+        if role < Role::Reviewer {
+            self.audit(
+                id,
+                "sign_in_failed",
+                None,
+                "a reporter account has no console",
+                now_ms,
+            )
+            .await?;
             return Ok(None);
         }
-        let role = Role::parse(role.as_deref().unwrap_or_default())?;
+        let mut tx = self.write_tx().await?;
         let token = random_hex(32);
         let session = Session {
             account: id.to_string(),

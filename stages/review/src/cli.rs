@@ -51,6 +51,9 @@ pub enum CasesCommand {
     },
     /// One case: the verdict that opened it, its decision, and its audit trail.
     Show { id: i64 },
+    /// A clip's verdict revisions, oldest first, and what made each (`policy`,
+    /// `reasoning:<model>`, `review:<reviewer>`).
+    History { clip_id: String },
     /// Takes the oldest waiting case of a queue (any when not given) for a reviewer, leased for
     /// review.lease_s.
     Claim {
@@ -114,6 +117,7 @@ pub enum AccountsCommand {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RoleArg {
+    Reporter,
     Reviewer,
     Lead,
     Admin,
@@ -122,6 +126,7 @@ pub enum RoleArg {
 impl From<RoleArg> for Role {
     fn from(r: RoleArg) -> Self {
         match r {
+            RoleArg::Reporter => Role::Reporter,
             RoleArg::Reviewer => Role::Reviewer,
             RoleArg::Lead => Role::Lead,
             RoleArg::Admin => Role::Admin,
@@ -158,6 +163,15 @@ fn case_json(c: &Case) -> serde_json::Value {
         "decision": c.decision,
         "reason": c.reason,
         "rationale": c.verdict.rationale,
+        "kind": c.kind,
+        "statement": c.statement,
+        "reports": c.reports,
+        "appealed": c.verdict.audiences.map(|_| crate::console::pages::audience_words(&c.verdict)),
+        "rescan": c.rescan.as_ref().map(|r| serde_json::json!({
+            "policy_version": r.policy_version,
+            "audiences": crate::console::pages::audience_words(r),
+            "rationale": r.rationale,
+        })),
     })
 }
 
@@ -236,6 +250,31 @@ pub async fn run(cfg: &ReviewConfig, args: CasesArgs) -> anyhow::Result<String> 
                 }
                 lines.join("\n")
             }
+        }
+        CasesCommand::History { clip_id } => {
+            let revisions = cases.history(&clip_id).await?;
+            anyhow::ensure!(
+                !revisions.is_empty(),
+                "no verdict of clip `{clip_id}` reached the review worker"
+            );
+            revisions
+                .iter()
+                .map(|r| {
+                    if json {
+                        serde_json::json!({
+                            "revision": r.revision, "engine": r.engine, "decision": r.decision,
+                            "policy_version": r.policy_version, "decided_at_ms": r.decided_at_ms,
+                        })
+                        .to_string()
+                    } else {
+                        format!(
+                            "{:>4}  {:<20} {:<16} {}",
+                            r.revision, r.engine, r.policy_version, r.decision
+                        )
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
         }
         CasesCommand::Claim {
             reviewer,

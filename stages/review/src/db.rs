@@ -44,9 +44,10 @@ pub fn check_reviewer(id: &str) -> Result<(), ReviewError> {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
-const SCHEMA_POSTGRES: &[&str] = &[
+/// Version 1: cases, the outbox and the audit log.
+const V1_POSTGRES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS review_schema (version BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS review_cases (
         id BIGSERIAL PRIMARY KEY,
@@ -92,21 +93,9 @@ const SCHEMA_POSTGRES: &[&str] = &[
                 FOR EACH STATEMENT EXECUTE FUNCTION review_audit_append_only();
         END IF;
     END $$",
-    "CREATE TABLE IF NOT EXISTS review_accounts (
-        id TEXT PRIMARY KEY,
-        password_hash TEXT NOT NULL,
-        role TEXT NOT NULL,
-        created_ms BIGINT NOT NULL,
-        disabled_ms BIGINT)",
-    "CREATE TABLE IF NOT EXISTS review_sessions (
-        token_sha256 TEXT PRIMARY KEY,
-        account TEXT NOT NULL,
-        csrf TEXT NOT NULL,
-        created_ms BIGINT NOT NULL,
-        expires_ms BIGINT NOT NULL)",
 ];
 
-const SCHEMA_SQLITE: &[&str] = &[
+const V1_SQLITE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS review_schema (version INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS review_cases (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -144,6 +133,75 @@ const SCHEMA_SQLITE: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'review_audit is append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS review_audit_no_delete BEFORE DELETE ON review_audit
         BEGIN SELECT RAISE(ABORT, 'review_audit is append-only'); END",
+];
+
+/// Version 3 (2 was an interim layout of the same tables): cases of three kinds (`verdict`,
+/// `report`, `appeal`) — one per clip, revision and kind — with a user's statement, a report
+/// count and an appeal's re-scan; console accounts and
+/// sessions; every verdict revision of every clip (the clip's history, what an appeal
+/// contests). Each statement may run again on a database it already brought to version 3.
+const V3_POSTGRES: &[&str] = &[
+    "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'verdict'",
+    "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS statement TEXT",
+    "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS reports BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS rescan BYTEA",
+    "ALTER TABLE review_cases DROP CONSTRAINT IF EXISTS review_cases_clip_id_verdict_revision_key",
+    "CREATE UNIQUE INDEX IF NOT EXISTS review_cases_once
+        ON review_cases (clip_id, verdict_revision, kind)",
+    "CREATE TABLE IF NOT EXISTS review_accounts (
+        id TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        disabled_ms BIGINT)",
+    "CREATE TABLE IF NOT EXISTS review_sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS review_verdicts (
+        clip_id TEXT NOT NULL,
+        revision BIGINT NOT NULL,
+        engine TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        policy_version TEXT NOT NULL,
+        decided_at_ms BIGINT NOT NULL,
+        verdict BYTEA NOT NULL,
+        PRIMARY KEY (clip_id, revision))",
+];
+
+/// Version 3 on SQLite: a table's UNIQUE constraint cannot be dropped, so `review_cases` is
+/// rebuilt with the new columns and constraint, its rows and ids kept.
+const V3_SQLITE: &[&str] = &[
+    "DROP TABLE IF EXISTS review_cases_v3",
+    "CREATE TABLE review_cases_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        clip_id TEXT NOT NULL,
+        verdict_revision INTEGER NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'verdict',
+        category TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reviewer TEXT,
+        lease_until_ms INTEGER,
+        verdict BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        decided_ms INTEGER,
+        decision TEXT,
+        reason TEXT,
+        statement TEXT,
+        reports INTEGER NOT NULL DEFAULT 0,
+        rescan BLOB,
+        UNIQUE (clip_id, verdict_revision, kind))",
+    "INSERT INTO review_cases_v3 (id, clip_id, verdict_revision, category, audience, state,
+        reviewer, lease_until_ms, verdict, created_ms, decided_ms, decision, reason)
+     SELECT id, clip_id, verdict_revision, category, audience, state, reviewer, lease_until_ms,
+        verdict, created_ms, decided_ms, decision, reason FROM review_cases",
+    "DROP TABLE review_cases",
+    "ALTER TABLE review_cases_v3 RENAME TO review_cases",
+    "CREATE INDEX IF NOT EXISTS review_cases_queue
+        ON review_cases (state, category, audience, created_ms, id)",
     "CREATE TABLE IF NOT EXISTS review_accounts (
         id TEXT PRIMARY KEY,
         password_hash TEXT NOT NULL,
@@ -156,6 +214,15 @@ const SCHEMA_SQLITE: &[&str] = &[
         csrf TEXT NOT NULL,
         created_ms INTEGER NOT NULL,
         expires_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS review_verdicts (
+        clip_id TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        engine TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        policy_version TEXT NOT NULL,
+        decided_at_ms INTEGER NOT NULL,
+        verdict BLOB NOT NULL,
+        PRIMARY KEY (clip_id, revision))",
 ];
 
 /// One review case.
@@ -178,6 +245,15 @@ pub struct Case {
     /// `block` / `allow` / `review` per audience, as `adult=…,under_18=…,public_feed=…`.
     pub decision: Option<String>,
     pub reason: Option<String>,
+    /// What opened it: `verdict` (the policy said review), `report` or `appeal`.
+    pub kind: String,
+    /// A report's reason(s) or an appeal's statement, as the user wrote it.
+    pub statement: Option<String>,
+    /// Reports joined into a report case.
+    pub reports: i64,
+    /// An appeal's re-scan: the clip's stored signals decided under the policy in force when
+    /// the appeal came (`None`: the signals were no longer kept).
+    pub rescan: Option<Verdict>,
 }
 
 /// One line of the audit log.
@@ -337,34 +413,45 @@ impl Cases {
                 .await
                 .map_err(db)?;
         }
-        let statements = if self.postgres {
-            SCHEMA_POSTGRES
+        let (v1, v3) = if self.postgres {
+            (V1_POSTGRES, V3_POSTGRES)
         } else {
-            SCHEMA_SQLITE
+            (V1_SQLITE, V3_SQLITE)
         };
-        for s in statements {
+        for s in v1 {
             sqlx::query(s).execute(&mut *tx).await.map_err(db)?;
         }
-        let version: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM review_schema")
+        let version: i64 = sqlx::query("SELECT MAX(version) AS v FROM review_schema")
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?
-            .try_get("v")
-            .ok();
-        match version {
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(ReviewError::Config(format!(
-                    "the review database has schema version {v}, newer than this build's {SCHEMA_VERSION}"
-                )));
+            .try_get::<Option<i64>, _>("v")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(ReviewError::Config(format!(
+                "the review database has schema version {version}, newer than this build's {SCHEMA_VERSION}"
+            )));
+        }
+        if version < 3 {
+            if version > 0 {
+                tracing::info!(
+                    from = version,
+                    to = SCHEMA_VERSION,
+                    "migrating the review database"
+                );
             }
-            Some(v) if v == SCHEMA_VERSION => {}
-            _ => {
-                sqlx::query(&self.sql("INSERT INTO review_schema (version) VALUES ($1)"))
-                    .bind(SCHEMA_VERSION)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+            for s in v3 {
+                sqlx::query(s).execute(&mut *tx).await.map_err(db)?;
             }
+        }
+        if version < SCHEMA_VERSION {
+            sqlx::query(&self.sql("INSERT INTO review_schema (version) VALUES ($1)"))
+                .bind(SCHEMA_VERSION)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }
@@ -378,7 +465,7 @@ impl Cases {
             "INSERT INTO review_cases
                 (clip_id, verdict_revision, category, audience, state, verdict, created_ms)
              VALUES ($1, $2, $3, $4, 'open', $5, $6)
-             ON CONFLICT (clip_id, verdict_revision) DO NOTHING
+             ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
              RETURNING id",
         ))
         .bind(v.clip_id.clone())
@@ -413,12 +500,13 @@ impl Cases {
 
     /// A newer verdict revision of a clip (a re-scan, another reviewer's decision): cases of
     /// older revisions still open or claimed are `superseded` (no one decides a stale verdict);
-    /// how many.
+    /// how many. A user's report stands: it is about the clip, not a revision.
     pub async fn supersede(&self, v: &Verdict, now_ms: i64) -> Result<u64, ReviewError> {
         let mut tx = self.write_tx().await?;
         let rows = sqlx::query(&self.sql(
             "UPDATE review_cases SET state = 'superseded', lease_until_ms = NULL
              WHERE clip_id = $1 AND verdict_revision < $2 AND state IN ('open', 'claimed')
+               AND kind IN ('verdict', 'appeal')
              RETURNING id",
         ))
         .bind(v.clip_id.clone())
@@ -783,7 +871,8 @@ impl Cases {
 }
 
 pub(crate) const CASE_COLUMNS: &str = "id, clip_id, verdict_revision, category, audience, state, reviewer, \
-     lease_until_ms, verdict, created_ms, decided_ms, decision, reason";
+     lease_until_ms, verdict, created_ms, decided_ms, decision, reason, kind, statement, reports, \
+     rescan";
 
 pub(crate) fn case_of(r: &AnyRow) -> Result<Case, ReviewError> {
     let verdict: Vec<u8> = r.try_get("verdict").map_err(db)?;
@@ -802,6 +891,15 @@ pub(crate) fn case_of(r: &AnyRow) -> Result<Case, ReviewError> {
         decided_ms: r.try_get("decided_ms").map_err(db)?,
         decision: r.try_get("decision").map_err(db)?,
         reason: r.try_get("reason").map_err(db)?,
+        kind: r.try_get("kind").map_err(db)?,
+        statement: r.try_get("statement").map_err(db)?,
+        reports: r.try_get("reports").map_err(db)?,
+        rescan: r
+            .try_get::<Option<Vec<u8>>, _>("rescan")
+            .map_err(db)?
+            .map(|b| Verdict::decode(b.as_slice()))
+            .transpose()
+            .map_err(|e| ReviewError::Database(format!("case re-scan: {e}")))?,
     })
 }
 
@@ -832,6 +930,14 @@ fn revision(case: &Case, reviewer: &str, decided: &Decided, now_ms: i64) -> (Ver
         .unwrap_or(Decision::Review);
     let engine = format!("review:{reviewer}");
     let words = decision_text(&decided.audiences);
+    // An appeal is upheld when the clip's own audience gets another decision than the one
+    // appealed.
+    let own = Audience::parse(&case.verdict.audience).unwrap_or(Audience::PublicFeed);
+    let overturned = case.kind == "appeal"
+        && case
+            .verdict
+            .audiences
+            .is_some_and(|a| own.of(&a) != decided.audiences[own.index()] as i32);
     let mut v = case.verdict.clone();
     v.revision = case.verdict_revision + 1;
     v.decision = decision as i32;
@@ -840,8 +946,13 @@ fn revision(case: &Case, reviewer: &str, decided: &Decided, now_ms: i64) -> (Ver
     v.fallback.clear();
     v.decided_at_ms = now_ms;
     v.reasons.push(format!("review:{}", decision.word()));
+    let on = match case.kind.as_str() {
+        "appeal" => "on appeal, ",
+        "report" => "on a user report, ",
+        _ => "",
+    };
     v.rationale = format!(
-        "{words} — decided by reviewer {reviewer} (case {}): {}; the policy engine had said: {}",
+        "{words} — decided {on}by reviewer {reviewer} (case {}): {}; before: {}",
         case.id, decided.reason, case.verdict.rationale
     );
     let enforcement = Enforcement {
@@ -853,6 +964,9 @@ fn revision(case: &Case, reviewer: &str, decided: &Decided, now_ms: i64) -> (Ver
         reason: decided.reason.clone(),
         decided_at_ms: now_ms,
         case_id: case.id,
+        case_kind: case.kind.clone(),
+        case_opened_at_ms: case.created_ms,
+        overturned,
     };
     (v, enforcement)
 }

@@ -17,6 +17,9 @@ pub mod accounts;
 pub mod cli;
 pub mod console;
 pub mod db;
+pub mod grpc;
+pub mod metrics;
+pub mod reports;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,6 +167,30 @@ pub struct ReviewStage {
     console_addr: Option<std::net::SocketAddr>,
     media: clipguard_media::MediaConfig,
     store: Option<clipguard_pipeline::store::MediaStore>,
+    rescan: Option<Rescan>,
+    metrics: metrics::ReviewMetrics,
+}
+
+/// Decides a clip again from its stored signals under the policy in force now (the replay
+/// code): what an appeal shows beside the appealed decision. `Ok(None)`: its signals are no
+/// longer kept.
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct Rescan(
+    pub  Arc<
+        dyn Fn(
+                String,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<Option<Verdict>, String>> + Send>,
+            > + Send
+            + Sync,
+    >,
+);
+
+impl std::fmt::Debug for Rescan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rescan")
+    }
 }
 
 impl ReviewStage {
@@ -204,7 +231,54 @@ impl ReviewStage {
             console_addr,
             media,
             store,
+            rescan: None,
+            metrics: metrics::ReviewMetrics::default(),
         })
+    }
+
+    /// Appeals get a re-scan from `rescan`.
+    pub fn with_rescan(mut self, rescan: Rescan) -> Self {
+        self.rescan = Some(rescan);
+        self
+    }
+
+    pub fn metrics(&self) -> &metrics::ReviewMetrics {
+        &self.metrics
+    }
+
+    /// A user's report of a clip (see [`take_report`]).
+    pub async fn report(
+        &self,
+        clip_id: &str,
+        reason: &str,
+        reporter: &str,
+    ) -> Result<reports::Reported, ReviewError> {
+        take_report(
+            self.cases().await?,
+            &self.metrics,
+            clip_id,
+            reason,
+            reporter,
+        )
+        .await
+    }
+
+    /// A user's appeal of a clip's decision (see [`take_appeal`]).
+    pub async fn appeal(
+        &self,
+        clip_id: &str,
+        statement: &str,
+        appellant: &str,
+    ) -> Result<(reports::Appealed, Option<Verdict>), ReviewError> {
+        take_appeal(
+            self.cases().await?,
+            self.rescan.as_ref(),
+            &self.metrics,
+            clip_id,
+            statement,
+            appellant,
+        )
+        .await
     }
 
     /// Where the console listens, when it does.
@@ -242,6 +316,8 @@ impl ReviewStage {
                         stage.store.clone(),
                         stage.media.clone(),
                     ),
+                    rescan: stage.rescan.clone(),
+                    metrics: stage.metrics.clone(),
                     lease_ms: stage.config.lease_ms(),
                     session_ms: (stage.config.session_hours * 3_600_000.0) as i64,
                     secure_cookie: stage.config.console_secure_cookie,
@@ -278,13 +354,17 @@ impl ReviewStage {
     /// Publishes what decisions left in the outbox; how many records went.
     pub async fn publish(&self, emitter: &dyn Emitter) -> Result<usize, ReviewError> {
         let cases = self.cases().await?;
-        cases
+        let mut decided = Vec::new();
+        let n = cases
             .publish(100, async |items: Vec<Outgoing>| {
                 let records: Vec<Record> = items
                     .into_iter()
                     .map(|o| match o {
                         Outgoing::Verdict(v) => Record::verdict(v.clip_id.clone(), &v),
-                        Outgoing::Enforcement(e) => enforcement_record(&e),
+                        Outgoing::Enforcement(e) => {
+                            decided.push(e.clone());
+                            enforcement_record(&e)
+                        }
                     })
                     .collect();
                 emitter
@@ -292,8 +372,66 @@ impl ReviewStage {
                     .await
                     .map_err(|e| ReviewError::Database(format!("publishing decisions: {e}")))
             })
-            .await
+            .await?;
+        for e in &decided {
+            self.metrics.decided(e);
+        }
+        Ok(n)
     }
+}
+
+/// Takes a user's report of a clip (see [`Cases::report`]): over gRPC and the HTTP API alike.
+pub async fn take_report(
+    cases: &Cases,
+    metrics: &metrics::ReviewMetrics,
+    clip_id: &str,
+    reason: &str,
+    reporter: &str,
+) -> Result<reports::Reported, ReviewError> {
+    let r = cases.report(clip_id, reason, reporter, now_ms()).await?;
+    metrics.received("report");
+    tracing::info!(
+        clip_id,
+        case = r.case_id,
+        reports = r.reports,
+        "report taken"
+    );
+    Ok(r)
+}
+
+/// Takes a user's appeal of a clip's decision, with the clip decided again under the policy
+/// in force now by `rescan` (see [`Cases::appeal`]). A re-scan that fails leaves the appeal
+/// without one: it is still taken, and a reviewer decides it.
+pub async fn take_appeal(
+    cases: &Cases,
+    rescan: Option<&Rescan>,
+    metrics: &metrics::ReviewMetrics,
+    clip_id: &str,
+    statement: &str,
+    appellant: &str,
+) -> Result<(reports::Appealed, Option<Verdict>), ReviewError> {
+    // Refuse what cannot be appealed before reading any signal.
+    if cases.latest_verdict(clip_id).await?.is_none() {
+        return Err(ReviewError::NotFound(format!(
+            "no verdict of clip `{clip_id}`"
+        )));
+    }
+    let rescan = match rescan {
+        Some(f) => match (f.0)(clip_id.to_string()).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(clip_id, error = %e, "appeal: no re-scan");
+                None
+            }
+        },
+        None => None,
+    };
+    let a = cases
+        .appeal(clip_id, statement, appellant, rescan.as_ref(), now_ms())
+        .await?;
+    metrics.received("appeal");
+    tracing::info!(clip_id, case = a.case_id, "appeal taken");
+    Ok((a, rescan))
 }
 
 fn enforcement_record(e: &Enforcement) -> Record {
@@ -317,15 +455,25 @@ impl Stage for ReviewStage {
         verdict: Verdict,
         _ctx: &ProcessCtx,
     ) -> Result<Vec<Record>, StageError> {
-        if db::needs_review(&verdict) {
-            let cases = self.cases().await.map_err(into_stage_error)?;
-            if let Some(id) = cases
-                .open(&verdict, now_ms())
-                .await
-                .map_err(into_stage_error)?
-            {
-                tracing::info!(clip_id = %verdict.clip_id, case = id, "review case opened");
-            }
+        let cases = self.cases().await.map_err(into_stage_error)?;
+        let now = now_ms();
+        // Every revision is the clip's history (and what an appeal contests); a newer one
+        // retires the cases of older ones.
+        cases
+            .record_verdict(&verdict)
+            .await
+            .map_err(into_stage_error)?;
+        let retired = cases
+            .supersede(&verdict, now)
+            .await
+            .map_err(into_stage_error)?;
+        if retired > 0 {
+            tracing::info!(clip_id = %verdict.clip_id, cases = retired, revision = verdict.revision, "review cases superseded");
+        }
+        if db::needs_review(&verdict)
+            && let Some(id) = cases.open(&verdict, now).await.map_err(into_stage_error)?
+        {
+            tracing::info!(clip_id = %verdict.clip_id, case = id, "review case opened");
         }
         Ok(Vec::new())
     }
@@ -346,12 +494,21 @@ impl Stage for ReviewStage {
         let stage = Arc::downgrade(self);
         let every = Duration::from_secs_f64(self.config.publish_interval_s);
         tokio::spawn(async move {
+            let mut last_count: Option<std::time::Instant> = None;
             loop {
                 let Some(stage) = stage.upgrade() else {
                     return;
                 };
                 if stage.draining.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
+                }
+                if last_count.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    last_count = Some(std::time::Instant::now());
+                    if let Ok(cases) = stage.cases().await
+                        && let Ok(queues) = cases.queues(now_ms()).await
+                    {
+                        stage.metrics.queues(&queues);
+                    }
                 }
                 match stage.publish(emitter.as_ref()).await {
                     Ok(0) => {

@@ -149,6 +149,10 @@ fn block_all(reason: &str) -> Decided {
     }
 }
 
+fn refused<T>(r: Result<T, ReviewError>) -> bool {
+    matches!(r, Err(ReviewError::Refused(_)))
+}
+
 /// The whole life of cases, the same on either database.
 async fn life_of_cases(cases: &Cases) {
     let t0 = 1_000_000;
@@ -206,9 +210,6 @@ async fn life_of_cases(cases: &Cases) {
     assert_eq!(got.id, b);
 
     // Refusals: no reason; another's case; a case never claimed.
-    fn refused<T>(r: Result<T, ReviewError>) -> bool {
-        matches!(r, Err(ReviewError::Refused(_)))
-    }
     assert!(refused(
         cases.decide(a, "alice", &block_all(" "), t0 + 12).await
     ));
@@ -359,15 +360,155 @@ async fn life_of_cases(cases: &Cases) {
     }
 }
 
+/// Verdict history, reports and appeals, the same on either database.
+async fn reports_and_appeals(cases: &Cases) {
+    let t0 = 5_000_000;
+    let block = Decision::Block as i32;
+    let mut blocked = verdict("clip-r", "sexual", 0);
+    blocked.decision = block;
+    blocked.audiences = Some(AudienceDecisions {
+        adult: Decision::Allow as i32,
+        under_18: block,
+        public_feed: block,
+    });
+    // No verdict yet: nothing to report or appeal.
+    assert!(matches!(
+        cases.report("clip-r", "spam", "u1", t0).await,
+        Err(ReviewError::NotFound(_))
+    ));
+    cases.record_verdict(&blocked).await.unwrap();
+    cases.record_verdict(&blocked).await.unwrap(); // once per revision
+    let h = cases.history("clip-r").await.unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        (h[0].engine.as_str(), h[0].decision.as_str()),
+        ("policy", "adult=allow,under_18=block,public_feed=block")
+    );
+
+    // Reports: the first opens a case in report/<audience>, later ones join it.
+    let r1 = cases
+        .report("clip-r", "looks like spam", "u1", t0)
+        .await
+        .unwrap();
+    let r2 = cases
+        .report("clip-r", "offensive", "u2", t0 + 1)
+        .await
+        .unwrap();
+    assert!(r1.opened && !r2.opened);
+    assert_eq!((r2.case_id, r2.reports), (r1.case_id, 2));
+    let (case, audit) = cases.show(r1.case_id).await.unwrap();
+    assert_eq!(
+        (case.kind.as_str(), case.category.as_str()),
+        ("report", "report")
+    );
+    assert_eq!(case.reports, 2);
+    let statement = case.statement.unwrap();
+    assert!(statement.contains("u1: looks like spam") && statement.contains("u2: offensive"));
+    assert_eq!(
+        audit.iter().filter(|a| a.action == "report").count(),
+        2,
+        "{audit:?}"
+    );
+    assert!(refused(
+        cases.report("clip-r", " ", "u3", t0).await.map(|_| ())
+    ));
+    assert!(refused(
+        cases
+            .report("clip-r", "x", "has space", t0)
+            .await
+            .map(|_| ())
+    ));
+
+    // An appeal: the appealed verdict and the re-scan side by side, once per revision.
+    let mut relaxed = blocked.clone();
+    relaxed.policy_version = "relaxed".into();
+    relaxed.decision = Decision::Allow as i32;
+    relaxed.audiences = Some(AudienceDecisions {
+        adult: Decision::Allow as i32,
+        under_18: block,
+        public_feed: Decision::Allow as i32,
+    });
+    let a = cases
+        .appeal(
+            "clip-r",
+            "it is a dance video",
+            "owner-1",
+            Some(&relaxed),
+            t0 + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.appealed.revision, 0);
+    assert!(refused(
+        cases
+            .appeal("clip-r", "again", "owner-1", None, t0 + 3)
+            .await
+            .map(|_| ())
+    ));
+    let (case, _) = cases.show(a.case_id).await.unwrap();
+    assert_eq!(
+        (
+            case.kind.as_str(),
+            case.category.as_str(),
+            case.audience.as_str()
+        ),
+        ("appeal", "appeal", "public_feed")
+    );
+    assert_eq!(case.rescan.as_ref().unwrap().policy_version, "relaxed");
+    assert_eq!(case.verdict.audiences, blocked.audiences);
+    // Decided for the user: the clip's own audience changes, so the appeal is overturned.
+    let claimed = cases
+        .claim("carol", "appeal", "", 60_000, t0 + 4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, a.case_id);
+    let (v, e) = cases
+        .decide(
+            a.case_id,
+            "carol",
+            &Decided {
+                audiences: [Decision::Allow, Decision::Block, Decision::Allow],
+                reason: "a dance video, not sexual".into(),
+            },
+            t0 + 5,
+        )
+        .await
+        .unwrap();
+    assert_eq!((v.revision, e.case_kind.as_str()), (1, "appeal"));
+    assert!(e.overturned);
+    assert_eq!(e.case_opened_at_ms, t0 + 2);
+    assert!(v.rationale.contains("on appeal"), "{}", v.rationale);
+    // The reviewer's revision joins the history; a newer revision does not retire the report.
+    cases.record_verdict(&v).await.unwrap();
+    assert_eq!(cases.supersede(&v, t0 + 6).await.unwrap(), 0);
+    let h = cases.history("clip-r").await.unwrap();
+    assert_eq!(
+        h.iter()
+            .map(|r| (r.revision, r.engine.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, "policy"), (1, "review:carol")]
+    );
+    // Allowed in its own audience now: nothing left to appeal.
+    assert!(refused(
+        cases
+            .appeal("clip-r", "more", "owner-1", None, t0 + 7)
+            .await
+            .map(|_| ())
+    ));
+    assert_eq!(cases.show(r1.case_id).await.unwrap().0.state, "open");
+}
+
 #[tokio::test]
 async fn cases_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nested/review.db").display());
     let cases = Cases::connect(&url, 4).await.unwrap();
     life_of_cases(&cases).await;
-    // Reopening applies nothing twice and keeps the cases.
+    reports_and_appeals(&cases).await;
+    // Reopening applies nothing twice and keeps the cases (the decided case and appeal).
     let again = Cases::connect(&url, 4).await.unwrap();
-    assert_eq!(again.list("decided", 10).await.unwrap().len(), 1);
+    assert_eq!(again.list("decided", 10).await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,6 +518,9 @@ async fn cases_on_postgres_and_concurrent_reviewers_never_share_a_case() {
     };
     let cases = Cases::connect(&pg.url, 32).await.unwrap();
     life_of_cases(&cases).await;
+    reports_and_appeals(&cases).await;
+    // Connecting again applies nothing twice.
+    Cases::connect(&pg.url, 2).await.unwrap();
 
     // 200 cases in one queue; 16 reviewers pull at once until it is empty.
     let t0 = 2_000_000;
@@ -422,4 +566,65 @@ async fn cases_on_postgres_and_concurrent_reviewers_never_share_a_case() {
     assert_eq!(all.len(), 200, "every case pulled once");
     assert_eq!(unique.len(), 200, "no case pulled twice");
     assert!(busy > 1, "the pulls ran side by side");
+}
+
+/// A database made by the first release (schema version 1) is migrated in place: its cases,
+/// ids and audit log are kept, and it takes reports and appeals.
+#[tokio::test]
+async fn a_version_1_sqlite_database_is_migrated_with_its_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let url = format!("sqlite://{}", path.display());
+    // The first release's layout, as it wrote it.
+    let v1 = [
+        "CREATE TABLE review_schema (version INTEGER NOT NULL)",
+        "INSERT INTO review_schema (version) VALUES (1)",
+        "CREATE TABLE review_cases (id INTEGER PRIMARY KEY AUTOINCREMENT, clip_id TEXT NOT NULL,
+            verdict_revision INTEGER NOT NULL, category TEXT NOT NULL, audience TEXT NOT NULL,
+            state TEXT NOT NULL, reviewer TEXT, lease_until_ms INTEGER, verdict BLOB NOT NULL,
+            created_ms INTEGER NOT NULL, decided_ms INTEGER, decision TEXT, reason TEXT,
+            UNIQUE (clip_id, verdict_revision))",
+        "CREATE TABLE review_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+            clip_id TEXT NOT NULL, payload BLOB NOT NULL, created_ms INTEGER NOT NULL,
+            sent_ms INTEGER)",
+        "CREATE TABLE review_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL,
+            actor TEXT NOT NULL, action TEXT NOT NULL, case_id INTEGER, clip_id TEXT,
+            detail TEXT NOT NULL)",
+    ];
+    let raw = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    for s in v1 {
+        sqlx::query(s).execute(&raw).await.unwrap();
+    }
+    let old = verdict("clip-old", "violence_gore", 0);
+    sqlx::query(
+        "INSERT INTO review_cases (id, clip_id, verdict_revision, category, audience, state,
+            verdict, created_ms) VALUES (7, 'clip-old', 0, 'violence_gore', 'public_feed', 'open', ?1, 5)",
+    )
+    .bind(prost::Message::encode_to_vec(&old))
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+
+    let cases = Cases::connect(&url, 1).await.unwrap();
+    let (case, _) = cases.show(7).await.unwrap();
+    assert_eq!(
+        (case.clip_id.as_str(), case.kind.as_str()),
+        ("clip-old", "verdict")
+    );
+    assert_eq!(case.verdict, old);
+    // New cases continue after the old ids, and the new kinds fit beside the old case.
+    let next = cases
+        .open(&verdict("clip-new", "sexual", 0), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next > 7, "{next}");
+    cases.record_verdict(&old).await.unwrap();
+    let r = cases.report("clip-old", "spam", "u1", 11).await.unwrap();
+    assert!(r.opened);
+    assert_eq!(cases.list("open", 10).await.unwrap().len(), 3);
 }

@@ -228,6 +228,8 @@ async fn serve(cases: Cases) -> SocketAddr {
     let state = Arc::new(ConsoleState {
         cases,
         thumbnails: Thumbnails::new(Some(store), clipguard_media::MediaConfig::default()),
+        rescan: None,
+        metrics: Default::default(),
         lease_ms: 600_000,
         session_ms: 3_600_000,
         secure_cookie: false,
@@ -630,4 +632,168 @@ async fn the_console_refuses_without_a_session_or_csrf_token_and_a_form_decision
     .await;
     assert_eq!(r.status, 303);
     assert_eq!(http(addr, "GET", "/", &alice, None, None).await.status, 303);
+}
+
+/// A JSON POST with optional HTTP Basic credentials.
+async fn post_json(addr: SocketAddr, path: &str, basic: Option<(&str, &str)>, body: &str) -> Reply {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some((id, password)) = basic {
+        req.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            base64(format!("{id}:{password}").as_bytes())
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers: Vec::new(),
+        body,
+    }
+}
+
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The HTTP API for a platform's backend: users' reports and appeals with HTTP Basic
+/// credentials of a `reporter` account; without them, with a wrong password or with a body that
+/// is not the expected JSON, refused; a reporter account has no console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_takes_reports_and_appeals_from_a_reporter_account_only() {
+    let Some(clip) = clip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("review.db").display());
+    let cases = Cases::connect(&url, 1).await.unwrap();
+    let mut v = verdict(&clip);
+    v.decision = Decision::Block as i32;
+    v.audiences = Some(AudienceDecisions {
+        adult: Decision::Allow as i32,
+        under_18: Decision::Block as i32,
+        public_feed: Decision::Block as i32,
+    });
+    cases.record_verdict(&v).await.unwrap();
+    cases
+        .add_account(
+            "test",
+            "platform",
+            Role::Reporter,
+            "platform api password",
+            1,
+        )
+        .await
+        .unwrap();
+    let addr = serve(cases.clone()).await;
+    let report = r#"{"clip_id":"clip-console","reason":"violent","reporter":"user-42"}"#;
+
+    for basic in [
+        None,
+        Some(("platform", "wrong password here")),
+        Some(("nobody", "x")),
+    ] {
+        let r = post_json(addr, "/api/v1/reports", basic, report).await;
+        assert_eq!(r.status, 401, "{basic:?}: {}", r.text());
+    }
+    let creds = Some(("platform", "platform api password"));
+    for bad in [
+        "not json",
+        r#"{"clip_id":"clip-console","reason":"violent"}"#,
+        r#"{"clip_id":"clip-console","reason":"violent","reporter":"u","extra":1}"#,
+    ] {
+        let r = post_json(addr, "/api/v1/reports", creds, bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+    let r = post_json(addr, "/api/v1/reports", creds, report).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (j["opened"].as_bool(), j["reports"].as_i64()),
+        (Some(true), Some(1))
+    );
+    let r = post_json(
+        addr,
+        "/api/v1/reports",
+        creds,
+        r#"{"clip_id":"no-such-clip","reason":"x","reporter":"u"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+
+    let r = post_json(
+        addr,
+        "/api/v1/appeals",
+        creds,
+        r#"{"clip_id":"clip-console","statement":"it is a film set","appellant":"owner-7"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(j["appealed_revision"], 0);
+    assert!(j["rescan"].is_null(), "this console has no re-scan: {j}");
+    let again = post_json(
+        addr,
+        "/api/v1/appeals",
+        creds,
+        r#"{"clip_id":"clip-console","statement":"again","appellant":"owner-7"}"#,
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.text());
+    let queues = cases.queues(2).await.unwrap();
+    let names: Vec<String> = queues
+        .iter()
+        .map(|q| format!("{}/{}={}", q.category, q.audience, q.open))
+        .collect();
+    assert_eq!(names, ["appeal/public_feed=1", "report/public_feed=1"]);
+
+    // The reporter account cannot use the console.
+    let form = http(addr, "GET", "/login", &[], None, None).await;
+    let token = hidden(&form.text(), "csrf");
+    let r = http(
+        addr,
+        "POST",
+        "/login",
+        &form.cookies(),
+        Some(&[
+            ("csrf", &token),
+            ("id", "platform"),
+            ("password", "platform api password"),
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.text());
 }

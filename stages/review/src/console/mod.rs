@@ -10,6 +10,9 @@
 //!   a cookie beside it); a POST without the right one, or from another origin, is refused.
 //! - **Roles**: a reviewer pulls cases and decides the ones they hold; a lead also reads any
 //!   case and the audit log; an admin also manages accounts.
+//! - **The HTTP API** (`POST /api/v1/reports`, `/api/v1/appeals`, JSON) is for a platform's
+//!   backend: HTTP Basic authentication with a `reporter` account (or any higher role) on
+//!   every request, no cookie, no session.
 //! - **Wellness**: frames arrive blurred and in greyscale; a reviewer reveals one at a time,
 //!   and each reveal is in the audit log.
 //! - Pages carry a Content-Security-Policy that allows only their own nonce'd script and style,
@@ -46,6 +49,9 @@ const SIGN_IN_COOKIE: &str = "clipguard_review_sign_in";
 pub struct ConsoleState {
     pub cases: Cases,
     pub thumbnails: Thumbnails,
+    /// An appeal's re-scan (see [`crate::Rescan`]); `None`: appeals come without one.
+    pub rescan: Option<crate::Rescan>,
+    pub metrics: crate::metrics::ReviewMetrics,
     pub lease_ms: i64,
     pub session_ms: i64,
     pub secure_cookie: bool,
@@ -66,6 +72,9 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
         .route("/audit", get(audit))
         .route("/accounts", get(accounts).post(add_account))
         .route("/accounts/{id}", post(change_account))
+        .route("/clips/{clip_id}", get(clip_history))
+        .route("/api/v1/reports", post(api_report))
+        .route("/api/v1/appeals", post(api_appeal))
         .fallback(not_found)
         .layer(axum::middleware::map_response(common_headers))
         .with_state(state)
@@ -168,7 +177,7 @@ async fn session_of(
         Some(token) => st.cases.session(&token, now_ms()).await.map_err(failed)?,
         None => None,
     };
-    found.ok_or_else(|| {
+    found.filter(|s| s.role >= Role::Reviewer).ok_or_else(|| {
         if page {
             redirect("/login")
         } else {
@@ -574,4 +583,183 @@ async fn change_account(
         .await
         .map_err(failed)?;
     Ok(redirect(&format!("/accounts?note={}", url_word(&id))))
+}
+
+#[derive(Deserialize)]
+struct ClipPath {
+    clip_id: String,
+}
+
+/// A clip's verdict revisions and who made each, for a lead (or a reviewer holding one of
+/// the clip's cases).
+async fn clip_history(State(st): St, headers: HeaderMap, Path(p): Path<ClipPath>) -> Reply {
+    let s = session_of(&st, &headers, true).await?;
+    if s.role < Role::Lead {
+        let held = st
+            .cases
+            .held_by(&s.account, now_ms())
+            .await
+            .map_err(failed)?;
+        if !held.iter().any(|c| c.clip_id == p.clip_id) {
+            return Err(refused(
+                StatusCode::FORBIDDEN,
+                "a clip's history is for leads, or for the reviewer holding one of its cases",
+            ));
+        }
+    }
+    let history = st.cases.history(&p.clip_id).await.map_err(failed)?;
+    let body = pages::history(&p.clip_id, &history);
+    Ok(page(StatusCode::OK, "Clip history", Some(&s), &body))
+}
+
+/// The caller of the HTTP API: HTTP Basic credentials of an active account (any role from
+/// `reporter` up). The account is the one the platform's backend uses, not the user.
+async fn api_caller(st: &ConsoleState, headers: &HeaderMap) -> Result<String, Response> {
+    let unauthorized = || {
+        let mut r = refused(
+            StatusCode::UNAUTHORIZED,
+            "the API needs HTTP Basic credentials of a reporter account",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"clipguard review\", charset=\"UTF-8\""),
+        );
+        r
+    };
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64_decode(b.trim()))
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(unauthorized)?;
+    let (id, password) = creds.split_once(':').ok_or_else(unauthorized)?;
+    match st
+        .cases
+        .authenticate(id, password, now_ms())
+        .await
+        .map_err(failed)?
+    {
+        Some(_) => Ok(id.to_string()),
+        None => Err(unauthorized()),
+    }
+}
+
+/// Standard base64 (RFC 4648, padded or not); `None` when malformed.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let s = s.trim_end_matches('=').as_bytes();
+    if s.len() % 4 == 1 || s.len() > 4096 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= value(*c)? << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
+}
+
+fn api_error(e: ReviewError) -> Response {
+    let status = match &e {
+        ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
+        ReviewError::Refused(_) => StatusCode::CONFLICT,
+        ReviewError::Config(_) => StatusCode::BAD_REQUEST,
+        ReviewError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({"error": e.to_string()})),
+    )
+        .into_response()
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                serde_json::json!({"error": format!("the body is not the expected JSON: {e}")}),
+            ),
+        )
+            .into_response()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiReport {
+    clip_id: String,
+    reason: String,
+    reporter: String,
+}
+
+/// `POST /api/v1/reports` `{"clip_id", "reason", "reporter"}` → `{"case_id", "opened",
+/// "reports"}`.
+async fn api_report(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> Reply {
+    api_caller(&st, &headers).await?;
+    let r: ApiReport = json_body(&body)?;
+    let taken = crate::take_report(&st.cases, &st.metrics, &r.clip_id, &r.reason, &r.reporter)
+        .await
+        .map_err(api_error)?;
+    Ok(axum::Json(serde_json::json!({
+        "case_id": taken.case_id, "opened": taken.opened, "reports": taken.reports,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiAppeal {
+    clip_id: String,
+    statement: String,
+    appellant: String,
+}
+
+/// `POST /api/v1/appeals` `{"clip_id", "statement", "appellant"}` → `{"case_id",
+/// "appealed_revision", "rescan": {"policy_version", "decision", "audiences"} | null}`.
+async fn api_appeal(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> Reply {
+    api_caller(&st, &headers).await?;
+    let a: ApiAppeal = json_body(&body)?;
+    let (taken, rescan) = crate::take_appeal(
+        &st.cases,
+        st.rescan.as_ref(),
+        &st.metrics,
+        &a.clip_id,
+        &a.statement,
+        &a.appellant,
+    )
+    .await
+    .map_err(api_error)?;
+    let rescan = rescan.map(|v| {
+        serde_json::json!({
+            "policy_version": v.policy_version,
+            "decision": Decision::try_from(v.decision).unwrap_or_default().word(),
+            "audiences": pages::audience_words(&v),
+        })
+    });
+    Ok(axum::Json(serde_json::json!({
+        "case_id": taken.case_id,
+        "appealed_revision": taken.appealed.revision,
+        "rescan": rescan,
+    }))
+    .into_response())
 }

@@ -10,6 +10,7 @@ use clipguard_schemas::{Decision, Verdict};
 use super::frames::FrameSet;
 use crate::accounts::{Account, Role, Session};
 use crate::db::{AuditEntry, Case, QueueCount};
+use crate::reports::Revision;
 
 /// HTML-escapes text for element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -192,11 +193,12 @@ pub fn case(
 ) -> String {
     let v = &case.verdict;
     let mut out = format!(
-        "<h1>Case {}</h1><table><tr><th>Clip</th><td id=\"clip-id\">{}</td></tr>\
+        "<h1>Case {} ({})</h1><table><tr><th>Clip</th><td id=\"clip-id\">{}</td></tr>\
          <tr><th>Queue</th><td>{} / {}</td></tr><tr><th>State</th><td id=\"state\">{}{}</td></tr>\
          <tr><th>Verdict</th><td>revision {}, policy {}, engine {}{}</td></tr>\
          <tr><th>Opened</th><td>{}</td></tr></table>",
         case.id,
+        esc(&case.kind),
         esc(&case.clip_id),
         esc(&case.category),
         esc(&case.audience),
@@ -217,10 +219,25 @@ pub fn case(
     );
     let _ = write!(
         out,
+        "<p><a href=\"/clips/{}\">Every verdict revision of this clip</a></p>",
+        esc(&url_path(&case.clip_id))
+    );
+    out.push_str(&user_section(case));
+    let _ = write!(
+        out,
         "<h2>Rationale</h2><p id=\"rationale\">{}</p>",
         esc(&v.rationale)
     );
-    out.push_str(&audiences_table(v));
+    match (&case.kind[..], &case.rescan) {
+        ("appeal", Some(rescan)) => out.push_str(&side_by_side(v, rescan)),
+        ("appeal", None) => {
+            out.push_str(&audiences_table(v));
+            out.push_str(
+                "<p class=\"note\">No re-scan: the clip's signals are no longer kept.</p>",
+            );
+        }
+        _ => out.push_str(&audiences_table(v)),
+    }
     out.push_str(&categories_table(v));
     out.push_str(&frames_section(case.id, frames));
     out.push_str(&provenance_section(v));
@@ -236,6 +253,107 @@ pub fn case(
     }
     out.push_str("<h2>History</h2>");
     out.push_str(&audit_table(audit));
+    out
+}
+
+/// A clip id as one path segment.
+fn url_path(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What the user wrote: an appeal's statement, or the reports' reasons.
+fn user_section(case: &Case) -> String {
+    let Some(statement) = &case.statement else {
+        return String::new();
+    };
+    let title = match case.kind.as_str() {
+        "appeal" => "The user's appeal".to_string(),
+        _ => format!("Reports ({})", case.reports),
+    };
+    let lines: String = statement
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("<li>{}</li>", esc(l)))
+        .collect();
+    format!("<h2>{title}</h2><ul id=\"statement\">{lines}</ul>")
+}
+
+/// Each audience's decision as a word.
+pub fn audience_words(v: &Verdict) -> serde_json::Value {
+    let a = v.audiences.unwrap_or_default();
+    Audience::ALL
+        .iter()
+        .map(|aud| {
+            (
+                aud.name().to_string(),
+                serde_json::Value::from(decision_word(aud.of(&a))),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// An appeal: the appealed decision and the re-scan under the policy in force now.
+fn side_by_side(appealed: &Verdict, rescan: &Verdict) -> String {
+    let (a, b) = (
+        appealed.audiences.unwrap_or_default(),
+        rescan.audiences.unwrap_or_default(),
+    );
+    let mut out = format!(
+        "<h2>Appealed decision and re-scan</h2><table id=\"both-decisions\"><tr><th>Audience</th>\
+         <th>Appealed (revision {}, policy {}, {})</th><th>Re-scan now (policy {})</th></tr>",
+        appealed.revision,
+        esc(&appealed.policy_version),
+        esc(&appealed.engine),
+        esc(&rescan.policy_version)
+    );
+    for audience in Audience::ALL {
+        let own = if audience.name() == appealed.audience {
+            " (the clip's own)"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}{own}</td>{}{}</tr>",
+            audience.name(),
+            decision_cell(audience.of(&a)),
+            decision_cell(audience.of(&b))
+        );
+    }
+    let _ = write!(out, "</table><p>Re-scan: {}</p>", esc(&rescan.rationale));
+    out
+}
+
+/// A clip's verdict revisions.
+pub fn history(clip_id: &str, revisions: &[Revision]) -> String {
+    let mut out = format!(
+        "<h1>Clip {}</h1><table id=\"history\"><tr><th>Revision</th><th>Decided</th><th>By</th>\
+         <th>Policy</th><th>Decision</th></tr>",
+        esc(clip_id)
+    );
+    for r in revisions {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.revision,
+            time(r.decided_at_ms),
+            esc(&r.engine),
+            esc(&r.policy_version),
+            esc(&r.decision)
+        );
+    }
+    out.push_str("</table>");
+    if revisions.is_empty() {
+        out.push_str("<p>No verdict of this clip reached the review worker.</p>");
+    }
     out
 }
 

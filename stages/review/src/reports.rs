@@ -1,0 +1,327 @@
+//! Every verdict revision of a clip (its history), and the two ways a user reaches a reviewer:
+//! a report (anyone who saw the clip) and an appeal (the clip's own user contests its
+//! decision). Both open a case in the same queues, claims and decisions as the policy's
+//! `review` verdicts: `report/<audience>` and `appeal/<audience>`.
+
+use clipguard_policy::Audience;
+use clipguard_schemas::{Decision, Verdict};
+use prost::Message as _;
+use sqlx::Row as _;
+
+use crate::ReviewError;
+use crate::db::{Cases, MAX_REASON_CHARS, db};
+
+/// One verdict revision of a clip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub revision: u32,
+    /// `policy`, `reasoning:<model>` or `review:<reviewer>`.
+    pub engine: String,
+    /// `adult=…,under_18=…,public_feed=…`.
+    pub decision: String,
+    pub policy_version: String,
+    pub decided_at_ms: i64,
+}
+
+/// A report taken: the case, whether it opened now, and the reports in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reported {
+    pub case_id: i64,
+    pub opened: bool,
+    pub reports: i64,
+}
+
+/// An appeal taken.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appealed {
+    pub case_id: i64,
+    pub appealed: Verdict,
+}
+
+/// An opaque user id as a platform sends it: 1–128 printable ASCII characters, no spaces.
+pub fn check_user(what: &str, id: &str) -> Result<(), ReviewError> {
+    let ok = !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(ReviewError::Refused(format!(
+            "{what}: 1–128 printable ASCII characters without spaces"
+        )))
+    }
+}
+
+fn check_text(what: &str, text: &str) -> Result<(), ReviewError> {
+    if text.trim().is_empty() {
+        return Err(ReviewError::Refused(format!("{what} is empty")));
+    }
+    if text.chars().count() > MAX_REASON_CHARS {
+        return Err(ReviewError::Refused(format!(
+            "{what} is longer than {MAX_REASON_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn decision_words(v: &Verdict) -> String {
+    let a = v.audiences.unwrap_or_default();
+    Audience::ALL
+        .iter()
+        .map(|aud| {
+            format!(
+                "{}={}",
+                aud.name(),
+                Decision::try_from(aud.of(&a))
+                    .unwrap_or(Decision::Unspecified)
+                    .word()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Cases {
+    /// Keeps a verdict revision in the clip's history (once per clip and revision).
+    pub async fn record_verdict(&self, v: &Verdict) -> Result<(), ReviewError> {
+        sqlx::query(&self.sql(
+            "INSERT INTO review_verdicts
+                (clip_id, revision, engine, decision, policy_version, decided_at_ms, verdict)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (clip_id, revision) DO NOTHING",
+        ))
+        .bind(v.clip_id.clone())
+        .bind(i64::from(v.revision))
+        .bind(v.engine.clone())
+        .bind(decision_words(v))
+        .bind(v.policy_version.clone())
+        .bind(v.decided_at_ms)
+        .bind(v.encode_to_vec())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// The clip's verdict revisions, oldest first.
+    pub async fn history(&self, clip_id: &str) -> Result<Vec<Revision>, ReviewError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT revision, engine, decision, policy_version, decided_at_ms FROM review_verdicts
+             WHERE clip_id = $1 ORDER BY revision",
+        ))
+        .bind(clip_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revision {
+                    revision: r.try_get::<i64, _>("revision").map_err(db)? as u32,
+                    engine: r.try_get("engine").map_err(db)?,
+                    decision: r.try_get("decision").map_err(db)?,
+                    policy_version: r.try_get("policy_version").map_err(db)?,
+                    decided_at_ms: r.try_get("decided_at_ms").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The clip's latest verdict revision, when one was seen.
+    pub async fn latest_verdict(&self, clip_id: &str) -> Result<Option<Verdict>, ReviewError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT verdict FROM review_verdicts WHERE clip_id = $1
+             ORDER BY revision DESC LIMIT 1",
+        ))
+        .bind(clip_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            let b: Vec<u8> = r.try_get("verdict").map_err(db)?;
+            Verdict::decode(b.as_slice()).map_err(|e| ReviewError::Database(e.to_string()))
+        })
+        .transpose()
+    }
+
+    /// A user's report of a clip: opens a report case on the clip's latest verdict, or joins
+    /// the one still open (its reasons gathered, its count raised).
+    pub async fn report(
+        &self,
+        clip_id: &str,
+        reason: &str,
+        reporter: &str,
+        now_ms: i64,
+    ) -> Result<Reported, ReviewError> {
+        check_user("reporter", reporter)?;
+        check_text("the report's reason", reason)?;
+        let v = self
+            .latest_verdict(clip_id)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(format!("no verdict of clip `{clip_id}`")))?;
+        let own = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
+        let mut tx = self.write_tx().await?;
+        let open = sqlx::query(&self.sql(
+            "SELECT id, reports, statement FROM review_cases
+             WHERE clip_id = $1 AND kind = 'report' AND state IN ('open', 'claimed')
+             ORDER BY id DESC LIMIT 1",
+        ))
+        .bind(clip_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let line = format!("{reporter}: {}", reason.trim());
+        let reported = match open {
+            Some(r) => {
+                let id: i64 = r.try_get("id").map_err(db)?;
+                let n: i64 = r.try_get::<i64, _>("reports").map_err(db)? + 1;
+                let mut statement: String = r
+                    .try_get::<Option<String>, _>("statement")
+                    .map_err(db)?
+                    .unwrap_or_default();
+                // The first reasons are kept in the case; every report is in the audit log.
+                if statement.chars().count() + line.chars().count() < 4 * MAX_REASON_CHARS {
+                    statement.push('\n');
+                    statement.push_str(&line);
+                }
+                sqlx::query(
+                    &self.sql("UPDATE review_cases SET reports = $1, statement = $2 WHERE id = $3"),
+                )
+                .bind(n)
+                .bind(statement)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Reported {
+                    case_id: id,
+                    opened: false,
+                    reports: n,
+                }
+            }
+            None => {
+                let row = sqlx::query(&self.sql(
+                    "INSERT INTO review_cases
+                        (clip_id, verdict_revision, kind, category, audience, state, verdict,
+                         created_ms, statement, reports)
+                     VALUES ($1, $2, 'report', 'report', $3, 'open', $4, $5, $6, 1)
+                     ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
+                     RETURNING id",
+                ))
+                .bind(clip_id.to_string())
+                .bind(i64::from(v.revision))
+                .bind(own.name())
+                .bind(v.encode_to_vec())
+                .bind(now_ms)
+                .bind(line.clone())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+                let Some(row) = row else {
+                    return Err(ReviewError::Refused(format!(
+                        "clip `{clip_id}` was already decided on a report at revision {}: \
+                         report it again once its new revision is out",
+                        v.revision
+                    )));
+                };
+                Reported {
+                    case_id: row.try_get("id").map_err(db)?,
+                    opened: true,
+                    reports: 1,
+                }
+            }
+        };
+        self.audit_in(
+            &mut tx,
+            now_ms,
+            &format!("user:{reporter}"),
+            "report",
+            Some(reported.case_id),
+            clip_id,
+            reason.trim(),
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(reported)
+    }
+
+    /// The clip's user contests its latest decision: an appeal case with their statement, the
+    /// appealed verdict and `rescan` (its stored signals decided under the policy in force now)
+    /// side by side. Refused when the clip is allowed in its own audience (nothing to appeal)
+    /// or that revision was already appealed.
+    pub async fn appeal(
+        &self,
+        clip_id: &str,
+        statement: &str,
+        appellant: &str,
+        rescan: Option<&Verdict>,
+        now_ms: i64,
+    ) -> Result<Appealed, ReviewError> {
+        check_user("appellant", appellant)?;
+        check_text("the appeal's statement", statement)?;
+        let v = self
+            .latest_verdict(clip_id)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(format!("no verdict of clip `{clip_id}`")))?;
+        let own = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
+        let decided = v.audiences.map(|a| own.of(&a)).unwrap_or_default();
+        if decided == Decision::Allow as i32 {
+            return Err(ReviewError::Refused(format!(
+                "clip `{clip_id}` is allowed in its own audience ({}): nothing to appeal",
+                own.name()
+            )));
+        }
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(&self.sql(
+            "INSERT INTO review_cases
+                (clip_id, verdict_revision, kind, category, audience, state, verdict, created_ms,
+                 statement, rescan)
+             VALUES ($1, $2, 'appeal', 'appeal', $3, 'open', $4, $5, $6, $7)
+             ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
+             RETURNING id",
+        ))
+        .bind(clip_id.to_string())
+        .bind(i64::from(v.revision))
+        .bind(own.name())
+        .bind(v.encode_to_vec())
+        .bind(now_ms)
+        .bind(format!("{appellant}: {}", statement.trim()))
+        .bind(rescan.map(|r| r.encode_to_vec()))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            return Err(ReviewError::Refused(format!(
+                "revision {} of clip `{clip_id}` is already appealed",
+                v.revision
+            )));
+        };
+        let case_id: i64 = row.try_get("id").map_err(db)?;
+        let detail = match rescan {
+            Some(r) => format!(
+                "appealed revision {} ({}); re-scan under policy {}: {}",
+                v.revision,
+                decision_words(&v),
+                r.policy_version,
+                decision_words(r)
+            ),
+            None => format!(
+                "appealed revision {} ({}); no re-scan (the clip's signals are no longer kept)",
+                v.revision,
+                decision_words(&v)
+            ),
+        };
+        self.audit_in(
+            &mut tx,
+            now_ms,
+            &format!("user:{appellant}"),
+            "appeal",
+            Some(case_id),
+            clip_id,
+            &detail,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Appealed {
+            case_id,
+            appealed: v,
+        })
+    }
+}
