@@ -109,10 +109,18 @@ fn check_password(password: &str) -> Result<(), ReviewError> {
     }
 }
 
+/// Argon2 runs at most this many at once per worker: each takes 19 MiB, and a flood of
+/// sign-in attempts must not take the worker's memory.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Argon2id with the library's defaults (19 MiB, 2 passes: OWASP's recommendation), off the
 /// async threads.
 async fn hash_password(password: &str) -> Result<String, ReviewError> {
     let password = password.to_string();
+    let _slot = ARGON2_SLOTS
+        .acquire()
+        .await
+        .map_err(|e| ReviewError::Config(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
@@ -132,6 +140,9 @@ async fn verify_password(password: &str, stored: Option<String>) -> bool {
     let known = stored.is_some();
     let stored = stored.unwrap_or_else(|| DUMMY.to_string());
     let password = password.to_string();
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+        return false;
+    };
     let ok = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored)
             .map(|h| {
@@ -299,7 +310,9 @@ impl Cases {
         if verify_password(password, stored).await && disabled.is_none() {
             return Ok(Some(Role::parse(role.as_deref().unwrap_or_default())?));
         }
-        let actor = if check_reviewer(id).is_ok() { id } else { "?" };
+        // An id that names no account is not written down: it may be a password typed in the
+        // wrong field.
+        let actor = if row.is_some() { id } else { "?" };
         self.audit(actor, "sign_in_failed", None, "", now_ms)
             .await?;
         Ok(None)

@@ -139,12 +139,14 @@ const V1_SQLITE: &[&str] = &[
 /// `report`, `appeal`) — one per clip, revision and kind — with a user's statement, a report
 /// count and an appeal's re-scan; console accounts and
 /// sessions; every verdict revision of every clip (the clip's history, what an appeal
-/// contests). Each statement may run again on a database it already brought to version 3.
+/// contests). They run once, in the transaction that records version 3.
 const V3_POSTGRES: &[&str] = &[
     "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'verdict'",
     "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS statement TEXT",
     "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS reports BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS rescan BYTEA",
+    "ALTER TABLE review_cases ADD COLUMN IF NOT EXISTS verdict_engine TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE review_outbox ADD COLUMN IF NOT EXISTS revision BIGINT",
     "ALTER TABLE review_cases DROP CONSTRAINT IF EXISTS review_cases_clip_id_verdict_revision_key",
     "CREATE UNIQUE INDEX IF NOT EXISTS review_cases_once
         ON review_cases (clip_id, verdict_revision, kind)",
@@ -193,6 +195,7 @@ const V3_SQLITE: &[&str] = &[
         statement TEXT,
         reports INTEGER NOT NULL DEFAULT 0,
         rescan BLOB,
+        verdict_engine TEXT NOT NULL DEFAULT '',
         UNIQUE (clip_id, verdict_revision, kind))",
     "INSERT INTO review_cases_v3 (id, clip_id, verdict_revision, category, audience, state,
         reviewer, lease_until_ms, verdict, created_ms, decided_ms, decision, reason)
@@ -202,6 +205,7 @@ const V3_SQLITE: &[&str] = &[
     "ALTER TABLE review_cases_v3 RENAME TO review_cases",
     "CREATE INDEX IF NOT EXISTS review_cases_queue
         ON review_cases (state, category, audience, created_ms, id)",
+    "ALTER TABLE review_outbox ADD COLUMN revision INTEGER",
     "CREATE TABLE IF NOT EXISTS review_accounts (
         id TEXT PRIMARY KEY,
         password_hash TEXT NOT NULL,
@@ -395,6 +399,24 @@ impl Cases {
         }
     }
 
+    /// Serialises writers of one clip's cases and revisions for the rest of `tx`: PostgreSQL
+    /// takes a transaction-scoped advisory lock on the clip id; SQLite's write transactions
+    /// are serial already.
+    pub(crate) async fn lock_clip(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        clip_id: &str,
+    ) -> Result<(), ReviewError> {
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7262025, hashtext($1))")
+                .bind(clip_id.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
     /// `$1` placeholders as this database wants them.
     pub(crate) fn sql(&self, text: &str) -> String {
         if self.postgres {
@@ -405,7 +427,9 @@ impl Cases {
     }
 
     async fn apply_schema(&self) -> Result<(), ReviewError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Two processes opening one SQLite file (a worker and the `cases` command) take turns:
+        // the write lock is taken at once.
+        let mut tx = self.write_tx().await?;
         if self.postgres {
             // Workers starting together apply the schema one at a time.
             sqlx::query("SELECT pg_advisory_xact_lock(7262024)")
@@ -426,8 +450,7 @@ impl Cases {
             .await
             .map_err(db)?
             .try_get::<Option<i64>, _>("v")
-            .ok()
-            .flatten()
+            .map_err(db)?
             .unwrap_or(0);
         if version > SCHEMA_VERSION {
             return Err(ReviewError::Config(format!(
@@ -463,8 +486,9 @@ impl Cases {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(&self.sql(
             "INSERT INTO review_cases
-                (clip_id, verdict_revision, category, audience, state, verdict, created_ms)
-             VALUES ($1, $2, $3, $4, 'open', $5, $6)
+                (clip_id, verdict_revision, category, audience, state, verdict, created_ms,
+                 verdict_engine)
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7)
              ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
              RETURNING id",
         ))
@@ -474,6 +498,7 @@ impl Cases {
         .bind(audience.clone())
         .bind(v.encode_to_vec())
         .bind(now_ms)
+        .bind(v.engine.clone())
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
@@ -556,6 +581,7 @@ impl Cases {
                 SELECT id FROM review_cases
                 WHERE (state = 'open' OR (state = 'claimed' AND lease_until_ms < $3))
                   AND ($4 = '' OR category = $4) AND ($5 = '' OR audience = $5)
+                  AND NOT (kind = 'appeal' AND verdict_engine = $6)
                 ORDER BY created_ms, id LIMIT 1 {skip_locked})
              RETURNING {CASE_COLUMNS}"
         )))
@@ -564,6 +590,8 @@ impl Cases {
         .bind(now_ms)
         .bind(category.to_string())
         .bind(audience.to_string())
+        // Nobody decides the appeal of their own decision.
+        .bind(format!("review:{reviewer}"))
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
@@ -614,6 +642,19 @@ impl Cases {
         }
         let for_update = if self.postgres { "FOR UPDATE" } else { "" };
         let mut tx = self.write_tx().await?;
+        // The clip's lock before the case's row: the order every writer of a clip takes.
+        let clip: Option<String> =
+            sqlx::query(&self.sql("SELECT clip_id FROM review_cases WHERE id = $1"))
+                .bind(case_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .map(|r| r.try_get("clip_id"))
+                .transpose()
+                .map_err(db)?;
+        if let Some(clip) = &clip {
+            self.lock_clip(&mut tx, clip).await?;
+        }
         let row = sqlx::query(&self.sql(&format!(
             "SELECT {CASE_COLUMNS} FROM review_cases WHERE id = $1 {for_update}"
         )))
@@ -655,19 +696,38 @@ impl Cases {
                 "case {case_id} changed hands while deciding"
             )));
         }
-        let (verdict, enforcement) = revision(&case, reviewer, decided, now_ms);
+        // The clip's next revision: past every revision seen or already decided here (a
+        // report case may sit on an older revision than the clip's latest).
+        let latest: Option<i64> = sqlx::query(&self.sql(
+            "SELECT MAX(r) AS r FROM (
+                SELECT MAX(revision) AS r FROM review_verdicts WHERE clip_id = $1
+                UNION ALL
+                SELECT MAX(revision) AS r FROM review_outbox WHERE clip_id = $1) AS t",
+        ))
+        .bind(case.clip_id.clone())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?
+        .try_get("r")
+        .map_err(db)?;
+        let next = latest
+            .map_or(0, |r| r.clamp(0, i64::from(u32::MAX - 1)) as u32)
+            .max(case.verdict_revision)
+            + 1;
+        let (verdict, enforcement) = revision(&case, reviewer, decided, next, now_ms);
         for (kind, payload) in [
             ("verdict", verdict.encode_to_vec()),
             ("enforcement", enforcement.encode_to_vec()),
         ] {
             sqlx::query(&self.sql(
-                "INSERT INTO review_outbox (kind, clip_id, payload, created_ms)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO review_outbox (kind, clip_id, payload, created_ms, revision)
+                 VALUES ($1, $2, $3, $4, $5)",
             ))
             .bind(kind)
             .bind(case.clip_id.clone())
             .bind(payload)
             .bind(now_ms)
+            .bind(i64::from(next))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -915,7 +975,13 @@ pub(crate) fn audit_of(r: &AnyRow) -> Result<AuditEntry, ReviewError> {
 }
 
 /// The clip's next verdict revision and its enforcement record, from a reviewer's decision.
-fn revision(case: &Case, reviewer: &str, decided: &Decided, now_ms: i64) -> (Verdict, Enforcement) {
+fn revision(
+    case: &Case,
+    reviewer: &str,
+    decided: &Decided,
+    next: u32,
+    now_ms: i64,
+) -> (Verdict, Enforcement) {
     let [adult, under_18, public_feed] = decided.audiences;
     let audiences = AudienceDecisions {
         adult: adult as i32,
@@ -939,7 +1005,7 @@ fn revision(case: &Case, reviewer: &str, decided: &Decided, now_ms: i64) -> (Ver
             .audiences
             .is_some_and(|a| own.of(&a) != decided.audiences[own.index()] as i32);
     let mut v = case.verdict.clone();
-    v.revision = case.verdict_revision + 1;
+    v.revision = next;
     v.decision = decision as i32;
     v.audiences = Some(audiences);
     v.engine = engine.clone();

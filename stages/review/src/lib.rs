@@ -411,11 +411,7 @@ pub async fn take_appeal(
     appellant: &str,
 ) -> Result<(reports::Appealed, Option<Verdict>), ReviewError> {
     // Refuse what cannot be appealed before reading any signal.
-    if cases.latest_verdict(clip_id).await?.is_none() {
-        return Err(ReviewError::NotFound(format!(
-            "no verdict of clip `{clip_id}`"
-        )));
-    }
+    cases.appealable(clip_id, statement, appellant).await?;
     let rescan = match rescan {
         Some(f) => match (f.0)(clip_id.to_string()).await {
             Ok(v) => v,

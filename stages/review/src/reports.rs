@@ -158,6 +158,8 @@ impl Cases {
             .ok_or_else(|| ReviewError::NotFound(format!("no verdict of clip `{clip_id}`")))?;
         let own = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
         let mut tx = self.write_tx().await?;
+        // Concurrent reports of one clip take turns: none is lost, none opens a second case.
+        self.lock_clip(&mut tx, clip_id).await?;
         let open = sqlx::query(&self.sql(
             "SELECT id, reports, statement FROM review_cases
              WHERE clip_id = $1 AND kind = 'report' AND state IN ('open', 'claimed')
@@ -200,8 +202,8 @@ impl Cases {
                 let row = sqlx::query(&self.sql(
                     "INSERT INTO review_cases
                         (clip_id, verdict_revision, kind, category, audience, state, verdict,
-                         created_ms, statement, reports)
-                     VALUES ($1, $2, 'report', 'report', $3, 'open', $4, $5, $6, 1)
+                         created_ms, statement, reports, verdict_engine)
+                     VALUES ($1, $2, 'report', 'report', $3, 'open', $4, $5, $6, 1, $7)
                      ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
                      RETURNING id",
                 ))
@@ -211,6 +213,7 @@ impl Cases {
                 .bind(v.encode_to_vec())
                 .bind(now_ms)
                 .bind(line.clone())
+                .bind(v.engine.clone())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -242,18 +245,15 @@ impl Cases {
         Ok(reported)
     }
 
-    /// The clip's user contests its latest decision: an appeal case with their statement, the
-    /// appealed verdict and `rescan` (its stored signals decided under the policy in force now)
-    /// side by side. Refused when the clip is allowed in its own audience (nothing to appeal)
-    /// or that revision was already appealed.
-    pub async fn appeal(
+    /// The verdict an appeal of the clip would contest: its latest, when it blocks the clip in
+    /// its own audience and was not appealed yet. Checked before the (costly) re-scan, and
+    /// again when the appeal is written.
+    pub async fn appealable(
         &self,
         clip_id: &str,
         statement: &str,
         appellant: &str,
-        rescan: Option<&Verdict>,
-        now_ms: i64,
-    ) -> Result<Appealed, ReviewError> {
+    ) -> Result<Verdict, ReviewError> {
         check_user("appellant", appellant)?;
         check_text("the appeal's statement", statement)?;
         let v = self
@@ -262,18 +262,51 @@ impl Cases {
             .ok_or_else(|| ReviewError::NotFound(format!("no verdict of clip `{clip_id}`")))?;
         let own = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
         let decided = v.audiences.map(|a| own.of(&a)).unwrap_or_default();
-        if decided == Decision::Allow as i32 {
+        if decided != Decision::Block as i32 {
             return Err(ReviewError::Refused(format!(
-                "clip `{clip_id}` is allowed in its own audience ({}): nothing to appeal",
-                own.name()
+                "clip `{clip_id}` is not blocked in its own audience ({}: {}): nothing to appeal",
+                own.name(),
+                Decision::try_from(decided).unwrap_or_default().word()
             )));
         }
+        let taken = sqlx::query(&self.sql(
+            "SELECT id FROM review_cases
+             WHERE clip_id = $1 AND verdict_revision = $2 AND kind = 'appeal'",
+        ))
+        .bind(clip_id.to_string())
+        .bind(i64::from(v.revision))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        if taken.is_some() {
+            return Err(ReviewError::Refused(format!(
+                "revision {} of clip `{clip_id}` is already appealed",
+                v.revision
+            )));
+        }
+        Ok(v)
+    }
+
+    /// The clip's user contests its latest decision: an appeal case with their statement, the
+    /// appealed verdict and `rescan` (its stored signals decided under the policy in force now)
+    /// side by side. Refused as [`Cases::appealable`] says.
+    pub async fn appeal(
+        &self,
+        clip_id: &str,
+        statement: &str,
+        appellant: &str,
+        rescan: Option<&Verdict>,
+        now_ms: i64,
+    ) -> Result<Appealed, ReviewError> {
+        let v = self.appealable(clip_id, statement, appellant).await?;
+        let own = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
         let mut tx = self.write_tx().await?;
+        self.lock_clip(&mut tx, clip_id).await?;
         let row = sqlx::query(&self.sql(
             "INSERT INTO review_cases
                 (clip_id, verdict_revision, kind, category, audience, state, verdict, created_ms,
-                 statement, rescan)
-             VALUES ($1, $2, 'appeal', 'appeal', $3, 'open', $4, $5, $6, $7)
+                 statement, rescan, verdict_engine)
+             VALUES ($1, $2, 'appeal', 'appeal', $3, 'open', $4, $5, $6, $7, $8)
              ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
              RETURNING id",
         ))
@@ -284,6 +317,7 @@ impl Cases {
         .bind(now_ms)
         .bind(format!("{appellant}: {}", statement.trim()))
         .bind(rescan.map(|r| r.encode_to_vec()))
+        .bind(v.engine.clone())
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;

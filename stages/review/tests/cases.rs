@@ -497,6 +497,61 @@ async fn reports_and_appeals(cases: &Cases) {
             .map(|_| ())
     ));
     assert_eq!(cases.show(r1.case_id).await.unwrap().0.state, "open");
+
+    // The report case still sits on revision 0; deciding it makes revision 2, after carol's 1
+    // (never a second revision 1).
+    let report_case = cases
+        .claim("dave", "report", "", 60_000, t0 + 8)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report_case.id, r1.case_id);
+    let (v2, _) = cases
+        .decide(
+            r1.case_id,
+            "dave",
+            &block_all("reported, and it is explicit"),
+            t0 + 9,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.revision, 2);
+    assert!(
+        v2.rationale.contains("on a user report"),
+        "{}",
+        v2.rationale
+    );
+    cases.record_verdict(&v2).await.unwrap();
+    // Appealed in turn: dave may not decide the appeal of his own decision; erin may.
+    let a2 = cases
+        .appeal("clip-r", "still a dance video", "owner-1", None, t0 + 10)
+        .await
+        .unwrap();
+    assert_eq!(a2.appealed.revision, 2);
+    assert!(
+        cases
+            .claim("dave", "appeal", "", 60_000, t0 + 11)
+            .await
+            .unwrap()
+            .is_none(),
+        "nobody decides the appeal of their own decision"
+    );
+    let got = cases
+        .claim("erin", "appeal", "", 60_000, t0 + 11)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, a2.case_id);
+    // A clip whose decision is still `review` has nothing final to appeal.
+    let mut pending = verdict("clip-p", "violence_gore", 0);
+    pending.clip_id = "clip-p".into();
+    cases.record_verdict(&pending).await.unwrap();
+    assert!(refused(
+        cases
+            .appeal("clip-p", "why?", "owner-2", None, t0 + 12)
+            .await
+            .map(|_| ())
+    ));
 }
 
 #[tokio::test]
@@ -506,9 +561,10 @@ async fn cases_on_sqlite() {
     let cases = Cases::connect(&url, 4).await.unwrap();
     life_of_cases(&cases).await;
     reports_and_appeals(&cases).await;
-    // Reopening applies nothing twice and keeps the cases (the decided case and appeal).
+    // Reopening applies nothing twice and keeps the cases (the decided case, appeal and
+    // report).
     let again = Cases::connect(&url, 4).await.unwrap();
-    assert_eq!(again.list("decided", 10).await.unwrap().len(), 2);
+    assert_eq!(again.list("decided", 10).await.unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,6 +577,39 @@ async fn cases_on_postgres_and_concurrent_reviewers_never_share_a_case() {
     reports_and_appeals(&cases).await;
     // Connecting again applies nothing twice.
     Cases::connect(&pg.url, 2).await.unwrap();
+
+    // Concurrent reports of one clip: one case, every report counted.
+    let mut v = verdict("clip-many", "sexual", 0);
+    v.decision = Decision::Block as i32;
+    cases.record_verdict(&v).await.unwrap();
+    let reports = (0..12).map(|i| {
+        let cases = cases.clone();
+        tokio::spawn(async move {
+            cases
+                .report(
+                    "clip-many",
+                    &format!("reason {i}"),
+                    &format!("u{i}"),
+                    3_000_000 + i,
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let taken: Vec<_> = futures::future::join_all(reports)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ids: BTreeSet<i64> = taken.iter().map(|r| r.case_id).collect();
+    assert_eq!(ids.len(), 1, "{taken:?}");
+    assert_eq!(taken.iter().filter(|r| r.opened).count(), 1);
+    let (case, _) = cases.show(*ids.first().unwrap()).await.unwrap();
+    assert_eq!(case.reports, 12);
+    assert_eq!(case.statement.unwrap().lines().count(), 12);
+
+    // A database made by the first release (version 1) is migrated in place.
+    postgres_version_1_is_migrated(&pg.url).await;
 
     // 200 cases in one queue; 16 reviewers pull at once until it is empty.
     let t0 = 2_000_000;
@@ -627,4 +716,68 @@ async fn a_version_1_sqlite_database_is_migrated_with_its_cases() {
     let r = cases.report("clip-old", "spam", "u1", 11).await.unwrap();
     assert!(r.opened);
     assert_eq!(cases.list("open", 10).await.unwrap().len(), 3);
+}
+
+async fn postgres_version_1_is_migrated(url: &str) {
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    sqlx::query("CREATE DATABASE first_release")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let old_url = url.replace("/postgres", "/first_release");
+    let raw = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&old_url)
+        .await
+        .unwrap();
+    for s in [
+        "CREATE TABLE review_schema (version BIGINT NOT NULL)",
+        "INSERT INTO review_schema (version) VALUES (1)",
+        "CREATE TABLE review_cases (id BIGSERIAL PRIMARY KEY, clip_id TEXT NOT NULL,
+            verdict_revision BIGINT NOT NULL, category TEXT NOT NULL, audience TEXT NOT NULL,
+            state TEXT NOT NULL, reviewer TEXT, lease_until_ms BIGINT, verdict BYTEA NOT NULL,
+            created_ms BIGINT NOT NULL, decided_ms BIGINT, decision TEXT, reason TEXT,
+            UNIQUE (clip_id, verdict_revision))",
+        "CREATE TABLE review_outbox (id BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL,
+            clip_id TEXT NOT NULL, payload BYTEA NOT NULL, created_ms BIGINT NOT NULL,
+            sent_ms BIGINT)",
+        "CREATE TABLE review_audit (id BIGSERIAL PRIMARY KEY, at_ms BIGINT NOT NULL,
+            actor TEXT NOT NULL, action TEXT NOT NULL, case_id BIGINT, clip_id TEXT,
+            detail TEXT NOT NULL)",
+    ] {
+        sqlx::query(s).execute(&raw).await.unwrap();
+    }
+    let old = verdict("clip-old", "violence_gore", 0);
+    sqlx::query(
+        "INSERT INTO review_cases (clip_id, verdict_revision, category, audience, state,
+            verdict, created_ms) VALUES ('clip-old', 0, 'violence_gore', 'public_feed', 'open', $1, 5)",
+    )
+    .bind(prost::Message::encode_to_vec(&old))
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+
+    let cases = Cases::connect(&old_url, 2).await.unwrap();
+    let listed = cases.list("open", 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].kind.as_str(), &listed[0].verdict),
+        ("verdict", &old)
+    );
+    // The old unique constraint is gone: a report case beside the verdict case of revision 0.
+    cases.record_verdict(&old).await.unwrap();
+    assert!(
+        cases
+            .report("clip-old", "spam", "u1", 10)
+            .await
+            .unwrap()
+            .opened
+    );
+    assert_eq!(cases.list("open", 10).await.unwrap().len(), 2);
+    Cases::connect(&old_url, 2).await.unwrap();
 }

@@ -322,6 +322,7 @@ async fn the_console_refuses_without_a_session_or_csrf_token_and_a_form_decision
         ("GET", format!("/cases/{case_id}/frames/0?view=clear")),
         ("GET", format!("/cases/{case_id}/frames/0")),
         ("GET", "/no/such/page".into()),
+        ("GET", "/clips/clip-console".into()),
         ("POST", "/claim".into()),
         ("POST", format!("/cases/{case_id}/decide")),
         ("POST", "/logout".into()),
@@ -415,7 +416,7 @@ async fn the_console_refuses_without_a_session_or_csrf_token_and_a_form_decision
     let home = http(addr, "GET", "/", &alice, None, None).await;
     assert!(home.text().contains("violence_gore"), "{}", home.text());
     // A reviewer sees neither the audit log nor the accounts, nor a case they do not hold.
-    for path in ["/audit", "/accounts"] {
+    for path in ["/audit", "/accounts", "/clips/clip-console"] {
         assert_eq!(
             http(addr, "GET", path, &alice, None, None).await.status,
             403,
@@ -670,6 +671,27 @@ async fn post_json(addr: SocketAddr, path: &str, basic: Option<(&str, &str)>, bo
     }
 }
 
+/// What a cross-site `<form enctype="text/plain">` would send: the status.
+async fn post_form_as_text(addr: SocketAddr, path: &str, (id, password): (&str, &str)) -> u16 {
+    let body = r#"{"clip_id":"clip-console","reason":"r","reporter":"u"}"#;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\nAuthorization: Basic {}\r\n\r\n{body}",
+        body.len(),
+        base64(format!("{id}:{password}").as_bytes())
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 fn base64(b: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -720,8 +742,14 @@ async fn the_http_api_takes_reports_and_appeals_from_a_reporter_account_only() {
     let addr = serve(cases.clone()).await;
     let report = r#"{"clip_id":"clip-console","reason":"violent","reporter":"user-42"}"#;
 
+    cases
+        .add_account("test", "rev", Role::Reviewer, "a reviewer's password", 1)
+        .await
+        .unwrap();
+    // A console account is refused here (its password cannot be tried through the API).
     for basic in [
         None,
+        Some(("rev", "a reviewer's password")),
         Some(("platform", "wrong password here")),
         Some(("nobody", "x")),
     ] {
@@ -729,6 +757,14 @@ async fn the_http_api_takes_reports_and_appeals_from_a_reporter_account_only() {
         assert_eq!(r.status, 401, "{basic:?}: {}", r.text());
     }
     let creds = Some(("platform", "platform api password"));
+    // A cross-site form cannot send JSON: anything else is refused before the credentials.
+    let r = post_form_as_text(
+        addr,
+        "/api/v1/reports",
+        ("platform", "platform api password"),
+    )
+    .await;
+    assert_eq!(r, 415);
     for bad in [
         "not json",
         r#"{"clip_id":"clip-console","reason":"violent"}"#,

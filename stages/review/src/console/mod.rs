@@ -612,19 +612,31 @@ async fn clip_history(State(st): St, headers: HeaderMap, Path(p): Path<ClipPath>
     Ok(page(StatusCode::OK, "Clip history", Some(&s), &body))
 }
 
-/// The caller of the HTTP API: HTTP Basic credentials of an active account (any role from
-/// `reporter` up). The account is the one the platform's backend uses, not the user.
+/// The caller of the HTTP API: HTTP Basic credentials of an active `reporter` account (the
+/// platform's backend, not the user; console accounts are refused here, so their passwords
+/// cannot be tried through the API), and a JSON body (a browser's cross-site form cannot send
+/// `application/json`). No `WWW-Authenticate` challenge: browsers must not keep credentials
+/// for this origin.
 async fn api_caller(st: &ConsoleState, headers: &HeaderMap) -> Result<String, Response> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(api_refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the API takes Content-Type: application/json",
+        ));
+    }
     let unauthorized = || {
-        let mut r = refused(
+        api_refusal(
             StatusCode::UNAUTHORIZED,
             "the API needs HTTP Basic credentials of a reporter account",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"clipguard review\", charset=\"UTF-8\""),
-        );
-        r
+        )
     };
     let creds = headers
         .get(header::AUTHORIZATION)
@@ -640,9 +652,13 @@ async fn api_caller(st: &ConsoleState, headers: &HeaderMap) -> Result<String, Re
         .await
         .map_err(failed)?
     {
-        Some(_) => Ok(id.to_string()),
-        None => Err(unauthorized()),
+        Some(Role::Reporter) => Ok(id.to_string()),
+        _ => Err(unauthorized()),
     }
+}
+
+fn api_refusal(status: StatusCode, why: &str) -> Response {
+    (status, axum::Json(serde_json::json!({"error": why}))).into_response()
 }
 
 /// Standard base64 (RFC 4648, padded or not); `None` when malformed.
