@@ -1282,6 +1282,28 @@ async fn a_reviewers_decision_becomes_the_next_verdict_revision_and_an_enforceme
     let (ok, queues, err) = cases(&["queues"]);
     assert!(ok && queues.contains("\"open\":1"), "{queues}{err}");
 
+    // Claims and decisions are made by reviewer accounts.
+    let (ok, _, err) = cases(&["claim", "--reviewer", "alice"]);
+    assert!(!ok && err.contains("no account `alice`"), "{err}");
+    let out = Command::new(common::bin())
+        .args([
+            "cases",
+            "accounts",
+            "add",
+            "--id",
+            "alice",
+            "--database-url",
+            &db,
+        ])
+        .env("CLIPGUARD_REVIEW_PASSWORD", "alice's long password")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Deciding without a claim is refused; claimed, it goes through.
     let id = open[0]["id"].to_string();
     let (ok, _, err) = cases(&[

@@ -134,6 +134,27 @@ impl From<RoleArg> for Role {
     }
 }
 
+/// A claim or decision from the terminal is made by an account, as in the console: an active
+/// one with the reviewer role or above.
+async fn reviewer_account(cases: &Cases, id: &str) -> anyhow::Result<()> {
+    match cases.accounts().await?.into_iter().find(|a| a.id == id) {
+        Some(a) if a.disabled_ms.is_none() && a.role >= Role::Reviewer => Ok(()),
+        Some(a) => anyhow::bail!(
+            "account `{id}` is {} ({}): it cannot review",
+            if a.disabled_ms.is_some() {
+                "disabled"
+            } else {
+                "active"
+            },
+            a.role.name()
+        ),
+        None => anyhow::bail!(
+            "no account `{id}`: add it with `clipguard cases accounts add --id {id}` (claims and \
+             decisions are made by reviewer accounts, in the console and here)"
+        ),
+    }
+}
+
 /// The actor an account change from the terminal is audited as.
 fn terminal_actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
@@ -280,14 +301,17 @@ pub async fn run(cfg: &ReviewConfig, args: CasesArgs) -> anyhow::Result<String> 
             reviewer,
             category,
             audience,
-        } => match cases
-            .claim(&reviewer, &category, &audience, cfg.lease_ms(), now)
-            .await?
-        {
-            Some(c) if json => case_json(&c).to_string(),
-            Some(c) => format!("{}\n  {}", case_line(&c), c.verdict.rationale),
-            None => anyhow::bail!("no case waits in that queue"),
-        },
+        } => {
+            reviewer_account(&cases, &reviewer).await?;
+            match cases
+                .claim(&reviewer, &category, &audience, cfg.lease_ms(), now)
+                .await?
+            {
+                Some(c) if json => case_json(&c).to_string(),
+                Some(c) => format!("{}\n  {}", case_line(&c), c.verdict.rationale),
+                None => anyhow::bail!("no case waits in that queue"),
+            }
+        }
         CasesCommand::Decide {
             id,
             reviewer,
@@ -297,6 +321,7 @@ pub async fn run(cfg: &ReviewConfig, args: CasesArgs) -> anyhow::Result<String> 
             public_feed,
             reason,
         } => {
+            reviewer_account(&cases, &reviewer).await?;
             let pick = |one: Option<DecisionArg>, name: &str| {
                 one.or(all).map(Decision::from).ok_or_else(|| {
                     anyhow::anyhow!("no decision for {name}: give --{name} or --all")
