@@ -138,6 +138,26 @@ fn review_verdict(clip: &Path) -> Verdict {
     }
 }
 
+/// Types `text` into the element with id `id`.
+async fn type_into(c: &fantoccini::Client, id: &str, text: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element with id `id`.
+async fn click(c: &fantoccini::Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Waits for an element; on timeout, fails with the page the browser shows.
 async fn element(c: &fantoccini::Client, css: &str, what: &str) -> fantoccini::elements::Element {
     match c
@@ -187,19 +207,7 @@ async fn a_reviewer_signs_in_reveals_a_blurred_frame_and_blocks_in_real_chromium
     let db = format!("sqlite://{}", dir.path().join("review.db").display());
 
     // The account, from the terminal (the password from the environment, never an argument).
-    let out = Command::new(common::bin())
-        .args([
-            "cases", "accounts", "add", "--id", "alice", "--role", "reviewer",
-        ])
-        .args(["--database-url", &db])
-        .env("CLIPGUARD_REVIEW_PASSWORD", "correct horse battery staple")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::add_account(&db, "alice", "reviewer", "correct horse battery staple");
 
     let env = vec![
         ("CLIPGUARD_REVIEW__DATABASE_URL", db.clone()),
@@ -276,24 +284,9 @@ async fn a_reviewer_signs_in_reveals_a_blurred_frame_and_blocks_in_real_chromium
     // Without a session the console sends the browser to sign in.
     c.goto(&format!("{console}/")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().ends_with("/login"));
-    c.find(Locator::Id("id"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("correct horse battery staple")
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "id", "alice").await;
+    type_into(&c, "password", "correct horse battery staple").await;
+    click(&c, "sign-in").await;
 
     // The queue, with its count; open its next case.
     let queue = element(
@@ -396,18 +389,8 @@ async fn a_reviewer_signs_in_reveals_a_blurred_frame_and_blocks_in_real_chromium
             .await
             .unwrap();
     }
-    c.find(Locator::Id("reason"))
-        .await
-        .unwrap()
-        .send_keys("real injury footage, graphic")
-        .await
-        .unwrap();
-    c.find(Locator::Id("submit-decision"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "reason", "real injury footage, graphic").await;
+    click(&c, "submit-decision").await;
     element(&c, "p.note", "the queues page after deciding").await;
     let note = c
         .find(Locator::Css("p.note"))
@@ -626,16 +609,8 @@ async fn an_appeal_under_a_relaxed_policy_opens_a_case_showing_both_decisions() 
         Duration::from_secs(60),
     );
     let cases = |args: &[&str]| {
-        let out = Command::new(common::bin())
-            .arg("cases")
-            .args(args)
-            .args(["--json", "--database-url", &db])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
+        let (ok, out, _) = common::cases(&db, args);
+        (ok, out)
     };
     // The monitor's verdict (block on the public feed) reaches the review worker's history.
     let until = Instant::now() + Duration::from_secs(90);
@@ -705,24 +680,7 @@ async fn an_appeal_under_a_relaxed_policy_opens_a_case_showing_both_decisions() 
     assert_eq!(shown["rescan"]["policy_version"], "relaxed-test");
 
     // In the console: a reviewer opens the appeal queue and sees both decisions side by side.
-    let out = Command::new(common::bin())
-        .args([
-            "cases",
-            "accounts",
-            "add",
-            "--id",
-            "rita",
-            "--database-url",
-            &db,
-        ])
-        .env("CLIPGUARD_REVIEW_PASSWORD", "rita's long password")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::add_account(&db, "rita", "reviewer", "rita's long password");
     let console = addrs["console"].to_string();
     let (_, set, page) = http(&console, "GET", "/login", "", "");
     let sign_in_cookie = format!("{}={}", set[0].0, set[0].1);

@@ -1246,19 +1246,7 @@ async fn a_reviewers_decision_becomes_the_next_verdict_revision_and_an_enforceme
             .await
             .unwrap();
     }
-    let cases = |args: &[&str]| {
-        let out = Command::new(common::bin())
-            .arg("cases")
-            .args(args)
-            .args(["--json", "--database-url", &db])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let cases = |args: &[&str]| common::cases(&db, args);
     let until = Instant::now() + Duration::from_secs(60);
     let listed = loop {
         let (ok, text, err) = cases(&["list"]);
@@ -1285,24 +1273,7 @@ async fn a_reviewers_decision_becomes_the_next_verdict_revision_and_an_enforceme
     // Claims and decisions are made by reviewer accounts.
     let (ok, _, err) = cases(&["claim", "--reviewer", "alice"]);
     assert!(!ok && err.contains("no account `alice`"), "{err}");
-    let out = Command::new(common::bin())
-        .args([
-            "cases",
-            "accounts",
-            "add",
-            "--id",
-            "alice",
-            "--database-url",
-            &db,
-        ])
-        .env("CLIPGUARD_REVIEW_PASSWORD", "alice's long password")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::add_account(&db, "alice", "reviewer", "alice's long password");
 
     // Deciding without a claim is refused; claimed, it goes through.
     let id = open[0]["id"].to_string();

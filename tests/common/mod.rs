@@ -47,6 +47,39 @@ pub fn ensure_models() {
     });
 }
 
+/// `clipguard cases ARGS --json --database-url DB`: (success, stdout, stderr).
+#[allow(dead_code)]
+pub fn cases(db: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .arg("cases")
+        .args(args)
+        .args(["--json", "--database-url", db])
+        .output()
+        .expect("run clipguard cases");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `clipguard cases accounts add --id ID --role ROLE` on `db`, the password from the
+/// environment.
+#[allow(dead_code)]
+pub fn add_account(db: &str, id: &str, role: &str, password: &str) {
+    let out = Command::new(bin())
+        .args(["cases", "accounts", "add", "--id", id, "--role", role])
+        .args(["--database-url", db])
+        .env("CLIPGUARD_REVIEW_PASSWORD", password)
+        .output()
+        .expect("run clipguard cases accounts add");
+    assert!(
+        out.status.success(),
+        "accounts add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A tansu broker process with its own data folder (the load test's, `clipguard_loadtest::procs`);
 /// killed on drop.
 pub struct Broker {

@@ -141,6 +141,13 @@ impl Cases {
         .transpose()
     }
 
+    /// The clip's latest verdict revision, or why a user cannot act on the clip.
+    async fn latest_verdict_or_refuse(&self, clip_id: &str) -> Result<Verdict, ReviewError> {
+        self.latest_verdict(clip_id)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(format!("no verdict of clip `{clip_id}`")))
+    }
+
     /// A user's report of a clip: opens a report case on the clip's latest verdict, or joins
     /// the one still open (its reasons gathered, its count raised).
     pub async fn report(
@@ -152,10 +159,7 @@ impl Cases {
     ) -> Result<Reported, ReviewError> {
         check_user("reporter", reporter)?;
         check_text("the report's reason", reason)?;
-        let v = self
-            .latest_verdict(clip_id)
-            .await?
-            .ok_or_else(|| ReviewError::NotFound(format!("no verdict of clip `{clip_id}`")))?;
+        let v = self.latest_verdict_or_refuse(clip_id).await?;
         let own = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
         let mut tx = self.write_tx().await?;
         // Concurrent reports of one clip take turns: none is lost, none opens a second case.
@@ -256,10 +260,7 @@ impl Cases {
     ) -> Result<Verdict, ReviewError> {
         check_user("appellant", appellant)?;
         check_text("the appeal's statement", statement)?;
-        let v = self
-            .latest_verdict(clip_id)
-            .await?
-            .ok_or_else(|| ReviewError::NotFound(format!("no verdict of clip `{clip_id}`")))?;
+        let v = self.latest_verdict_or_refuse(clip_id).await?;
         let own = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
         let decided = v.audiences.map(|a| own.of(&a)).unwrap_or_default();
         if decided != Decision::Block as i32 {
