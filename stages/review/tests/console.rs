@@ -611,10 +611,26 @@ async fn the_console_refuses_without_a_session_or_csrf_token_and_a_form_decision
     // The lead reads the audit log: sign-ins, the failed one, the claim, the reveal, the
     // decision.
     let (lee, _) = sign_in(addr, "lee", "a lead's long password").await;
-    let log = http(addr, "GET", "/audit", &lee, None, None).await;
-    assert_eq!(log.status, 200);
-    let log = log.text();
-    for action in ["sign_in_failed", "sign_in", "claim", "reveal", "decide"] {
+    assert_eq!(
+        http(addr, "GET", "/audit", &lee, None, None).await.status,
+        200
+    );
+    // A lead reading a case they do not hold leaves a line too.
+    let r = http(addr, "GET", &format!("/cases/{case_id}"), &lee, None, None).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("decided"),
+        "the lead sees the decided case"
+    );
+    let log = http(addr, "GET", "/audit", &lee, None, None).await.text();
+    for action in [
+        "sign_in_failed",
+        "sign_in",
+        "claim",
+        "reveal",
+        "decide",
+        "view",
+    ] {
         assert!(
             log.contains(&format!("<td>{action}</td>")),
             "{action}: {log}"

@@ -373,6 +373,19 @@ async fn visible_case(
 async fn show_case(State(st): St, headers: HeaderMap, Path(id): Path<i64>) -> Reply {
     let s = session_of(&st, &headers, true).await?;
     let (case, audit, holds) = visible_case(&st, &s, id).await?;
+    if !holds {
+        // A lead or admin reading a case they do not hold is an access worth a line.
+        st.cases
+            .audit(
+                &s.account,
+                "view",
+                Some((case.id, &case.clip_id)),
+                s.role.name(),
+                now_ms(),
+            )
+            .await
+            .map_err(failed)?;
+    }
     let frames = st.thumbnails.of(case.id, &case.verdict).await;
     let body = pages::case(&case, &audit, &frames, &s.csrf, holds);
     Ok(page(StatusCode::OK, &format!("Case {id}"), Some(&s), &body))
