@@ -323,6 +323,7 @@ async fn the_console_refuses_without_a_session_or_csrf_token_and_a_form_decision
         ("GET", format!("/cases/{case_id}/frames/0")),
         ("GET", "/no/such/page".into()),
         ("GET", "/clips/clip-console".into()),
+        ("GET", "/cases".into()),
         ("POST", "/claim".into()),
         ("POST", format!("/cases/{case_id}/decide")),
         ("POST", "/logout".into()),
@@ -416,7 +417,7 @@ async fn the_console_refuses_without_a_session_or_csrf_token_and_a_form_decision
     let home = http(addr, "GET", "/", &alice, None, None).await;
     assert!(home.text().contains("violence_gore"), "{}", home.text());
     // A reviewer sees neither the audit log nor the accounts, nor a case they do not hold.
-    for path in ["/audit", "/accounts", "/clips/clip-console"] {
+    for path in ["/audit", "/accounts", "/clips/clip-console", "/cases"] {
         assert_eq!(
             http(addr, "GET", path, &alice, None, None).await.status,
             403,
@@ -614,6 +615,21 @@ async fn the_console_refuses_without_a_session_or_csrf_token_and_a_form_decision
     assert_eq!(
         http(addr, "GET", "/audit", &lee, None, None).await.status,
         200
+    );
+    // The lead lists the cases: alice's, decided.
+    let list = http(addr, "GET", "/cases?state=decided", &lee, None, None).await;
+    assert_eq!(list.status, 200);
+    assert!(
+        list.text()
+            .contains(&format!("<a href=\"/cases/{case_id}\">{case_id}</a>")),
+        "{}",
+        list.text()
+    );
+    assert_eq!(
+        http(addr, "GET", "/cases?state=bogus", &lee, None, None)
+            .await
+            .status,
+        400
     );
     // A lead reading a case they do not hold leaves a line too.
     let r = http(addr, "GET", &format!("/cases/{case_id}"), &lee, None, None).await;

@@ -66,6 +66,7 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
         .route("/logout", post(sign_out))
         .route("/", get(queues))
         .route("/claim", post(claim))
+        .route("/cases", get(list_cases))
         .route("/cases/{id}", get(show_case))
         .route("/cases/{id}/frames/{n}", get(frame))
         .route("/cases/{id}/decide", post(decide))
@@ -368,6 +369,30 @@ async fn visible_case(
         ));
     }
     Ok((case, audit, holds))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    state: String,
+}
+
+/// The newest cases of every queue and state, for leads.
+async fn list_cases(State(st): St, headers: HeaderMap, Query(q): Query<ListQuery>) -> Reply {
+    let s = session_of(&st, &headers, true).await?;
+    need(&s, Role::Lead)?;
+    let state = match q.state.as_str() {
+        "" | "open" | "claimed" | "decided" | "superseded" => q.state,
+        other => {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                &format!("state `{other}`: open, claimed, decided or superseded"),
+            ));
+        }
+    };
+    let cases = st.cases.list(&state, 200).await.map_err(failed)?;
+    let body = pages::cases(&cases, &state);
+    Ok(page(StatusCode::OK, "Cases", Some(&s), &body))
 }
 
 async fn show_case(State(st): St, headers: HeaderMap, Path(id): Path<i64>) -> Reply {

@@ -62,7 +62,7 @@ pub fn layout(title: &str, session: Option<&Session>, nonce: &str, body: &str) -
         Some(s) => {
             let mut nav = String::from("<a href=\"/\">Queues</a>");
             if s.role >= Role::Lead {
-                nav.push_str("<a href=\"/audit\">Audit log</a>");
+                nav.push_str("<a href=\"/cases\">Cases</a><a href=\"/audit\">Audit log</a>");
             }
             if s.role >= Role::Admin {
                 nav.push_str("<a href=\"/accounts\">Accounts</a>");
@@ -329,6 +329,50 @@ fn side_by_side(appealed: &Verdict, rescan: &Verdict) -> String {
         );
     }
     let _ = write!(out, "</table><p>Re-scan: {}</p>", esc(&rescan.rationale));
+    out
+}
+
+/// The newest cases, for a lead.
+pub fn cases(cases: &[Case], state: &str) -> String {
+    let mut out = String::from("<h1>Cases</h1><p>");
+    for (s, label) in [
+        ("", "all"),
+        ("open", "open"),
+        ("claimed", "claimed"),
+        ("decided", "decided"),
+        ("superseded", "superseded"),
+    ] {
+        if s == state {
+            let _ = write!(out, "<strong>{label}</strong> ");
+        } else {
+            let _ = write!(out, "<a href=\"/cases?state={s}\">{label}</a> ");
+        }
+    }
+    out.push_str(
+        "</p><table id=\"cases\"><tr><th>Case</th><th>Kind</th><th>Queue</th><th>State</th>\
+         <th>Reviewer</th><th>Clip</th><th>Opened</th><th>Decision</th></tr>",
+    );
+    for c in cases {
+        let _ = write!(
+            out,
+            "<tr><td><a href=\"/cases/{id}\">{id}</a></td><td>{}</td><td>{} / {}</td><td>{}</td>\
+             <td>{}</td><td><a href=\"/clips/{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
+            esc(&c.kind),
+            esc(&c.category),
+            esc(&c.audience),
+            esc(&c.state),
+            esc(c.reviewer.as_deref().unwrap_or_default()),
+            esc(&url_path(&c.clip_id)),
+            esc(&c.clip_id),
+            time(c.created_ms),
+            esc(c.decision.as_deref().unwrap_or_default()),
+            id = c.id
+        );
+    }
+    out.push_str("</table>");
+    if cases.len() >= 200 {
+        out.push_str("<p>The newest 200; `clipguard cases list` reaches the rest.</p>");
+    }
     out
 }
 
