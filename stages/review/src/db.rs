@@ -293,6 +293,19 @@ pub struct Decided {
     pub reason: String,
 }
 
+/// A case to open ([`Cases::insert_case`]).
+pub(crate) struct NewCase<'a> {
+    pub verdict: &'a Verdict,
+    /// `verdict`, `report` or `appeal`.
+    pub kind: &'static str,
+    pub category: &'a str,
+    pub audience: &'a str,
+    pub statement: Option<String>,
+    pub reports: i64,
+    /// An appeal's re-scan, encoded.
+    pub rescan: Option<Vec<u8>>,
+}
+
 /// The cases' database.
 #[derive(Debug, Clone)]
 pub struct Cases {
@@ -338,7 +351,7 @@ pub fn needs_review(v: &Verdict) -> bool {
             .is_some_and(|a| [a.adult, a.under_18, a.public_feed].contains(&review))
 }
 
-fn decision_text(d: &[Decision; 3]) -> String {
+pub(crate) fn decision_text(d: &[Decision; 3]) -> String {
     Audience::ALL
         .iter()
         .map(|a| format!("{}={}", a.name(), d[a.index()].word()))
@@ -484,27 +497,17 @@ impl Cases {
     pub async fn open(&self, v: &Verdict, now_ms: i64) -> Result<Option<i64>, ReviewError> {
         let (category, audience) = queue_of(v);
         let mut tx = self.write_tx().await?;
-        let row = sqlx::query(&self.sql(
-            "INSERT INTO review_cases
-                (clip_id, verdict_revision, category, audience, state, verdict, created_ms,
-                 verdict_engine)
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7)
-             ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
-             RETURNING id",
-        ))
-        .bind(v.clip_id.clone())
-        .bind(i64::from(v.revision))
-        .bind(category.clone())
-        .bind(audience.clone())
-        .bind(v.encode_to_vec())
-        .bind(now_ms)
-        .bind(v.engine.clone())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let id = match row {
-            Some(r) => r.try_get::<i64, _>("id").map_err(db)?,
-            None => return Ok(None),
+        let case = NewCase {
+            verdict: v,
+            kind: "verdict",
+            category: &category,
+            audience: &audience,
+            statement: None,
+            reports: 0,
+            rescan: None,
+        };
+        let Some(id) = self.insert_case(&mut tx, case, now_ms).await? else {
+            return Ok(None);
         };
         self.audit_in(
             &mut tx,
@@ -523,11 +526,67 @@ impl Cases {
         Ok(Some(id))
     }
 
+    /// Inserts an open case, once per clip, verdict revision and kind: its id, or `None` when
+    /// that case exists already.
+    pub(crate) async fn insert_case(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        c: NewCase<'_>,
+        now_ms: i64,
+    ) -> Result<Option<i64>, ReviewError> {
+        let row = sqlx::query(&self.sql(
+            "INSERT INTO review_cases
+                (clip_id, verdict_revision, kind, category, audience, state, verdict, created_ms,
+                 statement, reports, rescan, verdict_engine)
+             VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
+             RETURNING id",
+        ))
+        .bind(c.verdict.clip_id.clone())
+        .bind(i64::from(c.verdict.revision))
+        .bind(c.kind)
+        .bind(c.category.to_string())
+        .bind(c.audience.to_string())
+        .bind(c.verdict.encode_to_vec())
+        .bind(now_ms)
+        .bind(c.statement)
+        .bind(c.reports)
+        .bind(c.rescan)
+        .bind(c.verdict.engine.clone())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        row.map(|r| r.try_get::<i64, _>("id").map_err(db))
+            .transpose()
+    }
+
     /// A newer verdict revision of a clip (a re-scan, another reviewer's decision): cases of
     /// older revisions still open or claimed are `superseded` (no one decides a stale verdict);
     /// how many. A user's report stands: it is about the clip, not a revision.
     pub async fn supersede(&self, v: &Verdict, now_ms: i64) -> Result<u64, ReviewError> {
         let mut tx = self.write_tx().await?;
+        let n = self.supersede_in(&mut tx, v, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(n)
+    }
+
+    /// What the worker does with every verdict it consumes, in one transaction: keeps it in the
+    /// clip's history ([`Cases::record_verdict`]) and retires the cases it makes stale
+    /// ([`Cases::supersede`]); how many it retired.
+    pub async fn observe(&self, v: &Verdict, now_ms: i64) -> Result<u64, ReviewError> {
+        let mut tx = self.write_tx().await?;
+        self.record_in(&mut tx, v).await?;
+        let n = self.supersede_in(&mut tx, v, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(n)
+    }
+
+    async fn supersede_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        v: &Verdict,
+        now_ms: i64,
+    ) -> Result<u64, ReviewError> {
         let rows = sqlx::query(&self.sql(
             "UPDATE review_cases SET state = 'superseded', lease_until_ms = NULL
              WHERE clip_id = $1 AND verdict_revision < $2 AND state IN ('open', 'claimed')
@@ -536,13 +595,13 @@ impl Cases {
         ))
         .bind(v.clip_id.clone())
         .bind(i64::from(v.revision))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await
         .map_err(db)?;
         for r in &rows {
             let id: i64 = r.try_get("id").map_err(db)?;
             self.audit_in(
-                &mut tx,
+                tx,
                 now_ms,
                 "review-stage",
                 "supersede",
@@ -552,7 +611,6 @@ impl Cases {
             )
             .await?;
         }
-        tx.commit().await.map_err(db)?;
         Ok(rows.len() as u64)
     }
 
@@ -863,6 +921,13 @@ impl Cases {
 
     /// One case and its audit trail, oldest action first.
     pub async fn show(&self, case_id: i64) -> Result<(Case, Vec<AuditEntry>), ReviewError> {
+        let case = self.case(case_id).await?;
+        let audit = self.trail(&case).await?;
+        Ok((case, audit))
+    }
+
+    /// One case, without its audit trail.
+    pub async fn case(&self, case_id: i64) -> Result<Case, ReviewError> {
         let row = sqlx::query(&self.sql(&format!(
             "SELECT {CASE_COLUMNS} FROM review_cases WHERE id = $1"
         )))
@@ -871,21 +936,21 @@ impl Cases {
         .await
         .map_err(db)?
         .ok_or_else(|| ReviewError::NotFound(format!("case {case_id}")))?;
-        let case = case_of(&row)?;
+        case_of(&row)
+    }
+
+    /// A case's audit trail (and its clip's), oldest action first.
+    pub async fn trail(&self, case: &Case) -> Result<Vec<AuditEntry>, ReviewError> {
         let rows = sqlx::query(&self.sql(
             "SELECT at_ms, actor, action, case_id, clip_id, detail FROM review_audit
              WHERE case_id = $1 OR clip_id = $2 ORDER BY id",
         ))
-        .bind(case_id)
+        .bind(case.id)
         .bind(case.clip_id.clone())
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let audit = rows
-            .iter()
-            .map(audit_of)
-            .collect::<Result<Vec<_>, ReviewError>>()?;
-        Ok((case, audit))
+        rows.iter().map(audit_of).collect()
     }
 
     #[allow(clippy::too_many_arguments)]

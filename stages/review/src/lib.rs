@@ -455,12 +455,8 @@ impl Stage for ReviewStage {
         let now = now_ms();
         // Every revision is the clip's history (and what an appeal contests); a newer one
         // retires the cases of older ones.
-        cases
-            .record_verdict(&verdict)
-            .await
-            .map_err(into_stage_error)?;
         let retired = cases
-            .supersede(&verdict, now)
+            .observe(&verdict, now)
             .await
             .map_err(into_stage_error)?;
         if retired > 0 {

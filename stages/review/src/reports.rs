@@ -9,7 +9,7 @@ use prost::Message as _;
 use sqlx::Row as _;
 
 use crate::ReviewError;
-use crate::db::{Cases, MAX_REASON_CHARS, db};
+use crate::db::{Cases, MAX_REASON_CHARS, NewCase, db, decision_text};
 
 /// One verdict revision of a clip.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,24 +64,24 @@ fn check_text(what: &str, text: &str) -> Result<(), ReviewError> {
 
 fn decision_words(v: &Verdict) -> String {
     let a = v.audiences.unwrap_or_default();
-    Audience::ALL
-        .iter()
-        .map(|aud| {
-            format!(
-                "{}={}",
-                aud.name(),
-                Decision::try_from(aud.of(&a))
-                    .unwrap_or(Decision::Unspecified)
-                    .word()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    decision_text(
+        &Audience::ALL.map(|aud| Decision::try_from(aud.of(&a)).unwrap_or(Decision::Unspecified)),
+    )
 }
 
 impl Cases {
     /// Keeps a verdict revision in the clip's history (once per clip and revision).
     pub async fn record_verdict(&self, v: &Verdict) -> Result<(), ReviewError> {
+        let mut tx = self.write_tx().await?;
+        self.record_in(&mut tx, v).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(crate) async fn record_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        v: &Verdict,
+    ) -> Result<(), ReviewError> {
         sqlx::query(&self.sql(
             "INSERT INTO review_verdicts
                 (clip_id, revision, engine, decision, policy_version, decided_at_ms, verdict)
@@ -95,12 +95,11 @@ impl Cases {
         .bind(v.policy_version.clone())
         .bind(v.decided_at_ms)
         .bind(v.encode_to_vec())
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await
         .map_err(db)?;
         Ok(())
     }
-
     /// The clip's verdict revisions, oldest first.
     pub async fn history(&self, clip_id: &str) -> Result<Vec<Revision>, ReviewError> {
         let rows = sqlx::query(&self.sql(
@@ -203,25 +202,17 @@ impl Cases {
                 }
             }
             None => {
-                let row = sqlx::query(&self.sql(
-                    "INSERT INTO review_cases
-                        (clip_id, verdict_revision, kind, category, audience, state, verdict,
-                         created_ms, statement, reports, verdict_engine)
-                     VALUES ($1, $2, 'report', 'report', $3, 'open', $4, $5, $6, 1, $7)
-                     ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
-                     RETURNING id",
-                ))
-                .bind(clip_id.to_string())
-                .bind(i64::from(v.revision))
-                .bind(own.name())
-                .bind(v.encode_to_vec())
-                .bind(now_ms)
-                .bind(line.clone())
-                .bind(v.engine.clone())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-                let Some(row) = row else {
+                let case = NewCase {
+                    verdict: &v,
+                    kind: "report",
+                    category: "report",
+                    audience: own.name(),
+                    statement: Some(line.clone()),
+                    reports: 1,
+                    rescan: None,
+                };
+                let id = self.insert_case(&mut tx, case, now_ms).await?;
+                let Some(case_id) = id else {
                     return Err(ReviewError::Refused(format!(
                         "clip `{clip_id}` was already decided on a report at revision {}: \
                          report it again once its new revision is out",
@@ -229,7 +220,7 @@ impl Cases {
                     )));
                 };
                 Reported {
-                    case_id: row.try_get("id").map_err(db)?,
+                    case_id,
                     opened: true,
                     reports: 1,
                 }
@@ -303,32 +294,21 @@ impl Cases {
         let own = Audience::parse(&v.audience).unwrap_or(Audience::PublicFeed);
         let mut tx = self.write_tx().await?;
         self.lock_clip(&mut tx, clip_id).await?;
-        let row = sqlx::query(&self.sql(
-            "INSERT INTO review_cases
-                (clip_id, verdict_revision, kind, category, audience, state, verdict, created_ms,
-                 statement, rescan, verdict_engine)
-             VALUES ($1, $2, 'appeal', 'appeal', $3, 'open', $4, $5, $6, $7, $8)
-             ON CONFLICT (clip_id, verdict_revision, kind) DO NOTHING
-             RETURNING id",
-        ))
-        .bind(clip_id.to_string())
-        .bind(i64::from(v.revision))
-        .bind(own.name())
-        .bind(v.encode_to_vec())
-        .bind(now_ms)
-        .bind(format!("{appellant}: {}", statement.trim()))
-        .bind(rescan.map(|r| r.encode_to_vec()))
-        .bind(v.engine.clone())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(row) = row else {
+        let case = NewCase {
+            verdict: &v,
+            kind: "appeal",
+            category: "appeal",
+            audience: own.name(),
+            statement: Some(format!("{appellant}: {}", statement.trim())),
+            reports: 0,
+            rescan: rescan.map(|r| r.encode_to_vec()),
+        };
+        let Some(case_id) = self.insert_case(&mut tx, case, now_ms).await? else {
             return Err(ReviewError::Refused(format!(
                 "revision {} of clip `{clip_id}` is already appealed",
                 v.revision
             )));
         };
-        let case_id: i64 = row.try_get("id").map_err(db)?;
         let detail = match rescan {
             Some(r) => format!(
                 "appealed revision {} ({}); re-scan under policy {}: {}",

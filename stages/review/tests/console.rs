@@ -85,6 +85,11 @@ async fn http(
     }
     req.push_str("\r\n");
     req.push_str(&body);
+    exchange(addr, &req).await
+}
+
+/// Sends one whole request over a fresh connection; the reply.
+async fn exchange(addr: SocketAddr, req: &str) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
@@ -667,11 +672,17 @@ async fn the_console_refuses_without_a_session_or_csrf_token_and_a_form_decision
     assert_eq!(http(addr, "GET", "/", &alice, None, None).await.status, 303);
 }
 
-/// A JSON POST with optional HTTP Basic credentials.
-async fn post_json(addr: SocketAddr, path: &str, basic: Option<(&str, &str)>, body: &str) -> Reply {
+/// A POST of `body` as `content_type`, with optional HTTP Basic credentials.
+async fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    basic: Option<(&str, &str)>,
+    body: &str,
+) -> Reply {
     let mut req = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n",
         body.len()
     );
     if let Some((id, password)) = basic {
@@ -682,46 +693,20 @@ async fn post_json(addr: SocketAddr, path: &str, basic: Option<(&str, &str)>, bo
     }
     req.push_str("\r\n");
     req.push_str(body);
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Reply {
-        status,
-        headers: Vec::new(),
-        body,
-    }
+    exchange(addr, &req).await
+}
+
+/// A JSON POST with optional HTTP Basic credentials.
+async fn post_json(addr: SocketAddr, path: &str, basic: Option<(&str, &str)>, body: &str) -> Reply {
+    post(addr, path, "application/json", basic, body).await
 }
 
 /// What a cross-site `<form enctype="text/plain">` would send: the status.
-async fn post_form_as_text(addr: SocketAddr, path: &str, (id, password): (&str, &str)) -> u16 {
+async fn post_form_as_text(addr: SocketAddr, path: &str, creds: (&str, &str)) -> u16 {
     let body = r#"{"clip_id":"clip-console","reason":"r","reporter":"u"}"#;
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: text/plain\r\nContent-Length: {}\r\nAuthorization: Basic {}\r\n\r\n{body}",
-        body.len(),
-        base64(format!("{id}:{password}").as_bytes())
-    );
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    String::from_utf8_lossy(&raw)
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
+    post(addr, path, "text/plain", Some(creds), body)
+        .await
+        .status
 }
 
 fn base64(b: &[u8]) -> String {

@@ -352,13 +352,14 @@ fn url_word(s: &str) -> String {
         .collect()
 }
 
-/// The case, when `s` may see it: a reviewer the cases they hold, a lead or admin any.
+/// The case, when `s` may see it (a reviewer the cases they hold, a lead or admin any), and
+/// whether `s` holds it.
 async fn visible_case(
     st: &ConsoleState,
     s: &Session,
     id: i64,
-) -> Result<(crate::db::Case, Vec<crate::db::AuditEntry>, bool), Response> {
-    let (case, audit) = st.cases.show(id).await.map_err(failed)?;
+) -> Result<(crate::db::Case, bool), Response> {
+    let case = st.cases.case(id).await.map_err(failed)?;
     let holds = case.state == "claimed"
         && case.reviewer.as_deref() == Some(s.account.as_str())
         && case.lease_until_ms.is_some_and(|t| t >= now_ms());
@@ -368,7 +369,7 @@ async fn visible_case(
             "you do not hold this case: open the next one from a queue",
         ));
     }
-    Ok((case, audit, holds))
+    Ok((case, holds))
 }
 
 #[derive(Deserialize)]
@@ -397,7 +398,8 @@ async fn list_cases(State(st): St, headers: HeaderMap, Query(q): Query<ListQuery
 
 async fn show_case(State(st): St, headers: HeaderMap, Path(id): Path<i64>) -> Reply {
     let s = session_of(&st, &headers, true).await?;
-    let (case, audit, holds) = visible_case(&st, &s, id).await?;
+    let (case, holds) = visible_case(&st, &s, id).await?;
+    let audit = st.cases.trail(&case).await.map_err(failed)?;
     if !holds {
         // A lead or admin reading a case they do not hold is an access worth a line.
         st.cases
@@ -428,7 +430,7 @@ async fn frame(
     Query(q): Query<FrameQuery>,
 ) -> Reply {
     let s = session_of(&st, &headers, false).await?;
-    let (case, _, _) = visible_case(&st, &s, id).await?;
+    let (case, _) = visible_case(&st, &s, id).await?;
     let clear = match q.view.as_deref() {
         Some("clear") => true,
         None | Some("blurred") => false,
