@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod suite;
+
 /// What the test suite loads beyond what the default configuration does: the ONNX Runtime
 /// backend, the reasoning tests' model, the opt-in graphic frame model, and the face
 /// landmark and descriptor models.
@@ -123,6 +125,17 @@ impl Run {
             Ok(())
         } else {
             Err(format!("{name} failed ({status})"))
+        }
+    }
+
+    /// Records a phase run by other means, started at `started`.
+    fn record(&mut self, name: &str, started: Instant, ok: bool) -> Result<(), String> {
+        let seconds = started.elapsed().as_secs_f64();
+        self.phases.push((name.to_string(), seconds, ok));
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{name} failed"))
         }
     }
 
@@ -289,10 +302,22 @@ fn test(run: &mut Run) -> Result<(), String> {
     )?;
     // One build for everything below: the test executables and the `clipguard` binary the
     // model fetch, the reasoning tests' server and the end-to-end tests use.
-    run.phase(
-        "build (cargo test --no-run)",
-        &mut cargo(&["test", "--workspace", "--locked", "--no-run"]),
+    let root = std::env::current_dir().map_err(|e| format!("working directory: {e}"))?;
+    let target = std::path::absolute(target_dir()).map_err(|e| format!("target: {e}"))?;
+    let started = Instant::now();
+    println!("\n== build (cargo test --no-run)");
+    let (built, ok) = suite::build(
+        &mut cargo(&[
+            "test",
+            "--workspace",
+            "--locked",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ]),
+        &root,
+        &target,
     )?;
+    run.record("build (cargo test --no-run)", started, ok)?;
     let llama = {
         let mut c = with_env(sh("scripts/llama-server.sh"));
         c.env("CLIPGUARD_BIN", clipguard_bin());
@@ -327,22 +352,77 @@ fn test(run: &mut Run) -> Result<(), String> {
     let ops = ops.wait(run)?;
     let llama = llama.wait(run)?;
     let llama = llama.lines().last().unwrap_or_default().trim();
-    let mut c = with_env(cargo(&["test", "--workspace", "--locked"]));
+    let mut test_env: Vec<(String, std::ffi::OsString)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone().into()))
+        .collect();
     // CLIPGUARD_OPS_PYTHON=..., CLIPGUARD_PROMTOOL=...
     for (k, v) in ops.lines().filter_map(|l| l.split_once('=')) {
         if k.starts_with("CLIPGUARD_") {
-            c.env(k, v);
+            test_env.push((k.into(), v.into()));
         }
     }
-    c.env("CLIPGUARD_LLAMA_SERVER", llama)
-        // Broker, database, browser, model-server and reference-data tests must run here, never
-        // skip.
-        .env("CLIPGUARD_REQUIRE_BROKER", "1")
-        .env("CLIPGUARD_REQUIRE_POSTGRES", "1")
-        .env("CLIPGUARD_REQUIRE_BROWSER", "1")
-        .env("CLIPGUARD_REQUIRE_LLM", "1")
-        .env("CLIPGUARD_REQUIRE_CONFORMANCE", "1");
-    run.phase("cargo test", &mut c)
+    test_env.push(("CLIPGUARD_LLAMA_SERVER".into(), llama.into()));
+    // Broker, database, browser, model-server and reference-data tests must run here, never
+    // skip.
+    for k in [
+        "CLIPGUARD_REQUIRE_BROKER",
+        "CLIPGUARD_REQUIRE_POSTGRES",
+        "CLIPGUARD_REQUIRE_BROWSER",
+        "CLIPGUARD_REQUIRE_LLM",
+        "CLIPGUARD_REQUIRE_CONFORMANCE",
+    ] {
+        test_env.push((k.into(), "1".into()));
+    }
+    let cargo_bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut jobs = built.with_doctests(cargo_bin, &root);
+    let kept_at = logs.join("test-durations.tsv");
+    let mut kept = suite::Durations::load(&kept_at);
+    kept.order(&mut jobs.jobs);
+    let slots = test_slots()?;
+    let name = format!("tests ({} executables, {slots} at a time)", jobs.jobs.len());
+    println!("\n== {name}");
+    let started = Instant::now();
+    let outcomes = suite::run(jobs, slots, &test_env, &target, &logs.join("tests"))?;
+    suite::record(&mut kept, &outcomes);
+    kept.save(&kept_at);
+    let mut by_time: Vec<_> = outcomes.iter().collect();
+    by_time.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    println!("\n== test executables, slowest first (wall clock; CPU time, children included)");
+    for o in by_time.iter().take(12) {
+        let cpu = o.cpu.map(|c| format!("{c:>8.1} CPU-s")).unwrap_or_default();
+        println!("  {:<48} {:>8.1} s {cpu}", o.name, o.seconds);
+    }
+    let cpu: f64 = outcomes.iter().filter_map(|o| o.cpu).sum();
+    println!(
+        "  {:<48} {:>8.1} s {cpu:>8.1} CPU-s",
+        "all, one after another",
+        outcomes.iter().map(|o| o.seconds).sum::<f64>()
+    );
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .map(|o| o.name.as_str())
+        .collect();
+    run.record(&name, started, failed.is_empty())?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed: {}", failed.join(", ")))
+    }
+}
+
+/// How many test executables run at once: `CLIPGUARD_TEST_JOBS`, else one more than the cores
+/// (most of a test's time is spent waiting, not computing).
+fn test_slots() -> Result<usize, String> {
+    match std::env::var("CLIPGUARD_TEST_JOBS") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("CLIPGUARD_TEST_JOBS={v:?}: want a positive whole number")),
+        Err(_) => Ok(std::thread::available_parallelism().map_or(2, |n| n.get() + 1)),
+    }
 }
 
 /// `cargo xtask demo`: sample clips through every stage on an embedded broker.

@@ -868,8 +868,13 @@ impl Cases {
             }
         }
         let n = items.len();
-        if n > 0 {
-            emit(items).await?;
+        if n > 0
+            && let Err(e) = emit(items).await
+        {
+            // Release the row locks now: a dropped transaction is rolled back only when its
+            // connection is next used, and until then another publish would skip these rows.
+            let _ = tx.rollback().await;
+            return Err(e);
         }
         for id in ids {
             sqlx::query(&self.sql("UPDATE review_outbox SET sent_ms = $1 WHERE id = $2"))
