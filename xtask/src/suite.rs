@@ -22,6 +22,8 @@ pub struct Job {
     pub name: String,
     cmd: Vec<OsString>,
     dir: PathBuf,
+    /// Run by cargo (the doctests), which sets the test's environment itself.
+    by_cargo: bool,
 }
 
 /// What the build says the suite is: the executables, and the folders of native libraries
@@ -57,6 +59,7 @@ impl Suite {
                         name: name.display().to_string(),
                         cmd: vec![exe.into()],
                         dir: Path::new(manifest).parent().unwrap_or(root).to_path_buf(),
+                        by_cargo: false,
                     });
                 }
                 Some("build-script-executed") => {
@@ -89,6 +92,7 @@ impl Suite {
                 )
                 .collect(),
             dir: root.to_path_buf(),
+            by_cargo: true,
         });
         self
     }
@@ -196,10 +200,15 @@ pub fn run(
                 .try_clone()
                 .map_err(|e| format!("{}: {e}", log.display()))?;
             let mut c = Command::new(&job.cmd[0]);
+            if !job.by_cargo {
+                // What cargo gives a test it runs. Never to cargo itself: a build script that
+                // watches CARGO_MANIFEST_DIR (ring's does) would run again, and everything
+                // above it be rebuilt, here and in the next build.
+                c.env("CARGO_MANIFEST_DIR", &job.dir)
+                    .env("LD_LIBRARY_PATH", &library_path);
+            }
             c.args(&job.cmd[1..])
                 .current_dir(&job.dir)
-                .env("CARGO_MANIFEST_DIR", &job.dir)
-                .env("LD_LIBRARY_PATH", &library_path)
                 .stdin(Stdio::null())
                 .stdout(file)
                 .stderr(err);
@@ -313,6 +322,7 @@ mod tests {
             name: name.into(),
             cmd: vec![],
             dir: PathBuf::new(),
+            by_cargo: false,
         };
         let mut jobs = vec![job("a"), job("b"), job("new"), job("c")];
         let kept = Durations([("a".into(), 1.0), ("b".into(), 30.0), ("c".into(), 5.0)].into());
