@@ -7,6 +7,14 @@
 //!   gives no usable session), the account, the session's CSRF token and when it ends.
 //!
 //! Every change and every sign-in (failed ones too) is written to the audit log.
+//!
+//! Guessing is throttled per account, in the database (so across every worker): after
+//! [`FREE_FAILURES`] wrong passwords in a row an account waits before its next try is even
+//! checked, 30 s after the 5th, doubling with each further failure up to 15 minutes. A right
+//! password resets the run; so does an admin setting a new password or enabling the account.
+//! A throttled try is refused without looking at the password and answered as any failed
+//! sign-in (same message, same time), so it tells a guesser nothing, and is audited as
+//! `sign_in_throttled`. Throttling slows a guesser without locking the owner out for good.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -61,6 +69,47 @@ pub struct Account {
     pub role: Role,
     pub created_ms: i64,
     pub disabled_ms: Option<i64>,
+    /// Wrong passwords in a row since the last sign-in.
+    pub failed_signins: i64,
+    /// Until when a sign-in is refused unchecked, after repeated failures.
+    pub throttled_until_ms: Option<i64>,
+}
+
+impl Account {
+    /// `active`, `disabled`, or how it stands after failed sign-ins.
+    pub fn standing(&self, now_ms: i64) -> String {
+        if self.disabled_ms.is_some() {
+            return "disabled".into();
+        }
+        match (self.failed_signins, self.throttled_until_ms) {
+            (n, Some(until)) if until > now_ms => format!(
+                "throttled ({n} failed sign-ins in a row; the next try is checked in {} s)",
+                seconds_up(until - now_ms)
+            ),
+            (0, _) => "active".into(),
+            (n, _) => format!("active ({n} failed sign-ins in a row)"),
+        }
+    }
+}
+
+/// Milliseconds as whole seconds, rounded up (a wait of 0.2 s is "1 s", never "0 s").
+fn seconds_up(ms: i64) -> i64 {
+    (ms + 999) / 1000
+}
+
+/// Failed sign-ins in a row an account may have before it must wait.
+pub const FREE_FAILURES: i64 = 5;
+
+/// How long an account waits after its `failures`-th failure in a row: nothing for the first
+/// [`FREE_FAILURES`] − 1, then 30 s, doubling each time, at most 15 minutes.
+pub fn throttle_ms(failures: i64) -> i64 {
+    const FIRST_MS: i64 = 30_000;
+    const MAX_MS: i64 = 15 * 60_000;
+    if failures < FREE_FAILURES {
+        return 0;
+    }
+    let doublings = (failures - FREE_FAILURES).min(10) as u32;
+    (FIRST_MS << doublings).min(MAX_MS)
 }
 
 /// A signed-in console session.
@@ -227,6 +276,17 @@ impl Cases {
                 .map_err(db)?;
             changes.push(format!("role {}", role.name()));
         }
+        if hash.is_some() || disabled == Some(false) {
+            // A new password or a re-enabled account starts without a run of failures.
+            sqlx::query(&self.sql(
+                "UPDATE review_accounts SET failed_signins = 0, throttled_until_ms = NULL
+                 WHERE id = $1",
+            ))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         if let Some(hash) = hash {
             sqlx::query(&self.sql("UPDATE review_accounts SET password_hash = $1 WHERE id = $2"))
                 .bind(hash)
@@ -262,7 +322,8 @@ impl Cases {
     /// Every account, by id.
     pub async fn accounts(&self) -> Result<Vec<Account>, ReviewError> {
         let rows = sqlx::query(
-            "SELECT id, role, created_ms, disabled_ms FROM review_accounts ORDER BY id",
+            "SELECT id, role, created_ms, disabled_ms, failed_signins, throttled_until_ms
+             FROM review_accounts ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -274,47 +335,112 @@ impl Cases {
                     role: Role::parse(&r.try_get::<String, _>("role").map_err(db)?)?,
                     created_ms: r.try_get("created_ms").map_err(db)?,
                     disabled_ms: r.try_get("disabled_ms").map_err(db)?,
+                    failed_signins: r.try_get("failed_signins").map_err(db)?,
+                    throttled_until_ms: r.try_get("throttled_until_ms").map_err(db)?,
                 })
             })
             .collect()
     }
 
-    /// Checks an account's password: its role, or `None` for a wrong id or password or a
-    /// disabled account (the same answer for each, in the same time). A failure is audited.
+    /// Checks an account's password: its role, or `None` for a wrong id or password, a
+    /// disabled account or one throttled after repeated failures (the same answer for each, in
+    /// the same time). A failure is audited and counts towards the account's throttle.
     pub async fn authenticate(
         &self,
         id: &str,
         password: &str,
         now_ms: i64,
     ) -> Result<Option<Role>, ReviewError> {
-        let row =
-            if check_reviewer(id).is_ok() {
-                sqlx::query(&self.sql(
-                    "SELECT password_hash, role, disabled_ms FROM review_accounts WHERE id = $1",
-                ))
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?
-            } else {
-                None
-            };
-        let (stored, role, disabled) = match &row {
+        let row = if check_reviewer(id).is_ok() {
+            sqlx::query(&self.sql(
+                "SELECT password_hash, role, disabled_ms, failed_signins, throttled_until_ms
+                 FROM review_accounts WHERE id = $1",
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+        } else {
+            None
+        };
+        let (mut stored, role, disabled, throttled_until) = match &row {
             Some(r) => (
                 Some(r.try_get::<String, _>("password_hash").map_err(db)?),
                 Some(r.try_get::<String, _>("role").map_err(db)?),
                 r.try_get::<Option<i64>, _>("disabled_ms").map_err(db)?,
+                r.try_get::<Option<i64>, _>("throttled_until_ms")
+                    .map_err(db)?,
             ),
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
+        let throttled = throttled_until.filter(|&until| until > now_ms);
+        if throttled.is_some() {
+            // Not checked: a throttled account's right password must not be learnt either.
+            // The dummy hash is still verified, so the answer takes a failure's time.
+            stored = None;
+        }
         if verify_password(password, stored).await && disabled.is_none() {
+            if row
+                .as_ref()
+                .is_some_and(|r| r.try_get::<i64, _>("failed_signins").is_ok_and(|n| n > 0))
+            {
+                sqlx::query(&self.sql(
+                    "UPDATE review_accounts SET failed_signins = 0, throttled_until_ms = NULL
+                     WHERE id = $1",
+                ))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            }
             return Ok(Some(Role::parse(role.as_deref().unwrap_or_default())?));
         }
-        // An id that names no account is not written down: it may be a password typed in the
-        // wrong field.
-        let actor = if row.is_some() { id } else { "?" };
-        self.audit(actor, "sign_in_failed", None, "", now_ms)
+        let Some(_) = row else {
+            // An id that names no account is not written down: it may be a password typed in
+            // the wrong field.
+            self.audit("?", "sign_in_failed", None, "", now_ms).await?;
+            return Ok(None);
+        };
+        if let Some(until) = throttled {
+            let detail = format!(
+                "refused unchecked after repeated failures: the next try is checked in {} s",
+                seconds_up(until - now_ms)
+            );
+            self.audit(id, "sign_in_throttled", None, &detail, now_ms)
+                .await?;
+            return Ok(None);
+        }
+        // One statement, so failures counted by two workers at once are both counted.
+        let mut tx = self.write_tx().await?;
+        let failures: i64 = sqlx::query(&self.sql(
+            "UPDATE review_accounts SET failed_signins = failed_signins + 1 WHERE id = $1
+             RETURNING failed_signins",
+        ))
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?
+        .try_get("failed_signins")
+        .map_err(db)?;
+        let wait = throttle_ms(failures);
+        let mut detail = String::new();
+        if wait > 0 {
+            sqlx::query(
+                &self.sql("UPDATE review_accounts SET throttled_until_ms = $1 WHERE id = $2"),
+            )
+            .bind(now_ms + wait)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            detail = format!(
+                "{failures} failures in a row: the next try is checked after {} s",
+                wait / 1000
+            );
+        }
+        self.audit_in(&mut tx, now_ms, id, "sign_in_failed", None, "", &detail)
             .await?;
+        tx.commit().await.map_err(db)?;
         Ok(None)
     }
 

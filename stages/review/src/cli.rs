@@ -369,15 +369,12 @@ async fn accounts(
             let list = cases.accounts().await?;
             list.iter()
                 .map(|a| {
-                    let standing = if a.disabled_ms.is_some() {
-                        "disabled"
-                    } else {
-                        "active"
-                    };
+                    let standing = a.standing(now);
                     if json {
                         serde_json::json!({
                             "id": a.id, "role": a.role.name(), "standing": standing,
-                            "created_ms": a.created_ms,
+                            "created_ms": a.created_ms, "failed_signins": a.failed_signins,
+                            "throttled_until_ms": a.throttled_until_ms,
                         })
                         .to_string()
                     } else {

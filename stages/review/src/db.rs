@@ -44,7 +44,7 @@ pub fn check_reviewer(id: &str) -> Result<(), ReviewError> {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: cases, the outbox and the audit log.
 const V1_POSTGRES: &[&str] = &[
@@ -227,6 +227,14 @@ const V3_SQLITE: &[&str] = &[
         decided_at_ms INTEGER NOT NULL,
         verdict BLOB NOT NULL,
         PRIMARY KEY (clip_id, revision))",
+];
+
+/// Version 4: an account's run of failed sign-ins and the time it may try again (see
+/// `accounts::throttle_ms`). The same statements on both databases (BIGINT has SQLite's
+/// integer affinity).
+const V4: &[&str] = &[
+    "ALTER TABLE review_accounts ADD COLUMN failed_signins BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE review_accounts ADD COLUMN throttled_until_ms BIGINT",
 ];
 
 /// One review case.
@@ -479,6 +487,11 @@ impl Cases {
                 );
             }
             for s in v3 {
+                sqlx::query(s).execute(&mut *tx).await.map_err(db)?;
+            }
+        }
+        if version < 4 {
+            for s in V4 {
                 sqlx::query(s).execute(&mut *tx).await.map_err(db)?;
             }
         }

@@ -554,6 +554,141 @@ async fn reports_and_appeals(cases: &Cases) {
     ));
 }
 
+/// Guessing a password is throttled per account: after five wrong passwords in a row the
+/// account waits, 30 s then doubling, before a try is even checked (the right password
+/// included); a right password after the wait, or an admin enabling the account, resets the
+/// run. Every refusal is audited; an unknown id leaves no state behind.
+async fn sign_in_throttling(cases: &Cases) {
+    use clipguard_review::accounts::{Role, throttle_ms};
+    let t0 = 50_000_000;
+    let good = "the right long password";
+    cases
+        .add_account("admin", "tess", Role::Reviewer, good, t0)
+        .await
+        .unwrap();
+    let standing = async |now| {
+        let all = cases.accounts().await.unwrap();
+        all.into_iter()
+            .find(|a| a.id == "tess")
+            .unwrap()
+            .standing(now)
+    };
+    for i in 1..=4 {
+        assert_eq!(
+            cases
+                .authenticate("tess", "wrong guess", t0 + i)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        standing(t0 + 4).await,
+        "active (4 failed sign-ins in a row)"
+    );
+    // The fourth failure costs nothing: the right password still works, and resets the run.
+    assert_eq!(
+        cases.authenticate("tess", good, t0 + 5).await.unwrap(),
+        Some(Role::Reviewer)
+    );
+    assert_eq!(standing(t0 + 5).await, "active");
+    for i in 1..=5 {
+        assert_eq!(
+            cases
+                .authenticate("tess", "wrong guess", t0 + 10 + i)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(throttle_ms(5), 30_000);
+    let t1 = t0 + 15;
+    assert_eq!(
+        standing(t1).await,
+        "throttled (5 failed sign-ins in a row; the next try is checked in 30 s)"
+    );
+    // While it waits, even the right password is refused unchecked, and the run is not longer.
+    assert_eq!(
+        cases.authenticate("tess", good, t1 + 29_000).await.unwrap(),
+        None
+    );
+    assert!(
+        standing(t1 + 29_000)
+            .await
+            .starts_with("throttled (5 failed")
+    );
+    // After the wait a wrong password doubles it; the right one resets everything.
+    assert_eq!(
+        cases
+            .authenticate("tess", "wrong guess", t1 + 30_000)
+            .await
+            .unwrap(),
+        None
+    );
+    let t2 = t1 + 30_000;
+    assert_eq!(
+        standing(t2).await,
+        "throttled (6 failed sign-ins in a row; the next try is checked in 60 s)"
+    );
+    assert_eq!(
+        cases.authenticate("tess", good, t2 + 60_000).await.unwrap(),
+        Some(Role::Reviewer)
+    );
+    assert_eq!(standing(t2 + 60_000).await, "active");
+    // An admin enabling the account clears a throttle at once.
+    for i in 1..=5 {
+        cases
+            .authenticate("tess", "wrong guess", t2 + 70_000 + i)
+            .await
+            .unwrap();
+    }
+    let t3 = t2 + 70_005;
+    assert!(
+        standing(t3).await.starts_with("throttled (5 failed"),
+        "{}",
+        standing(t3).await
+    );
+    assert_eq!(throttle_ms(7), 120_000);
+    assert_eq!(throttle_ms(100), 15 * 60_000);
+    cases
+        .change_account("admin", "tess", None, None, Some(false), t3 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        cases.authenticate("tess", good, t3 + 2).await.unwrap(),
+        Some(Role::Reviewer)
+    );
+    // Unknown ids are audited as `?` and never get a row.
+    for i in 0..6 {
+        cases
+            .authenticate("nobody-here", "x", t3 + 10 + i)
+            .await
+            .unwrap();
+    }
+    assert!(
+        cases
+            .accounts()
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.id != "nobody-here")
+    );
+    let audit = cases.audit_recent(500).await.unwrap();
+    let count = |action: &str| {
+        audit
+            .iter()
+            .filter(|e| e.actor == "tess" && e.action == action)
+            .count()
+    };
+    assert_eq!(count("sign_in_failed"), 4 + 5 + 1 + 5);
+    assert_eq!(count("sign_in_throttled"), 1);
+    assert!(
+        audit.iter().any(|e| e.action == "sign_in_throttled"
+            && e.detail.contains("the next try is checked in 1 s")),
+        "{audit:?}"
+    );
+}
+
 #[tokio::test]
 async fn cases_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -561,6 +696,7 @@ async fn cases_on_sqlite() {
     let cases = Cases::connect(&url, 4).await.unwrap();
     life_of_cases(&cases).await;
     reports_and_appeals(&cases).await;
+    sign_in_throttling(&cases).await;
     // Reopening applies nothing twice and keeps the cases (the decided case, appeal and
     // report).
     let again = Cases::connect(&url, 4).await.unwrap();
@@ -575,6 +711,7 @@ async fn cases_on_postgres_and_concurrent_reviewers_never_share_a_case() {
     let cases = Cases::connect(&pg.url, 32).await.unwrap();
     life_of_cases(&cases).await;
     reports_and_appeals(&cases).await;
+    sign_in_throttling(&cases).await;
     // Connecting again applies nothing twice.
     Cases::connect(&pg.url, 2).await.unwrap();
 
@@ -716,6 +853,22 @@ async fn a_version_1_sqlite_database_is_migrated_with_its_cases() {
     let r = cases.report("clip-old", "spam", "u1", 11).await.unwrap();
     assert!(r.opened);
     assert_eq!(cases.list("open", 10).await.unwrap().len(), 3);
+    accounts_count_failures(&cases).await;
+}
+
+/// A migrated database has accounts with version 4's run of failed sign-ins.
+async fn accounts_count_failures(cases: &Cases) {
+    use clipguard_review::accounts::Role;
+    cases
+        .add_account("admin", "mia", Role::Lead, "a migrated long password", 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        cases.authenticate("mia", "wrong guess", 21).await.unwrap(),
+        None
+    );
+    let mia = cases.accounts().await.unwrap().remove(0);
+    assert_eq!((mia.failed_signins, mia.throttled_until_ms), (1, None));
 }
 
 async fn postgres_version_1_is_migrated(url: &str) {
@@ -779,5 +932,6 @@ async fn postgres_version_1_is_migrated(url: &str) {
             .opened
     );
     assert_eq!(cases.list("open", 10).await.unwrap().len(), 2);
+    accounts_count_failures(&cases).await;
     Cases::connect(&old_url, 2).await.unwrap();
 }

@@ -269,7 +269,10 @@ async fn sign_in(State(st): St, headers: HeaderMap, Form(f): Form<SignInForm>) -
         None => Ok(sign_in_form(
             &st,
             StatusCode::UNAUTHORIZED,
-            Some("Wrong account or password, or the account is disabled."),
+            Some(
+                "Wrong account or password, or the account is disabled, or it failed too often \
+                 and must wait (up to 15 minutes) before its next try is checked.",
+            ),
         )),
     }
 }
@@ -539,7 +542,7 @@ async fn accounts(State(st): St, headers: HeaderMap, Query(q): Query<AccountsQue
     need(&s, Role::Admin)?;
     let list = st.cases.accounts().await.map_err(failed)?;
     let note = q.note.map(|n| format!("Account {} saved.", url_word(&n)));
-    let body = pages::accounts(&list, &s.csrf, note.as_deref());
+    let body = pages::accounts(&list, &s.csrf, note.as_deref(), now_ms());
     Ok(page(StatusCode::OK, "Accounts", Some(&s), &body))
 }
 

@@ -589,7 +589,7 @@ pub fn audit_table(audit: &[AuditEntry]) -> String {
     out
 }
 
-pub fn accounts(accounts: &[Account], csrf: &str, note: Option<&str>) -> String {
+pub fn accounts(accounts: &[Account], csrf: &str, note: Option<&str>, now_ms: i64) -> String {
     let mut out = String::from("<h1>Accounts</h1>");
     if let Some(note) = note {
         let _ = write!(out, "<p class=\"note\">{}</p>", esc(note));
@@ -621,11 +621,7 @@ pub fn accounts(accounts: &[Account], csrf: &str, note: Option<&str>) -> String 
              <button>Change</button></form></td></tr>",
             a.role.name(),
             time(a.created_ms),
-            if a.disabled_ms.is_some() {
-                "disabled"
-            } else {
-                "active"
-            },
+            esc(&a.standing(now_ms)),
             roles(a.role),
             id = esc(&a.id),
             csrf = esc(csrf)
