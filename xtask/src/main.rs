@@ -210,12 +210,19 @@ impl Background {
 }
 
 fn sh(script: &str) -> Command {
-    Command::new(script)
+    let mut c = Command::new(script);
+    // As for `cargo` below: the scripts run cargo too.
+    c.env_remove("CARGO_MANIFEST_DIR");
+    c
 }
 
+/// A cargo command, without the `CARGO_MANIFEST_DIR` that `cargo xtask` gave this process: a
+/// build script that watches it (ring's does) would otherwise run again whenever builds alternate
+/// between this task and a plain `cargo test` (or another clone's xtask), and everything above
+/// it be rebuilt.
 fn cargo(args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.args(args);
+    c.args(args).env_remove("CARGO_MANIFEST_DIR");
     c
 }
 

@@ -200,10 +200,13 @@ pub fn run(
                 .try_clone()
                 .map_err(|e| format!("{}: {e}", log.display()))?;
             let mut c = Command::new(&job.cmd[0]);
-            if !job.by_cargo {
-                // What cargo gives a test it runs. Never to cargo itself: a build script that
-                // watches CARGO_MANIFEST_DIR (ring's does) would run again, and everything
-                // above it be rebuilt, here and in the next build.
+            if job.by_cargo {
+                // Never to cargo itself: a build script that watches CARGO_MANIFEST_DIR (ring's
+                // does) would run again, and everything above it be rebuilt, here and in the
+                // next build.
+                c.env_remove("CARGO_MANIFEST_DIR");
+            } else {
+                // What cargo gives a test it runs.
                 c.env("CARGO_MANIFEST_DIR", &job.dir)
                     .env("LD_LIBRARY_PATH", &library_path);
             }
