@@ -3,7 +3,6 @@
 //! audited; the review worker publishes what a decision queued).
 
 use clap::{Args, Subcommand, ValueEnum};
-use clipguard_pipeline::now_ms;
 use clipguard_schemas::Decision;
 
 use crate::ReviewConfig;
@@ -212,7 +211,7 @@ fn case_line(c: &Case) -> String {
 pub async fn run(cfg: &ReviewConfig, args: CasesArgs) -> anyhow::Result<String> {
     let url = args.database_url.clone().unwrap_or_else(|| cfg.url());
     let cases = Cases::connect(&url, 2).await?;
-    let now = now_ms();
+    let now = cases.now_ms();
     let json = args.json;
     Ok(match args.command {
         CasesCommand::Queues => {

@@ -13,6 +13,8 @@
 //! The schema is applied at connect (`review_schema` records its version).
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use clipguard_policy::Audience;
@@ -319,6 +321,20 @@ pub(crate) struct NewCase<'a> {
 pub struct Cases {
     pub(crate) pool: AnyPool,
     pub(crate) postgres: bool,
+    clock: Arc<Clock>,
+}
+
+/// The one clock every worker and terminal of a database agrees on: the database's. Leases,
+/// throttles and decision times are compared across processes on several machines, so each
+/// reads this process's clock corrected by its measured offset from PostgreSQL's
+/// (`clock_timestamp()`, re-measured by [`Cases::sync_clock`]). A SQLite file lives on one
+/// machine: its offset stays 0.
+#[derive(Debug, Default)]
+struct Clock {
+    /// The database's clock minus this process's, in ms.
+    offset_ms: AtomicI64,
+    /// Added to this process's clock: only for tests that play a machine whose clock is off.
+    local_error_ms: AtomicI64,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> ReviewError {
@@ -402,9 +418,58 @@ impl Cases {
             .connect_with(options)
             .await
             .map_err(db)?;
-        let cases = Self { pool, postgres };
+        let cases = Self {
+            pool,
+            postgres,
+            clock: Arc::default(),
+        };
         cases.apply_schema().await?;
+        cases.sync_clock().await?;
         Ok(cases)
+    }
+
+    /// Now, in ms since the epoch, on the database's clock (see [`Clock`]).
+    pub fn now_ms(&self) -> i64 {
+        self.local_ms() + self.clock.offset_ms.load(Ordering::Relaxed)
+    }
+
+    fn local_ms(&self) -> i64 {
+        clipguard_pipeline::now_ms() + self.clock.local_error_ms.load(Ordering::Relaxed)
+    }
+
+    /// Measures this process's clock against PostgreSQL's (half the round trip is the error);
+    /// returns the offset in ms. Workers call it at connect and every minute; an offset over a
+    /// second is logged, since this machine's clock is then wrong.
+    pub async fn sync_clock(&self) -> Result<i64, ReviewError> {
+        if !self.postgres {
+            return Ok(0);
+        }
+        let before = self.local_ms();
+        let db_ms: i64 = sqlx::query(
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now_ms",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?
+        .try_get("now_ms")
+        .map_err(db)?;
+        let after = self.local_ms();
+        let offset = db_ms - (before + after) / 2;
+        let old = self.clock.offset_ms.swap(offset, Ordering::Relaxed);
+        if offset.abs() > 1000 && (old - offset).abs() > 100 {
+            tracing::warn!(
+                offset_ms = offset,
+                "this machine's clock is off the review database's; leases and times use the database's"
+            );
+        }
+        Ok(offset)
+    }
+
+    /// Plays a machine whose clock is `ms` ahead (negative: behind), for tests of the shared
+    /// clock. The corrected clock is right again after the next [`Cases::sync_clock`].
+    #[doc(hidden)]
+    pub fn pretend_local_clock_is_off_by(&self, ms: i64) {
+        self.clock.local_error_ms.store(ms, Ordering::Relaxed);
     }
 
     /// A transaction that writes: on SQLite it takes the write lock at once (`BEGIN
@@ -846,7 +911,7 @@ impl Cases {
         if rows.is_empty() {
             return Ok(0);
         }
-        let now = clipguard_pipeline::now_ms();
+        let now = self.now_ms();
         let (mut ids, mut items) = (Vec::new(), Vec::new());
         for r in rows {
             let id: i64 = r.try_get("id").map_err(db)?;

@@ -24,7 +24,7 @@ pub mod reports;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError, now_ms};
+use clipguard_pipeline::{Emitter, ProcessCtx, Record, Stage, StageError};
 use clipguard_schemas::names::stage;
 use clipguard_schemas::{Enforcement, Verdict};
 use serde::Deserialize;
@@ -388,7 +388,9 @@ pub async fn take_report(
     reason: &str,
     reporter: &str,
 ) -> Result<reports::Reported, ReviewError> {
-    let r = cases.report(clip_id, reason, reporter, now_ms()).await?;
+    let r = cases
+        .report(clip_id, reason, reporter, cases.now_ms())
+        .await?;
     metrics.received("report");
     tracing::info!(
         clip_id,
@@ -423,7 +425,13 @@ pub async fn take_appeal(
         None => None,
     };
     let a = cases
-        .appeal(clip_id, statement, appellant, rescan.as_ref(), now_ms())
+        .appeal(
+            clip_id,
+            statement,
+            appellant,
+            rescan.as_ref(),
+            cases.now_ms(),
+        )
         .await?;
     metrics.received("appeal");
     tracing::info!(clip_id, case = a.case_id, "appeal taken");
@@ -452,7 +460,7 @@ impl Stage for ReviewStage {
         _ctx: &ProcessCtx,
     ) -> Result<Vec<Record>, StageError> {
         let cases = self.cases().await.map_err(into_stage_error)?;
-        let now = now_ms();
+        let now = cases.now_ms();
         // Every revision is the clip's history (and what an appeal contests); a newer one
         // retires the cases of older ones.
         let retired = cases
@@ -487,6 +495,7 @@ impl Stage for ReviewStage {
         let every = Duration::from_secs_f64(self.config.publish_interval_s);
         tokio::spawn(async move {
             let mut last_count: Option<std::time::Instant> = None;
+            let mut last_sync = std::time::Instant::now();
             loop {
                 let Some(stage) = stage.upgrade() else {
                     return;
@@ -496,10 +505,17 @@ impl Stage for ReviewStage {
                 }
                 if last_count.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
                     last_count = Some(std::time::Instant::now());
-                    if let Ok(cases) = stage.cases().await
-                        && let Ok(queues) = cases.queues(now_ms()).await
-                    {
-                        stage.metrics.queues(&queues);
+                    if let Ok(cases) = stage.cases().await {
+                        // The database's clock, re-measured every minute (see `Cases::now_ms`).
+                        if last_sync.elapsed() >= Duration::from_secs(60) {
+                            last_sync = std::time::Instant::now();
+                            if let Err(e) = cases.sync_clock().await {
+                                tracing::warn!(error = %e, "review database clock");
+                            }
+                        }
+                        if let Ok(queues) = cases.queues(cases.now_ms()).await {
+                            stage.metrics.queues(&queues);
+                        }
                     }
                 }
                 match stage.publish(emitter.as_ref()).await {

@@ -747,6 +747,7 @@ async fn cases_on_postgres_and_concurrent_reviewers_never_share_a_case() {
 
     // A database made by the first release (version 1) is migrated in place.
     postgres_version_1_is_migrated(&pg.url).await;
+    machines_whose_clocks_disagree_agree_on_a_lease(&pg.url).await;
 
     // 200 cases in one queue; 16 reviewers pull at once until it is empty.
     let t0 = 2_000_000;
@@ -854,6 +855,51 @@ async fn a_version_1_sqlite_database_is_migrated_with_its_cases() {
     assert!(r.opened);
     assert_eq!(cases.list("open", 10).await.unwrap().len(), 3);
     accounts_count_failures(&cases).await;
+}
+
+/// Two workers on machines whose clocks are 10 minutes apart read one clock, the database's:
+/// a lease one takes holds against the other. On their own clocks the machine running ahead
+/// would see the lease long expired and take the case.
+async fn machines_whose_clocks_disagree_agree_on_a_lease(url: &str) {
+    let ahead = Cases::connect(url, 2).await.unwrap();
+    let behind = Cases::connect(url, 2).await.unwrap();
+    let ten_minutes = 10 * 60_000;
+    ahead.pretend_local_clock_is_off_by(ten_minutes);
+    behind.pretend_local_clock_is_off_by(-ten_minutes);
+    let a = ahead.sync_clock().await.unwrap();
+    let b = behind.sync_clock().await.unwrap();
+    assert!((a + ten_minutes).abs() < 1_000, "{a}");
+    assert!((b - ten_minutes).abs() < 1_000, "{b}");
+    assert!((ahead.now_ms() - behind.now_ms()).abs() < 1_000);
+
+    let v = verdict("clip-clocks", "extremism_hate", 0);
+    assert!(behind.open(&v, behind.now_ms()).await.unwrap().is_some());
+    let lease_ms = 60_000;
+    let held = behind
+        .claim("rita", "extremism_hate", "", lease_ms, behind.now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ahead
+            .claim("sam", "extremism_hate", "", lease_ms, ahead.now_ms())
+            .await
+            .unwrap(),
+        None,
+        "the lease is live on the database's clock"
+    );
+    // What the machine ahead would have done on its own clock.
+    let stolen = ahead
+        .claim(
+            "sam",
+            "extremism_hate",
+            "",
+            lease_ms,
+            clipguard_pipeline::now_ms() + ten_minutes,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stolen.map(|c| c.id), Some(held.id));
 }
 
 /// A migrated database has accounts with version 4's run of failed sign-ins.

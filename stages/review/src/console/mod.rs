@@ -32,7 +32,6 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use clipguard_pipeline::now_ms;
 use clipguard_schemas::Decision;
 use serde::Deserialize;
 
@@ -175,7 +174,11 @@ async fn session_of(
     page: bool,
 ) -> Result<Session, Response> {
     let found = match cookie(headers, SESSION_COOKIE) {
-        Some(token) => st.cases.session(&token, now_ms()).await.map_err(failed)?,
+        Some(token) => st
+            .cases
+            .session(&token, st.cases.now_ms())
+            .await
+            .map_err(failed)?,
         None => None,
     };
     found.filter(|s| s.role >= Role::Reviewer).ok_or_else(|| {
@@ -252,7 +255,7 @@ async fn sign_in(State(st): St, headers: HeaderMap, Form(f): Form<SignInForm>) -
     check_form(&headers, &expected, &f.csrf)?;
     match st
         .cases
-        .sign_in(f.id.trim(), &f.password, st.session_ms, now_ms())
+        .sign_in(f.id.trim(), &f.password, st.session_ms, st.cases.now_ms())
         .await
         .map_err(failed)?
     {
@@ -288,7 +291,7 @@ async fn sign_out(State(st): St, headers: HeaderMap, Form(f): Form<CsrfForm>) ->
     check_form(&headers, &s.csrf, &f.csrf)?;
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         st.cases
-            .sign_out(&token, &s.account, now_ms())
+            .sign_out(&token, &s.account, st.cases.now_ms())
             .await
             .map_err(failed)?;
     }
@@ -306,7 +309,7 @@ struct QueuesQuery {
 
 async fn queues(State(st): St, headers: HeaderMap, Query(q): Query<QueuesQuery>) -> Reply {
     let s = session_of(&st, &headers, true).await?;
-    let now = now_ms();
+    let now = st.cases.now_ms();
     let queues = st.cases.queues(now).await.map_err(failed)?;
     let held = st.cases.held_by(&s.account, now).await.map_err(failed)?;
     let note = match (&q.empty, q.decided) {
@@ -335,7 +338,13 @@ async fn claim(State(st): St, headers: HeaderMap, Form(f): Form<ClaimForm>) -> R
     check_form(&headers, &s.csrf, &f.csrf)?;
     match st
         .cases
-        .claim(&s.account, &f.category, &f.audience, st.lease_ms, now_ms())
+        .claim(
+            &s.account,
+            &f.category,
+            &f.audience,
+            st.lease_ms,
+            st.cases.now_ms(),
+        )
         .await
         .map_err(failed)?
     {
@@ -365,7 +374,7 @@ async fn visible_case(
     let case = st.cases.case(id).await.map_err(failed)?;
     let holds = case.state == "claimed"
         && case.reviewer.as_deref() == Some(s.account.as_str())
-        && case.lease_until_ms.is_some_and(|t| t >= now_ms());
+        && case.lease_until_ms.is_some_and(|t| t >= st.cases.now_ms());
     if !holds && s.role < Role::Lead {
         return Err(refused(
             StatusCode::FORBIDDEN,
@@ -411,7 +420,7 @@ async fn show_case(State(st): St, headers: HeaderMap, Path(id): Path<i64>) -> Re
                 "view",
                 Some((case.id, &case.clip_id)),
                 s.role.name(),
-                now_ms(),
+                st.cases.now_ms(),
             )
             .await
             .map_err(failed)?;
@@ -458,7 +467,7 @@ async fn frame(
                 "reveal",
                 Some((case.id, &case.clip_id)),
                 &format!("frame {n} at {:.2} s", f.t),
-                now_ms(),
+                st.cases.now_ms(),
             )
             .await
             .map_err(failed)?;
@@ -514,7 +523,7 @@ async fn decide(
     })()
     .map_err(failed)?;
     st.cases
-        .decide(id, &s.account, &decided, now_ms())
+        .decide(id, &s.account, &decided, st.cases.now_ms())
         .await
         .map_err(failed)?;
     Ok(redirect(&format!("/?decided={id}")))
@@ -542,7 +551,7 @@ async fn accounts(State(st): St, headers: HeaderMap, Query(q): Query<AccountsQue
     need(&s, Role::Admin)?;
     let list = st.cases.accounts().await.map_err(failed)?;
     let note = q.note.map(|n| format!("Account {} saved.", url_word(&n)));
-    let body = pages::accounts(&list, &s.csrf, note.as_deref(), now_ms());
+    let body = pages::accounts(&list, &s.csrf, note.as_deref(), st.cases.now_ms());
     Ok(page(StatusCode::OK, "Accounts", Some(&s), &body))
 }
 
@@ -561,7 +570,13 @@ async fn add_account(State(st): St, headers: HeaderMap, Form(f): Form<AddAccount
     need(&s, Role::Admin)?;
     let role = Role::parse(&f.role).map_err(failed)?;
     st.cases
-        .add_account(&s.account, f.id.trim(), role, &f.password, now_ms())
+        .add_account(
+            &s.account,
+            f.id.trim(),
+            role,
+            &f.password,
+            st.cases.now_ms(),
+        )
         .await
         .map_err(failed)?;
     Ok(redirect(&format!(
@@ -622,7 +637,7 @@ async fn change_account(
         ));
     }
     st.cases
-        .change_account(&s.account, &id, role, None, disabled, now_ms())
+        .change_account(&s.account, &id, role, None, disabled, st.cases.now_ms())
         .await
         .map_err(failed)?;
     Ok(redirect(&format!("/accounts?note={}", url_word(&id))))
@@ -640,7 +655,7 @@ async fn clip_history(State(st): St, headers: HeaderMap, Path(p): Path<ClipPath>
     if s.role < Role::Lead {
         let held = st
             .cases
-            .held_by(&s.account, now_ms())
+            .held_by(&s.account, st.cases.now_ms())
             .await
             .map_err(failed)?;
         if !held.iter().any(|c| c.clip_id == p.clip_id) {
@@ -691,7 +706,7 @@ async fn api_caller(st: &ConsoleState, headers: &HeaderMap) -> Result<String, Re
     let (id, password) = creds.split_once(':').ok_or_else(unauthorized)?;
     match st
         .cases
-        .authenticate(id, password, now_ms())
+        .authenticate(id, password, st.cases.now_ms())
         .await
         .map_err(failed)?
     {
