@@ -212,17 +212,16 @@ impl Background {
 fn sh(script: &str) -> Command {
     let mut c = Command::new(script);
     // As for `cargo` below: the scripts run cargo too.
-    c.env_remove("CARGO_MANIFEST_DIR");
+    suite::scrub(&mut c);
     c
 }
 
-/// A cargo command, without the `CARGO_MANIFEST_DIR` that `cargo xtask` gave this process: a
-/// build script that watches it (ring's does) would otherwise run again whenever builds alternate
-/// between this task and a plain `cargo test` (or another clone's xtask), and everything above
-/// it be rebuilt.
+/// A cargo command, without what `cargo xtask` told this process about the xtask package (see
+/// [`suite::scrub`]).
 fn cargo(args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.args(args).env_remove("CARGO_MANIFEST_DIR");
+    c.args(args);
+    suite::scrub(&mut c);
     c
 }
 
@@ -325,6 +324,9 @@ fn test(run: &mut Run) -> Result<(), String> {
         &target,
     )?;
     run.record("build (cargo test --no-run)", started, ok)?;
+    if built.jobs.is_empty() {
+        return Err("the build listed no test executable: cargo's messages were not read".into());
+    }
     let llama = {
         let mut c = with_env(sh("scripts/llama-server.sh"));
         c.env("CLIPGUARD_BIN", clipguard_bin());

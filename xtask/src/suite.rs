@@ -111,6 +111,25 @@ impl Suite {
     }
 }
 
+/// Removes what `cargo xtask` (a `cargo run`) put in this process's environment about the
+/// xtask package itself: a build script that watches one of these (ring's watches
+/// `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`) would otherwise run again whenever builds alternate
+/// between this task and a plain `cargo build`, and everything above it be rebuilt.
+pub fn scrub(c: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                k.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_BIN_NAME"
+            )
+        {
+            c.env_remove(k.as_ref());
+        }
+    }
+}
+
 /// How long each job took last time (seconds), kept between runs in one file.
 #[derive(Debug, Default)]
 pub struct Durations(HashMap<String, f64>);
@@ -200,12 +219,8 @@ pub fn run(
                 .try_clone()
                 .map_err(|e| format!("{}: {e}", log.display()))?;
             let mut c = Command::new(&job.cmd[0]);
-            if job.by_cargo {
-                // Never to cargo itself: a build script that watches CARGO_MANIFEST_DIR (ring's
-                // does) would run again, and everything above it be rebuilt, here and in the
-                // next build.
-                c.env_remove("CARGO_MANIFEST_DIR");
-            } else {
+            scrub(&mut c);
+            if !job.by_cargo {
                 // What cargo gives a test it runs.
                 c.env("CARGO_MANIFEST_DIR", &job.dir)
                     .env("LD_LIBRARY_PATH", &library_path);
@@ -218,9 +233,25 @@ pub fn run(
             for (k, v) in env {
                 c.env(k, v);
             }
-            let child = c
-                .spawn()
-                .map_err(|e| format!("{}: cannot run {:?}: {e}", job.name, job.cmd[0]))?;
+            let child = match c.spawn() {
+                Ok(child) => child,
+                Err(e) => {
+                    // Counted as a failure; the others still run.
+                    println!(
+                        "[{}/{total}] FAILED {}: cannot run {:?}: {e}",
+                        done.len() + 1,
+                        job.name,
+                        job.cmd[0]
+                    );
+                    done.push(Outcome {
+                        name: job.name,
+                        seconds: 0.0,
+                        cpu: None,
+                        ok: false,
+                    });
+                    continue;
+                }
+            };
             running.push(Running {
                 job,
                 child,
@@ -231,13 +262,18 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(100));
         let mut i = 0;
         while i < running.len() {
-            let Some(status) = running[i]
-                .child
-                .try_wait()
-                .map_err(|e| format!("{}: {e}", running[i].job.name))?
-            else {
-                i += 1;
-                continue;
+            let status = match running[i].child.try_wait() {
+                Ok(Some(status)) => Ok(status),
+                Ok(None) => {
+                    i += 1;
+                    continue;
+                }
+                Err(e) => {
+                    // Cannot be watched: stopped, and counted as a failure.
+                    let _ = running[i].child.kill();
+                    let _ = running[i].child.wait();
+                    Err(e)
+                }
             };
             let r = running.swap_remove(i);
             let seconds = r.started.elapsed().as_secs_f64();
@@ -245,7 +281,11 @@ pub fn run(
             let cpu = cpu_now.zip(cpu_before).map(|(now, before)| now - before);
             cpu_before = cpu_now;
             let text = std::fs::read_to_string(&r.log).unwrap_or_default();
-            let ok = status.success();
+            let ok = status.as_ref().is_ok_and(|s| s.success());
+            let status = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("not watchable: {e}"),
+            };
             let cpu_text = cpu.map(|c| format!(", {c:.1} CPU-s")).unwrap_or_default();
             println!(
                 "[{}/{total}] {} {} ({seconds:.1} s{cpu_text})",
@@ -273,9 +313,10 @@ pub fn run(
     Ok(done)
 }
 
-/// The durations of this run, merged into those kept.
+/// The durations of this run's passing jobs, merged into those kept (one that failed early
+/// says nothing of how long it takes).
 pub fn record(kept: &mut Durations, outcomes: &[Outcome]) {
-    for o in outcomes {
+    for o in outcomes.iter().filter(|o| o.ok) {
         kept.0.insert(o.name.clone(), o.seconds);
     }
 }
@@ -287,9 +328,12 @@ pub fn build(cmd: &mut Command, root: &Path, target: &Path) -> Result<(Suite, bo
         .spawn()
         .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     let out = child.stdout.take().ok_or("cargo's stdout")?;
-    let suite = Suite::from_messages(BufReader::new(out), root, target)?;
+    let suite = Suite::from_messages(BufReader::new(out), root, target);
+    if suite.is_err() {
+        let _ = child.kill();
+    }
     let status = child.wait().map_err(|e| format!("cargo: {e}"))?;
-    Ok((suite, status.success()))
+    Ok((suite?, status.success()))
 }
 
 #[cfg(test)]

@@ -92,6 +92,22 @@ impl Account {
     }
 }
 
+/// The new `throttled_until_ms` of an account whose failure count goes up by one, in SQL
+/// (`$2` is now): [`throttle_ms`] written out for each count, since SQLite has no `power`.
+fn throttle_sql() -> String {
+    let mut sql = String::from("CASE failed_signins + 1");
+    let mut n = FREE_FAILURES;
+    while throttle_ms(n) < throttle_ms(n + 1) {
+        sql.push_str(&format!(" WHEN {n} THEN $2 + {}", throttle_ms(n)));
+        n += 1;
+    }
+    sql.push_str(&format!(
+        " ELSE CASE WHEN failed_signins + 1 < {FREE_FAILURES} THEN NULL ELSE $2 + {} END END",
+        throttle_ms(n)
+    ));
+    sql
+}
+
 /// Milliseconds as whole seconds, rounded up (a wait of 0.2 s is "1 s", never "0 s").
 fn seconds_up(ms: i64) -> i64 {
     (ms + 999) / 1000
@@ -278,14 +294,17 @@ impl Cases {
         }
         if hash.is_some() || disabled == Some(false) {
             // A new password or a re-enabled account starts without a run of failures.
-            sqlx::query(&self.sql(
+            let cleared = sqlx::query(&self.sql(
                 "UPDATE review_accounts SET failed_signins = 0, throttled_until_ms = NULL
-                 WHERE id = $1",
+                 WHERE id = $1 AND (failed_signins > 0 OR throttled_until_ms IS NOT NULL)",
             ))
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+            if cleared.rows_affected() > 0 {
+                changes.push("failed sign-ins cleared".to_string());
+            }
         }
         if let Some(hash) = hash {
             sqlx::query(&self.sql("UPDATE review_accounts SET password_hash = $1 WHERE id = $2"))
@@ -343,104 +362,96 @@ impl Cases {
     }
 
     /// Checks an account's password: its role, or `None` for a wrong id or password, a
-    /// disabled account or one throttled after repeated failures (the same answer for each, in
-    /// the same time). A failure is audited and counts towards the account's throttle.
+    /// disabled account or one throttled after repeated failures (the same answer for each,
+    /// through the same statements). A failure is audited and counts towards the throttle.
+    ///
+    /// Each try is counted as a failure before the password is checked, in one statement that
+    /// also starts the wait when the count reaches [`FREE_FAILURES`] and takes nothing while the
+    /// account waits: guesses sent side by side (to one worker or several) each take a place in
+    /// the count, so no more than the free ones are ever checked. A right password then clears
+    /// the count it took, unless other failures came after it.
     pub async fn authenticate(
         &self,
         id: &str,
         password: &str,
         now_ms: i64,
     ) -> Result<Option<Role>, ReviewError> {
-        let row = if check_reviewer(id).is_ok() {
-            sqlx::query(&self.sql(
-                "SELECT password_hash, role, disabled_ms, failed_signins, throttled_until_ms
-                 FROM review_accounts WHERE id = $1",
-            ))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-        } else {
-            None
-        };
-        let (mut stored, role, disabled, throttled_until) = match &row {
+        // An id that cannot name an account runs the same statements, matching no row.
+        let key = if check_reviewer(id).is_ok() { id } else { "" };
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(&self.sql(&format!(
+            "UPDATE review_accounts SET failed_signins = failed_signins + 1,
+                throttled_until_ms = {}
+             WHERE id = $1 AND (throttled_until_ms IS NULL OR throttled_until_ms <= $2)
+             RETURNING failed_signins, password_hash, role, disabled_ms",
+            throttle_sql()
+        )))
+        .bind(key.to_string())
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        // A throttled account is told apart from an unknown id by a read that both make.
+        let until: Option<i64> =
+            sqlx::query(&self.sql("SELECT throttled_until_ms FROM review_accounts WHERE id = $1"))
+                .bind(key.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .map(|r| r.try_get::<Option<i64>, _>("throttled_until_ms"))
+                .transpose()
+                .map_err(db)?
+                .flatten();
+        tx.commit().await.map_err(db)?;
+        let (taken, stored, role, disabled) = match &row {
             Some(r) => (
+                r.try_get::<i64, _>("failed_signins").map_err(db)?,
                 Some(r.try_get::<String, _>("password_hash").map_err(db)?),
                 Some(r.try_get::<String, _>("role").map_err(db)?),
                 r.try_get::<Option<i64>, _>("disabled_ms").map_err(db)?,
-                r.try_get::<Option<i64>, _>("throttled_until_ms")
-                    .map_err(db)?,
             ),
-            None => (None, None, None, None),
+            None => (0, None, None, None),
         };
-        let throttled = throttled_until.filter(|&until| until > now_ms);
-        if throttled.is_some() {
-            // Not checked: a throttled account's right password must not be learnt either.
-            // The dummy hash is still verified, so the answer takes a failure's time.
-            stored = None;
-        }
+        // Unknown and throttled: the dummy hash is verified, so the answer takes a failure's
+        // time, and a throttled account's right password is never learnt.
         if verify_password(password, stored).await && disabled.is_none() {
-            if row
-                .as_ref()
-                .is_some_and(|r| r.try_get::<i64, _>("failed_signins").is_ok_and(|n| n > 0))
-            {
-                sqlx::query(&self.sql(
-                    "UPDATE review_accounts SET failed_signins = 0, throttled_until_ms = NULL
-                     WHERE id = $1",
-                ))
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
-            }
-            return Ok(Some(Role::parse(role.as_deref().unwrap_or_default())?));
-        }
-        let Some(_) = row else {
-            // An id that names no account is not written down: it may be a password typed in
-            // the wrong field.
-            self.audit("?", "sign_in_failed", None, "", now_ms).await?;
-            return Ok(None);
-        };
-        if let Some(until) = throttled {
-            let detail = format!(
-                "refused unchecked after repeated failures: the next try is checked in {} s",
-                seconds_up(until - now_ms)
-            );
-            self.audit(id, "sign_in_throttled", None, &detail, now_ms)
-                .await?;
-            return Ok(None);
-        }
-        // One statement, so failures counted by two workers at once are both counted.
-        let mut tx = self.write_tx().await?;
-        let failures: i64 = sqlx::query(&self.sql(
-            "UPDATE review_accounts SET failed_signins = failed_signins + 1 WHERE id = $1
-             RETURNING failed_signins",
-        ))
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?
-        .try_get("failed_signins")
-        .map_err(db)?;
-        let wait = throttle_ms(failures);
-        let mut detail = String::new();
-        if wait > 0 {
-            sqlx::query(
-                &self.sql("UPDATE review_accounts SET throttled_until_ms = $1 WHERE id = $2"),
-            )
-            .bind(now_ms + wait)
+            sqlx::query(&self.sql(
+                "UPDATE review_accounts SET failed_signins = 0, throttled_until_ms = NULL
+                 WHERE id = $1 AND failed_signins = $2",
+            ))
             .bind(id.to_string())
-            .execute(&mut *tx)
+            .bind(taken)
+            .execute(&self.pool)
             .await
             .map_err(db)?;
-            detail = format!(
-                "{failures} failures in a row: the next try is checked after {} s",
-                wait / 1000
-            );
+            return Ok(Some(Role::parse(role.as_deref().unwrap_or_default())?));
         }
-        self.audit_in(&mut tx, now_ms, id, "sign_in_failed", None, "", &detail)
-            .await?;
-        tx.commit().await.map_err(db)?;
+        let (actor, action, detail) = match (&row, until) {
+            // An id that names no account is not written down: it may be a password typed in
+            // the wrong field.
+            (None, None) => ("?", "sign_in_failed", String::new()),
+            (None, Some(until)) => (
+                id,
+                "sign_in_throttled",
+                format!(
+                    "refused unchecked after repeated failures: the next try is checked in {} s",
+                    seconds_up(until - now_ms)
+                ),
+            ),
+            (Some(_), _) => {
+                let wait = throttle_ms(taken);
+                let detail = if wait > 0 {
+                    format!(
+                        "{taken} failures in a row: the next try is checked after {} s",
+                        wait / 1000
+                    )
+                } else {
+                    String::new()
+                };
+                (id, "sign_in_failed", detail)
+            }
+        };
+        self.audit(actor, action, None, &detail, now_ms).await?;
         Ok(None)
     }
 

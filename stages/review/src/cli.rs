@@ -368,8 +368,12 @@ async fn accounts(
             let list = cases.accounts().await?;
             list.iter()
                 .map(|a| {
-                    let standing = a.standing(now);
                     if json {
+                        let standing = if a.disabled_ms.is_some() {
+                            "disabled"
+                        } else {
+                            "active"
+                        };
                         serde_json::json!({
                             "id": a.id, "role": a.role.name(), "standing": standing,
                             "created_ms": a.created_ms, "failed_signins": a.failed_signins,
@@ -377,7 +381,7 @@ async fn accounts(
                         })
                         .to_string()
                     } else {
-                        format!("{:<24} {:<9} {standing}", a.id, a.role.name())
+                        format!("{:<24} {:<9} {}", a.id, a.role.name(), a.standing(now))
                     }
                 })
                 .collect::<Vec<_>>()

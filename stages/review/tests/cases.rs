@@ -687,6 +687,39 @@ async fn sign_in_throttling(cases: &Cases) {
             && e.detail.contains("the next try is checked in 1 s")),
         "{audit:?}"
     );
+
+    // Twenty guesses sent at once: each takes its place in the count before any is checked,
+    // so five are checked and fifteen refused unchecked.
+    cases
+        .add_account("admin", "vic", Role::Reviewer, good, t3)
+        .await
+        .unwrap();
+    let t4 = t3 + 100_000;
+    let guesses = (0..20).map(|i| {
+        let cases = cases.clone();
+        tokio::spawn(async move {
+            cases
+                .authenticate("vic", &format!("guess {i:02} of many"), t4)
+                .await
+        })
+    });
+    for r in futures::future::join_all(guesses).await {
+        assert_eq!(r.unwrap().unwrap(), None);
+    }
+    let audit = cases.audit_recent(500).await.unwrap();
+    let vic = |action: &str| {
+        audit
+            .iter()
+            .filter(|e| e.actor == "vic" && e.action == action)
+            .count()
+    };
+    assert_eq!((vic("sign_in_failed"), vic("sign_in_throttled")), (5, 15));
+    let all = cases.accounts().await.unwrap();
+    let v = all.iter().find(|a| a.id == "vic").unwrap();
+    assert_eq!(
+        (v.failed_signins, v.throttled_until_ms),
+        (5, Some(t4 + 30_000))
+    );
 }
 
 #[tokio::test]
